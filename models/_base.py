@@ -1,0 +1,148 @@
+"""The uniform model interface every zoo model implements.
+
+The runner knows nothing about a model beyond this interface:
+
+* ``example_inputs(batch_size, size, gen)`` -> ``(inputs, target)``: ``inputs`` is the
+  tuple of tensors passed to ``forward``/``infer``, ``target`` whatever ``loss`` needs
+  (or None); all drawn from the version-stable generator ``gen`` (``models._seeded``);
+* ``forward(*inputs)`` -> a tensor or a (nested) tuple/dict of tensors;
+* ``loss(outputs, target)`` -> a scalar tensor for the train step;
+* ``infer(*inputs)`` -> what eval mode times (defaults to ``forward``; models whose
+  inference differs, such as diffusion sampling or cached decoding, override it);
+* ``set_grad_checkpointing(mode)`` with mode in ``CHECKPOINT_MODES``;
+* ``task_batch(batch_size, size, gen)`` -> ``(inputs, target)`` of the model's seeded
+  synthetic task, and ``task_metric(outputs, target)`` -> float, named by
+  ``task_metric_name`` with ``task_higher_is_better``, for short training runs;
+* ``size_error(config, size)`` (a classmethod) -> ``None`` when ``size`` is valid, else
+  the reason, so a scenario expansion can report an invalid size as skipped without
+  building the model.
+
+Models raise ``UnsupportedError`` when this PyTorch build lacks a feature they were
+asked to use (non-reentrant checkpointing on 1.10, say); the runner records that as
+``unsupported`` with the message. Input validation raises ``ValueError``, never
+``assert``, so it survives ``python -O``.
+"""
+import inspect
+from typing import Any, Optional, Tuple
+
+import torch
+from torch import nn
+from torch.utils import checkpoint as _torch_checkpoint
+
+CHECKPOINT_MODES = ("none", "reentrant", "non_reentrant")
+
+
+class UnsupportedError(RuntimeError):
+    """This PyTorch build cannot run what was asked; the message names the feature."""
+
+
+def _checkpoint_has_use_reentrant() -> bool:
+    try:
+        params = inspect.signature(_torch_checkpoint.checkpoint).parameters
+    except (TypeError, ValueError):
+        return False
+    return "use_reentrant" in params
+
+
+HAS_NON_REENTRANT_CHECKPOINT = _checkpoint_has_use_reentrant()
+
+
+def check_checkpoint_mode(mode: str) -> None:
+    """Raise ValueError for an unknown mode, UnsupportedError when this build lacks it."""
+    if mode not in CHECKPOINT_MODES:
+        raise ValueError(
+            "checkpoint mode must be one of %s, got %r" % (", ".join(CHECKPOINT_MODES), mode)
+        )
+    if mode == "non_reentrant" and not HAS_NON_REENTRANT_CHECKPOINT:
+        raise UnsupportedError(
+            "non-reentrant checkpointing: torch.utils.checkpoint.checkpoint has no "
+            "use_reentrant parameter in torch %s" % torch.__version__
+        )
+
+
+def checkpoint_call(fn, *args, mode: str = "none"):
+    """Call ``fn(*args)`` under gradient checkpointing ``mode``.
+
+    Reentrant checkpointing returns outputs that do not require grad when no input
+    does, which silently drops the gradients of every parameter inside ``fn`` (the
+    bug the mswr_net audit describes). A tensor input is therefore made to require
+    grad first: ``detach().requires_grad_()`` keeps values and costs nothing.
+    """
+    if mode == "none" or not torch.is_grad_enabled():
+        return fn(*args)
+    if mode == "reentrant":
+        if not any(isinstance(a, torch.Tensor) and a.requires_grad for a in args):
+            args = tuple(
+                a.detach().requires_grad_() if isinstance(a, torch.Tensor) and a.is_floating_point() else a
+                for a in args
+            )
+        if HAS_NON_REENTRANT_CHECKPOINT:
+            return _torch_checkpoint.checkpoint(fn, *args, use_reentrant=True)
+        return _torch_checkpoint.checkpoint(fn, *args)
+    check_checkpoint_mode(mode)
+    return _torch_checkpoint.checkpoint(fn, *args, use_reentrant=False)
+
+
+class ZooModel(nn.Module):
+    """Base class of the zoo: holds the config and the checkpoint mode.
+
+    Subclasses set ``size_axis`` (what the scenario's ``size`` means for them) and
+    ``default_sizes`` via their config, and implement ``example_inputs`` and ``loss``.
+    """
+
+    #: What the scenario's ``size`` value means for this model, for humans.
+    size_axis = "image side in pixels"
+
+    def __init__(self, config: Any = None):
+        super().__init__()
+        self.config = config
+        self.grad_checkpointing = "none"
+
+    # -- sizes -----------------------------------------------------------------
+    @classmethod
+    def size_error(cls, config: Any, size: Any) -> Optional[str]:
+        """Return why ``size`` is invalid for ``config``, or None when it is valid."""
+        if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+            return "size must be a positive integer (%s), got %r" % (cls.size_axis, size)
+        return None
+
+    def check_size(self, size: Any) -> None:
+        """Raise ValueError naming the size and the rule when ``size`` is invalid."""
+        reason = self.size_error(self.config, size)
+        if reason is not None:
+            raise ValueError(reason)
+
+    # -- the interface -----------------------------------------------------------
+    def set_grad_checkpointing(self, mode: str = "none") -> None:
+        """Choose gradient checkpointing for training: none, reentrant, non_reentrant."""
+        check_checkpoint_mode(mode)
+        self.grad_checkpointing = mode
+
+    def checkpointed(self, fn, *args):
+        """Run ``fn(*args)`` under this model's checkpoint mode while training."""
+        mode = self.grad_checkpointing if self.training else "none"
+        return checkpoint_call(fn, *args, mode=mode)
+
+    def example_inputs(self, batch_size: int, size: Any, gen) -> Tuple[Tuple[torch.Tensor, ...], Any]:
+        """One step's ``(inputs, target)`` for ``batch_size`` and ``size``, drawn from ``gen``."""
+        raise NotImplementedError
+
+    def loss(self, outputs: Any, target: Any) -> torch.Tensor:
+        """The scalar training loss of ``outputs`` against ``target``."""
+        raise NotImplementedError
+
+    #: Name of the synthetic task's metric (``"top1"``, ``"psnr_db"``...), and its sense.
+    task_metric_name = "loss"
+    task_higher_is_better = False
+
+    def task_batch(self, batch_size: int, size: Any, gen) -> Tuple[Tuple[torch.Tensor, ...], Any]:
+        """A batch of the model's synthetic task; the benchmark inputs unless overridden."""
+        return self.example_inputs(batch_size, size, gen)
+
+    def task_metric(self, outputs: Any, target: Any) -> float:
+        """The task metric of ``outputs`` (from eval mode) against ``target``."""
+        return float(self.loss(outputs, target).detach().float())
+
+    def infer(self, *inputs):
+        """What eval mode times; ``forward`` unless inference differs from training."""
+        return self(*inputs)
