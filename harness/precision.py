@@ -1,0 +1,77 @@
+"""Precisions: what each one does to the model, its inputs and the step.
+
+``fp32`` runs as built; ``fp16``/``bf16`` cast the model and its floating inputs;
+``amp_fp16``/``amp_bf16`` keep fp32 weights and run the step under autocast. Whether
+this build can do it is found out by trying (feature detection), never by version:
+autocast that refuses the dtype or silently disables itself is ``UnsupportedError``.
+"""
+import contextlib
+from typing import Any, Tuple
+
+import torch
+
+from models import UnsupportedError
+
+PRECISION_DTYPES = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16,
+                    "amp_fp16": torch.float16, "amp_bf16": torch.bfloat16}
+
+
+def _autocast_enabled(device: str) -> bool:
+    if device == "cpu":
+        return bool(getattr(torch, "is_autocast_cpu_enabled", lambda: False)())
+    return bool(torch.is_autocast_enabled())
+
+
+@contextlib.contextmanager
+def autocast(device: str, precision: str):
+    """The autocast context of ``precision`` (a no-op outside the amp_* precisions)."""
+    if not precision.startswith("amp_"):
+        yield
+        return
+    dtype = PRECISION_DTYPES[precision]
+    if hasattr(torch, "autocast"):
+        ctx = torch.autocast(device_type=device, dtype=dtype)
+    elif device == "cuda" and dtype == torch.float16:
+        ctx = torch.cuda.amp.autocast()
+    else:
+        raise UnsupportedError("autocast on %s: torch %s has no torch.autocast" % (device, torch.__version__))
+    with ctx:
+        if not _autocast_enabled(device):
+            raise UnsupportedError("autocast(%s, %s) disabled itself on torch %s" % (
+                device, str(dtype).replace("torch.", ""), torch.__version__))
+        yield
+
+
+def check_autocast(device: str, precision: str) -> None:
+    """Raise UnsupportedError now, before any timing, if autocast cannot run."""
+    with autocast(device, precision):
+        pass
+
+
+def _cast(value: Any, dtype, device: str, channels_last: bool) -> Any:
+    if isinstance(value, torch.Tensor):
+        value = value.to(device)
+        if dtype is not None and value.is_floating_point():
+            value = value.to(dtype)
+        if channels_last and value.dim() == 4 and value.is_floating_point():
+            value = value.contiguous(memory_format=torch.channels_last)
+        return value
+    if isinstance(value, tuple):
+        return tuple(_cast(v, dtype, device, channels_last) for v in value)
+    if isinstance(value, list):
+        return [_cast(v, dtype, device, channels_last) for v in value]
+    if isinstance(value, dict):
+        return {k: _cast(v, dtype, device, channels_last) for k, v in value.items()}
+    return value
+
+
+def prepare(model: torch.nn.Module, inputs: Tuple, target: Any, precision: str, device: str,
+            channels_last: bool = False):
+    """Move and cast model, inputs and target for ``precision`` on ``device``."""
+    dtype = PRECISION_DTYPES[precision] if precision in ("fp16", "bf16") else None
+    model = model.to(device)
+    if dtype is not None:
+        model = model.to(dtype)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model, _cast(inputs, dtype, device, channels_last), _cast(target, dtype, device, False)

@@ -1,0 +1,421 @@
+"""Scenario files: a declarative matrix of cases, loaded, validated and expanded.
+
+A scenario is TOML and pure data (never executed)::
+
+    [scenario]
+    name = "default"
+    description = "..."
+
+    [matrix]                      # every combination of these axes is a case
+    model = ["*_tiny"]            # names, globs, or package.module:factory
+    mode = ["train", "eval"]
+    batch_size = [2]
+    size = ["default"]            # the model's own default sizes, or ints / "HxW"
+    precision = ["fp32", "amp_bf16"]
+    checkpoint = ["none", "reentrant", "non_reentrant"]
+    device = ["cpu"]
+    channels_last = [false]       # optional
+    compile = [false]             # optional
+    include_faults = false        # let globs match the zoo's fault twins
+
+    [[exclude]]                   # drop cases matching every key given
+    mode = "eval"
+    checkpoint = ["reentrant", "non_reentrant"]
+
+    [[include]]                   # add cases: a small matrix of its own
+    model = "cbam_classifier_tiny"
+    size = [33]
+
+    [measure]   warm-up, samples, time limits (see MEASURE_DEFAULTS)
+    [backend]   allow_tf32, cudnn_benchmark, deterministic
+    [tolerance] relative error allowed per precision
+    [task]      optional short training run on each model's synthetic task
+    [gate]      regression thresholds (read by the gate; validated here)
+
+Every problem (unknown key, bad value, unknown model, empty expansion) is reported
+together as ``ScenarioError``, each naming the file, the key path, the value and
+what is allowed. Loading writes nothing.
+"""
+import fnmatch
+import itertools
+import os
+import re
+import sys
+from dataclasses import asdict, dataclass
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on the 3.9/3.10 environments
+    import tomli as tomllib
+
+MODES = ("train", "eval")
+PRECISIONS = ("fp32", "amp_fp16", "amp_bf16", "fp16", "bf16")
+CHECKPOINTS = ("none", "reentrant", "non_reentrant")
+DEVICES = ("cpu", "cuda")
+AXES = ("model", "mode", "batch_size", "size", "precision", "checkpoint", "device",
+        "channels_last", "compile")
+
+MEASURE_DEFAULTS = {
+    "warmup_iters": 2,        # at least this many untimed iterations ...
+    "warmup_s": 0.05,         # ... and at least this long
+    "min_sample_s": 0.02,     # each sample runs enough iterations to last this long
+    "samples": 7,             # samples per case (fewer only when the budget says so)
+    "case_budget_s": 10.0,    # timed work per case; beyond it fewer samples are taken
+    "timeout_s": 120.0,       # the worker is killed past this, the case is 'timeout'
+    "compile_warmup_s": 120.0,  # extra timeout for compile cases (first call compiles)
+    "threads": 0,             # torch.set_num_threads; 0 keeps the build's default
+    "seed": 0,
+}
+BACKEND_DEFAULTS = {"allow_tf32": False, "cudnn_benchmark": False, "deterministic": False}
+TOLERANCE_DEFAULTS = {"fp32": 1e-4, "amp_fp16": 2e-2, "amp_bf16": 1e-1, "fp16": 2e-2, "bf16": 1e-1}
+TASK_DEFAULTS = {"enabled": False, "steps": 20, "batch_size": 8, "lr": 1e-3, "eval_batch_size": 16}
+TOP_LEVEL = ("scenario", "matrix", "exclude", "include", "measure", "backend", "tolerance", "task", "gate")
+
+
+class ScenarioError(ValueError):
+    """The scenario cannot be used; ``problems`` lists every reason, one per line."""
+
+    def __init__(self, problems: Sequence[str]):
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+@dataclass(frozen=True)
+class Case:
+    """One point of the matrix."""
+
+    model: str
+    mode: str
+    batch_size: int
+    size: Any
+    precision: str
+    checkpoint: str
+    device: str
+    channels_last: bool = False
+    compile: bool = False
+
+    @property
+    def key(self) -> str:
+        """Stable text key: the same case in any environment or commit has the same key."""
+        parts = ["model=%s" % self.model, "mode=%s" % self.mode, "batch=%d" % self.batch_size,
+                 "size=%s" % (self.size,), "precision=%s" % self.precision,
+                 "checkpoint=%s" % self.checkpoint, "device=%s" % self.device]
+        # Optional axes join the key only when set, so adding them changed no old key.
+        if self.channels_last:
+            parts.append("channels_last=1")
+        if self.compile:
+            parts.append("compile=1")
+        return ";".join(parts)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Scenario:
+    """A validated scenario: the source, its settings and the case rules."""
+
+    path: str
+    name: str
+    description: str
+    matrix: Dict[str, List[Any]]
+    include_faults: bool
+    excludes: List[Dict[str, List[Any]]]
+    includes: List[Dict[str, List[Any]]]
+    measure: Dict[str, Any]
+    backend: Dict[str, Any]
+    tolerance: Dict[str, float]
+    task: Dict[str, Any]
+    gate: Dict[str, Any]
+
+
+# --- value checks -----------------------------------------------------------------
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+_SIZE_RE = re.compile(r"^[1-9][0-9]*x[1-9][0-9]*$")
+
+
+def _axis_value_problem(axis: str, value: Any) -> Optional[str]:
+    """Why ``value`` is not allowed on ``axis`` (None when it is)."""
+    if axis == "model":
+        return None if isinstance(value, str) and value else "a model name, glob or package.module:factory"
+    if axis == "mode":
+        return None if value in MODES else "one of %s" % ", ".join(MODES)
+    if axis == "precision":
+        return None if value in PRECISIONS else "one of %s" % ", ".join(PRECISIONS)
+    if axis == "checkpoint":
+        return None if value in CHECKPOINTS else "one of %s" % ", ".join(CHECKPOINTS)
+    if axis == "device":
+        return None if value in DEVICES else "one of %s" % ", ".join(DEVICES)
+    if axis == "batch_size":
+        return None if _is_int(value) and value >= 1 else "an integer >= 1"
+    if axis == "size":
+        if (_is_int(value) and value >= 1) or value == "default" or (isinstance(value, str) and _SIZE_RE.match(value)):
+            return None
+        return "an integer >= 1, \"HxW\" (e.g. \"64x48\") or \"default\" (the model's own sizes)"
+    if axis in ("channels_last", "compile"):
+        return None if isinstance(value, bool) else "true or false"
+    return "a known axis"
+
+
+def _as_list(value: Any) -> List[Any]:
+    return list(value) if isinstance(value, list) else [value]
+
+
+def _check_axes_table(table: Any, where: str, problems: List[str], require_all: bool) -> Dict[str, List[Any]]:
+    out: Dict[str, List[Any]] = {}
+    if not isinstance(table, dict):
+        problems.append("%s: must be a table of axes (%s), got %r" % (where, ", ".join(AXES), table))
+        return out
+    for key, raw in table.items():
+        if key == "include_faults" and where.endswith("matrix"):
+            continue
+        if key not in AXES:
+            problems.append("%s.%s: unknown key; allowed: %s" % (where, key, ", ".join(AXES)))
+            continue
+        values = _as_list(raw)
+        if not values:
+            problems.append("%s.%s: empty list; give at least one value" % (where, key))
+            continue
+        for v in values:
+            problem = _axis_value_problem(key, v)
+            if problem:
+                problems.append("%s.%s: value %r is not allowed; expected %s" % (where, key, v, problem))
+        out[key] = values
+    if require_all:
+        for axis in AXES[:7]:
+            if axis not in out and not any(p.startswith("%s.%s:" % (where, axis)) for p in problems):
+                problems.append("%s.%s: missing; every scenario sets the axes %s" % (where, axis, ", ".join(AXES[:7])))
+        out.setdefault("channels_last", [False])
+        out.setdefault("compile", [False])
+    return out
+
+
+def _check_settings(table: Any, defaults: Dict[str, Any], where: str, problems: List[str],
+                    check) -> Dict[str, Any]:
+    merged = dict(defaults)
+    if table is None:
+        return merged
+    if not isinstance(table, dict):
+        problems.append("%s: must be a table, got %r" % (where, table))
+        return merged
+    for key, value in table.items():
+        if key not in defaults:
+            problems.append("%s.%s: unknown key; allowed: %s" % (where, key, ", ".join(defaults)))
+            continue
+        problem = check(key, value, defaults[key])
+        if problem:
+            problems.append("%s.%s: value %r is not allowed; expected %s" % (where, key, value, problem))
+        else:
+            merged[key] = value
+    return merged
+
+
+def _measure_check(key, value, default):
+    if key in ("warmup_iters", "threads", "seed"):
+        return None if _is_int(value) and value >= 0 else "an integer >= 0"
+    if key == "samples":
+        return None if _is_int(value) and value >= 1 else "an integer >= 1"
+    if key == "warmup_s":
+        return None if _is_num(value) and value >= 0 else "a number of seconds >= 0"
+    return None if _is_num(value) and value > 0 else "a number of seconds > 0"
+
+
+def _bool_check(key, value, default):
+    return None if isinstance(value, bool) else "true or false"
+
+
+def _tolerance_check(key, value, default):
+    return None if _is_num(value) and 0 < value <= 10 else "a relative error in (0, 10]"
+
+
+def _task_check(key, value, default):
+    if key == "enabled":
+        return _bool_check(key, value, default)
+    if key == "lr":
+        return None if _is_num(value) and value > 0 else "a learning rate > 0"
+    return None if _is_int(value) and value >= 1 else "an integer >= 1"
+
+
+# --- loading ------------------------------------------------------------------------
+
+def load(path: str) -> Scenario:
+    """Read and validate ``path``; raise ScenarioError listing every problem."""
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ScenarioError(["%s: no such scenario file" % path]) from None
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ScenarioError(["%s: cannot read as TOML: %s" % (path, exc)]) from None
+    return from_dict(data, path)
+
+
+def from_dict(data: Dict[str, Any], path: str = "<scenario>") -> Scenario:
+    """Validate a parsed scenario (what ``load`` does after parsing)."""
+    problems: List[str] = []
+    for key in data:
+        if key not in TOP_LEVEL:
+            problems.append("%s: %s: unknown table; allowed: %s" % (path, key, ", ".join(TOP_LEVEL)))
+    head = data.get("scenario", {})
+    if not isinstance(head, dict):
+        problems.append("%s: scenario: must be a table with name and description" % path)
+        head = {}
+    for key in head:
+        if key not in ("name", "description"):
+            problems.append("%s: scenario.%s: unknown key; allowed: name, description" % (path, key))
+    name = head.get("name", re.sub(r"[^A-Za-z0-9_.-]", "", os.path.splitext(os.path.basename(path))[0]) or "scenario")
+    if not isinstance(name, str) or not re.match(r"^[A-Za-z0-9_.-]+$", name):
+        problems.append("%s: scenario.name: value %r is not allowed; expected letters, digits, _ . -" % (path, name))
+
+    where = "%s: matrix" % path
+    matrix = _check_axes_table(data.get("matrix", {}), where, problems, require_all=True)
+    raw_matrix = data.get("matrix", {})
+    include_faults = raw_matrix.get("include_faults", False) if isinstance(raw_matrix, dict) else False
+    if not isinstance(include_faults, bool):
+        problems.append("%s.include_faults: value %r is not allowed; expected true or false" % (where, include_faults))
+    rules = {}
+    for kind in ("exclude", "include"):
+        raw = data.get(kind, [])
+        if not isinstance(raw, list):
+            problems.append("%s: %s: must be an array of tables ([[%s]]), got %r" % (path, kind, kind, raw))
+            raw = []
+        rules[kind] = [_check_axes_table(t, "%s: %s[%d]" % (path, kind, i), problems, require_all=False)
+                       for i, t in enumerate(raw)]
+    measure = _check_settings(data.get("measure"), MEASURE_DEFAULTS, "%s: measure" % path, problems, _measure_check)
+    backend = _check_settings(data.get("backend"), BACKEND_DEFAULTS, "%s: backend" % path, problems, _bool_check)
+    tolerance = _check_settings(data.get("tolerance"), TOLERANCE_DEFAULTS, "%s: tolerance" % path, problems,
+                                _tolerance_check)
+    task = _check_settings(data.get("task"), TASK_DEFAULTS, "%s: task" % path, problems, _task_check)
+    gate = data.get("gate", {})
+    problems.extend(_gate_problems(gate, "%s: gate" % path))
+    if problems:
+        raise ScenarioError(problems)
+    return Scenario(path=path, name=name, description=head.get("description", ""), matrix=matrix,
+                    include_faults=include_faults, excludes=rules["exclude"], includes=rules["include"],
+                    measure=measure, backend=backend, tolerance=tolerance, task=task, gate=gate)
+
+
+def _gate_problems(gate: Any, where: str) -> List[str]:
+    try:
+        from harness.gate_config import validate_gate_table
+    except ImportError:  # the gate's thresholds module is optional for the runner
+        return [] if isinstance(gate, dict) else ["%s: must be a table" % where]
+    return list(validate_gate_table(gate, where))
+
+
+# --- expansion ---------------------------------------------------------------------
+
+def _models_for(patterns: Sequence[str], include_faults: bool, where: str, problems: List[str]) -> List[str]:
+    import models
+
+    names: List[str] = []
+    for pattern in patterns:
+        if models.is_import_path(pattern):
+            try:
+                models.get_spec(pattern)
+            except ValueError as exc:
+                problems.append("%s: model %r: %s" % (where, pattern, exc))
+                continue
+            names.append(pattern)
+            continue
+        found = models.list_models([pattern], include_faults=include_faults)
+        if not found:
+            known = models.list_models("*", include_faults=True)
+            problems.append("%s: model %r matches no registered model; known: %s" % (
+                where, pattern, ", ".join(known)))
+        names.extend(found)
+    return list(dict.fromkeys(names))
+
+
+def _parse_size(value: Any) -> Any:
+    if isinstance(value, str) and "x" in value:
+        h, w = value.split("x")
+        return (int(h), int(w)) if h != w else int(h)
+    return value
+
+
+def _matches(case: Case, rule: Dict[str, List[Any]]) -> bool:
+    for axis, values in rule.items():
+        got = getattr(case, axis)
+        if axis == "model":
+            if not any(fnmatch.fnmatchcase(got, str(v)) for v in values):
+                return False
+        elif axis == "size":
+            if got not in [_parse_size(v) for v in values] and "default" not in values:
+                return False
+        elif got not in values:
+            return False
+    return True
+
+
+def _cases_of(table: Dict[str, List[Any]], scenario: Scenario, where: str, problems: List[str]):
+    for model in _models_for(table["model"], scenario.include_faults, where, problems):
+        import models
+
+        spec = models.get_spec(model)
+        sizes: List[Any] = []
+        for size in table["size"]:
+            sizes.extend(spec.default_sizes if size == "default" else [_parse_size(size)])
+        if not sizes:
+            problems.append("%s: model %r declares no default sizes; give sizes explicitly" % (where, model))
+        for combo in itertools.product(table["mode"], table["batch_size"], list(dict.fromkeys(sizes)),
+                                       table["precision"], table["checkpoint"], table["device"],
+                                       table["channels_last"], table["compile"]):
+            mode, batch, size, precision, ckpt, device, cl, comp = combo
+            yield Case(model, mode, batch, size, precision, ckpt, device, cl, comp), spec
+
+
+def expand(scenario: Scenario, only: Optional[Dict[str, List[str]]] = None) -> List[Tuple[Case, Optional[str]]]:
+    """All cases in order, each with None or the reason it is skipped (an invalid size).
+
+    ``only`` keeps cases whose axes match (globs for model; text compare otherwise),
+    as given on the command line. Raises ScenarioError when a model is unknown or
+    nothing is left.
+    """
+    problems: List[str] = []
+    out: Dict[str, Tuple[Case, Optional[str]]] = {}
+    sources = [(scenario.matrix, "%s: matrix" % scenario.path)]
+    for i, inc in enumerate(scenario.includes):
+        table = dict(scenario.matrix)
+        table.update(inc)
+        sources.append((table, "%s: include[%d]" % (scenario.path, i)))
+    for table, where in sources:
+        for case, spec in _cases_of(table, scenario, where, problems):
+            if where.endswith("matrix") and any(_matches(case, rule) for rule in scenario.excludes):
+                continue
+            if only and not all(_only_matches(case, axis, vals) for axis, vals in only.items()):
+                continue
+            size_reason = spec.size_error(case.size)
+            out.setdefault(case.key, (case, size_reason))
+    if problems:
+        raise ScenarioError(problems)
+    if not out:
+        raise ScenarioError(["%s: the matrix expands to no case%s" % (
+            scenario.path, " after the filters %s" % only if only else "")])
+    return list(out.values())
+
+
+def _only_matches(case: Case, axis: str, values: List[str]) -> bool:
+    got = getattr(case, axis)
+    return any(fnmatch.fnmatchcase(str(got).lower(), str(v).lower()) for v in values)
+
+
+def parse_only(items: Sequence[str]) -> Dict[str, List[str]]:
+    """Parse ``axis=v1,v2`` filters; raise ScenarioError naming a bad one."""
+    only: Dict[str, List[str]] = {}
+    for item in items:
+        axis, sep, values = item.partition("=")
+        if not sep or axis not in AXES or not values:
+            raise ScenarioError(["--only %r: expected AXIS=VALUE[,VALUE...] with AXIS one of %s" % (
+                item, ", ".join(AXES))])
+        only.setdefault(axis, []).extend(v for v in values.split(",") if v)
+    return only
