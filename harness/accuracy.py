@@ -80,7 +80,8 @@ def probe(ref: List[torch.Tensor]) -> Dict[str, Any]:
         return {"output_probe": [], "output_norm": 0.0}
     flat = torch.cat([r.reshape(-1) for r in ref])
     n = flat.numel()
-    idx = sorted({int(i * (n - 1) / max(PROBE_POINTS - 1, 1)) for i in range(min(PROBE_POINTS, n))})
+    k = min(PROBE_POINTS, n)
+    idx = [(i * (n - 1)) // (k - 1) for i in range(k)] if k > 1 else [0]
     return {"output_probe": [float(flat[i]) for i in idx], "output_norm": float(flat.norm())}
 
 

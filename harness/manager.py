@@ -77,7 +77,10 @@ class Worker:
         return json.loads(line.decode("utf-8"))
 
     def start(self) -> None:
-        msg = self._read_line(WORKER_START_TIMEOUT_S)
+        try:
+            msg = self._read_line(WORKER_START_TIMEOUT_S)
+        except WorkerDied:
+            msg = {"reason": "worker exited during start-up (%s)" % _signal_name(self.proc.wait())}
         if msg is None or not msg.get("ready"):
             reason = (msg or {}).get("reason") or "no answer in %.0f s" % WORKER_START_TIMEOUT_S
             self.kill()

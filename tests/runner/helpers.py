@@ -1,0 +1,41 @@
+"""Shared helpers for runner tests: write a scenario, run the CLI in a subprocess."""
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+FAST_MEASURE = """
+[measure]
+warmup_iters = 1
+warmup_s = 0.0
+min_sample_s = 0.002
+samples = 3
+case_budget_s = 2.0
+timeout_s = %(timeout)s
+"""
+
+
+def write_scenario(tmp_path, matrix: str, extra: str = "", timeout: float = 60.0, name: str = "t") -> str:
+    path = os.path.join(str(tmp_path), name + ".toml")
+    with open(path, "w") as fh:
+        fh.write('[scenario]\nname = "%s"\n\n[matrix]\n%s\n%s\n%s' % (
+            name, matrix, FAST_MEASURE % {"timeout": timeout}, extra))
+    return path
+
+
+def harness_cmd(*args, optimize: bool = False):
+    cmd = [sys.executable] + (["-O"] if optimize else []) + ["-m", "harness"] + list(args)
+    return cmd
+
+
+def run_harness(*args, optimize: bool = False, timeout: float = 600):
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    return subprocess.run(harness_cmd(*args, optimize=optimize), cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def read_jsonl(path):
+    with open(path) as fh:
+        return [json.loads(line) for line in fh if line.strip()]

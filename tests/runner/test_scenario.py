@@ -1,0 +1,92 @@
+"""Scenario loading: every problem named with file, key path, value and what is allowed."""
+import os
+
+import pytest
+
+from harness import scenario as scen
+from tests.runner.helpers import run_harness, write_scenario
+
+GOOD = '''
+model = ["cbam_classifier_tiny"]
+mode = ["train", "eval"]
+batch_size = [2]
+size = ["default", 7]
+precision = ["fp32", "bf16"]
+checkpoint = ["none", "reentrant"]
+device = ["cpu"]
+'''
+
+
+def test_expansion_applies_excludes_includes_and_declares_invalid_sizes(tmp_path):
+    extra = '[[exclude]]\nmode = "eval"\ncheckpoint = "reentrant"\n\n[[include]]\nsize = [33]\nprecision = "fp32"\n'
+    sc = scen.load(write_scenario(tmp_path, GOOD, extra))
+    cases = scen.expand(sc)
+    keys = [c.key for c, _ in cases]
+    assert len(keys) == len(set(keys))
+    # 2 sizes x 2 precisions x (train: 2 ckpt + eval: 1) = 12, plus the include at size 33:
+    # 2 modes x 2 ckpt = 4 (excludes prune the matrix only; an include is asked for explicitly).
+    assert len(cases) == 16
+    skipped = {c.size: r for c, r in cases if r}
+    assert set(skipped) == {7} and "7" in skipped[7]
+    assert not any(c.mode == "eval" and c.checkpoint == "reentrant" and c.size != 33 for c, _ in cases)
+
+
+def test_case_key_is_stable_text():
+    case = scen.Case("m", "train", 2, 32, "fp32", "none", "cpu")
+    assert case.key == "model=m;mode=train;batch=2;size=32;precision=fp32;checkpoint=none;device=cpu"
+    assert scen.Case("m", "train", 2, 32, "fp32", "none", "cpu", True, True).key.endswith(
+        ";channels_last=1;compile=1")
+
+
+@pytest.mark.parametrize("matrix_patch, extra, expected", [
+    (("precision = [\"fp32\", \"bf16\"]", "precision = [\"fp8\"]"), "",
+     "matrix.precision: value 'fp8' is not allowed; expected one of fp32, amp_fp16, amp_bf16, fp16, bf16"),
+    (("batch_size = [2]", "batch_size = [0]"), "", "matrix.batch_size: value 0 is not allowed"),
+    (("device = [\"cpu\"]", "device = [\"cpu\"]\ncolour = [1]"), "", "matrix.colour: unknown key"),
+    (("", ""), "[measure2]\nx = 1\n", "measure2: unknown table"),
+    (("", ""), "[tolerance]\nfp32 = -1\n", "tolerance.fp32: value -1 is not allowed"),
+    (("cbam_classifier_tiny", "no_such_model"), "", "model 'no_such_model' matches no registered model"),
+    (("", ""), "[[exclude]]\nmode = [\"train\", \"eval\"]\n", "expands to no case"),
+])
+def test_each_problem_names_file_key_value_and_allowed(tmp_path, matrix_patch, extra, expected):
+    old, new = matrix_patch
+    path = write_scenario(tmp_path, GOOD.replace(old, new) if old else GOOD, extra)
+    with pytest.raises(scen.ScenarioError) as info:
+        scen.expand(scen.load(path))
+    text = str(info.value)
+    assert expected in text and path in text
+
+
+def test_bad_toml_and_missing_file(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[matrix\nmodel = 1")
+    with pytest.raises(scen.ScenarioError, match="cannot read as TOML"):
+        scen.load(str(bad))
+    with pytest.raises(scen.ScenarioError, match="no such scenario file"):
+        scen.load(str(tmp_path / "missing.toml"))
+
+
+def test_cli_exits_2_and_writes_nothing_on_a_bad_scenario(tmp_path):
+    path = write_scenario(tmp_path, GOOD.replace('mode = ["train", "eval"]', 'mode = ["training"]'))
+    out = tmp_path / "out"
+    proc = run_harness("run", path, "--out", str(out))
+    assert proc.returncode == 2
+    assert "matrix.mode: value 'training' is not allowed; expected one of train, eval" in proc.stderr
+    assert not out.exists()
+
+
+def test_only_filters_and_rejects_unknown_axes(tmp_path):
+    sc = scen.load(write_scenario(tmp_path, GOOD))
+    cases = scen.expand(sc, scen.parse_only(["precision=bf16", "mode=train"]))
+    assert cases and all(c.precision == "bf16" and c.mode == "train" for c, _ in cases)
+    with pytest.raises(scen.ScenarioError, match="--only 'colour=red'"):
+        scen.parse_only(["colour=red"])
+
+
+@pytest.mark.parametrize("name", ["default", "smoke", "full"])
+def test_shipped_scenarios_load_and_expand(name):
+    from harness.cli import resolve_scenario
+
+    sc = scen.load(resolve_scenario(name))
+    assert scen.expand(sc)
+    assert os.path.basename(sc.path) == name + ".toml"
