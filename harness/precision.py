@@ -65,6 +65,12 @@ def _cast(value: Any, dtype, device: str, channels_last: bool) -> Any:
     return value
 
 
+def cast_batch(inputs: Tuple, target: Any, precision: str, device: str, channels_last: bool = False):
+    """Move and cast a batch (not the model) for ``precision`` on ``device``."""
+    dtype = PRECISION_DTYPES[precision] if precision in ("fp16", "bf16") else None
+    return _cast(inputs, dtype, device, channels_last), _cast(target, dtype, device, False)
+
+
 def prepare(model: torch.nn.Module, inputs: Tuple, target: Any, precision: str, device: str,
             channels_last: bool = False):
     """Move and cast model, inputs and target for ``precision`` on ``device``."""
@@ -74,4 +80,4 @@ def prepare(model: torch.nn.Module, inputs: Tuple, target: Any, precision: str, 
         model = model.to(dtype)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    return model, _cast(inputs, dtype, device, channels_last), _cast(target, dtype, device, False)
+    return (model,) + cast_batch(inputs, target, precision, device, channels_last)

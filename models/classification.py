@@ -30,6 +30,31 @@ def _conv3x3(in_ch: int, out_ch: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1, bias=False)
 
 
+def make_shapes(batch_size: int, size: int, num_classes: int, gen):
+    """Images of one filled shape each (square, disc, cross) on noise; label = shape.
+
+    Shape centres, radii and the noise come from ``gen``, so every environment sees
+    the same task. Labels beyond the three shapes are never drawn.
+    """
+    labels = gen.integers(0, min(3, num_classes), (batch_size,))
+    yy = torch.arange(size, dtype=torch.float32)[:, None]  # (h, 1): broadcasting, as meshgrid's
+    xx = torch.arange(size, dtype=torch.float32)[None, :]  # (1, w)  indexing= is 1.10-incompatible
+    centres = gen.uniform((batch_size, 2), size * 0.3, size * 0.7)
+    radii = gen.uniform((batch_size,), size * 0.15, size * 0.3)
+    images = gen.normal((batch_size, 3, size, size), std=0.3)
+    for i in range(batch_size):
+        dy, dx = yy - centres[i, 0], xx - centres[i, 1]
+        r = radii[i]
+        if int(labels[i]) == 0:
+            mask = (dy.abs() <= r) & (dx.abs() <= r)
+        elif int(labels[i]) == 1:
+            mask = dy ** 2 + dx ** 2 <= r ** 2
+        else:
+            mask = ((dy.abs() <= r / 3) & (dx.abs() <= r)) | ((dx.abs() <= r / 3) & (dy.abs() <= r))
+        images[i] += mask.to(images.dtype)  # (3, h, w): the shape lights every channel
+    return (images,), labels
+
+
 # --- blocks --------------------------------------------------------------------
 
 class ChannelAttention(nn.Module):
@@ -153,6 +178,16 @@ class CBAMClassifier(ZooModel):
         images = gen.normal((batch_size, self.config.in_channels, size, size))
         labels = gen.integers(0, self.config.num_classes, (batch_size,))
         return (images,), labels
+
+    task_metric_name = "top1"
+    task_higher_is_better = True
+
+    def task_batch(self, batch_size: int, size, gen):
+        self.check_size(size)
+        return make_shapes(batch_size, size, self.config.num_classes, gen)
+
+    def task_metric(self, outputs: torch.Tensor, labels: torch.Tensor) -> float:
+        return float((outputs.argmax(dim=1) == labels).float().mean())
 
     def loss(self, outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(outputs.float(), labels, weight=self.class_weights.float())
