@@ -1,0 +1,321 @@
+"""Model-specific tests of the attention zoo (models/attention.py, seed 003).
+
+Runs on torch 1.10 (explicit matmul-softmax fallback) and on 2.x (SDPA): masks of every
+kind agree, causality and the sliding window hold, SDPA and the fallback agree with a
+non-default scale, bf16/fp16/autocast stay close to fp32, the induction task is learnt,
+and the mask-dtype fault twin breaks in bf16/fp16 where the healthy model does not.
+"""
+import dataclasses
+import re
+
+import pytest
+import torch
+
+import models
+from models import SeededGenerator, UnsupportedError, init_parameters
+from models.attention import (
+    HAS_SDPA,
+    IGNORE_INDEX,
+    PAD_ID,
+    SDPA_HAS_SCALE,
+    AttentionLM,
+    attend,
+    cast_additive,
+    causal_mask,
+    merge_masks,
+    second_copy_accuracy,
+    to_additive,
+)
+
+assert_close = getattr(torch.testing, "assert_close", None) or torch.testing.assert_allclose
+VARIANTS = ["mha", "gqa", "mqa", "linear", "sliding_window"]
+SOFTMAX_VARIANTS = ["mha", "gqa", "mqa", "sliding_window"]
+FAULT = "attention_mask_dtype_fault_tiny"
+# bf16 keeps 8 mantissa bits: logits of magnitude ~2 move by a few 1e-2 through two blocks.
+BF16_ATOL = 0.1
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # Tiny models: a second intra-op thread only adds synchronisation, badly so on a busy CPU.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _config(name, **changes):
+    return dataclasses.replace(models.get_spec(name).config, **changes)
+
+
+def _build(name, seed=0, **changes):
+    model = AttentionLM(_config(name, **changes)) if changes else models.create_model(name)
+    init_parameters(model, seed)
+    return model.eval()
+
+
+def _cpu_bf16_autocast():
+    # torch.autocast(device_type=...) exists from 1.10; CPU autocast only knows bfloat16 there.
+    if hasattr(torch, "autocast"):
+        return torch.autocast(device_type="cpu", dtype=torch.bfloat16)
+    return torch.cpu.amp.autocast(dtype=torch.bfloat16)
+
+
+def _padded_tokens(size=20, seed=0):
+    model = _build("attention_mha_tiny")
+    (tokens,), target = model.example_inputs(2, size, SeededGenerator(seed))
+    return tokens, target
+
+
+def test_every_variant_is_registered_tiny_and_base_and_the_fault_is_flagged():
+    names = set(models.list_models("attention_*", include_faults=True))
+    for variant in VARIANTS:
+        assert {"attention_%s_tiny" % variant, "attention_%s_base" % variant} <= names
+    assert FAULT in names and models.get_spec(FAULT).fault
+    assert FAULT not in models.list_models("attention_*")
+    base = models.get_spec("attention_mha_base").config
+    assert base.default_sizes == (16, 256, 4096) and base.max_seq_len >= 4096
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_shapes_and_padded_targets(variant):
+    name = "attention_%s_tiny" % variant
+    model = _build(name)
+    (tokens,), target = model.example_inputs(2, 19, SeededGenerator(0))
+    assert tokens.shape == (2, 19) and target.shape == (2, 19)
+    # Row 1 is left-padded by 19 // 4 tokens; their targets and the last position are ignored.
+    assert (tokens[1, :4] == PAD_ID).all() and (tokens[0] != PAD_ID).all()
+    assert (target[1, :3] == IGNORE_INDEX).all() and (target[:, -1] == IGNORE_INDEX).all()
+    assert torch.equal(target[0, :-1], tokens[0, 1:])
+    logits = model(tokens)
+    assert logits.shape == (2, 19, model.config.vocab_size)
+    assert torch.isfinite(logits).all()
+
+
+def test_size_rules_name_the_value_and_raise_valueerror():
+    spec = models.get_spec("attention_gqa_tiny")
+    model = spec.build()
+    assert spec.size_error(4) is None and spec.size_error(64) is None
+    for bad in (3, 65, 0):
+        reason = spec.size_error(bad)
+        assert reason is not None and str(bad) in reason
+        with pytest.raises(ValueError):
+            model.example_inputs(1, bad, SeededGenerator(0))
+    with pytest.raises(ValueError, match="t <= 64"):
+        model(torch.ones(1, 65, dtype=torch.long))
+
+
+def test_invalid_configs_raise_valueerror():
+    with pytest.raises(ValueError, match="variant"):
+        AttentionLM(_config("attention_mha_tiny", variant="ring"))
+    with pytest.raises(ValueError, match="mask_kind"):
+        AttentionLM(_config("attention_mha_tiny", mask_kind="float"))
+    with pytest.raises(ValueError, match="kv_heads=3"):
+        AttentionLM(_config("attention_gqa_tiny", kv_heads=3))
+    with pytest.raises(ValueError, match="attn_impl"):
+        AttentionLM(_config("attention_mha_tiny", attn_impl="flash"))
+
+
+def test_sdpa_impl_is_unsupported_only_where_the_build_lacks_it():
+    if HAS_SDPA:
+        assert _build("attention_mha_tiny", attn_impl="sdpa").attn_impl == "sdpa"
+    else:
+        with pytest.raises(UnsupportedError, match="scaled_dot_product_attention"):
+            AttentionLM(_config("attention_mha_tiny", attn_impl="sdpa"))
+    assert _build("attention_mha_tiny").attn_impl == ("sdpa" if HAS_SDPA else "math")
+    version = tuple(int(p) for p in re.match(r"(\d+)\.(\d+)", torch.__version__).groups())
+    assert SDPA_HAS_SCALE == (version >= (2, 1))
+
+
+def test_kv_head_counts_follow_the_variant():
+    def kv_out(name):
+        attn = models.create_model(name).blocks[0].attn
+        return attn.k_proj.out_features // attn.head_dim
+
+    assert (kv_out("attention_mha_tiny"), kv_out("attention_gqa_tiny"), kv_out("attention_mqa_tiny")) == (4, 2, 1)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_bool_additive_and_mixed_masks_give_the_same_logits(variant):
+    tokens, _ = _padded_tokens()
+    name = "attention_%s_tiny" % variant
+    outs = {kind: _build(name, mask_kind=kind)(tokens) for kind in ("bool", "additive", "mixed")}
+    assert_close(outs["additive"], outs["bool"], rtol=1e-5, atol=1e-5)
+    assert_close(outs["mixed"], outs["bool"], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("impl", ["math", "sdpa"])
+@pytest.mark.parametrize("kind", ["bool", "additive", "mixed"])
+def test_masked_keys_have_no_influence(impl, kind):
+    if impl == "sdpa" and not HAS_SDPA:
+        pytest.skip("no scaled_dot_product_attention in torch %s" % torch.__version__)
+    gen = SeededGenerator(4)
+    q, k, v = (gen.normal((2, 2, 6, 4)) for _ in range(3))
+    keep_key = torch.tensor([[True] * 6, [False, False, True, True, True, True]])
+    keep = causal_mask(6, 6, None) & keep_key[:, None, None, :]  # (2, 1, 6, 6)
+    keep = keep | torch.eye(6, dtype=torch.bool)  # a query always sees itself
+    masks = {"bool": (keep, None), "additive": (None, to_additive(keep, torch.float32)),
+             "mixed": (causal_mask(6, 6, None), to_additive(keep_key[:, None, None, :] | torch.eye(6, dtype=torch.bool),
+                                                           torch.float32))}[kind]
+    mask = merge_masks(masks[0], masks[1], q.dtype)
+    out = attend(q, k, v, mask, 0.5, impl)
+    v2 = v.clone()
+    v2[1, :, :2] += 100.0  # values of padded keys
+    v2[:, :, 5] += 100.0  # value of the last key: in every query's future but its own
+    out2 = attend(q, k, v2, mask, 0.5, impl)
+    assert_close(out2[0, :, :5], out[0, :, :5])
+    assert_close(out2[1, :, 2:5], out[1, :, 2:5])
+
+
+@pytest.mark.skipif(not HAS_SDPA, reason="no scaled_dot_product_attention in this torch")
+@pytest.mark.parametrize("variant", SOFTMAX_VARIANTS)
+def test_sdpa_and_matmul_fallback_agree_with_a_non_default_scale(variant):
+    tokens, _ = _padded_tokens()
+    name = "attention_%s_tiny" % variant
+    # 0.7 is not 1/sqrt(head_dim): a double or missing scale in either path shows up here.
+    ref = _build(name, attn_impl="math", scale=0.7)(tokens)
+    got = _build(name, attn_impl="sdpa", scale=0.7)(tokens)
+    assert_close(got, ref, rtol=1e-4, atol=1e-5)
+    default = _build(name, attn_impl="math")(tokens)
+    assert (default - ref).abs().max().item() > 1e-3
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_future_tokens_do_not_change_past_logits(variant):
+    model = _build("attention_%s_tiny" % variant)
+    tokens, _ = _padded_tokens()
+    changed = tokens.clone()
+    changed[:, 12:] = (changed[:, 12:] % 30) + 1
+    assert_close(model(changed)[:, :12], model(tokens)[:, :12], rtol=1e-5, atol=1e-6)
+    assert (model(changed)[:, 12:] - model(tokens)[:, 12:]).abs().max().item() > 1e-4
+
+
+def test_sliding_window_sees_exactly_the_last_window_tokens():
+    # One block: position i sees tokens i-window+1 .. i and nothing earlier.
+    window = 5
+    model = _build("attention_sliding_window_tiny", depth=1, window=window)
+    tokens = _build("attention_mha_tiny").task_batch(1, 20, SeededGenerator(6))[0][0]
+    base = model(tokens)
+    changed = tokens.clone()
+    changed[0, 3] = changed[0, 3] % 30 + 1
+    diff = (model(changed) - base).abs().amax(dim=-1)[0]  # (t,)
+    assert (diff[3:3 + window] > 1e-5).all()
+    assert (diff[3 + window:] == 0).all() and (diff[:3] == 0).all()
+    assert causal_mask(4, 4, None, window=2).sum(dim=1).tolist() == [1, 2, 2, 2]
+
+
+def test_linear_attention_matches_the_quadratic_form():
+    model = _build("attention_linear_tiny", depth=1)
+    attn = model.blocks[0].attn
+    x = SeededGenerator(7).normal((2, 9, 32))
+    keep_key = torch.ones(2, 9, dtype=torch.bool)
+    keep_key[1, :3] = False
+    got = attn(x, keep_key[:, None, :, None], None)
+    # Reference: phi(q) phi(k)^T under the causal x key mask, normalised per row.
+    b, t, _ = x.shape
+    h, d = attn.heads, attn.head_dim
+    q = attn.q_proj(x).view(b, t, h, d).transpose(1, 2)
+    k = attn.k_proj(x).view(b, t, h, d).transpose(1, 2)
+    v = attn.v_proj(x).view(b, t, h, d).transpose(1, 2)
+    fq, fk = torch.nn.functional.elu(q * attn.scaling) + 1, torch.nn.functional.elu(k) + 1
+    weights = fq @ fk.transpose(-2, -1) * (causal_mask(t, t, None) & keep_key[:, None, None, :])
+    out = (weights @ v) / weights.sum(dim=-1, keepdim=True).clamp_min(attn.eps)
+    ref = attn.out_proj(out.transpose(1, 2).reshape(b, t, h * d))
+    assert_close(got, ref, rtol=1e-4, atol=1e-5)
+
+
+def test_cast_additive_keeps_the_mask_finite_in_half_precision():
+    mask = to_additive(torch.tensor([True, False]), torch.float32)
+    for dtype in (torch.float16, torch.bfloat16):
+        cast = cast_additive(mask, dtype)
+        assert cast.dtype == dtype and torch.isfinite(cast).all() and cast[0] == 0 and cast[1] < -1e4
+
+
+def test_second_copy_accuracy_scores_only_the_predictable_positions():
+    model = _build("attention_mha_tiny")
+    (tokens,), target = model.task_batch(3, 21, SeededGenerator(8))
+    half = 10
+    assert torch.equal(tokens[:, 1:1 + half], tokens[:, 1 + half:])  # filler token, then two copies
+    oracle = torch.nn.functional.one_hot(target.clamp_min(0), model.config.vocab_size).float()
+    assert second_copy_accuracy(oracle, target) == 1.0
+    wrong = oracle.clone()
+    wrong[:, :11] = oracle[:, :11].roll(1, dims=-1)  # first copy wrong: not scored
+    assert second_copy_accuracy(wrong, target) == 1.0
+    wrong[:, 11:] = oracle[:, 11:].roll(1, dims=-1)
+    assert second_copy_accuracy(wrong, target) == 0.0
+
+
+def test_short_training_learns_the_induction_task():
+    torch.manual_seed(0)
+    model = _build("attention_mha_tiny").train()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    gen, size = SeededGenerator(1), 20
+    (ev_tokens,), ev_target = model.task_batch(64, size, SeededGenerator(99))
+
+    def accuracy():
+        model.eval()
+        with torch.no_grad():
+            acc = model.task_metric(model(ev_tokens), ev_target)
+        model.train()
+        return acc
+
+    before = accuracy()
+    for _ in range(220):
+        (tokens,), target = model.task_batch(8, size, gen)
+        loss = model.loss(model(tokens), target)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    after = accuracy()
+    assert before < 0.15, before  # chance is 1/31
+    assert after > 0.5, after  # the induction phase change happens around step 170
+
+
+# --- the mask-dtype fault twin -------------------------------------------------------
+
+def test_fault_twin_equals_healthy_gqa_in_float32():
+    # The bug is invisible in fp32: same weights, same logits, healthy and faulty.
+    tokens, _ = _padded_tokens()
+    assert_close(_build(FAULT)(tokens), _build("attention_gqa_tiny")(tokens), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("impl", ["auto", "math"])
+def test_healthy_gqa_runs_in_bf16_within_tolerance_of_fp32(impl):
+    tokens, _ = _padded_tokens()
+    with torch.no_grad():
+        ref = _build("attention_gqa_tiny", attn_impl=impl)(tokens)
+        got = _build("attention_gqa_tiny", attn_impl=impl).to(torch.bfloat16)(tokens)
+        with _cpu_bf16_autocast():
+            amp = _build("attention_gqa_tiny", attn_impl=impl)(tokens)
+    assert got.dtype == torch.bfloat16
+    assert (got.float() - ref).abs().max().item() < BF16_ATOL
+    assert (amp.float() - ref).abs().max().item() < BF16_ATOL
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_fault_twin_fails_with_a_dtype_error_in_pure_low_precision(dtype):
+    tokens, _ = _padded_tokens()
+    healthy = _build("attention_gqa_tiny", attn_impl="math").to(dtype)
+    try:
+        with torch.no_grad():
+            healthy(tokens)
+    except RuntimeError as exc:  # 1.10 has no fp16 LayerNorm/softmax on the CPU
+        pytest.skip("this build cannot run %s on the CPU: %s" % (dtype, exc))
+    faulty = _build(FAULT).to(dtype)
+    # Scores + float32 mask are promoted to float32; probs @ values then mixes dtypes.
+    with pytest.raises(RuntimeError, match="(?i)dtype|scalar type"):
+        with torch.no_grad():
+            faulty(tokens)
+
+
+def test_fault_twin_is_hidden_by_cpu_autocast():
+    # Documented behaviour, not a pass: autocast re-casts the matmul inputs, so the float32
+    # mask runs silently; the harness sees the fault only in the pure bf16/fp16 cases.
+    tokens, _ = _padded_tokens()
+    with torch.no_grad():
+        ref = _build(FAULT)(tokens)
+        with _cpu_bf16_autocast():
+            faulty = _build(FAULT)(tokens)
+            mask = _build(FAULT).build_masks(tokens, torch.bfloat16)[1]
+    assert mask.dtype == torch.float32  # built in float32 whatever the activations' dtype
+    assert (faulty.float() - ref).abs().max().item() < BF16_ATOL
