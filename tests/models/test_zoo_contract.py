@@ -38,7 +38,7 @@ def _flat_outputs(out):
 
 def _train_grads(model, inputs, target):
     model.train()
-    model.zero_grad()
+    model.zero_grad(set_to_none=True)
     loss = model.loss(model(*inputs), target)
     loss.backward()
     return loss, {n: (None if p.grad is None else p.grad.clone()) for n, p in model.named_parameters()}
