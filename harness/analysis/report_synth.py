@@ -1,0 +1,214 @@
+"""Synthetic record stores for the report's tests and benchmark.
+
+Writes ``<out>/<env_label>.jsonl`` files of records that follow the schema in
+``harness.record`` (several PyTorch environments, models with their own size axes,
+precisions, checkpointing modes, every status, raw samples, output probes, task
+metrics) and the ``<env_label>.env.json`` file the nox matrix writes per environment,
+including a skipped one. Deterministic for a given seed. Never imports torch.
+"""
+import hashlib
+import itertools
+import json
+import math
+import os
+import random
+from typing import Dict, List, Optional, Sequence
+
+from harness import SCHEMA_VERSION
+
+#: (env_label, torch, python, numpy, cuda, speed factor): newer releases a little faster.
+ENVS = (
+    ("torch-1.10", "1.10.2+cu102", "3.9.18", "1.21.6", "10.2", 1.00),
+    ("torch-1.11", "1.11.0+cu102", "3.10.13", "1.23.5", "10.2", 1.02),
+    ("torch-1.12", "1.12.1+cu102", "3.10.13", "1.24.4", "10.2", 1.04),
+    ("torch-1.13", "1.13.1+cu117", "3.11.7", "1.26.4", "11.7", 1.05),
+    ("torch-2.0", "2.0.1+cu117", "3.10.13", "1.26.4", "11.7", 1.10),
+    ("torch-2.1", "2.1.2+cu121", "3.11.7", "1.26.4", "12.1", 1.12),
+    ("torch-latest", "2.13.0+cpu", "3.12.3", "1.26.4", None, 1.15),
+)
+
+#: (model, sizes, base seconds per sample at the first size, task metric or None)
+MODELS = (
+    ("cbam_classifier_tiny", (32, 64, 96, 128), 2e-4, ("top1", True)),
+    ("cbam_classifier_base", (64, 128, 160, 224), 8e-4, ("top1", True)),
+    ("mswr_net_v2", ("64x64", "96x96", "128x128", "128x256"), 1.5e-3, ("psnr_db", True)),
+    ("colorization_paper", (64, 96, 128, 176), 1.1e-3, None),
+    ("datacube_unet3d", (16, 24, 32, 48), 2.5e-3, None),
+    ("graph_vae", (32, 64, 128, 256), 4e-4, None),
+    ("decoder_llm_small", (64, 128, 256, 512), 6e-4, ("loss", False)),
+    ("ris_localizer", (16, 32, 64, 128), 3e-4, ("angle_rmse_deg", False)),
+    ("hsi_fusion_net", ("32x32", "64x64", "96x96", "128x128"), 1.8e-3, None),
+    ("wavediff_unet", (32, 64, 96, 128), 2.2e-3, None),
+    ("efficientnet_datacube", (16, 32, 48, 64), 9e-4, None),
+    ("mqa_attention_block", (64, 128, 256, 512), 3.5e-4, None),
+)
+
+PRECISIONS = ("fp32", "amp_fp16", "amp_bf16", "fp16", "bf16")
+TOLERANCES = {"fp32": 1e-5, "amp_fp16": 1e-2, "amp_bf16": 3e-2, "fp16": 1e-2, "bf16": 5e-2}
+CHECKPOINTS = ("none", "reentrant", "non_reentrant")
+MODES = ("train", "eval")
+BATCHES = (1, 4, 8, 16, 32)
+
+
+def _size_pixels(size) -> float:
+    if isinstance(size, str) and "x" in size:
+        h, w = size.split("x")
+        return float(h) * float(w)
+    return float(size) ** 2
+
+
+def _env_dict(env: Sequence, device: str, commit: str) -> Dict:
+    label, torch_v, py, np_v, cuda, _ = env
+    return {
+        "torch": torch_v, "python": py, "numpy": np_v, "cuda": cuda if device == "cuda" else None,
+        "cudnn": 8902 if device == "cuda" else None, "device": device,
+        "device_name": "NVIDIA H100 80GB HBM3" if device == "cuda" else "AMD EPYC 7B13 (2 threads)",
+        "cpu_name": "AMD EPYC 7B13", "threads": 2, "platform": "Linux-6.1.0-x86_64",
+        "git_commit": commit, "backend": {"tf32_matmul": False, "tf32_cudnn": False,
+                                          "cudnn_benchmark": False, "deterministic": True},
+        "fingerprint": hashlib.sha1(label.encode()).hexdigest()[:16],
+    }
+
+
+def _status_for(rng: random.Random, env_index: int, model: str, case: Dict, failure_rate: float):
+    torch_minor = ENVS[env_index][1]
+    if case["checkpoint"] == "non_reentrant" and torch_minor.startswith("1.10"):
+        return "unsupported", ("non-reentrant checkpointing: torch.utils.checkpoint.checkpoint has no "
+                               "use_reentrant parameter in torch %s" % torch_minor)
+    if case["precision"] == "amp_bf16" and torch_minor.startswith(("1.10", "1.11")) and case["device"] == "cpu":
+        return "unsupported", "autocast to bfloat16 on cpu needs torch >= 1.12 (this is %s)" % torch_minor
+    if case["precision"] == "fp16" and case["device"] == "cpu" and model.startswith("datacube"):
+        return "error", ('Traceback (most recent call last):\n  File "harness/execute.py", line 88, in run_case\n'
+                         '    out = model(*inputs)\nRuntimeError: "slow_conv3d_cpu" not implemented for \'Half\'')
+    roll = rng.random()
+    if roll < failure_rate * 0.25:
+        return "crashed", "worker died: signal 11 (SIGSEGV)"
+    if roll < failure_rate * 0.45:
+        return "timeout", "case exceeded its %d s budget" % rng.choice((300, 600))
+    if roll < failure_rate * 0.7:
+        return "oom", "CUDA out of memory. Tried to allocate %.2f GiB" % rng.uniform(0.5, 8)
+    if roll < failure_rate:
+        return "skipped", "size %s is not valid for %s: not divisible by the patch size 4" % (case["size"], model)
+    return "ok", None
+
+
+def _probe(model: str, mode: str, batch: int, size) -> List[float]:
+    rng = random.Random("%s|%s|%s|%s" % (model, mode, batch, size))
+    return [rng.gauss(0.0, 1.0) for _ in range(32)]
+
+
+def iter_synthetic_records(n_records: Optional[int] = None, seed: int = 0, envs: Sequence = ENVS,
+                           models: Sequence = MODELS, devices: Sequence[str] = ("cpu", "cuda"),
+                           failure_rate: float = 0.04, n_samples: int = 15, run_id: str = "run-synthetic",
+                           commit: str = "0123abcd4567", scenario: str = "synthetic-matrix",
+                           modes: Sequence[str] = MODES, precisions: Sequence[str] = PRECISIONS,
+                           checkpoints: Sequence[str] = CHECKPOINTS, batches: Sequence[int] = BATCHES,
+                           n_sizes: int = 4, speed_factors: Optional[Dict[str, float]] = None):
+    """Yield ``(env_label, record)`` pairs, case-major and environment-minor.
+
+    ``n_records`` caps the count (the matrix is cut evenly across environments);
+    ``speed_factors`` multiplies the speed of the named environments (a baseline or a
+    regression to detect).
+    """
+    rng = random.Random(seed)
+    count = 0
+    env_indices = [ENVS.index(e) if e in ENVS else 0 for e in envs]
+    combos = itertools.product(models, modes, precisions, checkpoints, devices, batches, range(n_sizes))
+    for (model, sizes, base_s, task), mode, precision, ckpt, device, batch, size_i in combos:
+        size = sizes[size_i]
+        case = {"model": model, "mode": mode, "batch_size": batch, "size": size, "precision": precision,
+                "checkpoint": ckpt, "device": device, "channels_last": False, "compile": False}
+        case_key = "%s|%s|bs%d|%s|%s|ckpt-%s|%s" % (model, mode, batch, size, precision, ckpt, device)
+        probe = _probe(model, mode, batch, size)
+        for env, env_index in zip(envs, env_indices):
+            if n_records is not None and count >= n_records:
+                return
+            label = env[0]
+            status, reason = _status_for(rng, env_index, model, case, failure_rate)
+            rec = {
+                "schema_version": SCHEMA_VERSION, "run_id": run_id,
+                "time_utc": "2026-11-21T10:%02d:%02dZ" % (count // 60 % 60, count % 60),
+                "scenario": scenario, "env_label": label, "case_key": case_key, "case": dict(case),
+                "env": _env_dict(env, device, commit), "status": status, "reason": reason,
+                "duration_s": round(rng.uniform(0.5, 20.0), 3),
+            }
+            if status == "ok":
+                per_sample = base_s * _size_pixels(size) / _size_pixels(sizes[0])
+                per_sample *= {"fp32": 1.0, "amp_fp16": 0.7, "amp_bf16": 0.75, "fp16": 0.6, "bf16": 0.65}[precision]
+                per_sample *= 3.0 if mode == "train" else 1.0
+                per_sample *= 0.05 if device == "cuda" else 1.0
+                mem = 20e6 + 4.0 * per_sample * 1e9 * batch * (1.0 if mode == "train" else 0.3)
+                per_sample *= {"none": 1.0, "reentrant": 1.35, "non_reentrant": 1.28}[ckpt]
+                speed = env[5] * (speed_factors or {}).get(label, 1.0)
+                if model == "graph_vae" and label == "torch-2.1":
+                    speed *= 0.7  # a regression the report must show
+                batch_eff = 1.0 / (0.5 + 0.5 * min(batch, 16) / 16.0)  # small batches are less efficient
+                median = per_sample * batch * batch_eff / speed
+                samples = [median * math.exp(rng.gauss(0.0, 0.05)) for _ in range(n_samples)]
+                srt = sorted(samples)
+                med = srt[len(srt) // 2]
+                iqr = srt[(3 * len(srt)) // 4] - srt[len(srt) // 4]
+                mem *= {"none": 1.0, "reentrant": 0.45, "non_reentrant": 0.5}[ckpt]
+                mem *= {"fp32": 1.0, "amp_fp16": 0.8, "amp_bf16": 0.8, "fp16": 0.55, "bf16": 0.55}[precision]
+                tol = TOLERANCES[precision]
+                err = tol * math.exp(rng.gauss(math.log(0.08), 0.9))
+                if precision == "fp16" and model == "colorization_paper":
+                    err = tol * rng.uniform(1.5, 4.0)  # lost accuracy the report must show
+                drift = 1e-7 if label != "torch-2.1" or model != "mswr_net_v2" else 3e-3
+                env_probe = [round(v * (1.0 + drift * math.sin(i + env_index)), 9) for i, v in enumerate(probe)]
+                outputs = {"max_abs_err": err * 3, "rel_err": err, "cosine": 1.0 - err * err}
+                grads = dict(outputs, rel_err=err * 1.5) if mode == "train" else None
+                failures = [] if err <= tol else ["outputs"]
+                if grads is not None and grads["rel_err"] > tol:
+                    failures.append("grads")
+                rec["timing"] = {"samples_s": [round(s, 9) for s in samples], "iters_per_sample": 3,
+                                 "warmup_iters": 5, "warmup_s": round(median * 5, 6), "median_s": med,
+                                 "iqr_s": iqr, "throughput_per_s": batch / med, "reduced": None}
+                rec["memory"] = {"peak_bytes": int(mem),
+                                 "method": "cuda_allocator" if device == "cuda" else "linux_vmhwm",
+                                 "cuda_reserved_peak_bytes": int(mem * 1.2) if device == "cuda" else None}
+                rec["accuracy"] = {"outputs": outputs, "grads": grads, "tolerance": tol,
+                                   "passed": not failures, "failures": failures, "output_probe": env_probe,
+                                   "output_norm": round(sum(v * v for v in env_probe) ** 0.5, 6)}
+                rec["task"] = None
+                if task and mode == "train" and precision == "fp32" and ckpt == "none" and batch == 8:
+                    before = 10.0 if task[1] else 5.0
+                    after = (before * (2.5 + 0.02 * env_index)) if task[1] else before / (3.0 + 0.05 * env_index)
+                    rec["task"] = {"metric": task[0], "higher_is_better": task[1], "before": before,
+                                   "after": round(after, 4), "steps": 50}
+            count += 1
+            yield label, rec
+
+
+def write_synthetic_store(out_dir: str, n_records: Optional[int] = None, seed: int = 0,
+                          envs: Sequence = ENVS, models: Sequence = MODELS, devices: Sequence[str] = ("cpu", "cuda"),
+                          skipped_envs: Sequence[str] = ("torch-1.9",), **kwargs) -> List[str]:
+    """Write a synthetic store under ``out_dir``; return the JSONL paths written.
+
+    Each environment gets ``<label>.jsonl`` and ``<label>.env.json``; each label of
+    ``skipped_envs`` gets only an env.json with status ``skipped``.
+    """
+    os.makedirs(out_dir, exist_ok=True)
+    handles = {}
+    try:
+        for label, rec in iter_synthetic_records(n_records, seed=seed, envs=envs, models=models,
+                                                 devices=devices, **kwargs):
+            fh = handles.get(label)
+            if fh is None:
+                fh = handles[label] = open(os.path.join(out_dir, label + ".jsonl"), "w", encoding="utf-8")
+            fh.write(json.dumps(rec, sort_keys=True) + "\n")
+    finally:
+        for fh in handles.values():
+            fh.close()
+    for env in envs:
+        info = {"env_label": env[0], "status": "ok", "reason": None,
+                "versions": {"torch": env[1], "python": env[2], "numpy": env[3]}}
+        with open(os.path.join(out_dir, env[0] + ".env.json"), "w", encoding="utf-8") as fh:
+            json.dump(info, fh)
+    for label in skipped_envs:
+        info = {"env_label": label, "status": "skipped",
+                "reason": "no Python 3.9 interpreter with torch 1.9 wheels found (looked in pyenv, PATH, uv)",
+                "versions": {"torch": "1.9.1"}}
+        with open(os.path.join(out_dir, label + ".env.json"), "w", encoding="utf-8") as fh:
+            json.dump(info, fh)
+    return [os.path.join(out_dir, e[0] + ".jsonl") for e in envs if e[0] in handles]
