@@ -43,6 +43,9 @@ def classify(exc: BaseException) -> Dict[str, str]:
         return {"status": "oom", "reason": "%s: %s" % (type(exc).__name__, message)}
     if isinstance(exc, (RuntimeError, NotImplementedError, TypeError)) and _UNSUPPORTED_PATTERNS.search(message):
         return {"status": "unsupported", "reason": "%s: %s" % (type(exc).__name__, message)}
+    if isinstance(exc, AssertionError):
+        # Validation by assert is itself a fault: python -O removes it.
+        message = "validation by assert (gone under python -O): %s" % message
     frames = traceback.format_exception(type(exc), exc, exc.__traceback__)
     short = "".join(frames[-4:])[-1500:]
     return {"status": "error", "reason": "%s: %s" % (type(exc).__name__, message), "traceback": short}
