@@ -241,7 +241,7 @@ def tests(session: nox.Session, torch: str) -> None:
     if path is None:
         session.error("cannot test torch %s: %s" % (torch, how))
     install_torch(session, torch)
-    session.install("pytest>=7")
+    session.install("pytest>=7", "nox")
     targets = ["tests"]
     if torch != "latest":
         # The analysis side (pandas, scipy) runs in one modern environment only.

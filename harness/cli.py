@@ -166,12 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline", nargs="+", help="baseline record files or folders, for the comparison section")
     p.add_argument("--reference-env", help="environment label speeds are relative to (default: newest torch)")
 
-    p = sub.add_parser("gate", help="compare candidate records to a baseline; exit 1 on regression")
-    p.add_argument("--baseline", nargs="+", required=True, help="baseline record files or folders")
-    p.add_argument("--candidate", nargs="+", required=True, help="candidate record files or folders")
-    p.add_argument("--scenario", help="scenario file whose [gate] table sets the thresholds")
-    p.add_argument("--json", dest="json_out", help="write the verdicts here (JSON)")
-    p.add_argument("--markdown", dest="markdown_out", help="write the Markdown summary here too")
+    p = sub.add_parser("gate", add_help=False,
+                       help="compare candidate records to a baseline; exit 1 on regression "
+                            "(torchmatrix gate --help for its options)")
 
     p = sub.add_parser("ab", help="measure two git revisions interleaved (A B A B), then gate")
     p.add_argument("scenario")
@@ -184,7 +181,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "gate":
+        parser.error("unrecognized arguments: %s" % " ".join(extra))
     if args.command is None:
         build_parser().print_help()
         return EXIT_INPUT
@@ -199,10 +199,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         if args.command == "report":
             return _report(args)
         if args.command == "gate":
-            from harness.analysis.gate import run_gate
+            # One parser for the gate: its own module's (ab.py runs it stand-alone too).
+            from harness.analysis import gate
 
-            return run_gate(args.baseline, args.candidate, scenario_path=args.scenario, json_out=args.json_out,
-                            markdown_out=args.markdown_out)
+            return gate.main(extra)
         if args.command == "ab":
             from harness.ab import run_ab
 
