@@ -472,27 +472,27 @@ _SHARP_TINY = SHARPConfig(widths=(16, 32), depths=(1, 1), heads=(2, 2), window=8
 
 register_model(
     "hsifusion_tiny", HSIFusionNet, _HSIFUSION_TINY,
-    family="spectral", description="HSIFusionNet: top-k window + spectral attention fusion, dim 16, 2 blocks",
+    family="hyperspectral", description="HSIFusionNet: top-k window + spectral attention fusion, dim 16, 2 blocks",
 )
 register_model(
     "hsifusion_base", HSIFusionNet, HSIFusionConfig(),
-    family="spectral", description="HSIFusionNet v2.5.2-sized: dim 64, 6 fusion blocks, sparsity 0.5",
+    family="hyperspectral", description="HSIFusionNet v2.5.2-sized: dim 64, 6 fusion blocks, sparsity 0.5",
 )
 register_model(
     "hsifusion_prime_fault_tiny", HSIFusionPrimeFault, _HSIFUSION_TINY,
-    family="spectral", fault=True,
+    family="hyperspectral", fault=True,
     description="fault: legacy factor_pair breaks the window partition at prime sides it accepts",
 )
 register_model(
     "sharp_tiny", SHARP, _SHARP_TINY,
-    family="spectral", description="SHARP: hierarchical top-k window attention U-Net, widths 16/32",
+    family="hyperspectral", description="SHARP: hierarchical top-k window attention U-Net, widths 16/32",
 )
 register_model(
     "sharp_base", SHARP, SHARPConfig(),
-    family="spectral", description="SHARP v3.2.2-sized: widths 64/128/256, window 8, k_cap 64",
+    family="hyperspectral", description="SHARP v3.2.2-sized: widths 64/128/256, window 8, k_cap 64",
 )
 register_model(
     "sharp_assert_fault_tiny", SHARPAssertFault, _SHARP_TINY,
-    family="spectral", fault=True,
+    family="hyperspectral", fault=True,
     description="fault: assert-based validation vanishes under python -O (audit bug #1)",
 )

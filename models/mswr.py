@@ -307,15 +307,15 @@ class MSWRNetLegacyCheckpoint(MSWRNet):
 register_model(
     "mswr_net_tiny", MSWRNet,
     MSWRNetConfig(widths=(16, 32), depths=(1, 1), heads=(2, 2), landmarks=4, default_sizes=(32,)),
-    family="spectral", description="MSWR-Net: one Haar level, landmark attention, widths 16/32",
+    family="hyperspectral", description="MSWR-Net: one Haar level, landmark attention, widths 16/32",
 )
 register_model(
     "mswr_net_base", MSWRNet, MSWRNetConfig(),
-    family="spectral", description="MSWR-Net v2.1.2-sized: widths 64/128/256, 2 blocks per scale, 8x8 landmarks",
+    family="hyperspectral", description="MSWR-Net v2.1.2-sized: widths 64/128/256, 2 blocks per scale, 8x8 landmarks",
 )
 register_model(
     "mswr_net_legacy_ckpt_tiny", MSWRNetLegacyCheckpoint,
     MSWRNetConfig(widths=(16, 32), depths=(1, 1), heads=(2, 2), landmarks=4, default_sizes=(32,)),
-    family="spectral", fault=True,
+    family="hyperspectral", fault=True,
     description="fault: legacy reentrant checkpoint wrapper drops the first stage's gradients (audit bug #2)",
 )
