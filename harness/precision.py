@@ -17,6 +17,10 @@ PRECISION_DTYPES = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16,
 
 
 def _autocast_enabled(device: str) -> bool:
+    try:  # newer builds take the device type (and deprecate the per-device functions)
+        return bool(torch.is_autocast_enabled(device))
+    except TypeError:
+        pass
     if device == "cpu":
         return bool(getattr(torch, "is_autocast_cpu_enabled", lambda: False)())
     return bool(torch.is_autocast_enabled())
