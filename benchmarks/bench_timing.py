@@ -8,7 +8,7 @@
    reference pass, accuracy comparison, the round trip to the worker, writing the
    record). Goal: median under 0.3 s.
 
-    python benchmarks/bench_timing.py [--model cbam_classifier_tiny] [--rounds 5] [--scenario smoke]
+    python benchmarks/bench_timing.py [--model cbam_classifier_tiny] [--rounds 5] [--scenario smoke] [--threads 1]
 """
 import argparse
 import json
@@ -50,7 +50,9 @@ def ratio_of_medians(name: str, batch_size: int, rounds: int, min_run_s: float) 
     for _ in range(rounds):
         out = timing.time_step(step, warmup_iters=3, warmup_s=0.1, min_sample_s=0.02, samples=25, budget_s=60)
         ours.append(statistics.median(out["samples_s"]))
-        m = benchmark.Timer(stmt="step()", globals={"step": step}).blocked_autorange(min_run_time=min_run_s)
+        # Timer runs with one thread unless told: give it the same count as ours.
+        m = benchmark.Timer(stmt="step()", globals={"step": step},
+                            num_threads=torch.get_num_threads()).blocked_autorange(min_run_time=min_run_s)
         theirs.append(m.median)
     print("model %s, batch %d, torch %s, %d threads" % (name, batch_size, torch.__version__, torch.get_num_threads()))
     for i, (a, b) in enumerate(zip(ours, theirs), 1):
@@ -84,7 +86,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--min-run-s", type=float, default=0.5)
     parser.add_argument("--scenario", default="smoke")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads for the in-process comparison")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     ratio_of_medians(args.model, args.batch_size, args.rounds, args.min_run_s)
     per_case_overhead(args.scenario)
 
