@@ -60,6 +60,9 @@ def ratio_of_medians(name: str, batch_size: int, rounds: int, min_run_s: float) 
     ratio = statistics.median(ours) / statistics.median(theirs)
     print("ratio of medians (harness / blocked_autorange): %.3f  (%+.1f%%; goal within 3%%)" % (
         ratio, (ratio - 1) * 100))
+    # Each round times both back to back, so its ratio cancels slower drift of the machine.
+    paired = statistics.median(a / b for a, b in zip(ours, theirs))
+    print("median of per-round ratios: %.3f  (%+.1f%%)" % (paired, (paired - 1) * 100))
 
 
 def per_case_overhead(scenario: str) -> None:
