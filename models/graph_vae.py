@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models._base import ZooModel
+from models._layers import CastingLayerNorm
 from models._registry import register_model
 
 # --- helpers -------------------------------------------------------------------
@@ -89,18 +90,6 @@ def edge_auc(scores: torch.Tensor, adj: torch.Tensor) -> float:
     return float(np.mean(aucs)) if aucs else float("nan")
 
 
-class _LayerNorm(nn.LayerNorm):
-    """LayerNorm that casts its input to its weight's dtype first.
-
-    CPU autocast on 1.10 leaves ``layer_norm`` out of its cast lists, so a bfloat16
-    activation meets float32 weights and the kernel raises; CUDA autocast runs
-    layer norm in float32 anyway, which is what this does everywhere.
-    """
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x.to(self.weight.dtype))
-
-
 # --- blocks --------------------------------------------------------------------
 
 class AdjacencyAttention(nn.Module):
@@ -135,9 +124,9 @@ class GraphTransformerLayer(nn.Module):
 
     def __init__(self, dim: int, heads: int, mlp_ratio: int, mask_non_edges: bool):
         super().__init__()
-        self.norm1 = _LayerNorm(dim)
+        self.norm1 = CastingLayerNorm(dim)
         self.attn = AdjacencyAttention(dim, heads, mask_non_edges)
-        self.norm2 = _LayerNorm(dim)
+        self.norm2 = CastingLayerNorm(dim)
         self.mlp = nn.Sequential(nn.Linear(dim, mlp_ratio * dim), nn.GELU(), nn.Linear(mlp_ratio * dim, dim))
 
     def forward(self, x: torch.Tensor, adj: torch.Tensor) -> torch.Tensor:
@@ -179,7 +168,7 @@ class GraphVAE(ZooModel):
         self.layers = nn.ModuleList(
             [GraphTransformerLayer(c.dim, c.heads, c.mlp_ratio, c.mask_non_edges) for _ in range(c.depth)]
         )
-        self.norm = _LayerNorm(c.dim)
+        self.norm = CastingLayerNorm(c.dim)
         self.mu = nn.Linear(c.dim, c.latent)
         self.logvar = nn.Linear(c.dim, c.latent)
         # Decoder logit = scale * <z_i, z_j> + offset; the offset absorbs graph density.

@@ -55,6 +55,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models._base import ZooModel
+from models._layers import CastingLayerNorm
 from models._registry import register_model
 
 # --- helpers -------------------------------------------------------------------
@@ -134,18 +135,6 @@ def pick_peaks(spectrum: np.ndarray, count: int) -> np.ndarray:
     return np.asarray(chosen, dtype=np.int64)
 
 
-class _LayerNorm(nn.LayerNorm):
-    """LayerNorm that casts its input to its weight's dtype first.
-
-    CPU autocast on 1.10 leaves ``layer_norm`` out of its cast lists, so a bfloat16
-    activation meets float32 weights and the kernel raises; CUDA autocast runs
-    layer norm in float32 anyway, which is what this does everywhere.
-    """
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x.to(self.weight.dtype))
-
-
 # --- blocks --------------------------------------------------------------------
 
 class SnapshotBlock(nn.Module):
@@ -156,10 +145,10 @@ class SnapshotBlock(nn.Module):
         if dim % heads:
             raise ValueError("width must be divisible by heads, got %d and %d" % (dim, heads))
         self.heads = heads
-        self.norm1 = _LayerNorm(dim)
+        self.norm1 = CastingLayerNorm(dim)
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
-        self.norm2 = _LayerNorm(dim)
+        self.norm2 = CastingLayerNorm(dim)
         self.mlp = nn.Sequential(nn.Linear(dim, mlp_ratio * dim), nn.GELU(), nn.Linear(mlp_ratio * dim, dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (b, t, d)
@@ -208,7 +197,7 @@ class RISMusic(ZooModel):
         self.chan_embed = nn.Linear(2 * c.antennas * c.elements, c.dim)  # flattened H
         self.eig_embed = nn.Linear(c.elements, c.dim)  # log-eigenvalues of R_samp, for the count head
         self.blocks = nn.ModuleList([SnapshotBlock(c.dim, c.heads, c.mlp_ratio) for _ in range(c.depth)])
-        self.norm = _LayerNorm(c.dim)
+        self.norm = CastingLayerNorm(c.dim)
         self.factor_head = nn.Linear(c.dim, c.elements * c.max_sources * 2)
         self.count_head = nn.Linear(c.dim, c.max_sources)
         # The learned factors start as a small correction of the sample ones (init keeps scalars).
