@@ -38,7 +38,7 @@ ENVIRONMENTS: List[Tuple[str, str, Tuple[str, ...], Tuple[str, ...]]] = [
     ("latest", "torch", ("3.13", "3.12", "3.11"), ()),
 ]
 ANALYSIS_PYTHONS = ("3.13", "3.12", "3.11", "3.10")
-ANALYSIS_DEPS = ("pandas>=1.5", "matplotlib>=3.6", "scipy>=1.9")
+ANALYSIS_DEPS = ("pandas>=1.5", "matplotlib>=3.6", "scipy>=1.9", "orjson>=3.6")
 
 nox.options.default_venv_backend = "uv|venv"
 nox.options.sessions = ["matrix"]

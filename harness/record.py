@@ -64,18 +64,27 @@ class RecordWriter:
         self.close()
 
 
-def iter_records(path: str) -> Iterator[Tuple[int, Optional[Dict], Optional[str]]]:
+def iter_records(path: str, loads=None) -> Iterator[Tuple[int, Optional[Dict], Optional[str]]]:
     """Yield ``(line_number, record, problem)`` for each non-blank line of ``path``.
 
     ``record`` is None and ``problem`` says why when a line is not a JSON object of
-    this schema version (a truncated last line after a kill, say).
+    this schema version (a truncated last line after a kill, say). ``loads`` is a
+    faster parser to try first (the analysis side passes orjson's); lines it refuses,
+    such as the NaN/Infinity that ``json`` writes, fall back to ``json.loads``.
     """
     with open(path, encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
                 continue
             try:
-                rec = json.loads(line)
+                rec = None
+                if loads is not None:
+                    try:
+                        rec = loads(line)
+                    except ValueError:
+                        rec = None
+                if rec is None:
+                    rec = json.loads(line)
             except ValueError as exc:
                 yield lineno, None, "not valid JSON (%s)" % exc
                 continue

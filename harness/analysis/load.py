@@ -15,6 +15,11 @@ import pandas as pd
 
 from harness.record import iter_records
 
+try:  # three to four times faster on large stores; plain json where it is missing
+    from orjson import loads as _fast_loads
+except ImportError:  # pragma: no cover - orjson is in the analysis extra
+    _fast_loads = None
+
 CASE_AXES = ("model", "mode", "batch_size", "size", "precision", "checkpoint", "device",
              "channels_last", "compile")
 
@@ -101,7 +106,7 @@ def load_records(paths: Iterable[str]) -> Tuple[pd.DataFrame, List[str]]:
     for path in files:
         count = 0
         try:
-            for lineno, rec, problem in iter_records(path):
+            for lineno, rec, problem in iter_records(path, loads=_fast_loads):
                 if rec is None:
                     problems.append("%s:%d: %s" % (path, lineno, problem))
                     continue
