@@ -75,7 +75,9 @@ _RULES = {
     "min_rounds": (lambda v: _is_int(v) and v >= 2, "an integer >= 2"),
 }
 
-assert set(_RULES) == set(DEFAULTS)
+if set(_RULES) != set(DEFAULTS):  # an edit that added a key to one table and not the other
+    raise RuntimeError("gate_config: _RULES and DEFAULTS name different keys: %s" % sorted(
+        set(_RULES) ^ set(DEFAULTS)))
 
 
 def _check_keys(table: Dict, where: str, errors: List[str]) -> None:

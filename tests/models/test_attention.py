@@ -35,15 +35,6 @@ FAULT = "attention_mask_dtype_fault_tiny"
 BF16_ATOL = 0.1
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny models: a second intra-op thread only adds synchronisation, badly so on a busy CPU.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _config(name, **changes):
     return dataclasses.replace(models.get_spec(name).config, **changes)
 

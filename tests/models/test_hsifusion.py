@@ -26,15 +26,6 @@ from models.hsifusion import (
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # These models are small: one thread is as fast and immune to a busy machine.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _build(name, seed=0, **overrides):
     spec = models.get_spec(name)
     model = spec.model_cls(dataclasses.replace(spec.config, **overrides)) if overrides else spec.build()

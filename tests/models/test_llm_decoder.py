@@ -20,15 +20,6 @@ assert_close = getattr(torch.testing, "assert_close", None) or torch.testing.ass
 NAME = "llm_decoder_tiny"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny models: a second intra-op thread only adds synchronisation, badly so on a busy CPU.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _build(seed=0, **changes):
     config = dataclasses.replace(models.get_spec(NAME).config, **changes)
     model = LLMDecoder(config)

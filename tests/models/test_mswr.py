@@ -19,15 +19,6 @@ from models.mswr import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # These models are small: one thread is as fast and immune to a busy machine.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _build(name, seed=0):
     model = models.create_model(name)
     init_parameters(model, seed)

@@ -12,15 +12,6 @@ from models.ris_music import RISMusic, pick_peaks, ridge_ls_covariance, steering
 TINY = models.get_spec("ris_music_tiny").config
 
 
-@pytest.fixture
-def one_thread():
-    # Small ops on a shared CPU are fastest (and least noisy) single-threaded.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _tiny(seed=0, **changes):
     model = RISMusic(dataclasses.replace(TINY, **changes))
     init_parameters(model, seed)
@@ -166,7 +157,7 @@ def test_complex_part_stays_float32_in_bfloat16_and_autocast():
         assert torch.isfinite(half.infer(*(t.bfloat16() for t in inputs))["spectrum"]).all()
 
 
-def test_short_training_lowers_loss_and_learns_the_source_count(one_thread):
+def test_short_training_lowers_loss_and_learns_the_source_count():
     model = _tiny()
     held_inputs, held_target = model.task_batch(64, 8, SeededGenerator(123))
 

@@ -11,15 +11,6 @@ from models import SeededGenerator, init_parameters
 from models.wavediff import WaveDiff, WaveDiffConfig, beta_schedule, expand_mask, haar_dwt, haar_idwt
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # These tests are small; two intra-op threads on a busy 2-core box only spin-wait.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _build(name="wavediff_tiny", seed=0):
     model = models.create_model(name)
     init_parameters(model, seed)
