@@ -165,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=os.path.join("results", "report", "index.html"))
     p.add_argument("--baseline", nargs="+", help="baseline record files or folders, for the comparison section")
     p.add_argument("--reference-env", help="environment label speeds are relative to (default: newest torch)")
+    p.add_argument("--verdicts", help="the gate's verdicts JSON (torchmatrix gate --json), for the comparison section")
 
     p = sub.add_parser("gate", add_help=False,
                        help="compare candidate records to a baseline; exit 1 on regression "
@@ -219,7 +220,16 @@ def _report(args) -> int:
     from harness.analysis.report import build_report
 
     try:
-        info = build_report(args.results, args.out, baseline_paths=args.baseline, reference_env=args.reference_env)
+        verdicts = None
+        if args.verdicts:
+            try:
+                with open(args.verdicts, encoding="utf-8") as fh:
+                    doc = json.load(fh)
+            except (OSError, ValueError) as exc:
+                raise InputError("%s: cannot read the verdicts JSON (%s)" % (args.verdicts, exc)) from None
+            verdicts = doc.get("verdicts") if isinstance(doc, dict) else doc
+        info = build_report(args.results, args.out, baseline_paths=args.baseline, reference_env=args.reference_env,
+                            verdicts=verdicts)
     except InputError as exc:
         print("error: %s" % exc, file=sys.stderr)
         return EXIT_INPUT
