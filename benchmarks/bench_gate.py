@@ -41,9 +41,10 @@ clone only, which is deleted at the end (``--keep-clone`` keeps it).
                cases with ``checkpoint=reentrant``; nothing else changes.
 
 3. Sensitivity: each A/B run's records are gated again (in this process, same
-   ``compare``) with the first k rounds of each side only, and with the gate's default
-   thresholds instead of the scenario's ``[gate]`` table, so one long run shows what
-   fewer rounds would have given.
+   ``compare``) with the first k rounds of each side only, with the gate's default
+   thresholds instead of the scenario's ``[gate]`` table, and without the speed-probe
+   times ("no probe": plain step times, as before ``harness.speed_probe``), so one long
+   run shows what fewer rounds, or no probe, would have given.
 
 Outputs under ``--out`` (default results/bench-gate, ignored by git): one folder per
 A/B run (``aa``, ``slow10``, ...) with the runner's records (A/, B/), ``gate-verdicts.json``,
@@ -421,11 +422,14 @@ def first_rounds(df, k: int):
     return df[df["run_id"].isin(list(starts.index[:k]))]
 
 
-def regate(df_b, df_c, table: Dict, k: Optional[int] = None) -> List[Dict]:
+def regate(df_b, df_c, table: Dict, k: Optional[int] = None, probe: bool = True) -> List[Dict]:
+    """The gate's verdicts on the first ``k`` rounds; ``probe=False`` hides the speed-probe times."""
     from harness.analysis.gate import compare
 
     if k is not None:
         df_b, df_c = first_rounds(df_b, k), first_rounds(df_c, k)
+    if not probe:
+        df_b, df_c = df_b.assign(probe_samples_s=None), df_c.assign(probe_samples_s=None)
     return compare(df_b, df_c, table)
 
 
@@ -505,13 +509,14 @@ def print_fault_table(console: Console, rows: List[Dict]) -> None:
                 f["touched_flagged"], f["touched"], f["targets"]))
 
 
-def sensitivity(run: Dict, fault: Optional[Fault], tables: Dict[str, Dict], rounds: int) -> List[Dict]:
-    """Figures for the first k rounds of each side and for each thresholds table."""
+def sensitivity(run: Dict, fault: Optional[Fault], tables: Dict[str, Tuple[Dict, bool]],
+                rounds: int) -> List[Dict]:
+    """Figures for the first k rounds of each side, per (thresholds table, speed probe used)."""
     df_b, df_c = load_sides(run["out_dir"])
     rows = []
-    for name, table in tables.items():
+    for name, (table, probe) in tables.items():
         for k in round_counts(rounds):
-            verdicts = regate(df_b, df_c, table, k)
+            verdicts = regate(df_b, df_c, table, k, probe)
             fig = aa_figures(verdicts) if fault is None else fault_figures(verdicts, fault, table)
             rows.append({"table": name, "rounds": k, "figures": fig})
     return rows
@@ -522,11 +527,11 @@ def print_sensitivity(console: Console, label: str, rows: List[Dict], fault: Opt
     for r in rows:
         f = r["figures"]
         if fault is None:
-            console("    %-9s k=%-2d overall %-15s %s  time inconclusive %s" % (
+            console("    %-18s k=%-2d overall %-15s %s  time inconclusive %s" % (
                 r["table"], r["rounds"], fmt_share(f["cases_regressed"], f["cases"]), _kind_cells(f),
                 fmt_share(f["kinds"]["time"]["inconclusive"], f["kinds"]["time"]["compared"])))
         else:
-            console("    %-9s k=%-2d detected %-16s false alarms %-14s other-kind %d" % (
+            console("    %-18s k=%-2d detected %-16s false alarms %-14s other-kind %d" % (
                 r["table"], r["rounds"], fmt_share(f["detected"], f["targets"]),
                 fmt_share(f["false_alarms"], f["unaffected"]) if f["unaffected"] else "-",
                 f["other_kind_alarms"]))
@@ -577,7 +582,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from harness.analysis.gate import load_gate_table
 
     table = load_gate_table(scenario)
-    tables = {"scenario": table, "defaults": {}} if table else {"defaults": {}}
+    # "no probe": the same records gated on plain step times, as if the runner had no speed probe
+    tables = {"scenario": (table, True), "scenario, no probe": (table, False), "defaults": ({}, True)} if table \
+        else {"defaults": ({}, True), "defaults, no probe": ({}, False)}
     console = Console()
     console("bench_gate: scenario %s, %d rounds per side%s; python %s; out %s" % (
         os.path.relpath(scenario, ROOT), rounds, " (quick: %s)" % " ".join(extra) if extra else "",

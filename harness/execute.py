@@ -22,7 +22,7 @@ from typing import Any, Dict
 import torch
 
 import models
-from harness import accuracy, precision, timing
+from harness import accuracy, precision, speed_probe, timing
 from harness.memory import PeakMemory
 from models import UnsupportedError
 
@@ -126,6 +126,8 @@ def run_case(case: Dict, settings: Dict) -> Dict[str, Any]:
             raise UnsupportedError("device cuda: torch.cuda.is_available() is False (torch %s, CUDA build %s)" % (
                 torch.__version__, torch.version.cuda))
         precision.check_autocast(case["device"], case["precision"])
+        # Built (once per worker) before the peak tracker starts: not the case's memory.
+        probe = speed_probe.make_probe(case["device"]) if measure.get("speed_probe", True) else None
         mem = PeakMemory(case["device"])
         mem.start()
         model, inputs, target = _build(case, seed, use_case_config=True)
@@ -135,7 +137,8 @@ def run_case(case: Dict, settings: Dict) -> Dict[str, Any]:
         mem.reset_peak()
         timed = timing.time_step(step, device=case["device"], warmup_iters=measure["warmup_iters"],
                                  warmup_s=measure["warmup_s"], min_sample_s=measure["min_sample_s"],
-                                 samples=measure["samples"], budget_s=measure["case_budget_s"], done_iters=1)
+                                 samples=measure["samples"], budget_s=measure["case_budget_s"], done_iters=1,
+                                 probe=probe, probe_description=speed_probe.DESCRIPTION if probe else None)
         result["memory"] = mem.result()
         del model, inputs, target, step, step_keep
         _release()

@@ -25,7 +25,8 @@ median (a round is one record: one process); ``"auto"`` uses ``"rounds"`` when b
 sides have at least ``min_rounds`` rounds and ``"samples"`` otherwise. Samples taken in
 one process share that process's speed (fresh processes on the 2-core CI machine gave
 medians from 18 to 37 ms for the same step), so with several rounds the process, not
-the sample, is the honest unit of replication.
+the sample, is the honest unit of replication. Either test runs on step time / probe
+time when the records carry the runner's speed probe (see ``harness.analysis.gate``).
 
 Resolution rule (``thresholds_for``): start from ``DEFAULTS``; apply the global keys of
 ``[gate]``; then apply every ``per_model`` pattern that matches the model name, from

@@ -65,6 +65,7 @@ MEASURE_DEFAULTS = {
     "timeout_s": 120.0,       # the worker is killed past this, the case is 'timeout'
     "compile_warmup_s": 120.0,  # extra timeout for compile cases (first call compiles)
     "threads": 0,             # torch.set_num_threads; 0 keeps the build's default
+    "speed_probe": True,      # CPU: time harness.speed_probe after each sample (the gate uses it)
     "seed": 0,
 }
 BACKEND_DEFAULTS = {"allow_tf32": False, "cudnn_benchmark": False, "deterministic": False}
@@ -220,6 +221,8 @@ def _check_settings(table: Any, defaults: Dict[str, Any], where: str, problems: 
 
 
 def _measure_check(key, value, default):
+    if key == "speed_probe":
+        return _bool_check(key, value, default)
     if key in ("warmup_iters", "threads", "seed"):
         return None if _is_int(value) and value >= 0 else "an integer >= 0"
     if key == "samples":

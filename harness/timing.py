@@ -6,11 +6,15 @@ sample is kept (``samples_s``: seconds per iteration in that block). On CUDA the
 block is bracketed by events and synchronised. A per-case budget bounds the timed
 work: a step far slower than planned takes fewer samples (at least one) and the
 result says so in ``reduced``.
+
+With a ``probe`` (``harness.speed_probe``), the probe runs once right after each sample
+and its time is kept in ``probe_samples_s``, aligned with ``samples_s``: how fast the
+machine was at that moment, for the gate's probe-relative comparison.
 """
 import math
 import statistics
 import time
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Optional
 
 import torch
 
@@ -65,10 +69,13 @@ class _Timer:
 
 def time_step(step: Callable[[], None], device: str = "cpu", warmup_iters: int = 2, warmup_s: float = 0.05,
               min_sample_s: float = 0.02, samples: int = 7, budget_s: float = 10.0, done_iters: int = 0,
-              clock: Callable[[], float] = time.perf_counter) -> Dict:
+              clock: Callable[[], float] = time.perf_counter, probe: Optional[Callable[[], None]] = None,
+              probe_description: Optional[str] = None) -> Dict:
     """Warm up, calibrate and sample ``step``; return raw samples and the plan used.
 
     ``done_iters`` counts iterations already run (the accuracy step) toward warm-up.
+    ``probe``, when given, is timed once after each sample (``probe_samples_s``); it
+    does not count toward ``budget_s``.
     """
     timer = _Timer(device, clock)
     timer.sync()
@@ -90,10 +97,18 @@ def time_step(step: Callable[[], None], device: str = "cpu", warmup_iters: int =
         reduced = "budget: %d of %d samples (step %.3g s, case budget %.3g s)" % (
             planned, samples, per_iter_s, budget_s)
     raw: List[float] = []
-    t_timed = clock()
+    probe_raw: List[float] = []
+    timed_s = 0.0
     for _ in range(planned):
+        t_sample = clock()
         raw.append(timer.block(step, iters) / iters)
-    timed_s = clock() - t_timed
+        timed_s += clock() - t_sample
+        if probe is not None:
+            t_probe = clock()
+            probe()
+            probe_raw.append(clock() - t_probe)
     out = {"samples_s": raw, "iters_per_sample": iters, "warmup_iters": n, "warmup_s": warm_elapsed_s,
-           "timed_s": timed_s, "reduced": reduced}
+           "timed_s": timed_s, "reduced": reduced,
+           "probe_samples_s": probe_raw if probe is not None else None,
+           "probe": probe_description if probe is not None else None}
     return out

@@ -32,7 +32,13 @@ Verdicts, one dict per (case, environment, kind); ``kind`` is ``time``, ``memory
   The test (``time_test``, see ``harness.gate_config``) is a two-sided Mann-Whitney U
   on the pooled raw samples, or, with enough rounds per side, Welch's t-test on the
   log of the per-round medians, because samples of one process share its speed and
-  are not independent. ``inconclusive`` when the sample sizes make significance
+  are not independent. When every ok record of both sides carries the runner's
+  speed-probe times (``harness.speed_probe``: a fixed workload timed after each
+  sample) from the same probe, both the test and ``ratio`` use step time / probe
+  time instead of the step time: the machine's own speed changes (20% between rounds
+  on the shared 2-core machine) cancel, a change of the code does not.
+  ``median_ratio`` is the plain ratio of medians either way; ``relative_to`` names
+  the probe or is None. ``inconclusive`` when the sample sizes make significance
   impossible (smallest achievable exact Mann-Whitney p-value above q: 3 vs 3 samples
   can never reach p < 0.1), or when the ratio is beyond the factor but the test is not
   significant (the noise is too large to tell). Otherwise ``unchanged``.
@@ -57,7 +63,8 @@ Every verdict dict has ``case_key, model, env_fingerprint, env_label, kind, verd
 baseline, candidate, ratio, p_value, q_value, reason``, plus ``check``,
 ``baseline_env_label``, ``baseline_env_fingerprint``, ``env`` (torch, python, device
 as text), ``n_baseline``, ``n_candidate``, ``rounds_baseline``, ``rounds_candidate``,
-``test`` and ``how`` (the timing test, as a name and as text), ``unit`` and
+``test`` and ``how`` (the timing test, as a name and as text), ``median_ratio`` and
+``relative_to`` (time), ``unit`` and
 ``threshold`` (the numbers used) where they apply. ``baseline``/``candidate`` are
 median seconds (time), median peak bytes (memory), the worst relative error or the
 task metric (accuracy), status counts (status). q-values come from one BH correction
@@ -259,6 +266,24 @@ class _Group:
                     round_medians.append(median)
         return pooled, round_medians
 
+    def relative(self) -> Optional[Tuple[str, List[float], List[float]]]:
+        """(probe description, pooled step/probe ratios, per-round median ratios) over the ok
+        records; None unless every one holds probe times aligned with its samples."""
+        descriptions, pooled, round_medians = set(), [], []
+        for row in self.ok:
+            samples = _positive_samples(row.get("samples_s"))
+            probes = _positive_samples(row.get("probe_samples_s"))
+            description = row.get("probe")
+            if not samples or len(probes) != len(samples) or not isinstance(description, str):
+                return None
+            ratios = [s / p for s, p in zip(samples, probes)]
+            descriptions.add(description)
+            pooled.extend(ratios)
+            round_medians.append(_median(ratios))
+        if len(descriptions) != 1:
+            return None
+        return descriptions.pop(), pooled, round_medians
+
     def column(self, name: str, ok_only: bool = True) -> List[Any]:
         rows = self.ok if ok_only else self.rows
         return [r.get(name) for r in rows if not _missing(r.get(name))]
@@ -421,14 +446,25 @@ def _task_verdict(key, model, fp, label, gb: _Group, gc: _Group, th: Dict, base_
 
 
 def _time_test(gb: _Group, gc: _Group, th: Dict) -> Optional[Dict]:
-    """Medians, ratio, test and raw p-value of one pair; None when either side has no samples."""
+    """Medians, ratio, test and raw p-value of one pair; None when either side has no samples.
+
+    When every ok record of both sides holds speed-probe times of the same probe, the
+    test and ``ratio`` use step time / probe time (``relative_to`` names the probe);
+    ``median_ratio`` is always the ratio of the plain medians.
+    """
     xb, rb = gb.samples()
     xc, rc = gc.samples()
     if not xb or not xc:
         return None
     mb, mc = _median(xb), _median(xc)
-    out = {"baseline": mb, "candidate": mc, "ratio": mc / mb, "n_baseline": len(xb), "n_candidate": len(xc),
-           "rounds_baseline": len(rb), "rounds_candidate": len(rc), "p_value": None, "too_few": None}
+    out = {"baseline": mb, "candidate": mc, "ratio": mc / mb, "median_ratio": mc / mb, "relative_to": None,
+           "n_baseline": len(xb), "n_candidate": len(xc), "rounds_baseline": len(rb), "rounds_candidate": len(rc),
+           "p_value": None, "too_few": None}
+    rel_b, rel_c = gb.relative(), gc.relative()
+    if rel_b is not None and rel_c is not None and rel_b[0] == rel_c[0]:
+        out["relative_to"] = rel_b[0]
+        xb, rb, xc, rc = rel_b[1], rel_b[2], rel_c[1], rel_c[2]
+        out["ratio"] = _median(xc) / _median(xb)
     mode = th["time_test"]
     if mode == "auto":
         mode = "rounds" if min(len(rb), len(rc)) >= th["min_rounds"] else "samples"
@@ -476,15 +512,20 @@ def _time_verdicts(pending: List[Tuple[Tuple, Dict, Dict]]) -> List[Dict]:
         ratio = t["ratio"]
         big_slow, big_fast = ratio > factor, ratio < 1.0 / factor
         medians = "%s → %s" % (format_duration(t["baseline"]), format_duration(t["candidate"]))
+        relative = t.get("relative_to") is not None
+        if relative:
+            medians += ", plain medians %.2f×" % t["median_ratio"]
         if abs(math.log(ratio)) < 0.005:
-            what = "same median (%s)" % medians
+            what = "same %s (%s)" % ("speed relative to the probe" if relative else "median", medians)
         else:
-            what = "%.2f× %s (%s)" % (ratio if ratio >= 1.0 else 1.0 / ratio, "slower" if ratio > 1.0 else "faster",
-                                     medians)
+            what = "%.2f× %s%s (%s)" % (ratio if ratio >= 1.0 else 1.0 / ratio, "slower" if ratio > 1.0 else "faster",
+                                       " relative to the speed probe" if relative else "", medians)
+        unit = " of step/probe" if relative else ""
         if t.get("test") == "mannwhitneyu":
-            how = "Mann-Whitney U, %d vs %d samples" % (t["n_baseline"], t["n_candidate"])
+            how = "Mann-Whitney U%s, %d vs %d samples" % (unit, t["n_baseline"], t["n_candidate"])
         else:
-            how = "Welch t on log round medians, %d vs %d rounds" % (t["rounds_baseline"], t["rounds_candidate"])
+            how = "Welch t on log round medians%s, %d vs %d rounds" % (unit, t["rounds_baseline"],
+                                                                       t["rounds_candidate"])
         fields["how"] = how
         if t["too_few"] is not None:
             verdict, reason = "inconclusive", "%s; too few to test: %s" % (what, t["too_few"])

@@ -72,6 +72,8 @@ def _flatten(rec: dict, source: str, lineno: int) -> dict:
         "git_commit": env.get("git_commit"),
         "duration_s": rec.get("duration_s"),
         "samples_s": timing.get("samples_s"),
+        "probe_samples_s": timing.get("probe_samples_s"),
+        "probe": timing.get("probe"),
         "median_s": timing.get("median_s"),
         "iqr_s": timing.get("iqr_s"),
         "throughput_per_s": timing.get("throughput_per_s"),

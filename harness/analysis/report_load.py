@@ -19,8 +19,8 @@ from harness.analysis.load import InputError, expand_paths, load_records
 #: Below this many bytes of input the pool costs more than it saves.
 PARALLEL_MIN_BYTES = 32 * 1024 * 1024
 #: Columns the report never reads (the raw samples are the gate's business): dropped in the workers.
-UNUSED_COLUMNS = ("samples_s", "timing_reduced", "mem_method", "out_max_abs_err", "out_cosine", "output_norm",
-                  "duration_s")
+UNUSED_COLUMNS = ("samples_s", "probe_samples_s", "probe", "timing_reduced", "mem_method", "out_max_abs_err",
+                  "out_cosine", "output_norm", "duration_s")
 
 
 def _load_one(path: str) -> Optional[Tuple[pd.DataFrame, List[str]]]:

@@ -34,8 +34,8 @@ def make_record(model="cbam_classifier_tiny", mode="train", batch_size=8, size=6
                 checkpoint="none", device="cpu", status="ok", samples=None, peak_bytes=200 * MIB,
                 passed=True, rel_err=1e-7, grad_rel_err=2e-7, tolerance=1e-5, task=None, torch_v="2.1.2",
                 python="3.11.7", label="torch-2.1", scenario="smoke", reason=None, mem_method="linux_vmhwm",
-                run_id="run1"):
-    """One record following harness.record's schema."""
+                run_id="run1", probe_samples=None, probe="conv probe"):
+    """One record following harness.record's schema (``probe_samples``: speed-probe times)."""
     case = {"model": model, "mode": mode, "batch_size": batch_size, "size": size, "precision": precision,
             "checkpoint": checkpoint, "device": device, "channels_last": False, "compile": False}
     key = "model=%s;mode=%s;batch=%d;size=%s;precision=%s;checkpoint=%s;device=%s" % (
@@ -52,7 +52,9 @@ def make_record(model="cbam_classifier_tiny", mode="train", batch_size=8, size=6
         q1, med, q3 = np.percentile(samples, [25, 50, 75])
         rec["timing"] = {"samples_s": [float(s) for s in samples], "iters_per_sample": 10, "warmup_iters": 3,
                          "warmup_s": 0.1, "median_s": float(med), "iqr_s": float(q3 - q1),
-                         "throughput_per_s": batch_size / float(med), "reduced": None}
+                         "throughput_per_s": batch_size / float(med), "reduced": None,
+                         "probe_samples_s": None if probe_samples is None else [float(x) for x in probe_samples],
+                         "probe": None if probe_samples is None else probe}
         rec["memory"] = {"peak_bytes": peak_bytes, "method": mem_method}
         acc = {"outputs": {"max_abs_err": rel_err, "rel_err": rel_err, "cosine": 1.0}, "tolerance": tolerance,
                "passed": passed, "failures": [] if passed else ["outputs.rel_err"],
@@ -201,6 +203,61 @@ def test_round_test_still_finds_a_real_slowdown(tmp_path):
     b, c = frames(base, cand, tmp_path)
     v = only(compare(b, c, {}), "time")
     assert v["test"] == "welch_t_log_round_medians" and v["verdict"] == "regressed"
+
+
+def shared_machine_rounds(rng, rounds, step_s, slowdown=1.0, probe_s=0.001, n=20):
+    """Records of rounds on a machine whose speed changes from round to round (a factor of
+    0.8-1.6 applied to step and probe alike); the step is ``slowdown`` times slower."""
+    out = []
+    for _ in range(rounds):
+        machine = float(np.exp(rng.uniform(np.log(0.8), np.log(1.6))))
+        jitter = np.exp(rng.normal(0.0, 0.02, n))  # second-to-second speed, shared by step and probe
+        steps = step_s * slowdown * machine * jitter * np.exp(rng.normal(0.0, 0.01, n))
+        probes = probe_s * machine * jitter * np.exp(rng.normal(0.0, 0.01, n))
+        out.append(make_record(samples=steps, probe_samples=probes))
+    return out
+
+
+def test_speed_probe_finds_a_slowdown_that_machine_speed_hides(tmp_path):
+    rng = np.random.default_rng(11)
+    b, c = frames(shared_machine_rounds(rng, 6, 0.010), shared_machine_rounds(rng, 6, 0.010, slowdown=1.10),
+                  tmp_path)
+    v = only(compare(b, c, {"time_factor": 1.05}), "time")
+    assert v["relative_to"] == "conv probe" and v["verdict"] == "regressed"
+    assert 1.07 < v["ratio"] < 1.13  # the slowdown itself, measured against the probe
+    assert "relative to the speed probe" in v["reason"] and "step/probe" in v["how"]
+    # the same records without the probe: the slowdown is lost in the machine's speed changes
+    plain = only(compare(b.assign(probe_samples_s=None), c.assign(probe_samples_s=None), {"time_factor": 1.05}),
+                 "time")
+    assert plain["relative_to"] is None and plain["verdict"] != "regressed"
+    assert plain["ratio"] == plain["median_ratio"]
+
+
+def test_speed_probe_a_a_stays_quiet(tmp_path):
+    rng = np.random.default_rng(12)
+    flagged = 0
+    for _ in range(20):
+        b, c = frames(shared_machine_rounds(rng, 5, 0.010), shared_machine_rounds(rng, 5, 0.010), tmp_path)
+        v = only(compare(b, c, {"time_factor": 1.05}), "time")
+        assert v["relative_to"] == "conv probe"
+        flagged += v["verdict"] in ("regressed", "improved")
+    assert flagged <= 1
+
+
+def test_speed_probe_used_only_when_both_sides_have_the_same_probe(tmp_path):
+    rng = np.random.default_rng(13)
+    base = shared_machine_rounds(rng, 4, 0.010)
+    cand = shared_machine_rounds(rng, 4, 0.010)
+    cand[2]["timing"]["probe"] = "another probe"
+    b, c = frames(base, cand, tmp_path)
+    assert only(compare(b, c, {}), "time")["relative_to"] is None
+    cand[2]["timing"]["probe"] = "conv probe"
+    cand[1]["timing"]["probe_samples_s"] = cand[1]["timing"]["probe_samples_s"][:-1]  # not aligned
+    b, c = frames(base, cand, tmp_path)
+    assert only(compare(b, c, {}), "time")["relative_to"] is None
+    cand[1]["timing"]["probe_samples_s"] = None  # a record from before the probe
+    b, c = frames(base, cand, tmp_path)
+    assert only(compare(b, c, {}), "time")["relative_to"] is None
 
 
 def test_per_model_threshold_applies(tmp_path):

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 import models
-from harness import execute, precision, scenario
+from harness import execute, precision, scenario, speed_probe
 from tests.runner.helpers import read_jsonl, run_harness, write_scenario
 
 SETTINGS = {
@@ -33,6 +33,15 @@ def test_fp32_train_case_measures_speed_memory_and_matches_reference():
     assert acc["passed"] and acc["outputs"]["rel_err"] == 0.0 and acc["grads"]["rel_err"] == 0.0
     assert len(acc["output_probe"]) == 20  # every value of the (2, 10) logits: fewer than 32
     assert 0 <= r["overhead_s"] < r["duration_s"]
+    # the speed probe ran once after each sample, and says which probe it was
+    assert len(t["probe_samples_s"]) == 3 and all(p > 0 for p in t["probe_samples_s"])
+    assert t["probe"] == speed_probe.DESCRIPTION
+
+
+def test_speed_probe_can_be_switched_off():
+    settings = dict(SETTINGS, measure=dict(SETTINGS["measure"], speed_probe=False))
+    t = execute.run_case(case(mode="eval"), settings)["timing"]
+    assert t["probe_samples_s"] is None and t["probe"] is None and len(t["samples_s"]) == 3
 
 
 def test_eval_case_has_no_gradient_check():

@@ -49,3 +49,26 @@ def test_summarize_median_iqr_throughput():
     assert s["median_s"] == pytest.approx(0.25)
     assert s["iqr_s"] == pytest.approx(0.325 - 0.175)
     assert s["throughput_per_s"] == pytest.approx(32.0)
+
+
+def test_probe_runs_once_after_each_sample_and_is_kept_apart():
+    clock = FakeClock(0.001)
+    probe_calls = []
+
+    def probe():
+        probe_calls.append(clock.now)
+        clock.now += 0.0005 * len(probe_calls)  # the machine slows down: each probe is longer
+
+    out = timing.time_step(clock.step, warmup_iters=2, warmup_s=0.0, min_sample_s=0.004, samples=3,
+                           budget_s=10, clock=clock, probe=probe, probe_description="fake probe")
+    assert len(probe_calls) == 3
+    assert out["probe_samples_s"] == pytest.approx([0.0005, 0.001, 0.0015])
+    assert out["probe"] == "fake probe"
+    assert out["samples_s"] == pytest.approx([0.001] * 3)  # the probe's time is not in the samples
+    assert out["timed_s"] == pytest.approx(3 * 0.004)
+
+
+def test_no_probe_no_probe_fields():
+    clock = FakeClock(0.001)
+    out = timing.time_step(clock.step, warmup_iters=1, warmup_s=0.0, min_sample_s=0.001, samples=2, clock=clock)
+    assert out["probe_samples_s"] is None and out["probe"] is None
