@@ -42,9 +42,9 @@ clone only, which is deleted at the end (``--keep-clone`` keeps it).
 
 3. Sensitivity: each A/B run's records are gated again (in this process, same
    ``compare``) with the first k rounds of each side only, with the gate's default
-   thresholds instead of the scenario's ``[gate]`` table, and without the speed-probe
-   times ("no probe": plain step times, as before ``harness.speed_probe``), so one long
-   run shows what fewer rounds, or no probe, would have given.
+   thresholds instead of the scenario's ``[gate]`` table, and with ``time_basis =
+   "probe"`` ("+probe": step time relative to ``harness.speed_probe``), so one long run
+   shows what fewer rounds, or the probe, would have given.
 
 Outputs under ``--out`` (default results/bench-gate, ignored by git): one folder per
 A/B run (``aa``, ``slow10``, ...) with the runner's records (A/, B/), ``gate-verdicts.json``,
@@ -422,14 +422,11 @@ def first_rounds(df, k: int):
     return df[df["run_id"].isin(list(starts.index[:k]))]
 
 
-def regate(df_b, df_c, table: Dict, k: Optional[int] = None, probe: bool = True) -> List[Dict]:
-    """The gate's verdicts on the first ``k`` rounds; ``probe=False`` hides the speed-probe times."""
+def regate(df_b, df_c, table: Dict, k: Optional[int] = None) -> List[Dict]:
     from harness.analysis.gate import compare
 
     if k is not None:
         df_b, df_c = first_rounds(df_b, k), first_rounds(df_c, k)
-    if not probe:
-        df_b, df_c = df_b.assign(probe_samples_s=None), df_c.assign(probe_samples_s=None)
     return compare(df_b, df_c, table)
 
 
@@ -509,14 +506,13 @@ def print_fault_table(console: Console, rows: List[Dict]) -> None:
                 f["touched_flagged"], f["touched"], f["targets"]))
 
 
-def sensitivity(run: Dict, fault: Optional[Fault], tables: Dict[str, Tuple[Dict, bool]],
-                rounds: int) -> List[Dict]:
-    """Figures for the first k rounds of each side, per (thresholds table, speed probe used)."""
+def sensitivity(run: Dict, fault: Optional[Fault], tables: Dict[str, Dict], rounds: int) -> List[Dict]:
+    """Figures for the first k rounds of each side and for each thresholds table."""
     df_b, df_c = load_sides(run["out_dir"])
     rows = []
-    for name, (table, probe) in tables.items():
+    for name, table in tables.items():
         for k in round_counts(rounds):
-            verdicts = regate(df_b, df_c, table, k, probe)
+            verdicts = regate(df_b, df_c, table, k)
             fig = aa_figures(verdicts) if fault is None else fault_figures(verdicts, fault, table)
             rows.append({"table": name, "rounds": k, "figures": fig})
     return rows
@@ -582,9 +578,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from harness.analysis.gate import load_gate_table
 
     table = load_gate_table(scenario)
-    # "no probe": the same records gated on plain step times, as if the runner had no speed probe
-    tables = {"scenario": (table, True), "scenario, no probe": (table, False), "defaults": ({}, True)} if table \
-        else {"defaults": ({}, True), "defaults, no probe": ({}, False)}
+    # "+probe": the same records gated on step time / speed-probe time (time_basis = "probe")
+    tables = {"scenario": table, "scenario +probe": dict(table, time_basis="probe"), "defaults": {},
+              "defaults +probe": {"time_basis": "probe"}}
     console = Console()
     console("bench_gate: scenario %s, %d rounds per side%s; python %s; out %s" % (
         os.path.relpath(scenario, ROOT), rounds, " (quick: %s)" % " ".join(extra) if extra else "",

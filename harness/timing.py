@@ -8,8 +8,8 @@ work: a step far slower than planned takes fewer samples (at least one) and the
 result says so in ``reduced``.
 
 With a ``probe`` (``harness.speed_probe``), the probe runs once right after each sample
-and its time is kept in ``probe_samples_s``, aligned with ``samples_s``: how fast the
-machine was at that moment, for the gate's probe-relative comparison.
+and the time it reports is kept in ``probe_samples_s``, aligned with ``samples_s``: how
+fast the machine was at that moment, for the gate's probe-relative comparison.
 """
 import math
 import statistics
@@ -69,13 +69,13 @@ class _Timer:
 
 def time_step(step: Callable[[], None], device: str = "cpu", warmup_iters: int = 2, warmup_s: float = 0.05,
               min_sample_s: float = 0.02, samples: int = 7, budget_s: float = 10.0, done_iters: int = 0,
-              clock: Callable[[], float] = time.perf_counter, probe: Optional[Callable[[], None]] = None,
+              clock: Callable[[], float] = time.perf_counter, probe: Optional[Callable[[], float]] = None,
               probe_description: Optional[str] = None) -> Dict:
     """Warm up, calibrate and sample ``step``; return raw samples and the plan used.
 
     ``done_iters`` counts iterations already run (the accuracy step) toward warm-up.
-    ``probe``, when given, is timed once after each sample (``probe_samples_s``); it
-    does not count toward ``budget_s``.
+    ``probe``, when given, runs once after each sample and returns the seconds it
+    measured (``probe_samples_s``); it does not count toward ``budget_s``.
     """
     timer = _Timer(device, clock)
     timer.sync()
@@ -104,9 +104,7 @@ def time_step(step: Callable[[], None], device: str = "cpu", warmup_iters: int =
         raw.append(timer.block(step, iters) / iters)
         timed_s += clock() - t_sample
         if probe is not None:
-            t_probe = clock()
-            probe()
-            probe_raw.append(clock() - t_probe)
+            probe_raw.append(probe())
     out = {"samples_s": raw, "iters_per_sample": iters, "warmup_iters": n, "warmup_s": warm_elapsed_s,
            "timed_s": timed_s, "reduced": reduced,
            "probe_samples_s": probe_raw if probe is not None else None,

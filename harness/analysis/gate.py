@@ -34,14 +34,24 @@ Verdicts, one dict per (case, environment, kind); ``kind`` is ``time``, ``memory
   log of the per-round medians, because samples of one process share its speed and
   are not independent. When every ok record of both sides carries the runner's
   speed-probe times (``harness.speed_probe``: a fixed workload timed after each
-  sample) from the same probe, both the test and ``ratio`` use step time / probe
-  time instead of the step time: the machine's own speed changes (20% between rounds
-  on the shared 2-core machine) cancel, a change of the code does not.
+  sample) from the same probe, ``probe_ratio`` reports the change of step time /
+  probe time, and with ``time_basis = "probe"`` the test and ``ratio`` use it: the
+  machine's speed changes cancel (a case's spread between rounds fell from 0.20 to
+  0.07, sd of the log, on the shared 2-core machine) and a 10% slowdown of every case
+  was found in 13 of 68 cases with 8 rounds a side instead of 0. Opt-in, because the
+  code under test also changes the probe's own speed: in that run a case 1.24× slower
+  by its plain medians came out 0.77× relative to the probe. A probe-relative change
+  whose plain medians moved the other way is therefore ``inconclusive``.
   ``median_ratio`` is the plain ratio of medians either way; ``relative_to`` names
-  the probe or is None. ``inconclusive`` when the sample sizes make significance
+  the probe used or is None. ``inconclusive`` when the sample sizes make significance
   impossible (smallest achievable exact Mann-Whitney p-value above q: 3 vs 3 samples
   can never reach p < 0.1), or when the ratio is beyond the factor but the test is not
-  significant (the noise is too large to tell). Otherwise ``unchanged``.
+  significant (the noise is too large to tell), or, with ``time_test = "auto"`` and
+  fewer than ``min_rounds`` rounds a side, when the sample test is significant beyond
+  the factor: one process's samples are not independent, and on the 2-core machine an
+  A/A comparison of one round a side called 25% of 68 cases regressed this way (0% with
+  3 or more rounds a side; ``benchmarks/bench_gate.py``). ``time_test = "samples"``
+  trusts single runs. Otherwise ``unchanged``.
 * memory: ``regressed`` when the peak grows by more than ``memory_frac`` of the
   baseline AND by more than ``memory_floor_bytes``; ``improved`` symmetrically.
   Per side the median over rounds is used. Different measuring methods on the two
@@ -63,8 +73,8 @@ Every verdict dict has ``case_key, model, env_fingerprint, env_label, kind, verd
 baseline, candidate, ratio, p_value, q_value, reason``, plus ``check``,
 ``baseline_env_label``, ``baseline_env_fingerprint``, ``env`` (torch, python, device
 as text), ``n_baseline``, ``n_candidate``, ``rounds_baseline``, ``rounds_candidate``,
-``test`` and ``how`` (the timing test, as a name and as text), ``median_ratio`` and
-``relative_to`` (time), ``unit`` and
+``test`` and ``how`` (the timing test, as a name and as text), ``median_ratio``,
+``probe_ratio`` and ``relative_to`` (time), ``unit`` and
 ``threshold`` (the numbers used) where they apply. ``baseline``/``candidate`` are
 median seconds (time), median peak bytes (memory), the worst relative error or the
 task metric (accuracy), status counts (status). q-values come from one BH correction
@@ -448,26 +458,34 @@ def _task_verdict(key, model, fp, label, gb: _Group, gc: _Group, th: Dict, base_
 def _time_test(gb: _Group, gc: _Group, th: Dict) -> Optional[Dict]:
     """Medians, ratio, test and raw p-value of one pair; None when either side has no samples.
 
-    When every ok record of both sides holds speed-probe times of the same probe, the
-    test and ``ratio`` use step time / probe time (``relative_to`` names the probe);
-    ``median_ratio`` is always the ratio of the plain medians.
+    When every ok record of both sides holds speed-probe times of the same probe,
+    ``probe_ratio`` is the ratio of the medians of step time / probe time, and with
+    ``time_basis = "probe"`` the test and ``ratio`` use those (``relative_to`` names the
+    probe); ``median_ratio`` is always the ratio of the plain medians.
     """
     xb, rb = gb.samples()
     xc, rc = gc.samples()
     if not xb or not xc:
         return None
     mb, mc = _median(xb), _median(xc)
-    out = {"baseline": mb, "candidate": mc, "ratio": mc / mb, "median_ratio": mc / mb, "relative_to": None,
+    out = {"baseline": mb, "candidate": mc, "ratio": mc / mb, "median_ratio": mc / mb, "probe_ratio": None,
+           "relative_to": None,
            "n_baseline": len(xb), "n_candidate": len(xc), "rounds_baseline": len(rb), "rounds_candidate": len(rc),
            "p_value": None, "too_few": None}
     rel_b, rel_c = gb.relative(), gc.relative()
     if rel_b is not None and rel_c is not None and rel_b[0] == rel_c[0]:
-        out["relative_to"] = rel_b[0]
-        xb, rb, xc, rc = rel_b[1], rel_b[2], rel_c[1], rel_c[2]
-        out["ratio"] = _median(xc) / _median(xb)
+        out["probe_ratio"] = _median(rel_c[1]) / _median(rel_b[1])
+        if th["time_basis"] == "probe":
+            out["relative_to"] = rel_b[0]
+            xb, rb, xc, rc = rel_b[1], rel_b[2], rel_c[1], rel_c[2]
+            out["ratio"] = out["probe_ratio"]
     mode = th["time_test"]
     if mode == "auto":
         mode = "rounds" if min(len(rb), len(rc)) >= th["min_rounds"] else "samples"
+        if mode == "samples":
+            out["few_rounds"] = "%d vs %d rounds (%d a side needed): samples of one process are not " \
+                                "independent, so they cannot show a time change on their own" % (
+                                    len(rb), len(rc), th["min_rounds"])
     if mode == "rounds":
         out["test"] = "welch_t_log_round_medians"
         if min(len(rb), len(rc)) < 2:
@@ -506,7 +524,7 @@ def _time_verdicts(pending: List[Tuple[Tuple, Dict, Dict]]) -> List[Dict]:
         key, model, fp, label, base_fields = ident
         factor, q_thr = th["time_factor"], th["q"]
         fields = dict(base_fields, unit="s", threshold={"time_factor": factor, "q": q_thr})
-        fields.update({k: v for k, v in t.items() if k not in ("too_few", "p_min")})
+        fields.update({k: v for k, v in t.items() if k not in ("too_few", "p_min", "few_rounds")})
         q = q_of.get(i)
         fields["q_value"] = q
         ratio = t["ratio"]
@@ -529,6 +547,12 @@ def _time_verdicts(pending: List[Tuple[Tuple, Dict, Dict]]) -> List[Dict]:
         fields["how"] = how
         if t["too_few"] is not None:
             verdict, reason = "inconclusive", "%s; too few to test: %s" % (what, t["too_few"])
+        elif relative and q <= q_thr and (big_slow or big_fast) and (t["median_ratio"] > 1.0) != big_slow:
+            verdict, reason = "inconclusive", "%s, q = %.2g (%s), but the plain medians moved the other way: " \
+                "the code under test changed the probe's own speed" % (what, q, how)
+        elif t.get("few_rounds") and q <= q_thr and (big_slow or big_fast):
+            verdict, reason = "inconclusive", "%s, q = %.2g (%s), but %s; run more rounds (ab --rounds %d) or " \
+                "set time_test = \"samples\" to trust them" % (what, q, how, t["few_rounds"], th["min_rounds"])
         elif q <= q_thr and big_slow:
             verdict, reason = "regressed", "%s, q = %.2g (%s)" % (what, q, how)
         elif q <= q_thr and big_fast:

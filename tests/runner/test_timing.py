@@ -57,7 +57,8 @@ def test_probe_runs_once_after_each_sample_and_is_kept_apart():
 
     def probe():
         probe_calls.append(clock.now)
-        clock.now += 0.0005 * len(probe_calls)  # the machine slows down: each probe is longer
+        clock.now += 0.002  # untimed warm-up and timing of its own
+        return 0.0005 * len(probe_calls)  # the machine slows down: each probe measures longer
 
     out = timing.time_step(clock.step, warmup_iters=2, warmup_s=0.0, min_sample_s=0.004, samples=3,
                            budget_s=10, clock=clock, probe=probe, probe_description="fake probe")
