@@ -27,7 +27,7 @@ sides have at least ``min_rounds`` rounds, and otherwise runs the sample test bu
 a significant change beyond the factor ``inconclusive``, never regressed or improved.
 Samples taken in one process share that process's speed (fresh processes on the 2-core
 CI machine gave medians from 18 to 37 ms for the same step; an A/A comparison of one
-round a side called 25% of 68 cases regressed by the sample test), so the process, not
+round a side called 32-41% of 68 cases regressed by the sample test), so the process, not
 the sample, is the honest unit of replication: use ``ab --rounds 3`` or more.
 
 ``time_basis``: ``"step"`` tests the step times as measured. ``"probe"`` tests step time /

@@ -49,8 +49,8 @@ Verdicts, one dict per (case, environment, kind); ``kind`` is ``time``, ``memory
   significant (the noise is too large to tell), or, with ``time_test = "auto"`` and
   fewer than ``min_rounds`` rounds a side, when the sample test is significant beyond
   the factor: one process's samples are not independent, and on the 2-core machine an
-  A/A comparison of one round a side called 25% of 68 cases regressed this way (0% with
-  3 or more rounds a side; ``benchmarks/bench_gate.py``). ``time_test = "samples"``
+  A/A comparison of one round a side called 32-41% of 68 cases regressed this way in
+  two runs (0% with 3 or more rounds a side; ``benchmarks/bench_gate.py``). ``time_test = "samples"``
   trusts single runs. Otherwise ``unchanged``.
 * memory: ``regressed`` when the peak grows by more than ``memory_frac`` of the
   baseline AND by more than ``memory_floor_bytes``; ``improved`` symmetrically.

@@ -179,7 +179,7 @@ def render_markdown(doc: Dict) -> str:
               and min(v.get("rounds_baseline") or 1, v.get("rounds_candidate") or 1) < 3]
     if single:
         lines += ["", "⚠️ %d timing %s on fewer than 3 rounds a side: the rank test sees the samples "
-                  "of one process, which are not independent (an A/A comparison of one round a side called 25%% "
+                  "of one process, which are not independent (an A/A comparison of one round a side called 32-41%% "
                   "of 68 cases regressed on a shared 2-core CPU), so by default (`time_test = \"auto\"`) a change "
                   "is at most inconclusive; an A/B run with 3 or more rounds (`nox -s ab`) tests round medians." % (
                       len(single), "verdict rests" if len(single) == 1 else "verdicts rest")]
