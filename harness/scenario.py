@@ -65,7 +65,7 @@ MEASURE_DEFAULTS = {
     "timeout_s": 120.0,       # the worker is killed past this, the case is 'timeout'
     "compile_warmup_s": 120.0,  # extra timeout for compile cases (first call compiles)
     "threads": 0,             # torch.set_num_threads; 0 keeps the build's default
-    "speed_probe": True,      # CPU: time harness.speed_probe after each sample (the gate uses it)
+    "speed_probe": True,      # CPU: time harness.speed_probe after each sample (gate: time_basis)
     "seed": 0,
 }
 BACKEND_DEFAULTS = {"allow_tf32": False, "cudnn_benchmark": False, "deterministic": False}

@@ -38,10 +38,10 @@ Verdicts, one dict per (case, environment, kind); ``kind`` is ``time``, ``memory
   probe time, and with ``time_basis = "probe"`` the test and ``ratio`` use it: the
   machine's speed changes cancel (a case's spread between rounds fell from 0.20 to
   0.07, sd of the log, on the shared 2-core machine) and a 10% slowdown of every case
-  was found in 13 of 68 cases with 8 rounds a side instead of 0. Opt-in, because the
-  code under test also changes the probe's own speed: in that run a case 1.24× slower
-  by its plain medians came out 0.77× relative to the probe. A probe-relative change
-  whose plain medians moved the other way is therefore ``inconclusive``.
+  was found in 17 of 68 cases with 5 rounds a side instead of 0. Opt-in, because the
+  code under test can change the probe's own speed: the probe's first version (no
+  untimed warm-up) read a case 1.24× slower by its plain medians as 0.77×. A
+  probe-relative change whose plain medians moved the other way is ``inconclusive``.
   ``median_ratio`` is the plain ratio of medians either way; ``relative_to`` names
   the probe used or is None. ``inconclusive`` when the sample sizes make significance
   impossible (smallest achievable exact Mann-Whitney p-value above q: 3 vs 3 samples
@@ -50,8 +50,8 @@ Verdicts, one dict per (case, environment, kind); ``kind`` is ``time``, ``memory
   fewer than ``min_rounds`` rounds a side, when the sample test is significant beyond
   the factor: one process's samples are not independent, and on the 2-core machine an
   A/A comparison of one round a side called 32-41% of 68 cases regressed this way in
-  two runs (0% with 3 or more rounds a side; ``benchmarks/bench_gate.py``). ``time_test = "samples"``
-  trusts single runs. Otherwise ``unchanged``.
+  two runs (0% with 3 or more rounds a side; ``benchmarks/bench_gate.py``).
+  ``time_test = "samples"`` trusts single runs. Otherwise ``unchanged``.
 * memory: ``regressed`` when the peak grows by more than ``memory_frac`` of the
   baseline AND by more than ``memory_floor_bytes``; ``improved`` symmetrically.
   Per side the median over rounds is used. Different measuring methods on the two
@@ -469,9 +469,8 @@ def _time_test(gb: _Group, gc: _Group, th: Dict) -> Optional[Dict]:
         return None
     mb, mc = _median(xb), _median(xc)
     out = {"baseline": mb, "candidate": mc, "ratio": mc / mb, "median_ratio": mc / mb, "probe_ratio": None,
-           "relative_to": None,
-           "n_baseline": len(xb), "n_candidate": len(xc), "rounds_baseline": len(rb), "rounds_candidate": len(rc),
-           "p_value": None, "too_few": None}
+           "relative_to": None, "n_baseline": len(xb), "n_candidate": len(xc), "rounds_baseline": len(rb),
+           "rounds_candidate": len(rc), "p_value": None, "too_few": None}
     rel_b, rel_c = gb.relative(), gc.relative()
     if rel_b is not None and rel_c is not None and rel_b[0] == rel_c[0]:
         out["probe_ratio"] = _median(rel_c[1]) / _median(rel_b[1])
