@@ -252,7 +252,16 @@ def tests(session: nox.Session, torch: str) -> None:
                 env={"PYTHONPATH": ROOT})
 
 
+#: Biome, from the npm registry through npx, lints the report's CSS and JavaScript (rules: biome.json).
+BIOME = "@biomejs/biome@2.6.8"
+REPORT_ASSETS = os.path.join("harness", "analysis", "report", "assets")
+
+
 @nox.session(python=False)
 def lint(session: nox.Session) -> None:
-    """ruff over the project."""
+    """ruff over the project; Biome over the report's CSS and JavaScript (needs Node.js: npx)."""
     session.run("ruff", "check", ".", external=True)
+    if shutil.which("npx") is None:
+        session.error("npx not found: install Node.js and npm (Debian: apt-get install nodejs npm) so that Biome "
+                      "can lint the report's CSS and JavaScript in %s" % REPORT_ASSETS)
+    session.run("npx", "--yes", BIOME, "ci", "--error-on-warnings", REPORT_ASSETS, external=True)

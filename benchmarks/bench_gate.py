@@ -1,6 +1,6 @@
 """How trustworthy is the regression gate on this machine? Measures it and prints the figures.
 
-Everything runs through the real A/B runner (``harness.ab.run_ab``: git worktrees,
+Everything runs through the real A/B runner (``harness.commands.ab.run_ab``: git worktrees,
 interleaved rounds A B B A ..., one fresh ``python -m harness run`` per round, then the
 gate) on a throw-away ``git clone`` of the current HEAD of this repository, made under
 the system temporary folder. Nothing is committed here: the fault commits live in the
@@ -15,12 +15,12 @@ clone only, which is deleted at the end (``--keep-clone`` keeps it).
    with the false alarms (regressions on unaffected cases, or of another kind) and the
    wall time of the A/B run. What each fault injects, exactly:
 
-   ``slow10``  harness/execute.py: the timed step of every case is wrapped so that each
+   ``slow10``  harness/runner/execute.py: the timed step of every case is wrapped so that each
                call, after doing the real step, busy-waits on ``time.perf_counter`` for
                10% of the time the step itself took. Every iteration is 1.10x as long;
                nothing else changes (the fidelity step and the reference are untouched).
                Expected: time regressed on every case.
-   ``mem10``   harness/execute.py: after the first (fidelity) step and the reset of the
+   ``mem10``   harness/runner/execute.py: after the first (fidelity) step and the reset of the
                peak tracker, one more untimed step is run, the peak so far is read
                (``PeakMemory.result()``: the case's own peak) and a buffer of 10% of it
                (``torch.ones(n, dtype=uint8)``, so every page is touched) is held through
@@ -29,7 +29,7 @@ clone only, which is deleted at the end (``--keep-clone`` keeps it).
                (16 MiB by default), so only cases with a baseline peak above 10 x the floor
                can be flagged: the scenario's four memory-sized cases (200-330 MiB).
                Expected: memory regressed on those ("eligible"); reported for all cases too.
-   ``drift``   harness/execute.py: in fp32 cases, the model's forward and inference
+   ``drift``   harness/runner/execute.py: in fp32 cases, the model's forward and inference
                outputs are rounded through bfloat16 (``t.to(bfloat16).to(t.dtype)``,
                about 3 significant digits, relative error ~1e-3) before the loss, the
                backward and the fidelity snapshot; the fp32 reference is untouched. The
@@ -43,7 +43,7 @@ clone only, which is deleted at the end (``--keep-clone`` keeps it).
 3. Sensitivity: each A/B run's records are gated again (in this process, same
    ``compare``) with the first k rounds of each side only, with the gate's default
    thresholds instead of the scenario's ``[gate]`` table, and with ``time_basis =
-   "probe"`` ("+probe": step time relative to ``harness.speed_probe``), so one long run
+   "probe"`` ("+probe": step time relative to ``harness.runner.speed_probe``), so one long run
    shows what fewer rounds, or the probe, would have given.
 
 Outputs under ``--out`` (default results/bench-gate, ignored by git): one folder per
@@ -74,7 +74,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from harness.ab import run_ab  # noqa: E402  (standard library only)
+from harness.commands.ab import run_ab  # noqa: E402  (standard library only)
 
 KINDS = ("time", "memory", "accuracy", "status")
 COMPARED = ("regressed", "improved", "unchanged", "inconclusive")
@@ -207,7 +207,7 @@ def _memory_target(case: Dict[str, str], vs: List[Dict], table: Dict) -> bool:
 
 # ---------------------------------------------------------------- the faults' patches
 
-EXECUTE = "harness/execute.py"
+EXECUTE = "harness/runner/execute.py"
 RUN_CASE = "\n\ndef run_case("
 MAKE_STEP_CALL = "        step, step_keep = _make_step(model, inputs, target, case, use_case_config=True)\n"
 
@@ -279,8 +279,8 @@ MSWR = "models/mswr.py"
 
 
 def _patch_ckpt(text: str) -> str:
-    return replace_once(text, '    "mswr_net_tiny", MSWRNet,\n',
-                        '    "mswr_net_tiny", MSWRNetLegacyCheckpoint,\n', MSWR)
+    return replace_once(text, '    "mswr_net_tiny", MSWRNet, _TINY,\n',
+                        '    "mswr_net_tiny", MSWRNetLegacyCheckpoint, _TINY,\n', MSWR)
 
 
 FAULTS: Dict[str, Fault] = {f.name: f for f in (
@@ -435,7 +435,7 @@ def memory_shown(out_dir: str, verdicts: Sequence[Dict], keys: Sequence[str]) ->
     it the recorded peak shows (candidate median peak - baseline median peak) / buffer."""
     import statistics
 
-    from harness.record import read_records
+    from harness.record_store import read_records
 
     held: Dict[str, List[int]] = {}
     folder = os.path.join(out_dir, "B")

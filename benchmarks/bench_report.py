@@ -5,8 +5,9 @@ models with their own size axes, train and eval, five precisions, three checkpoi
 modes, CPU and CUDA, five batch sizes, four sizes, every status, raw samples, output
 probes; ``harness.analysis.report_synth``), builds the report from it and prints the
 build time (of which reading the records: ``load_records`` per file, in parallel
-worker processes when the input is large), the CPU time of this process and the file
-size. Goals: 100,000 records in under 10 s, a file under 10 MB.
+worker processes when the input is large; drawing and writing the matplotlib figures
+is included), the CPU time of this process and the file size. Goals: 100,000 records
+in under 10 s, a file under 10 MB.
 
     python benchmarks/bench_report.py [--records 100000] [--out results/bench-report] [--keep]
 """
@@ -47,6 +48,9 @@ def main(argv=None) -> int:
           "%.2f s (record-parsing worker processes not counted)" % (
         result["seconds"], result["load_seconds"], result["seconds"] - result["load_seconds"], cpu))
     print("file size: %.2f MB (%.0f bytes per record)" % (size_mb, result["bytes"] / max(result["records"], 1)))
+    figures = os.path.join(args.out, "figures")
+    if os.path.isdir(figures):
+        print("figures: %s (%s)" % (figures, ", ".join(sorted(os.listdir(figures)))))
     print("goals: build under 10 s: %s; file under 10 MB: %s" % (
         "met" if result["seconds"] < 10 else "MISSED", "met" if size_mb < 10 else "MISSED"))
     if result["problems"]:

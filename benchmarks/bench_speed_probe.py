@@ -1,7 +1,7 @@
 """Does the speed probe track the machine's speed? Measures it and prints the figures.
 
 In one process, for ``--seconds``, it times alternately the probe of
-``harness.speed_probe`` and one step of a few tiny zoo cases (the same steps the
+``harness.runner.speed_probe`` and one step of a few tiny zoo cases (the same steps the
 runner times), then cuts the series into windows of ``--window`` rounds (about one
 case's timed window) and prints, per model: the spread (sd of the log) of its windowed
 median step time, the correlation of that log with the probe's, and the spread of the
@@ -22,7 +22,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from harness import execute, speed_probe  # noqa: E402
+from harness.runner import execute, speed_probe  # noqa: E402
 
 CASES = (("cbam_classifier_tiny", "eval"), ("mswr_net_tiny", "train"), ("attention_mha_tiny", "train"))
 

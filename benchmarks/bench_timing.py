@@ -1,7 +1,7 @@
 """How faithful and how cheap is the harness's timing? Prints the figures.
 
 1. Ratio of medians: the same model step timed in one process by the harness
-   (``harness.timing.time_step``) and by ``torch.utils.benchmark.Timer.blocked_autorange``,
+   (``harness.runner.timing.time_step``) and by ``torch.utils.benchmark.Timer.blocked_autorange``,
    alternating A B A B so drift hits both alike. Goal: within 3%.
 2. Per-case overhead: a real scenario run through the manager and worker; for every
    ok record, its wall time minus the warm-up and timed iterations (model builds,
@@ -24,8 +24,8 @@ import torch  # noqa: E402
 from torch.utils import benchmark  # noqa: E402
 
 import models  # noqa: E402
-from harness import timing  # noqa: E402
-from harness.cli import run_scenario  # noqa: E402
+from harness.commands.run import run_scenario  # noqa: E402
+from harness.runner import timing  # noqa: E402
 
 
 def _train_step(name: str, batch_size: int):

@@ -1,11 +1,14 @@
 """torchmatrix: benchmark and regression-test PyTorch models across releases.
 
-Runner side (runs inside every PyTorch environment, Python 3.9 + torch 1.10 and up):
-``scenario``, ``record``, ``envinfo``, ``measure``, ``precision``, ``accuracy``,
-``execute``, ``worker``, ``manager``. It imports only the standard library, torch,
-numpy and tomli. Analysis side (``report``, ``gate``): pandas, matplotlib, scipy; never torch.
+``runner/`` runs inside every PyTorch environment (Python 3.9 + torch 1.10 and up) and
+imports only the standard library, torch, numpy and tomli. ``analysis/`` (report,
+gate) runs in one modern environment with pandas, matplotlib and scipy, never torch.
+``commands/`` has one module per subcommand. Shared by both: ``record`` (the record
+schema, the only contract between the sides), ``scenario``, ``gate_config``, ``vocab``
+(the shared words and exit codes), ``fileio`` and ``units``.
 """
 __version__ = "0.1.0"
 
-#: Version of the result record (see ``harness.record``); bumped on incompatible change.
-SCHEMA_VERSION = 1
+from harness import _zoo
+
+_zoo.install()

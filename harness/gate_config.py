@@ -31,7 +31,7 @@ round a side called 32-41% of 68 cases regressed by the sample test), so the pro
 the sample, is the honest unit of replication: use ``ab --rounds 3`` or more.
 
 ``time_basis``: ``"step"`` tests the step times as measured. ``"probe"`` tests step time /
-speed-probe time (``harness.speed_probe``) where every record of both sides carries the
+speed-probe time (``harness.runner.speed_probe``) where every record of both sides carries the
 probe, which cancels the shared machine's speed changes and so finds more real
 slowdowns there, but the probe is not fully independent of the code under test (see
 ``harness.analysis.gate``), so it is opt-in.

@@ -40,21 +40,13 @@ import fnmatch
 import itertools
 import os
 import re
-import sys
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on the 3.9/3.10 environments
-    import tomli as tomllib
-
-MODES = ("train", "eval")
-PRECISIONS = ("fp32", "amp_fp16", "amp_bf16", "fp16", "bf16")
-CHECKPOINTS = ("none", "reentrant", "non_reentrant")
-DEVICES = ("cpu", "cuda")
-AXES = ("model", "mode", "batch_size", "size", "precision", "checkpoint", "device",
-        "channels_last", "compile")
+from harness.fileio import REPO_ROOT, TOMLDecodeError, load_toml
+from harness.record import Case
+from harness.vocab import CASE_AXES as AXES
+from harness.vocab import CHECKPOINTS, DEVICES, MODES, PRECISIONS
 
 MEASURE_DEFAULTS = {
     "warmup_iters": 2,        # at least this many untimed iterations ...
@@ -65,7 +57,7 @@ MEASURE_DEFAULTS = {
     "timeout_s": 120.0,       # the worker is killed past this, the case is 'timeout'
     "compile_warmup_s": 120.0,  # extra timeout for compile cases (first call compiles)
     "threads": 0,             # torch.set_num_threads; 0 keeps the build's default
-    "speed_probe": True,      # CPU: time harness.speed_probe after each sample (gate: time_basis)
+    "speed_probe": True,      # CPU: time harness.runner.speed_probe after each sample (gate: time_basis)
     "seed": 0,
 }
 BACKEND_DEFAULTS = {"allow_tf32": False, "cudnn_benchmark": False, "deterministic": False}
@@ -80,37 +72,6 @@ class ScenarioError(ValueError):
     def __init__(self, problems: Sequence[str]):
         self.problems = list(problems)
         super().__init__("\n".join(self.problems))
-
-
-@dataclass(frozen=True)
-class Case:
-    """One point of the matrix."""
-
-    model: str
-    mode: str
-    batch_size: int
-    size: Any
-    precision: str
-    checkpoint: str
-    device: str
-    channels_last: bool = False
-    compile: bool = False
-
-    @property
-    def key(self) -> str:
-        """Stable text key: the same case in any environment or commit has the same key."""
-        parts = ["model=%s" % self.model, "mode=%s" % self.mode, "batch=%d" % self.batch_size,
-                 "size=%s" % (self.size,), "precision=%s" % self.precision,
-                 "checkpoint=%s" % self.checkpoint, "device=%s" % self.device]
-        # Optional axes join the key only when set, so adding them changed no old key.
-        if self.channels_last:
-            parts.append("channels_last=1")
-        if self.compile:
-            parts.append("compile=1")
-        return ";".join(parts)
-
-    def to_dict(self) -> Dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass
@@ -250,14 +211,20 @@ def _task_check(key, value, default):
 
 # --- loading ------------------------------------------------------------------------
 
+def resolve_path(name: str) -> str:
+    """A scenario path, or the name of one shipped in scenarios/ (``smoke``)."""
+    if os.path.exists(name) or os.sep in name or name.endswith(".toml"):
+        return name
+    return os.path.join(REPO_ROOT, "scenarios", name + ".toml")
+
+
 def load(path: str) -> Scenario:
     """Read and validate ``path``; raise ScenarioError listing every problem."""
     try:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
+        data = load_toml(path)
     except FileNotFoundError:
         raise ScenarioError(["%s: no such scenario file" % path]) from None
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+    except (OSError, TOMLDecodeError) as exc:
         raise ScenarioError(["%s: cannot read as TOML: %s" % (path, exc)]) from None
     return from_dict(data, path)
 

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 from torch.utils import checkpoint as _torch_checkpoint
 
-CHECKPOINT_MODES = ("none", "reentrant", "non_reentrant")
+from harness.vocab import CHECKPOINTS as CHECKPOINT_MODES  # defined once, for both sides (stdlib only)
 
 
 class UnsupportedError(RuntimeError):

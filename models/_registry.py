@@ -10,12 +10,17 @@ interface).
 """
 import fnmatch
 import importlib
+import importlib.util
+import os
 import pkgutil
+import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterable, List, Optional
 
 _REGISTRY: Dict[str, "ModelSpec"] = {}
 _ZOO_LOADED = False
+#: User modules imported from another package named like the zoo (see _import_beside_the_zoo).
+_USER_MODULES: Dict[str, Any] = {}
 
 
 @dataclass(frozen=True)
@@ -87,12 +92,61 @@ def list_models(patterns: Iterable[str] = ("*",), include_faults: bool = False) 
     return sorted(found)
 
 
+def _ours(module_name: str) -> bool:
+    """True when ``module_name`` is this zoo package or one of its modules."""
+    return module_name == __package__ or module_name.startswith(__package__ + ".")
+
+
+def _import_beside_the_zoo(module_name: str):
+    """Import ``module_name`` from another top-level package that shares the zoo's name.
+
+    A user's project often has its own ``models`` package. Its modules are imported with
+    the zoo taken out of ``sys.modules`` and its folder out of the search path, then the
+    zoo is put back; the user's modules stay loaded under ``_user_<name>`` (their code
+    holds its own references, so it runs as imported).
+    """
+    if module_name in _USER_MODULES:
+        return _USER_MODULES[module_name]
+    zoo_parent = os.path.realpath(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    zoo_modules = {k: v for k, v in sys.modules.items() if _ours(k)}
+    saved_path, saved_finders = list(sys.path), list(sys.meta_path)
+    try:
+        for key in zoo_modules:
+            del sys.modules[key]
+        # harness._zoo's finder would answer ``models`` with the zoo again
+        sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "torchmatrix_zoo_finder", False)]
+        sys.path[:] = [p for p in sys.path if os.path.realpath(p or os.getcwd()) != zoo_parent]
+        importlib.invalidate_caches()
+        module = importlib.import_module(module_name)
+        theirs = {k: v for k, v in sys.modules.items() if _ours(k)}
+    finally:
+        for key in [k for k in sys.modules if _ours(k)]:
+            del sys.modules[key]
+        sys.modules.update(zoo_modules)
+        sys.path[:], sys.meta_path[:] = saved_path, saved_finders
+    for key, mod in theirs.items():
+        sys.modules["_user_" + key] = mod
+    _USER_MODULES[module_name] = module
+    return module
+
+
+def _import_user_module(module_name: str):
+    if _ours(module_name) and module_name != __package__:
+        try:
+            found = importlib.util.find_spec(module_name) is not None
+        except ImportError:
+            found = False
+        if not found:  # not one of the zoo's modules: look for the user's package of that name
+            return _import_beside_the_zoo(module_name)
+    return importlib.import_module(module_name)
+
+
 def _spec_from_import_path(path: str) -> ModelSpec:
     module_name, _, attr = path.partition(":")
     if not module_name or not attr:
         raise ValueError("a user model is named 'package.module:factory', got %r" % path)
     try:
-        module = importlib.import_module(module_name)
+        module = _import_user_module(module_name)
     except ImportError as exc:
         raise ValueError("cannot import module %r for model %r: %s" % (module_name, path, exc)) from exc
     factory = getattr(module, attr, None)

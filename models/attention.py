@@ -8,9 +8,11 @@ learned position embeddings -> N blocks -> LM head), so every variant has a real
 
 What the audit asked for and this file does:
 
-* the fallback chain: ``torch.nn.functional.scaled_dot_product_attention`` where the build
-  has it (2.0+, found with ``hasattr``), an explicit matmul-softmax otherwise (1.10); the
-  audit's Flash/xFormers rungs need CUDA extensions and are left out;
+* the fallback chain (``models._attention.attend``, shared by the zoo):
+  ``torch.nn.functional.scaled_dot_product_attention`` where the build has it (2.0+,
+  feature-detected), an explicit matmul-softmax otherwise (1.10) or with
+  ``attn_impl="math"``; the audit's Flash/xFormers rungs need CUDA extensions and are
+  left out;
 * explicit ``head_dim ** -0.5`` scaling (issue 2): passed as SDPA's ``scale=`` where that
   argument exists (2.1+), otherwise folded into ``q`` before SDPA so that SDPA's own
   default ``1/sqrt(head_dim)`` gives the configured scale;
@@ -34,12 +36,11 @@ with a dtype error (on every PyTorch version); under CPU autocast the bug is hid
 because autocast re-casts the matmul inputs. The harness sees errors in the bf16/fp16
 cases where the healthy ``attention_gqa_tiny`` runs within bf16 tolerance of fp32.
 
-Synthetic task: induction/copy sequences (a random segment repeated once); the metric
-is next-token accuracy on the second copy (``second_copy_accuracy``), higher is better.
+Synthetic task (``models._tokens``, shared with the decoder LM): induction/copy sequences
+(a random segment repeated once); the metric is next-token accuracy on the second copy
+(``second_copy_accuracy``), higher is better.
 The benchmark inputs left-pad every second sequence (pad id 0), exercising the masks.
 """
-import inspect
-import math
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
@@ -47,177 +48,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models._base import UnsupportedError, ZooModel
+from models._attention import attend, cast_additive, causal_mask, merge_masks, repeat_kv, resolve_attn_impl, to_additive
+from models._base import ZooModel
 from models._registry import register_model
+from models._tokens import IGNORE_INDEX, PAD_ID, induction_tokens, next_token_targets, second_copy_accuracy
 
-PAD_ID = 0
-IGNORE_INDEX = -100
 VARIANTS = ("mha", "gqa", "mqa", "linear", "sliding_window")
 MASK_KINDS = ("bool", "additive", "mixed")
-ATTN_IMPLS = ("auto", "sdpa", "math")
-
-# --- helpers -------------------------------------------------------------------
-
-HAS_SDPA = hasattr(F, "scaled_dot_product_attention")
-
-
-def _sdpa_accepts_scale() -> bool:
-    # The scale= argument arrived in 2.1. The builtin usually has no inspectable
-    # signature, so a one-element probe call settles it when inspect cannot.
-    if not HAS_SDPA:
-        return False
-    try:
-        return "scale" in inspect.signature(F.scaled_dot_product_attention).parameters
-    except (TypeError, ValueError):
-        pass
-    probe = torch.zeros(1, 1, 1, 1)
-    try:
-        F.scaled_dot_product_attention(probe, probe, probe, scale=1.0)
-    except TypeError:
-        return False
-    return True
-
-
-SDPA_HAS_SCALE = _sdpa_accepts_scale()
-
-
-def resolve_attn_impl(impl: str) -> str:
-    """Map ``auto``/``sdpa``/``math`` to the path this build runs; UnsupportedError for sdpa on 1.x."""
-    if impl not in ATTN_IMPLS:
-        raise ValueError("attn_impl must be one of %s, got %r" % (", ".join(ATTN_IMPLS), impl))
-    if impl == "auto":
-        return "sdpa" if HAS_SDPA else "math"
-    if impl == "sdpa" and not HAS_SDPA:
-        raise UnsupportedError(
-            "attn_impl='sdpa': torch.nn.functional.scaled_dot_product_attention is missing in torch %s"
-            % torch.__version__
-        )
-    return impl
-
-
-def mask_value(dtype: torch.dtype) -> float:
-    """The most negative finite value of ``dtype``: masks with it never overflow to NaN rows."""
-    return torch.finfo(dtype).min
-
-
-def causal_mask(q_len: int, k_len: int, device, window: Optional[int] = None) -> torch.Tensor:
-    """Boolean (q_len, k_len) mask, True where query i may attend key j.
-
-    Queries are the last ``q_len`` positions of the ``k_len`` keys (a KV-cache decode step
-    has ``q_len=1``). ``window`` keeps only the ``window`` most recent keys (banded mask).
-    """
-    q_pos = torch.arange(k_len - q_len, k_len, device=device).unsqueeze(1)  # (q, 1)
-    k_pos = torch.arange(k_len, device=device).unsqueeze(0)  # (1, k)
-    keep = k_pos <= q_pos
-    if window is not None:
-        keep = keep & (k_pos > q_pos - window)
-    return keep
-
-
-def to_additive(keep: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """Boolean keep-mask -> additive mask of ``dtype``: 0 where kept, ``mask_value`` elsewhere."""
-    zeros = torch.zeros(keep.shape, dtype=dtype, device=keep.device)
-    return zeros.masked_fill(~keep, mask_value(dtype))
-
-
-def cast_additive(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """Cast an additive mask to the query dtype (the audit's fix for issue 1).
-
-    Clamping first keeps float32's minimum from becoming -inf in float16.
-    """
-    if mask.dtype == dtype:
-        return mask
-    return mask.clamp_min(mask_value(dtype)).to(dtype)
-
-
-def merge_masks(bool_mask: Optional[torch.Tensor], additive: Optional[torch.Tensor], dtype: torch.dtype,
-                cast: bool = True) -> Optional[torch.Tensor]:
-    """One mask for SDPA from an optional boolean and an optional additive mask.
-
-    ``cast=False`` is the fault twin's bug: the additive mask keeps whatever dtype it was
-    built in.
-    """
-    if additive is None:
-        return bool_mask
-    if cast:
-        additive = cast_additive(additive, dtype)
-    if bool_mask is None:
-        return additive
-    return additive.masked_fill(~bool_mask, mask_value(additive.dtype))
-
-
-def repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
-    """(b, kv_heads, s, d) -> (b, kv_heads * n_rep, s, d); each KV head serves n_rep query heads."""
-    if n_rep == 1:
-        return x
-    b, h, s, d = x.shape
-    return x.unsqueeze(2).expand(b, h, n_rep, s, d).reshape(b, h * n_rep, s, d)
-
-
-def math_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: Optional[torch.Tensor],
-                   scale: float) -> torch.Tensor:
-    """Explicit matmul-softmax attention, the fallback where SDPA is missing.
-
-    The softmax stays in the scores' dtype (no float32 detour), so a mask of the wrong
-    dtype shows up as a dtype error in ``probs @ v`` instead of being papered over.
-    """
-    scores = torch.matmul(q * scale, k.transpose(-2, -1))  # (b, h, t, s)
-    if mask is not None:
-        if mask.dtype == torch.bool:
-            scores = scores.masked_fill(~mask, mask_value(scores.dtype))
-        else:
-            scores = scores + mask
-    probs = torch.softmax(scores, dim=-1)
-    return torch.matmul(probs, v)  # (b, h, t, d)
-
-
-def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: Optional[torch.Tensor], scale: float,
-           impl: str) -> torch.Tensor:
-    """Scaled dot-product attention on (b, h, t, d) tensors through SDPA or the explicit fallback."""
-    if impl == "math":
-        return math_attention(q, k, v, mask, scale)
-    if SDPA_HAS_SCALE:
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
-    # 2.0 has no scale=: pre-scale q so that SDPA's default 1/sqrt(d) yields ``scale``.
-    q = q * (scale * math.sqrt(q.shape[-1]))
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-
-
-# --- the synthetic task ----------------------------------------------------------
-
-def induction_tokens(gen, batch_size: int, seq_len: int, vocab_size: int) -> torch.Tensor:
-    """(b, t) sequences: an optional filler token, then a random segment repeated twice."""
-    half = seq_len // 2
-    segment = gen.integers(1, vocab_size, (batch_size, half))
-    parts = [segment, segment]
-    if seq_len % 2:
-        parts.insert(0, gen.integers(1, vocab_size, (batch_size, 1)))
-    return torch.cat(parts, dim=1)
-
-
-def next_token_targets(tokens: torch.Tensor, pad_id: Optional[int] = PAD_ID) -> torch.Tensor:
-    """(b, t) next-token targets: position i holds token i+1; padding and the last position ignored."""
-    target = torch.full_like(tokens, IGNORE_INDEX)
-    target[:, :-1] = tokens[:, 1:]
-    if pad_id is None:
-        return target
-    return target.masked_fill(target == pad_id, IGNORE_INDEX)
-
-
-def second_copy_accuracy(logits: torch.Tensor, target: torch.Tensor) -> float:
-    """Greedy next-token accuracy where the second copy of the segment is predictable.
-
-    For a length-t sequence with segment length t // 2, the second copy starts at
-    t - t // 2; its first token cannot be predicted, the others can by looking back.
-    ``logits`` may be longer than ``target`` (cached decode steps appended): they are cut.
-    """
-    seq_len = target.shape[1]
-    start = seq_len - seq_len // 2
-    pred = logits[:, start:seq_len - 1].argmax(dim=-1)  # (b, half - 1)
-    want = target[:, start:seq_len - 1]
-    valid = want != IGNORE_INDEX
-    return float((pred.eq(want) & valid).sum().item()) / max(int(valid.sum().item()), 1)
-
 
 # --- blocks --------------------------------------------------------------------
 
@@ -434,6 +271,9 @@ class AttentionLM(ZooModel):
         return second_copy_accuracy(outputs, target)
 
 
+# --- sizes ---------------------------------------------------------------------
+
+#: tiny: 2 blocks, width 32, 4 heads (2 KV heads for GQA), 32 tokens; base: the config defaults.
 _TINY = dict(vocab_size=32, dim=32, depth=2, heads=4, kv_heads=2, window=16, mlp_ratio=2, max_seq_len=64,
              default_sizes=(32,))
 _DESCRIPTIONS = {
@@ -443,6 +283,10 @@ _DESCRIPTIONS = {
     "linear": "causal linear attention, ELU+1 features",
     "sliding_window": "sliding-window (banded causal) attention",
 }
+_FAULT_TINY = AttentionLMConfig(variant="gqa", mask_kind="additive", mask_dtype_fault=True, **_TINY)
+
+# --- registrations -------------------------------------------------------------
+
 for _variant, _what in _DESCRIPTIONS.items():
     register_model(
         "attention_%s_tiny" % _variant, AttentionLM, AttentionLMConfig(variant=_variant, **_TINY),
@@ -454,8 +298,7 @@ for _variant, _what in _DESCRIPTIONS.items():
     )
 
 register_model(
-    "attention_mask_dtype_fault_tiny", AttentionLM,
-    AttentionLMConfig(variant="gqa", mask_kind="additive", mask_dtype_fault=True, **_TINY),
+    "attention_mask_dtype_fault_tiny", AttentionLM, _FAULT_TINY,
     family="attention", fault=True,
     description="GQA with a float32 additive mask never cast to the query dtype: bf16/fp16 dtype error",
 )

@@ -193,12 +193,18 @@ class CBAMClassifier(ZooModel):
         return F.cross_entropy(outputs.float(), labels, weight=self.class_weights.float())
 
 
+# --- sizes ---------------------------------------------------------------------
+
+_TINY = CBAMClassifierConfig(widths=(8, 16, 32, 64), depths=(1, 1, 1, 1), reduction=4, default_sizes=(32,))
+_BASE = CBAMClassifierConfig()
+
+# --- registrations -------------------------------------------------------------
+
 register_model(
-    "cbam_classifier_tiny", CBAMClassifier,
-    CBAMClassifierConfig(widths=(8, 16, 32, 64), depths=(1, 1, 1, 1), reduction=4, default_sizes=(32,)),
+    "cbam_classifier_tiny", CBAMClassifier, _TINY,
     family="classification", description="ResNet-style CBAM classifier, one block per stage, width 8",
 )
 register_model(
-    "cbam_classifier_base", CBAMClassifier, CBAMClassifierConfig(),
+    "cbam_classifier_base", CBAMClassifier, _BASE,
     family="classification", description="ResNet-18 + CBAM (reduction 16, 7x7 spatial kernel)",
 )

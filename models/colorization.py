@@ -305,16 +305,22 @@ class ColorizationNet(ZooModel):
         return float((outputs.detach().float() - ab.float()).abs().mean())
 
 
+# --- sizes ---------------------------------------------------------------------
+
 _PAPERNET_TINY = ColorizationConfig(widths=(8, 16, 32, 32, 16), convs_per_block=(1,) * 8, default_sizes=(32,))
+_PAPERNET_BASE = ColorizationConfig()
 _MOBILE_TINY = ColorizationConfig(widths=(8, 16, 32, 32, 16), convs_per_block=(1,) * 8, separable=True,
                                   default_sizes=(32,))
+_MOBILE_BASE = ColorizationConfig(widths=(64, 128, 256, 800, 256), separable=True)
+
+# --- registrations -------------------------------------------------------------
 
 register_model(
     "colorization_papernet_tiny", ColorizationNet, _PAPERNET_TINY,
     family="colorization", description="Zhang et al. PaperNet, one conv per block, widths 8-32, 313 ab bins",
 )
 register_model(
-    "colorization_papernet_base", ColorizationNet, ColorizationConfig(),
+    "colorization_papernet_base", ColorizationNet, _PAPERNET_BASE,
     family="colorization", description="Zhang et al. PaperNet (VGG trunk, dilated conv5/6, conv2 fusion), 313 bins",
 )
 register_model(
@@ -322,7 +328,6 @@ register_model(
     family="colorization", description="MobileLite colorizer, depthwise-separable, widths 8-32, 313 ab bins",
 )
 register_model(
-    "colorization_mobilelite_base", ColorizationNet,
-    ColorizationConfig(widths=(64, 128, 256, 800, 256), separable=True),
+    "colorization_mobilelite_base", ColorizationNet, _MOBILE_BASE,
     family="colorization", description="MobileLite colorizer: depthwise-separable PaperNet topology, 313 bins",
 )

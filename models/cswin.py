@@ -26,102 +26,25 @@ profiler shows one extra attention-sized allocation per block held by the guard.
 guard runs inside a ``record_function("nan_safe_guard")`` scope so a memory profile can
 attribute its allocations.
 
-The synthetic task (``spectral_task_batch``, shared with ``models.wavediff``): cubes
-whose pixels mix a few smooth spectra (Gaussian bumps over 31 bands) with abundances
-smooth in space, projected to RGB through a fixed smooth 3 x 31 camera response. Input
-RGB, target cube; the metric is PSNR in dB (higher is better, data range 1).
+The synthetic task is the CSWin task of ``models._spectral`` (``spectral_task_batch``,
+shared with WaveDiff): cubes whose pixels mix a few smooth spectra (Gaussian bumps over
+31 bands) with abundances smooth in space, projected to RGB through a fixed smooth
+3 x 31 camera response. Input RGB, target cube; the metric is PSNR in dB (higher is
+better, data range 1). Attention goes through ``models._attention.attend``.
 """
 import math
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.autograd.profiler import record_function
 
+from models._attention import attend, merge_heads, split_heads, window_merge, window_partition
 from models._base import ZooModel
 from models._registry import register_model
-
-# --- the synthetic task -----------------------------------------------------------
-
-SPECTRAL_BANDS = 31
-
-
-def camera_response(bands: int = SPECTRAL_BANDS) -> np.ndarray:
-    """A fixed smooth (3, bands) RGB response: Gaussian B, G, R curves, rows summing to 1."""
-    grid = np.linspace(0.0, 1.0, bands)
-    centres, widths = (0.2, 0.5, 0.78), (0.12, 0.12, 0.14)  # blue, green, red
-    curves = np.stack([np.exp(-0.5 * ((grid - c) / w) ** 2) for c, w in zip(centres, widths)])
-    return curves / curves.sum(axis=1, keepdims=True)
-
-
-def spectral_task_batch(batch_size: int, size: int, gen, bands: int = SPECTRAL_BANDS,
-                        materials: int = 3) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Draw ``(rgb, cube)``: (b, 3, size, size) and (b, bands, size, size), values in [0, 1].
-
-    Each image mixes ``materials`` spectra, each a floor plus three Gaussian bumps (blue,
-    green and red-ish centres, jittered by up to 3 bands, widths of 4-7 bands, random
-    heights), so spectra are smooth and mostly but not fully recoverable from RGB: the
-    best linear RGB-to-cube map scores about 24 dB. The abundances are a softmax over
-    sums of three low-frequency plane waves, so the cube is smooth in space. All in
-    float64 NumPy from the version-stable generator, cast once.
-    """
-    b, k = batch_size, materials
-    lam = np.linspace(0.0, bands - 1.0, bands)
-    scale = (bands - 1.0) / 30.0  # centres and widths are given for 31 bands
-    centre = scale * (np.array([4.0, 15.0, 26.0])[:, None] + gen.uniform_np((b, k, 3, 1), -3.0, 3.0))
-    width = scale * gen.uniform_np((b, k, 3, 1), 4.0, 7.0)
-    amp = gen.uniform_np((b, k, 3, 1), 0.0, 1.0)
-    spectra = 0.05 + (amp * np.exp(-0.5 * ((lam - centre) / width) ** 2)).sum(axis=2)  # (b, k, bands)
-    spectra = spectra / np.maximum(1.0, spectra.max(axis=2, keepdims=True) / 0.95)
-
-    coords = np.arange(size, dtype=np.float64) / max(size, 1)
-    freq = gen.uniform_np((b, k, 3, 2), -1.5, 1.5)  # cycles per image along (y, x)
-    phase = gen.uniform_np((b, k, 3), 0.0, 2.0 * np.pi)
-    waves = np.cos(2.0 * np.pi * (freq[..., 0, None, None] * coords[:, None] + freq[..., 1, None, None] * coords)
-                   + phase[..., None, None])  # (b, k, 3, h, w)
-    logits = 2.0 * waves.sum(axis=2)  # (b, k, h, w)
-    weights = np.exp(logits - logits.max(axis=1, keepdims=True))
-    weights = weights / weights.sum(axis=1, keepdims=True)
-
-    cube = np.einsum("bkl,bkhw->blhw", spectra, weights)  # (b, bands, h, w)
-    rgb = np.einsum("cl,blhw->bchw", camera_response(bands), cube)  # (b, 3, h, w)
-    return (torch.from_numpy(np.ascontiguousarray(rgb)).float(),
-            torch.from_numpy(np.ascontiguousarray(cube)).float())
-
-
-def psnr_db(pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0) -> float:
-    """Mean over the batch of each image's PSNR in dB, computed in float64."""
-    diff = pred.detach().double() - target.detach().double().to(pred.device)
-    mse = diff.pow(2).flatten(1).mean(dim=1).clamp_min(1e-12)  # (b,)
-    return float((10.0 * torch.log10(data_range ** 2 / mse)).mean())
-
-
-# --- helpers -------------------------------------------------------------------
-
-def _to_windows(x: torch.Tensor, wh: int, ww: int) -> torch.Tensor:
-    """(b, h, w, c) -> (b * windows, wh * ww, c) for non-overlapping wh x ww windows."""
-    b, h, w, c = x.shape
-    x = x.view(b, h // wh, wh, w // ww, ww, c).permute(0, 1, 3, 2, 4, 5)
-    return x.reshape(-1, wh * ww, c)
-
-
-def _from_windows(x: torch.Tensor, b: int, h: int, w: int, wh: int, ww: int) -> torch.Tensor:
-    """Inverse of ``_to_windows``: (b * windows, wh * ww, c) -> (b, h, w, c)."""
-    c = x.shape[-1]
-    x = x.view(b, h // wh, w // ww, wh, ww, c).permute(0, 1, 3, 2, 4, 5)
-    return x.reshape(b, h, w, c)
-
-
-def _attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """softmax(q k^T / sqrt(d)) v over (n, heads, tokens, d); fused kernel where the build has one."""
-    if hasattr(F, "scaled_dot_product_attention"):
-        return F.scaled_dot_product_attention(q, k, v)
-    attn = torch.matmul(q, k.transpose(-2, -1)) * (q.shape[-1] ** -0.5)
-    return torch.matmul(attn.softmax(dim=-1), v)
-
+from models._spectral import SPECTRAL_BANDS, psnr_db, spectral_task_batch
 
 # --- blocks --------------------------------------------------------------------
 
@@ -139,16 +62,11 @@ class StripeAttentionBranch(nn.Module):
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:  # each (b, h, w, c)
         b, h, w, c = q.shape
         wh, ww = (self.split_size, w) if self.axis == 0 else (h, self.split_size)
-        n = wh * ww
-        qw, kw, vw = (_to_windows(t, wh, ww) for t in (q, k, v))  # (b*nw, n, c)
+        qw, kw, vw = (window_partition(t, wh, ww) for t in (q, k, v))  # (b*nw, wh*ww, c)
         lepe = self.lepe(vw.transpose(1, 2).reshape(-1, c, wh, ww))  # (b*nw, c, wh, ww)
-
-        def heads(t: torch.Tensor) -> torch.Tensor:
-            return t.reshape(t.shape[0], n, self.heads, c // self.heads).transpose(1, 2)  # (b*nw, heads, n, d)
-
-        out = _attention(heads(qw), heads(kw), heads(vw)).transpose(1, 2).reshape(-1, n, c)
-        out = out + lepe.flatten(2).transpose(1, 2)  # (b*nw, n, c)
-        return _from_windows(out, b, h, w, wh, ww)
+        out = attend(*(split_heads(t, self.heads) for t in (qw, kw, vw)), scale_scores=True)  # (b*nw, heads, wh*ww, d)
+        out = merge_heads(out) + lepe.flatten(2).transpose(1, 2)  # (b*nw, wh*ww, c)
+        return window_merge(out, b, h, w, wh, ww)
 
 
 class CSWinAttention(nn.Module):
@@ -322,24 +240,31 @@ class CSWinGenerator(ZooModel):
         return psnr_db(outputs, target)
 
 
+# --- sizes ---------------------------------------------------------------------
+
+_TINY = CSWinGeneratorConfig(dims=(16, 32), depths=(1, 1), heads=(2, 2), split_sizes=(2, 2), default_sizes=(16,))
+_BASE = CSWinGeneratorConfig()
+_CLONE_FAULT_TINY = CSWinGeneratorConfig(dims=(16, 32), depths=(1, 1), heads=(2, 2), split_sizes=(2, 2),
+                                         default_sizes=(16,), clone_always=True)
+_CLONE_FAULT_BASE = CSWinGeneratorConfig(clone_always=True)
+
+# --- registrations -------------------------------------------------------------
+
 register_model(
-    "cswin_v2_tiny", CSWinGenerator,
-    CSWinGeneratorConfig(dims=(16, 32), depths=(1, 1), heads=(2, 2), split_sizes=(2, 2), default_sizes=(16,)),
+    "cswin_v2_tiny", CSWinGenerator, _TINY,
     family="hyperspectral", description="CSWin v2 generator, two levels of width 16/32, one block each",
 )
 register_model(
-    "cswin_v2_base", CSWinGenerator, CSWinGeneratorConfig(),
+    "cswin_v2_base", CSWinGenerator, _BASE,
     family="hyperspectral", description="CSWin v2 generator, three levels 48/96/192, stripes 2/4/8, 128 px",
 )
 register_model(
-    "cswin_v2_clone_fault_tiny", CSWinGenerator,
-    CSWinGeneratorConfig(dims=(16, 32), depths=(1, 1), heads=(2, 2), split_sizes=(2, 2), default_sizes=(16,),
-                         clone_always=True),
+    "cswin_v2_clone_fault_tiny", CSWinGenerator, _CLONE_FAULT_TINY,
     family="hyperspectral", fault=True,
     description="audit #3: NaNSafeAttention clones every attention output (about 2x attention memory)",
 )
 register_model(
-    "cswin_v2_clone_fault_base", CSWinGenerator, CSWinGeneratorConfig(clone_always=True),
+    "cswin_v2_clone_fault_base", CSWinGenerator, _CLONE_FAULT_BASE,
     family="hyperspectral", fault=True,
     description="audit #3 at base size: unconditional clone in NaNSafeAttention",
 )

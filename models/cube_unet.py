@@ -14,10 +14,11 @@ How it differs: the audited model was "physics-informed" and a transformer-CNN
 hybrid of ~50M parameters; ours keeps the U-Net, the separable convs and one
 attention block, with no physics loss terms. The levels axis ``d`` is never pooled,
 so ``size`` (the side h = w) must be a multiple of ``2 ** levels`` and ``d`` is fixed
-per config (``depth``). Attention uses ``F.scaled_dot_product_attention`` where this
-PyTorch has it (2.0+) and the explicit ``softmax(q k^T / sqrt(head_dim)) v`` otherwise;
-``head_dim`` is derived from the width and the head count and validated (the audit's
-smoke test died on a config without ``head_dim``).
+per config (``depth``). Attention is ``models._attention.attend``:
+``F.scaled_dot_product_attention`` where this PyTorch has it (2.0+) and the explicit
+``softmax(q k^T / sqrt(head_dim)) v`` otherwise; ``head_dim`` is derived from the width
+and the head count and validated (the audit's smoke test died on a config without
+``head_dim``).
 
 The synthetic task (``make_diffusion_batch``) is a heat-equation step: a smooth
 random field (a sum of random plane waves) is advanced a few explicit finite-
@@ -34,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models._attention import attend
 from models._base import ZooModel
 from models._registry import register_model
 
@@ -46,16 +48,6 @@ def _groups(channels: int) -> int:
         if channels % g == 0:
             return g
     return 1
-
-
-def _attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """softmax(q k^T / sqrt(head_dim)) v over (b, heads, n, head_dim); SDPA when available."""
-    sdpa = getattr(F, "scaled_dot_product_attention", None)
-    if sdpa is not None:
-        return sdpa(q, k, v)
-    scale = q.shape[-1] ** -0.5
-    weights = torch.softmax(torch.matmul(q * scale, k.transpose(-2, -1)), dim=-1)  # (b, heads, n, n)
-    return torch.matmul(weights, v)
 
 
 def _laplacian(u: np.ndarray) -> np.ndarray:
@@ -152,7 +144,7 @@ class BottleneckAttention(nn.Module):
         tokens = x.flatten(2).transpose(1, 2)  # (b, n, c)
         n = tokens.shape[1]
         qkv = self.qkv(self.norm(tokens)).reshape(b, n, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        out = _attention(qkv[0], qkv[1], qkv[2])  # (b, heads, n, head_dim)
+        out = attend(qkv[0], qkv[1], qkv[2])  # (b, heads, n, head_dim)
         tokens = tokens + self.proj(out.transpose(1, 2).reshape(b, n, c))
         return tokens.transpose(1, 2).reshape(b, c, d, h, w)
 
@@ -259,12 +251,18 @@ class CubeUNet(ZooModel):
         return float(((outputs.detach().float() - target.float()) ** 2).mean().sqrt())
 
 
+# --- sizes ---------------------------------------------------------------------
+
+_TINY = CubeUNetConfig(widths=(8, 16, 32), heads=2, in_channels=2, depth=4, default_sizes=(16,))
+_BASE = CubeUNetConfig()
+
+# --- registrations -------------------------------------------------------------
+
 register_model(
-    "cube_unet_tiny", CubeUNet,
-    CubeUNetConfig(widths=(8, 16, 32), heads=2, in_channels=2, depth=4, default_sizes=(16,)),
+    "cube_unet_tiny", CubeUNet, _TINY,
     family="cube_unet", description="3-D datacube U-Net, 2 levels, widths 8-32, 2 variables x 4 levels",
 )
 register_model(
-    "cube_unet_base", CubeUNet, CubeUNetConfig(),
+    "cube_unet_base", CubeUNet, _BASE,
     family="cube_unet", description="3-D datacube U-Net (EnhancedCubeUNet), 4 levels, widths 64-1024, attention",
 )

@@ -233,13 +233,19 @@ class DatacubeCNN(ZooModel):
         return float((outputs.detach().argmax(dim=1) == labels).float().mean())
 
 
+# --- sizes ---------------------------------------------------------------------
+
+_TINY = DatacubeCNNConfig(stages=((1, 3, 1, 8, 1), (4, 3, 2, 16, 1), (4, 5, 2, 24, 1)), stem=8, head=64,
+                          width_mult=1.0, depth_mult=1.0, variables=2, levels=4, default_sizes=(32,))
+_BASE = DatacubeCNNConfig()
+
+# --- registrations -------------------------------------------------------------
+
 register_model(
-    "datacube_cnn_tiny", DatacubeCNN,
-    DatacubeCNNConfig(stages=((1, 3, 1, 8, 1), (4, 3, 2, 16, 1), (4, 5, 2, 24, 1)), stem=8, head=64,
-                      width_mult=1.0, depth_mult=1.0, variables=2, levels=4, default_sizes=(32,)),
+    "datacube_cnn_tiny", DatacubeCNN, _TINY,
     family="datacube_cnn", description="EfficientNet-style datacube CNN, 3 MBConv stages, widths 8-24",
 )
 register_model(
-    "datacube_cnn_base", DatacubeCNN, DatacubeCNNConfig(),
+    "datacube_cnn_base", DatacubeCNN, _BASE,
     family="datacube_cnn", description="EfficientNet-B0 stages scaled x1.6 width, x2.2 depth (B5-like), SE, 9 classes",
 )

@@ -33,22 +33,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models._attention import attend
 from models._base import ZooModel
 from models._layers import CastingLayerNorm
 from models._registry import register_model
 
 # --- helpers -------------------------------------------------------------------
-
-_HAS_SDPA = hasattr(F, "scaled_dot_product_attention")
-
-
-def _attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    """Softmax attention with an additive ``bias`` (b, h, n, n); SDPA when this build has it (2.0+)."""
-    if _HAS_SDPA:
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
-    scores = torch.matmul(q, k.transpose(-2, -1)) * (q.shape[-1] ** -0.5) + bias  # (b, h, n, n)
-    return torch.matmul(scores.softmax(dim=-1), v)
-
 
 def sbm_graphs(batch_size: int, nodes: int, gen, p_in: float = 0.6, p_out: float = 0.05,
                communities: Tuple[int, int] = (2, 3)) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -115,7 +105,7 @@ class AdjacencyAttention(nn.Module):
             eye = torch.eye(n, dtype=torch.bool, device=x.device)
             blocked = (adj <= 0) & ~eye  # self loops keep every row attendable
             bias = bias.masked_fill(blocked.unsqueeze(1), torch.finfo(q.dtype).min)
-        out = _attention(q, k, v, bias)  # (b, h, n, dh)
+        out = attend(q, k, v, bias, scale_scores=True)  # (b, h, n, dh)
         return self.proj(out.transpose(1, 2).reshape(b, n, d))
 
 
@@ -247,12 +237,18 @@ class GraphVAE(ZooModel):
         return edge_auc(scores, target)
 
 
+# --- sizes ---------------------------------------------------------------------
+
+_TINY = GraphVAEConfig(node_features=8, dim=32, depth=1, heads=2, mlp_ratio=2, latent=8, default_sizes=(16,))
+_BASE = GraphVAEConfig()
+
+# --- registrations -------------------------------------------------------------
+
 register_model(
-    "graph_vae_tiny", GraphVAE,
-    GraphVAEConfig(node_features=8, dim=32, depth=1, heads=2, mlp_ratio=2, latent=8, default_sizes=(16,)),
+    "graph_vae_tiny", GraphVAE, _TINY,
     family="graph", description="graph transformer VAE, one layer, width 32, 16-node SBM graphs",
 )
 register_model(
-    "graph_vae_base", GraphVAE, GraphVAEConfig(),
+    "graph_vae_base", GraphVAE, _BASE,
     family="graph", description="graph transformer VAE (4 layers, width 384, 8 heads), ~7.2M params, 64 nodes",
 )

@@ -16,11 +16,12 @@ so deterministic) and returns the logits of every position, prompt and decoded:
 How it differs: no PEFT/LoRA, no quantisation, no beam search or streaming, random
 initialisation. The report's 13.14B-parameter model would not fit a benchmark step, so
 ``_base`` is a ~0.5B model of the same family (width 2048, 16 query / 4 KV heads).
-Attention goes through ``models.attention.attend`` (SDPA where the build has it, the
+Attention goes through ``models._attention.attend`` (SDPA where the build has it, the
 explicit matmul-softmax on 1.10), with explicit ``head_dim ** -0.5`` scaling.
 
-Synthetic task: induction sequences (a random segment repeated); the metric is greedy
-next-token accuracy on the second copy, higher is better (``second_copy_accuracy``).
+Synthetic task (``models._tokens``, shared with the attention zoo): induction sequences
+(a random segment repeated); the metric is greedy next-token accuracy on the second
+copy, higher is better (``second_copy_accuracy``).
 """
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
@@ -29,18 +30,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models._attention import attend, causal_mask, repeat_kv, resolve_attn_impl
 from models._base import ZooModel
 from models._registry import register_model
-from models.attention import (
-    IGNORE_INDEX,
-    attend,
-    causal_mask,
-    induction_tokens,
-    next_token_targets,
-    repeat_kv,
-    resolve_attn_impl,
-    second_copy_accuracy,
-)
+from models._tokens import IGNORE_INDEX, induction_tokens, next_token_targets, second_copy_accuracy
 
 KVCache = Tuple[torch.Tensor, torch.Tensor]
 
@@ -267,13 +260,19 @@ class LLMDecoder(ZooModel):
         return second_copy_accuracy(outputs, target)
 
 
+# --- sizes ---------------------------------------------------------------------
+
+_TINY = LLMDecoderConfig(vocab_size=32, dim=32, depth=2, heads=4, kv_heads=2, mlp_hidden=64, max_seq_len=64,
+                         decode_steps=4, default_sizes=(32,))
+_BASE = LLMDecoderConfig()  # ~0.5B parameters: width 2048, 8 blocks, 16 query / 4 KV heads
+
+# --- registrations -------------------------------------------------------------
+
 register_model(
-    "llm_decoder_tiny", LLMDecoder,
-    LLMDecoderConfig(vocab_size=32, dim=32, depth=2, heads=4, kv_heads=2, mlp_hidden=64, max_seq_len=64,
-                     decode_steps=4, default_sizes=(32,)),
+    "llm_decoder_tiny", LLMDecoder, _TINY,
     family="llm", description="2-block LLaMA-style decoder, width 32, 4 query / 2 KV heads, 4 cached decode steps",
 )
 register_model(
-    "llm_decoder_base", LLMDecoder, LLMDecoderConfig(),
+    "llm_decoder_base", LLMDecoder, _BASE,
     family="llm", description="8-block LLaMA-style decoder, width 2048, 16 query / 4 KV heads, RoPE, KV-cache",
 )

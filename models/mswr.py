@@ -24,127 +24,29 @@ checkpoint wrapper calls ``torch.utils.checkpoint.checkpoint`` directly (reentra
 without making the raw input require grad, so under reentrant checkpointing the stem
 and first encoder stage get no gradient at all, silently.
 
-This module also holds the synthetic task shared by the three RGB-to-spectrum models
-(``models.hsifusion`` imports it): each image mixes a few materials whose spectra are
-Gaussian bumps over 31 bands on a baseline, with smooth spatial abundance maps (a
-softmax over low-frequency cosine fields), and is seen through a fixed camera
-response (three smooth positive curves, 3 x 31, rows summing to one). Input: the RGB
-image; target: the 31-band cube in [0, 1]. The training loss is MRAE (the NTIRE
-challenge loss); the task metric is PSNR in dB (higher is better), ``mrae`` is
-exposed as well.
+The synthetic task is the MSWR task of ``models._spectral`` (shared with HSIFusionNet
+and SHARP through ``SpectralReconstructionModel``): each image mixes a few materials
+whose spectra are Gaussian bumps over 31 bands on a baseline, with smooth spatial
+abundance maps (a softmax over low-frequency cosine fields), and is seen through a
+fixed camera response (three smooth positive curves, 3 x 31, rows summing to one).
+Input: the RGB image; target: the 31-band cube in [0, 1]. The training loss is MRAE
+(the NTIRE challenge loss); the task metric is PSNR in dB (higher is better). The Haar
+transform is ``models._wavelets`` (shared with WaveDiff).
 """
-import math
 from dataclasses import dataclass
 from typing import Tuple
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils import checkpoint as _torch_checkpoint
 
-from models._base import HAS_NON_REENTRANT_CHECKPOINT, ZooModel
+from models._base import HAS_NON_REENTRANT_CHECKPOINT
 from models._registry import register_model
-
-# --- the synthetic task (shared with models.hsifusion) --------------------------
-
-#: Band centres in nm of the 31-band cubes (ARAD-1K / CAVE layout).
-WAVELENGTHS_NM = np.arange(400.0, 701.0, 10.0)
-
-
-def camera_response(bands: int = 31) -> np.ndarray:
-    """A fixed (3, bands) RGB camera response: smooth positive curves, rows sum to 1."""
-    lam = np.linspace(400.0, 700.0, bands)
-    g = lambda centre, width: np.exp(-0.5 * ((lam - centre) / width) ** 2)
-    # Red has a small blue lobe, as real sensors do; it keeps the 3 x 31 map well mixed.
-    curves = np.stack([g(605.0, 40.0) + 0.08 * g(450.0, 25.0), g(540.0, 38.0), g(455.0, 30.0)])
-    return curves / curves.sum(axis=1, keepdims=True)
-
-
-def make_spectral_batch(gen, batch_size: int, size: int, bands: int = 31,
-                        materials: int = 3) -> Tuple[torch.Tensor, torch.Tensor]:
-    """RGB images (b, 3, size, size) and their spectral cubes (b, bands, size, size).
-
-    Every number comes from ``gen`` (version-stable); the arithmetic is NumPy float64
-    and the result is cast to float32 once.
-    """
-    b, m, s = batch_size, materials, size
-    lam = np.linspace(0.0, 1.0, bands)
-    # Spectra: a baseline and two Gaussian bumps per material, peak value below 1.
-    base = gen.uniform_np((b, m, 1), 0.05, 0.15)
-    centres = gen.uniform_np((b, m, 2, 1), 0.0, 1.0)
-    widths = gen.uniform_np((b, m, 2, 1), 0.06, 0.2)
-    amps = gen.uniform_np((b, m, 2, 1), 0.15, 0.4)
-    spectra = base + (amps * np.exp(-0.5 * ((lam - centres) / widths) ** 2)).sum(axis=2)  # (b, m, bands)
-    # Abundances: softmax over materials of two low-frequency cosine fields each.
-    coords = (np.arange(s, dtype=np.float64) + 0.5) / max(s, 1)
-    yy, xx = np.meshgrid(coords, coords, indexing="ij")  # (s, s)
-    freq = gen.uniform_np((b, m, 2, 2, 1, 1), -1.5, 1.5)
-    phase = gen.uniform_np((b, m, 2, 1, 1), 0.0, 2.0 * np.pi)
-    fields = np.cos(2.0 * np.pi * (freq[:, :, :, 0] * yy + freq[:, :, :, 1] * xx) + phase).sum(axis=2)
-    logits = 2.0 * fields  # (b, m, s, s)
-    weights = np.exp(logits - logits.max(axis=1, keepdims=True))
-    weights = weights / weights.sum(axis=1, keepdims=True)
-    cube = np.einsum("bmhw,bml->blhw", weights, spectra)  # (b, bands, s, s)
-    rgb = np.einsum("cl,blhw->bchw", camera_response(bands), cube)  # (b, 3, s, s)
-    as_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(torch.float32)
-    return as_tensor(rgb), as_tensor(cube)
-
-
-def mrae(outputs: torch.Tensor, target: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
-    """Mean relative absolute error, in float32 whatever the model's dtype."""
-    target = target.float()
-    return ((outputs.float() - target).abs() / (target.abs() + eps)).mean()
-
-
-def psnr_db(outputs: torch.Tensor, target: torch.Tensor, data_range: float = 1.0) -> float:
-    """Peak signal-to-noise ratio in dB over the whole batch."""
-    mse = float(((outputs.detach().float() - target.float()) ** 2).mean())
-    return 10.0 * math.log10(data_range ** 2 / max(mse, 1e-12))
-
-
-class SpectralReconstructionModel(ZooModel):
-    """Shared interface of the RGB -> 31-band models: inputs, MRAE loss, PSNR metric."""
-
-    size_axis = "image side in pixels (square images)"
-    task_metric_name = "psnr_db"
-    task_higher_is_better = True
-
-    def _check_rgb(self, rgb: torch.Tensor) -> None:
-        c = self.config.in_channels
-        if rgb.dim() != 4 or rgb.shape[1] != c or min(rgb.shape[-2:]) < 1:
-            raise ValueError("expected RGB of shape (b, %d, h, w) with h, w >= 1, got %s" % (c, tuple(rgb.shape)))
-
-    def example_inputs(self, batch_size: int, size, gen):
-        self.check_size(size)
-        rgb, cube = make_spectral_batch(gen, batch_size, size, bands=self.config.bands)
-        return (rgb,), cube
-
-    def loss(self, outputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return mrae(outputs, target)
-
-    def task_metric(self, outputs: torch.Tensor, target: torch.Tensor) -> float:
-        return psnr_db(outputs, target)
-
+from models._spectral import SpectralReconstructionModel
+from models._wavelets import haar_dwt, haar_idwt
 
 # --- helpers -------------------------------------------------------------------
-
-def haar_dwt(x: torch.Tensor) -> torch.Tensor:
-    """Orthonormal 2-D Haar transform: (b, c, h, w) -> (b, 4c, h/2, w/2), [LL, LH, HL, HH]."""
-    a, b = x[..., 0::2, 0::2], x[..., 0::2, 1::2]
-    c, d = x[..., 1::2, 0::2], x[..., 1::2, 1::2]
-    return torch.cat([a + b + c + d, a - b + c - d, a + b - c - d, a - b - c + d], dim=1) * 0.5
-
-
-def haar_idwt(y: torch.Tensor) -> torch.Tensor:
-    """Inverse of ``haar_dwt``: (b, 4c, h, w) -> (b, c, 2h, 2w)."""
-    ll, lh, hl, hh = y.chunk(4, dim=1)
-    a, b = (ll + lh + hl + hh) * 0.5, (ll - lh + hl - hh) * 0.5
-    c, d = (ll + lh - hl - hh) * 0.5, (ll - lh - hl + hh) * 0.5
-    top = torch.stack([a, b], dim=-1).flatten(-2)  # (b, c, h, 2w): even rows
-    bottom = torch.stack([c, d], dim=-1).flatten(-2)  # odd rows
-    return torch.stack([top, bottom], dim=-2).flatten(-3, -2)  # (b, c, 2h, 2w)
-
 
 def replicate_pad_to(x: torch.Tensor, multiple: int) -> torch.Tensor:
     """Pad h and w at the bottom/right up to a multiple by repeating the last row/column.
@@ -304,18 +206,23 @@ class MSWRNetLegacyCheckpoint(MSWRNet):
         return _torch_checkpoint.checkpoint(fn, *args)
 
 
+# --- sizes ---------------------------------------------------------------------
+
+_TINY = MSWRNetConfig(widths=(16, 32), depths=(1, 1), heads=(2, 2), landmarks=4, default_sizes=(32,))
+_BASE = MSWRNetConfig()
+
+# --- registrations -------------------------------------------------------------
+
 register_model(
-    "mswr_net_tiny", MSWRNet,
-    MSWRNetConfig(widths=(16, 32), depths=(1, 1), heads=(2, 2), landmarks=4, default_sizes=(32,)),
+    "mswr_net_tiny", MSWRNet, _TINY,
     family="hyperspectral", description="MSWR-Net: one Haar level, landmark attention, widths 16/32",
 )
 register_model(
-    "mswr_net_base", MSWRNet, MSWRNetConfig(),
+    "mswr_net_base", MSWRNet, _BASE,
     family="hyperspectral", description="MSWR-Net v2.1.2-sized: widths 64/128/256, 2 blocks per scale, 8x8 landmarks",
 )
 register_model(
-    "mswr_net_legacy_ckpt_tiny", MSWRNetLegacyCheckpoint,
-    MSWRNetConfig(widths=(16, 32), depths=(1, 1), heads=(2, 2), landmarks=4, default_sizes=(32,)),
+    "mswr_net_legacy_ckpt_tiny", MSWRNetLegacyCheckpoint, _TINY,
     family="hyperspectral", fault=True,
     description="fault: legacy reentrant checkpoint wrapper drops the first stage's gradients (audit bug #2)",
 )

@@ -54,22 +54,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models._attention import attend
 from models._base import ZooModel
 from models._layers import CastingLayerNorm
 from models._registry import register_model
 
 # --- helpers -------------------------------------------------------------------
-
-_HAS_SDPA = hasattr(F, "scaled_dot_product_attention")
-
-
-def _attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """Softmax attention over (b, h, t, dh); SDPA when this build has it (2.0+)."""
-    if _HAS_SDPA:
-        return F.scaled_dot_product_attention(q, k, v)
-    scores = torch.matmul(q, k.transpose(-2, -1)) * (q.shape[-1] ** -0.5)
-    return torch.matmul(scores.softmax(dim=-1), v)
-
 
 def _autocast_off(device: torch.device):
     """A context with autocast disabled for ``device`` (torch.autocast is 1.10+)."""
@@ -154,7 +144,7 @@ class SnapshotBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (b, t, d)
         b, t, d = x.shape
         q, k, v = self.qkv(self.norm1(x)).reshape(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
-        x = x + self.proj(_attention(q, k, v).transpose(1, 2).reshape(b, t, d))
+        x = x + self.proj(attend(q, k, v, scale_scores=True).transpose(1, 2).reshape(b, t, d))  # (b, t, d)
         return x + self.mlp(self.norm2(x))
 
 
@@ -346,14 +336,20 @@ class RISMusic(ZooModel):
         return float(np.sqrt(np.mean(sq)))
 
 
+# --- sizes ---------------------------------------------------------------------
+
+_TINY = RISMusicConfig(elements=16, antennas=8, max_sources=3, dim=32, depth=1, heads=2, mlp_ratio=2,
+                       grid_points=121, min_separation=15.0, default_sizes=(8,))
+_BASE = RISMusicConfig()
+
+# --- registrations -------------------------------------------------------------
+
 register_model(
-    "ris_music_tiny", RISMusic,
-    RISMusicConfig(elements=16, antennas=8, max_sources=3, dim=32, depth=1, heads=2, mlp_ratio=2,
-                   grid_points=121, min_separation=15.0, default_sizes=(8,)),
+    "ris_music_tiny", RISMusic, _TINY,
     family="array_processing", description="RIS hybrid covariance net + MUSIC, N=16, M=8, K_MAX=3, width 32",
 )
 register_model(
-    "ris_music_base", RISMusic, RISMusicConfig(),
+    "ris_music_base", RISMusic, _BASE,
     family="array_processing",
     description="RIS hybrid covariance net + MUSIC, N=144, M=16, L=16, K_MAX=5, width 512, ~19M params",
 )

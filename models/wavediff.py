@@ -25,7 +25,8 @@ The mask marks observed RGB pixels (1 observed, 0 missing): masked pixels are ze
 the condition and the mask is a condition channel, so the model learns to fill them in.
 ``example_inputs`` drops one random square per image (``mask_ratio`` of the area).
 
-The synthetic task is ``models.cswin.spectral_task_batch`` (smooth mixtures of
+The Haar transform is ``models._wavelets`` (shared with MSWR-Net). The synthetic task
+is the CSWin task of ``models._spectral`` (``spectral_task_batch``: smooth mixtures of
 Gaussian-bump spectra through a fixed camera response); input RGB, target cube; the
 metric is PSNR in dB of the sampled cube (higher is better).
 """
@@ -40,29 +41,12 @@ from torch import nn
 
 from models._base import ZooModel
 from models._registry import register_model
-from models.cswin import SPECTRAL_BANDS, psnr_db, spectral_task_batch
+from models._spectral import SPECTRAL_BANDS, psnr_db, spectral_task_batch
+from models._wavelets import haar_dwt, haar_idwt
 
 BETA_SCHEDULES = ("linear", "cosine")
 
 # --- helpers -------------------------------------------------------------------
-
-def haar_dwt(x: torch.Tensor) -> torch.Tensor:
-    """One-level orthonormal 2-D Haar transform: (b, c, h, w) -> (b, 4c, h/2, w/2), [LL, LH, HL, HH]."""
-    a, b = x[..., 0::2, 0::2], x[..., 0::2, 1::2]
-    c, d = x[..., 1::2, 0::2], x[..., 1::2, 1::2]
-    return torch.cat([a + b + c + d, a - b + c - d, a + b - c - d, a - b - c + d], dim=1) * 0.5
-
-
-def haar_idwt(y: torch.Tensor) -> torch.Tensor:
-    """Inverse of ``haar_dwt``: (b, 4c, h, w) -> (b, c, 2h, 2w)."""
-    ll, lh, hl, hh = y.chunk(4, dim=1)
-    a, b = (ll + lh + hl + hh) * 0.5, (ll - lh + hl - hh) * 0.5
-    c, d = (ll + lh - hl - hh) * 0.5, (ll - lh - hl + hh) * 0.5
-    top = torch.stack([a, b], dim=-1).flatten(-2)  # (b, c, h, 2w)
-    bottom = torch.stack([c, d], dim=-1).flatten(-2)
-    n, ch, h, w2 = top.shape
-    return torch.stack([top, bottom], dim=-2).reshape(n, ch, 2 * h, w2)
-
 
 def expand_mask(mask: Optional[torch.Tensor], like: torch.Tensor) -> torch.Tensor:
     """Broadcast a pixel mask to ``like``'s (b, c, h, w) without copying, in its dtype.
@@ -336,14 +320,19 @@ class WaveDiff(ZooModel):
         return psnr_db(outputs, target)
 
 
-_TINY = dict(widths=(16, 32), blocks_per_level=1, time_dim=32, num_timesteps=100, beta_schedule="cosine",
-             sampling_steps=3, default_sizes=(16,))
+# --- sizes ---------------------------------------------------------------------
+
+_TINY = WaveDiffConfig(widths=(16, 32), blocks_per_level=1, time_dim=32, num_timesteps=100, beta_schedule="cosine",
+                       sampling_steps=3, default_sizes=(16,))
+_BASE = WaveDiffConfig()
+
+# --- registrations -------------------------------------------------------------
 
 register_model(
-    "wavediff_tiny", WaveDiff, WaveDiffConfig(**_TINY),
+    "wavediff_tiny", WaveDiff, _TINY,
     family="hyperspectral", description="WaveDiff, Haar-domain U-Net 16/32, 100 cosine steps, 3 DDIM steps",
 )
 register_model(
-    "wavediff_base", WaveDiff, WaveDiffConfig(),
+    "wavediff_base", WaveDiff, _BASE,
     family="hyperspectral", description="WaveDiff, Haar-domain U-Net 64/128/256, 1000 linear steps, 50 DDIM steps",
 )

@@ -1,6 +1,6 @@
 """Synthetic record stores for the report's tests and benchmark.
 
-Writes ``<out>/<env_label>.jsonl`` files of records that follow the schema in
+Writes ``<out>/<env_label>.jsonl`` files of records built and checked by the schema in
 ``harness.record`` (several PyTorch environments, models with their own size axes,
 precisions, checkpointing modes, every status, raw samples, output probes, task
 metrics) and the ``<env_label>.env.json`` file the nox matrix writes per environment,
@@ -14,7 +14,8 @@ import os
 import random
 from typing import Dict, List, Optional, Sequence
 
-from harness import SCHEMA_VERSION
+from harness.record import SCHEMA_VERSION, Case, RecordError, check
+from harness.vocab import CHECKPOINTS, MODES, PRECISIONS
 
 #: (env_label, torch, python, numpy, cuda, speed factor): newer releases a little faster.
 ENVS = (
@@ -43,10 +44,7 @@ MODELS = (
     ("mqa_attention_block", (64, 128, 256, 512), 3.5e-4, None),
 )
 
-PRECISIONS = ("fp32", "amp_fp16", "amp_bf16", "fp16", "bf16")
 TOLERANCES = {"fp32": 1e-5, "amp_fp16": 1e-2, "amp_bf16": 3e-2, "fp16": 1e-2, "bf16": 5e-2}
-CHECKPOINTS = ("none", "reentrant", "non_reentrant")
-MODES = ("train", "eval")
 BATCHES = (1, 4, 8, 16, 32)
 
 
@@ -63,7 +61,7 @@ def _env_dict(env: Sequence, device: str, commit: str) -> Dict:
         "torch": torch_v, "python": py, "numpy": np_v, "cuda": cuda if device == "cuda" else None,
         "cudnn": 8902 if device == "cuda" else None, "device": device,
         "device_name": "NVIDIA H100 80GB HBM3" if device == "cuda" else "AMD EPYC 7B13 (2 threads)",
-        "cpu_name": "AMD EPYC 7B13", "threads": 2, "platform": "Linux-6.1.0-x86_64",
+        "cpu": "AMD EPYC 7B13", "threads": 2, "platform": "Linux-6.1.0-x86_64",
         "git_commit": commit, "backend": {"tf32_matmul": False, "tf32_cudnn": False,
                                           "cudnn_benchmark": False, "deterministic": True},
         "fingerprint": hashlib.sha1(label.encode()).hexdigest()[:16],
@@ -78,7 +76,8 @@ def _status_for(rng: random.Random, env_index: int, model: str, case: Dict, fail
     if case["precision"] == "amp_bf16" and torch_minor.startswith(("1.10", "1.11")) and case["device"] == "cpu":
         return "unsupported", "autocast to bfloat16 on cpu needs torch >= 1.12 (this is %s)" % torch_minor
     if case["precision"] == "fp16" and case["device"] == "cpu" and model.startswith("datacube"):
-        return "error", ('Traceback (most recent call last):\n  File "harness/execute.py", line 88, in run_case\n'
+        return "error", ('Traceback (most recent call last):\n'
+                         '  File "harness/runner/execute.py", line 88, in run_case\n'
                          '    out = model(*inputs)\nRuntimeError: "slow_conv3d_cpu" not implemented for \'Half\'')
     roll = rng.random()
     if roll < failure_rate * 0.25:
@@ -118,7 +117,7 @@ def iter_synthetic_records(n_records: Optional[int] = None, seed: int = 0, envs:
         size = sizes[size_i]
         case = {"model": model, "mode": mode, "batch_size": batch, "size": size, "precision": precision,
                 "checkpoint": ckpt, "device": device, "channels_last": False, "compile": False}
-        case_key = "%s|%s|bs%d|%s|%s|ckpt-%s|%s" % (model, mode, batch, size, precision, ckpt, device)
+        case_key = Case(**case).key
         probe = _probe(model, mode, batch, size)
         for env, env_index in zip(envs, env_indices):
             if n_records is not None and count >= n_records:
@@ -196,6 +195,9 @@ def write_synthetic_store(out_dir: str, n_records: Optional[int] = None, seed: i
             fh = handles.get(label)
             if fh is None:
                 fh = handles[label] = open(os.path.join(out_dir, label + ".jsonl"), "w", encoding="utf-8")
+            problem = check(rec, strict=True)
+            if problem:
+                raise RecordError("synthetic record of %s breaks the schema: %s" % (label, problem))
             fh.write(json.dumps(rec, sort_keys=True) + "\n")
     finally:
         for fh in handles.values():

@@ -1,9 +1,10 @@
 """The built report in a real browser: headless Chromium driven over the DevTools pipe.
 
 Opens the report offline, fails on any script error, console error, failed load or
-network request, exercises the table (sort, filter, search), the chart controls and
-the drill-down, and saves screenshots under ``results/report-test/`` for a person to
-look at. Skipped when no Chromium is installed (Debian: ``apt-get install chromium``).
+network request, checks the matplotlib figures render (visible, axes labelled by
+environment), exercises the table (sort, filter, search), the chart controls and the
+drill-down, and saves screenshots under ``results/report-test/`` for a person to look at.
+Skipped when no Chromium is installed (Debian: ``apt-get install chromium``).
 """
 import base64
 import fcntl
@@ -19,7 +20,8 @@ import time
 import pytest
 
 from harness.analysis.report import build_report
-from harness.analysis.report_synth import MODELS, write_synthetic_store
+from harness.analysis.report.figures import CHART_NAMES
+from harness.analysis.report_synth import ENVS, MODELS, write_synthetic_store
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SHOTS = os.path.join(ROOT, "results", "report-test")
@@ -195,6 +197,16 @@ def reports(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def default_shaped(tmp_path_factory):
+    """A report of the default scenario's shape: one batch size and one size per model, CPU only."""
+    store = str(tmp_path_factory.mktemp("default") / "store")
+    write_synthetic_store(store, models=MODELS[:8], devices=("cpu",), batches=(2,), n_sizes=1, failure_rate=0.04)
+    out = os.path.join(SHOTS, "default-shaped", "index.html")
+    build_report([store], out_path=out)
+    return out
+
+
+@pytest.fixture(scope="module")
 def browser():
     b = Browser()
     yield b
@@ -222,6 +234,52 @@ def test_report_renders_without_errors_and_makes_no_request(reports, browser):
                        % json.dumps(ident))
         browser.screenshot(os.path.join(SHOTS, "section-%s.png" % ident), int(y), 1800)
     assert height > 3000
+    assert browser.problems() == []
+
+
+FIGURE_TEXTS = """((id) => Array.from(document.querySelectorAll('#' + id + ' svg text'))
+                    .map(t => t.textContent.trim()).filter(Boolean))(%s)"""
+FIGURE_BOX = """((id) => { const r = document.querySelector('#' + id + ' svg').getBoundingClientRect();
+                           const s = getComputedStyle(document.getElementById(id));
+                           return [r.width, r.height, s.display, s.visibility]; })(%s)"""
+
+
+def test_figures_render_visible_with_axes_labelled_by_environment(reports, browser):
+    _, main, _ = reports
+    browser.open(main)
+    envs = [e[0] for e in ENVS]
+    for name in CHART_NAMES:
+        ident = "fig-" + name
+        width, height, display, visibility = browser.js(FIGURE_BOX % json.dumps(ident))
+        assert width > 400 and height > 250 and display != "none" and visibility == "visible", name
+        texts = browser.js(FIGURE_TEXTS % json.dumps(ident))
+        if name.endswith("_by_release"):
+            assert all(texts.count(e) == 2 for e in envs), (name, texts)  # both panels' x axes
+            assert any(t.startswith("graph_vae (batch ") for t in texts)  # the legend names the case drawn
+        else:
+            assert "time added per step (median)" in texts and "reentrant" in texts
+    section = "document.getElementById('fig-speed_by_release').closest('section').id"
+    assert browser.js(section) == "speed"
+    y = browser.js("document.getElementById('fig-speed_by_release').getBoundingClientRect().top + scrollY - 60")
+    browser.screenshot(os.path.join(SHOTS, "figure-speed.png"), int(y), 700)
+    y = browser.js("document.getElementById('fig-memory_by_release').getBoundingClientRect().top + scrollY - 60")
+    browser.screenshot(os.path.join(SHOTS, "figure-memory.png"), int(y), 700)
+    assert browser.problems() == []
+
+
+def test_default_shaped_report_charts_across_environments(default_shaped, browser):
+    browser.open(default_shaped)
+    assert browser.js("window.__tmErrors") == []
+    # one batch size and one size: the chart grids start with the environment on the x axis
+    assert browser.js("document.querySelector('#speed select[aria-label=\"x axis\"]').value") == "env"
+    labels = browser.js("Array.from(document.querySelectorAll('#speed .chart svg')[0].querySelectorAll('text'))"
+                        ".map(t => t.textContent)")
+    assert [e[0] for e in ENVS] == [t for t in labels if t.startswith("torch-")]
+    assert browser.js("document.querySelectorAll('#memory .chart svg polyline').length") == 8
+    texts = browser.js(FIGURE_TEXTS % json.dumps("fig-speed_by_release"))
+    assert "median time (ms)" in texts and texts.count("torch-latest") == 2
+    y = browser.js("document.getElementById('speed').getBoundingClientRect().top + scrollY - 40")
+    browser.screenshot(os.path.join(SHOTS, "default-shaped-speed.png"), int(y), 1400)
     assert browser.problems() == []
 
 

@@ -10,3 +10,32 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def train_on_task():
+    """``train_on_task(model)``: the model's task metric on a held-out batch before and after
+    ``steps`` Adam steps on its synthetic task (fixed seeds): ``(before, after)``."""
+    from models import SeededGenerator
+
+    def run(model, steps: int = 20, lr: float = 3e-3, batch_size: int = 4, size=16):
+        torch.manual_seed(0)
+        (x_eval,), y_eval = model.task_batch(batch_size, size, SeededGenerator(99))
+
+        def evaluate():
+            model.eval()
+            with torch.no_grad():
+                return model.task_metric(model.infer(x_eval), y_eval)
+
+        before = evaluate()
+        opt = torch.optim.Adam(model.parameters(), lr=lr)
+        gen = SeededGenerator(1)
+        model.train()
+        for _ in range(steps):
+            (x,), y = model.task_batch(batch_size, size, gen)
+            opt.zero_grad()
+            model.loss(model(x), y).backward()
+            opt.step()
+        return before, evaluate()
+
+    return run

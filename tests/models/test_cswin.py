@@ -1,18 +1,11 @@
 """CSWin v2 generator: shapes, stripe attention, the NaN guard, the task, and the clone fault twin."""
-import numpy as np
 import pytest
 import torch
 
 import models
 from models import SeededGenerator, init_parameters
-from models.cswin import (
-    CSWinGenerator,
-    NaNSafeAttention,
-    StripeAttentionBranch,
-    camera_response,
-    psnr_db,
-    spectral_task_batch,
-)
+from models._spectral import spectral_task_batch
+from models.cswin import CSWinGenerator, NaNSafeAttention, StripeAttentionBranch
 
 
 def _build(name, seed=0):
@@ -138,23 +131,13 @@ def test_fault_guard_holds_an_extra_attention_sized_tensor_per_block():
     assert bad >= 0.99 * attn_bytes, (bad, attn_bytes)
 
 
-def test_task_is_a_smooth_cube_seen_through_the_camera_response():
-    rgb, cube = spectral_task_batch(2, 12, SeededGenerator(4))
-    response = camera_response()
-    assert response.shape == (3, 31) and np.allclose(response.sum(axis=1), 1.0)
-    assert float(cube.min()) >= 0.0 and float(cube.max()) <= 1.0
-    expected = torch.einsum("cl,blhw->bchw", torch.from_numpy(response).float(), cube)
-    assert torch.allclose(rgb, expected, atol=1e-5)
-    # Smooth along the spectrum: neighbouring bands differ far less than the values.
-    assert float((cube[:, 1:] - cube[:, :-1]).abs().mean()) < 0.2 * float(cube.mean())
-    rgb2, cube2 = spectral_task_batch(2, 12, SeededGenerator(4))
-    assert torch.equal(rgb, rgb2) and torch.equal(cube, cube2)
-
-
-def test_psnr_metric():
-    target = torch.full((2, 31, 4, 4), 0.5)
-    assert psnr_db(target + 0.1, target) == pytest.approx(20.0, abs=1e-4)
-    assert psnr_db(target, target) > 100
+def test_task_and_metric_are_the_cswin_task_of_models_spectral():
+    # The task and its PSNR themselves are tested in test_layers.py.
+    model = _build("cswin_v2_tiny")
+    (rgb,), cube = model.task_batch(2, 16, SeededGenerator(4))
+    want_rgb, want_cube = spectral_task_batch(2, 16, SeededGenerator(4))
+    assert torch.equal(rgb, want_rgb) and torch.equal(cube, want_cube)
+    assert model.task_metric(cube + 0.1, cube) == pytest.approx(20.0, abs=1e-4)
 
 
 def test_training_on_the_task_raises_psnr():

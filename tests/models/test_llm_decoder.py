@@ -13,7 +13,8 @@ import torch
 
 import models
 from models import SeededGenerator, init_parameters
-from models.attention import HAS_SDPA, IGNORE_INDEX
+from models._attention import HAS_SDPA
+from models._tokens import IGNORE_INDEX
 from models.llm_decoder import LLMDecoder, apply_rope, rope_tables
 
 assert_close = getattr(torch.testing, "assert_close", None) or torch.testing.assert_allclose

@@ -1,22 +1,12 @@
-"""MSWR-Net: the Haar transform, size rules, the spectral task, and the legacy-checkpoint fault twin."""
+"""MSWR-Net: padding, size rules, training on the task, and the legacy-checkpoint fault twin."""
 import dataclasses
 
-import numpy as np
 import pytest
 import torch
 
 import models
 from models import SeededGenerator, init_parameters
-from models.mswr import (
-    MSWRNet,
-    camera_response,
-    haar_dwt,
-    haar_idwt,
-    make_spectral_batch,
-    mrae,
-    psnr_db,
-    replicate_pad_to,
-)
+from models.mswr import MSWRNet, replicate_pad_to
 
 
 def _build(name, seed=0):
@@ -33,18 +23,6 @@ def _grads(model, inputs, target):
     return loss.detach(), {n: (None if p.grad is None else p.grad.clone()) for n, p in model.named_parameters()}
 
 
-def test_haar_transform_is_orthonormal_and_inverted_exactly():
-    x = SeededGenerator(0).normal((2, 3, 8, 12), dtype=torch.float64)
-    y = haar_dwt(x)
-    assert y.shape == (2, 12, 4, 6)
-    assert torch.allclose(haar_idwt(y), x, atol=1e-12)
-    assert torch.allclose((y ** 2).sum(), (x ** 2).sum())  # energy is preserved
-    # A constant image has only an LL band.
-    const = haar_dwt(torch.ones(1, 1, 4, 4, dtype=torch.float64))
-    assert torch.allclose(const[:, 0], torch.full((1, 2, 2), 2.0, dtype=torch.float64))
-    assert const[:, 1:].abs().max().item() == 0.0
-
-
 def test_replicate_padding_repeats_the_last_row_and_column():
     x = torch.arange(15.0).reshape(1, 1, 3, 5)
     y = replicate_pad_to(x, 4)
@@ -55,29 +33,13 @@ def test_replicate_padding_repeats_the_last_row_and_column():
     assert replicate_pad_to(x, 1) is x
 
 
-def test_synthetic_task_is_a_smooth_cube_seen_through_the_camera():
-    resp = camera_response()
-    assert resp.shape == (3, 31) and (resp > 0).all() and np.allclose(resp.sum(axis=1), 1.0)
-    rgb, cube = make_spectral_batch(SeededGenerator(4), 2, 16)
-    assert rgb.shape == (2, 3, 16, 16) and cube.shape == (2, 31, 16, 16)
-    assert cube.min().item() > 0.0 and cube.max().item() < 1.0
-    expected = torch.einsum("cl,blhw->bchw", torch.from_numpy(resp).float(), cube)
-    assert torch.allclose(rgb, expected, atol=1e-5)
-    # Smooth along the spectrum and in space: neighbours differ far less than the range.
-    # (White noise would give about 1.1 standard deviations.)
-    assert (cube[:, 1:] - cube[:, :-1]).abs().mean() < 0.35 * cube.std()
-    assert (cube[..., 1:, :] - cube[..., :-1, :]).abs().mean() < 0.35 * cube.std()
-    again = make_spectral_batch(SeededGenerator(4), 2, 16)
-    assert torch.equal(again[0], rgb) and torch.equal(again[1], cube)
-
-
-def test_metrics():
-    target = torch.full((1, 31, 4, 4), 0.5)
-    assert mrae(target, target).item() == 0.0
-    assert abs(mrae(target * 1.1, target).item() - 0.1) < 1e-3
-    assert abs(psnr_db(target + 0.1, target) - 20.0) < 1e-4
+def test_loss_is_mrae_and_the_metric_psnr():
+    # The task, MRAE and PSNR themselves (models._spectral) are tested in test_layers.py.
     model = _build("mswr_net_tiny")
     assert model.task_metric_name == "psnr_db" and model.task_higher_is_better
+    target = torch.full((1, 31, 4, 4), 0.5)
+    assert abs(model.loss(target * 1.1, target).item() - 0.1) < 1e-3
+    assert abs(model.task_metric(target + 0.1, target) - 20.0) < 1e-4
 
 
 @pytest.mark.parametrize("h, w", [(17, 17), (31, 31), (16, 24), (24, 16), (1, 1), (5, 3)])
@@ -117,26 +79,10 @@ def test_base_builds_with_the_report_sized_widths():
     assert 1_000_000 < n < 5_000_000, n
 
 
-def test_training_on_the_task_raises_psnr():
+def test_training_on_the_task_raises_psnr(train_on_task):
     torch.manual_seed(0)
     model = _build("mswr_net_tiny")
-    (x_eval,), y_eval = model.task_batch(4, 16, SeededGenerator(99))
-
-    def evaluate():
-        model.eval()
-        with torch.no_grad():
-            return model.task_metric(model.infer(x_eval), y_eval)
-
-    before = evaluate()
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    gen = SeededGenerator(1)
-    model.train()
-    for _ in range(20):
-        (x,), y = model.task_batch(4, 16, gen)
-        opt.zero_grad()
-        model.loss(model(x), y).backward()
-        opt.step()
-    after = evaluate()
+    before, after = train_on_task(model)
     assert after > before + 6.0, (before, after)
 
 

@@ -1,4 +1,4 @@
-"""WaveDiff: Haar transform, schedules, masks, validation, deterministic DDIM, and the task."""
+"""WaveDiff: schedules, masks, validation, deterministic DDIM, and the task (the Haar transform: test_layers.py)."""
 import subprocess
 import sys
 
@@ -8,23 +8,13 @@ import torch
 
 import models
 from models import SeededGenerator, init_parameters
-from models.wavediff import WaveDiff, WaveDiffConfig, beta_schedule, expand_mask, haar_dwt, haar_idwt
+from models.wavediff import WaveDiff, WaveDiffConfig, beta_schedule, expand_mask
 
 
 def _build(name="wavediff_tiny", seed=0):
     model = models.create_model(name)
     init_parameters(model, seed)
     return model
-
-
-def test_haar_transform_is_orthonormal_and_inverts():
-    x = torch.randn(2, 5, 8, 6, dtype=torch.float64)
-    y = haar_dwt(x)
-    assert y.shape == (2, 20, 4, 3)
-    assert torch.allclose(haar_idwt(y), x, atol=1e-12)
-    assert torch.allclose(y.pow(2).sum(), x.pow(2).sum())
-    flat = haar_dwt(torch.full((1, 1, 4, 4), 3.0))
-    assert torch.allclose(flat[:, 0], torch.full((1, 2, 2), 6.0)) and flat[:, 1:].abs().max() == 0
 
 
 @pytest.mark.parametrize("kind", ["linear", "cosine"])

@@ -3,7 +3,7 @@ import math
 
 import torch
 
-from harness import accuracy
+from harness.runner import accuracy
 
 
 def t(*values):

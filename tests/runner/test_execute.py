@@ -3,7 +3,8 @@ import pytest
 import torch
 
 import models
-from harness import execute, precision, scenario, speed_probe
+from harness import scenario
+from harness.runner import execute, precision, speed_probe
 from tests.runner.helpers import read_jsonl, run_harness, write_scenario
 
 SETTINGS = {

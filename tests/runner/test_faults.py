@@ -52,7 +52,8 @@ def test_prime_sides_break_the_legacy_factor_pair(fault_records, size):
 
 CASE_AT_SIZE_0 = """
 import json
-from harness import execute, scenario
+from harness import scenario
+from harness.runner import execute
 settings = {"measure": scenario.MEASURE_DEFAULTS, "tolerance": scenario.TOLERANCE_DEFAULTS}
 out = {}
 for model in ("sharp_tiny", "sharp_assert_fault_tiny"):

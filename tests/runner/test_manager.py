@@ -110,7 +110,7 @@ def _wait_for_worker(manager_pid, timeout=120):
         for child in _children(manager_pid):
             try:
                 with open("/proc/%d/cmdline" % child) as fh:
-                    if "harness.worker" in fh.read():
+                    if "harness.runner.worker" in fh.read():
                         return child
             except OSError:
                 pass

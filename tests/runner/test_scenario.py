@@ -85,7 +85,7 @@ def test_only_filters_and_rejects_unknown_axes(tmp_path):
 
 @pytest.mark.parametrize("name", ["default", "smoke", "full"])
 def test_shipped_scenarios_load_and_expand(name):
-    from harness.cli import resolve_scenario
+    from harness.scenario import resolve_path as resolve_scenario
 
     sc = scen.load(resolve_scenario(name))
     assert scen.expand(sc)

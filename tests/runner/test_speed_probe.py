@@ -1,5 +1,5 @@
 """The machine-speed probe: a fixed CPU workload, built once, none on CUDA."""
-from harness import speed_probe
+from harness.runner import speed_probe
 
 
 def test_cpu_probe_is_built_once():

@@ -1,5 +1,6 @@
 """The short training run on a model's synthetic task records its metric before and after."""
-from harness import scenario, task
+from harness import scenario
+from harness.runner import task
 
 SETTINGS = {"measure": dict(scenario.MEASURE_DEFAULTS),
             "task": dict(scenario.TASK_DEFAULTS, steps=30, lr=3e-3, batch_size=8, eval_batch_size=32)}

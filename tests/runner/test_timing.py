@@ -1,7 +1,7 @@
 """Warm-up, calibration and the per-case budget, with a fake clock."""
 import pytest
 
-from harness import timing
+from harness.runner import timing
 
 
 class FakeClock:

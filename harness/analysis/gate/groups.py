@@ -1,0 +1,132 @@
+"""Records grouped by (case key, environment fingerprint) on one side, and environment texts.
+
+Several records of one case in one environment on one side (the rounds of an A/B run)
+form one ``Group`` and are pooled. Matching rules: docs/gate.md, "Matching".
+"""
+import math
+from typing import Any, Dict, List, Optional, Tuple
+
+import pandas as pd
+
+from harness.analysis.gate.stats import median, num, positive_samples
+
+#: Environment fields named when two fingerprints differ.
+ENV_FIELDS = ("torch", "python", "numpy", "cuda", "cudnn", "device", "device_name")
+
+
+def missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def short(text: Any, limit: int = 160) -> str:
+    """``text`` on one line, cut to ``limit`` characters."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def fingerprint(row: Dict) -> str:
+    """The record's environment fingerprint; records from before it had one: its main fields."""
+    fp = row.get("env_fingerprint")
+    if isinstance(fp, str) and fp:
+        return fp
+    parts = ["%s=%s" % (f, row.get(f)) for f in ("torch", "python", "cuda", "device", "device_name")]
+    return "fields:" + ";".join(parts)
+
+
+def env_text(row: Dict) -> str:
+    """``torch 2.1.2, py 3.11.7, cpu``: the environment of a record, for people."""
+    bits = []
+    for field, label in (("torch", "torch"), ("python", "py"), ("device", ""), ("cuda", "CUDA")):
+        value = row.get(field)
+        if not missing(value):
+            bits.append(("%s %s" % (label, value)).strip())
+    return ", ".join(bits)
+
+
+def env_diff(b: Dict, c: Dict) -> str:
+    """Why two records' environments differ, naming the fields (``b``/``c`` carry ``_fp``)."""
+    diffs = []
+    for field in ENV_FIELDS:
+        vb, vc = b.get(field), c.get(field)
+        if missing(vb) and missing(vc):
+            continue
+        if str(vb) != str(vc):
+            diffs.append("%s %s → %s" % (field, vb, vc))
+    if not diffs:
+        return "environment fingerprints differ (%s vs %s) in fields other than %s" % (
+            short(b.get("_fp"), 24), short(c.get("_fp"), 24), ", ".join(ENV_FIELDS))
+    return "different environments: " + "; ".join(diffs)
+
+
+class Group:
+    """The records (rows of ``load_records``, as dicts) of one (case_key, fingerprint) on one side."""
+
+    def __init__(self, rows: List[Dict]):
+        self.rows = rows
+        self.first = rows[0]
+        self.statuses = [str(r.get("status")) for r in rows]
+        self.reasons = [r.get("reason") for r in rows]
+        self.ok = [r for r in rows if r.get("status") == "ok"]
+
+    @property
+    def label(self) -> Optional[str]:
+        label = self.first.get("env_label")
+        return label if isinstance(label, str) else None
+
+    @property
+    def model(self) -> Any:
+        return self.first.get("model")
+
+    def samples(self) -> Tuple[List[float], List[float]]:
+        """(pooled samples, per-round medians) over the ok records."""
+        pooled, round_medians = [], []
+        for row in self.ok:
+            samples = positive_samples(row.get("samples_s"))
+            if samples:
+                pooled.extend(samples)
+                round_medians.append(median(samples))
+            else:
+                value = num(row.get("median_s"))
+                if value is not None and value > 0:
+                    pooled.append(value)
+                    round_medians.append(value)
+        return pooled, round_medians
+
+    def relative(self) -> Optional[Tuple[str, List[float], List[float]]]:
+        """(probe description, pooled step/probe ratios, per-round median ratios) over the ok
+        records; None unless every one holds probe times aligned with its samples."""
+        descriptions, pooled, round_medians = set(), [], []
+        for row in self.ok:
+            samples = positive_samples(row.get("samples_s"))
+            probes = positive_samples(row.get("probe_samples_s"))
+            description = row.get("probe")
+            if not samples or len(probes) != len(samples) or not isinstance(description, str):
+                return None
+            ratios = [s / p for s, p in zip(samples, probes)]
+            descriptions.add(description)
+            pooled.extend(ratios)
+            round_medians.append(median(ratios))
+        if len(descriptions) != 1:
+            return None
+        return descriptions.pop(), pooled, round_medians
+
+    def column(self, name: str, ok_only: bool = True) -> List[Any]:
+        """The non-missing values of a column, over the ok records (or all)."""
+        rows = self.ok if ok_only else self.rows
+        return [r.get(name) for r in rows if not missing(r.get(name))]
+
+    def numbers(self, name: str) -> List[float]:
+        """The finite numbers of a column over the ok records."""
+        return [x for x in (num(v) for v in self.column(name)) if x is not None]
+
+
+def group_records(df: pd.DataFrame) -> Dict[Tuple[str, str], Group]:
+    """The records of one side by (case_key, fingerprint), sorted; rows without a case key dropped."""
+    grouped: Dict[Tuple[str, str], List[Dict]] = {}
+    for row in df.to_dict("records"):
+        if missing(row.get("case_key")):
+            continue
+        fp = fingerprint(row)
+        row["_fp"] = fp
+        grouped.setdefault((str(row["case_key"]), fp), []).append(row)
+    return {k: Group(v) for k, v in sorted(grouped.items())}

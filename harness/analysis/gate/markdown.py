@@ -1,0 +1,195 @@
+"""The gate's Markdown summary, sized for a pull-request comment.
+
+``render_markdown(doc)`` takes the verdicts document built by
+``harness.analysis.gate.io.evaluate`` and returns: a headline verdict, a table of counts,
+the regressions worst first (status, then accuracy, then time and memory by ratio)
+with ratios and q-values, and collapsed lists of improvements, inconclusive,
+not-comparable, new and vanished cases. Long lists are cut (``MAX_ROWS``) with a
+pointer to the verdicts JSON; the whole text stays far below GitHub's 65,536
+characters per comment.
+"""
+from typing import Dict, List
+
+from harness.units import format_bytes, format_duration
+from harness.vocab import ExitCode
+
+#: First line of every summary: lets CI find and update its previous comment.
+MARKER = "<!-- torchmatrix-gate -->"
+MAX_ROWS = 25
+MAX_CHARS = 60000
+
+_KIND_ORDER = {"status": 0, "accuracy": 1, "memory": 2, "time": 2}
+
+
+def _cell(text) -> str:
+    text = " ".join(str(text).split())
+    return text.replace("|", "\\|")
+
+
+def format_value(verdict: Dict, which: str) -> str:
+    """A verdict's baseline or candidate value with its unit."""
+    value = verdict.get(which)
+    if value is None:
+        return "–"
+    if verdict["kind"] == "time":
+        return format_duration(value)
+    if verdict["kind"] == "memory":
+        return format_bytes(value)
+    if isinstance(value, float):
+        return "%.4g" % value
+    return _cell(value)
+
+
+def _ratio(v: Dict) -> str:
+    ratio = v.get("ratio")
+    if ratio is None:
+        return "–"
+    return "%.2f×" % ratio if 0.01 <= ratio < 100 else "%.2g×" % ratio
+
+
+def short_case(key: str) -> str:
+    """A case key as a short label: ``cbam_tiny train b8 64 fp32 ckpt=none cpu``."""
+    parts = dict(p.split("=", 1) for p in str(key).split(";") if "=" in p)
+    if "model" not in parts:
+        return str(key)
+    bits = [parts.pop("model"), parts.pop("mode", ""), "b" + parts.pop("batch", "?"), parts.pop("size", ""),
+            parts.pop("precision", ""), "ckpt=" + parts.pop("checkpoint", "?"), parts.pop("device", "")]
+    bits += [k if v == "1" else "%s=%s" % (k, v) for k, v in parts.items()]
+    return " ".join(b for b in bits if b)
+
+
+def _q(v: Dict) -> str:
+    return "–" if v.get("q_value") is None else "%.2g" % v["q_value"]
+
+
+def _what(v: Dict) -> str:
+    if v["kind"] == "accuracy":
+        return "accuracy (%s)" % (v.get("check") or "")
+    return v["kind"]
+
+
+def severity_key(v: Dict):
+    """Sort key putting the worst regression first."""
+    ratio = v.get("ratio")
+    return (_KIND_ORDER.get(v["kind"], 3), -(ratio if ratio is not None else float("inf")), v["case_key"])
+
+
+def _why(v: Dict, full: bool) -> str:
+    if full or v["kind"] in ("status", "accuracy", "memory"):
+        return v.get("reason") or ""
+    if v["kind"] == "time":
+        return v.get("how") or ""
+    return ""
+
+
+def _table(rows: List[Dict], show_env: bool, full_reason: bool = False) -> List[str]:
+    head = "| case |%s what | baseline | candidate | ratio | q | why |" % (" env |" if show_env else "")
+    out = [head, "|---|%s---|---:|---:|---:|---:|---|" % ("---|" if show_env else "")]
+    for v in rows[:MAX_ROWS]:
+        env = " %s |" % _cell(v.get("env") or v.get("env_label") or "") if show_env else ""
+        out.append("| %s |%s %s | %s | %s | %s | %s | %s |" % (
+            _cell(short_case(v["case_key"])), env, _what(v), format_value(v, "baseline"),
+            format_value(v, "candidate"), _ratio(v), _q(v), _cell(_why(v, full_reason))))
+    if len(rows) > MAX_ROWS:
+        out.append("")
+        out.append("… and %d more in the verdicts JSON." % (len(rows) - MAX_ROWS))
+    return out
+
+
+def _list(rows: List[Dict]) -> List[str]:
+    out = ["- %s (%s): %s" % (_cell(short_case(v["case_key"])), _cell(v.get("env") or v.get("env_label") or ""),
+                              _cell(v.get("reason") or "")) for v in rows[:MAX_ROWS]]
+    if len(rows) > MAX_ROWS:
+        out.append("- … and %d more in the verdicts JSON" % (len(rows) - MAX_ROWS))
+    return out
+
+
+def _details(summary: str, lines: List[str]) -> List[str]:
+    return ["", "<details><summary>%s</summary>" % summary, ""] + lines + ["", "</details>"]
+
+
+def render_markdown(doc: Dict) -> str:
+    """The pull-request summary of a verdicts document (see docs/gate.md)."""
+    verdicts = doc["verdicts"]
+    counts = doc["counts"]
+    th = doc.get("thresholds") or {}
+    by = {}
+    for v in verdicts:
+        by.setdefault(v["verdict"], []).append(v)
+    regressed = sorted(by.get("regressed", []), key=severity_key)
+    compared = sum(1 for v in verdicts if v["kind"] == "status"
+                   and v["verdict"] not in ("new", "vanished", "not_comparable"))
+    code = doc.get("exit_code")
+    envs = sorted({str(v.get("env") or "") for v in verdicts if v["kind"] == "status"})
+    show_env = len(envs) > 1
+
+    if regressed:
+        kinds = {}
+        for v in regressed:
+            kinds[v["kind"]] = kinds.get(v["kind"], 0) + 1
+        head = "❌ torchmatrix gate: %d regression%s (%s)" % (
+            len(regressed), "" if len(regressed) == 1 else "s",
+            ", ".join("%d %s" % (n, k) for k, n in sorted(kinds.items(), key=lambda kv: _KIND_ORDER[kv[0]])))
+    elif code == ExitCode.INPUT or compared == 0:
+        head = "⚠️ torchmatrix gate: nothing could be compared"
+    else:
+        head = "✅ torchmatrix gate: no regression"
+
+    def side(name):
+        info = doc.get(name) or {}
+        n = info.get("records", 0)
+        return "%s **%s** (%d record%s)" % (name, "/".join(info.get("env_labels") or ["?"]), n, "" if n == 1 else "s")
+
+    scenarios = (doc.get("candidate") or {}).get("scenarios") or []
+    lines = [MARKER, "### " + head, "",
+             "%s%s vs %s%s · %d case×environment pairs compared · time: > %.2f× and BH q ≤ %g · "
+             "memory: > %g%% and > %s · per-model thresholds may differ" % (
+                 ("`%s` · " % ", ".join(scenarios)) if scenarios else "", side("baseline"), side("candidate"),
+                 (" · " + envs[0]) if len(envs) == 1 and envs[0] else "", compared, th.get("time_factor", 0),
+                 th.get("q", 0), 100 * th.get("memory_frac", 0),
+                 format_bytes(th.get("memory_floor_bytes"))),
+             "",
+             "| | regressed | improved | inconclusive | unchanged | not comparable |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for kind in ("time", "memory", "accuracy", "status"):
+        c = counts.get(kind, {})
+        lines.append("| %s | %s | %d | %d | %d | %d |" % (
+            kind, ("**%d**" % c.get("regressed", 0)) if c.get("regressed") else "0", c.get("improved", 0),
+            c.get("inconclusive", 0), c.get("unchanged", 0), c.get("not_comparable", 0)))
+    new, vanished = by.get("new", []), by.get("vanished", [])
+    lines += ["", "New cases: %d · vanished: %d · inconclusive: %d" % (
+        len(new), len(vanished), len(by.get("inconclusive", [])))]
+
+    single = [v for v in verdicts if v["kind"] == "time" and v.get("test") == "mannwhitneyu"
+              and min(v.get("rounds_baseline") or 1, v.get("rounds_candidate") or 1) < 3]
+    if single:
+        lines += ["", "⚠️ %d timing %s on fewer than 3 rounds a side: the rank test sees the samples "
+                  "of one process, which are not independent (an A/A comparison of one round a side called 32-41%% "
+                  "of 68 cases regressed on a shared 2-core CPU), so by default (`time_test = \"auto\"`) a change "
+                  "is at most inconclusive; an A/B run with 3 or more rounds (`nox -s ab`) tests round medians." % (
+                      len(single), "verdict rests" if len(single) == 1 else "verdicts rest")]
+    if regressed:
+        lines += ["", "#### Regressions, worst first", ""] + _table(regressed, show_env)
+    improved = sorted(by.get("improved", []), key=lambda v: (v.get("ratio") or 1.0))
+    if improved:
+        lines += _details("Improvements (%d)" % len(improved), _table(improved, show_env))
+    inconclusive = by.get("inconclusive", [])
+    if inconclusive:
+        few = sum(1 for v in inconclusive if "too few" in (v.get("reason") or ""))
+        lines += _details("Inconclusive (%d): %d too few samples or rounds, %d beyond the factor but within the "
+                          "noise" % (len(inconclusive), few, len(inconclusive) - few),
+                          _table(sorted(inconclusive, key=severity_key), show_env, full_reason=True))
+    not_comparable = by.get("not_comparable", [])
+    if not_comparable:
+        lines += _details("Not comparable (%d)" % len(not_comparable), _list(not_comparable))
+    if new or vanished:
+        lines += _details("New (%d) and vanished (%d)" % (len(new), len(vanished)),
+                          _list(new) + _list(vanished))
+    problems = doc.get("problems") or []
+    if problems:
+        lines += _details("Input warnings (%d)" % len(problems),
+                          ["- %s" % _cell(p) for p in problems[:MAX_ROWS]])
+    text = "\n".join(lines) + "\n"
+    if len(text) > MAX_CHARS:
+        text = text[:MAX_CHARS].rsplit("\n", 1)[0] + "\n\n… (cut: see the verdicts JSON)\n"
+    return text

@@ -1,0 +1,201 @@
+"""Verdict rules for status, accuracy (fidelity, task) and memory, each over one ``Comparison``.
+
+A rule takes the matched pair of one case in one environment and returns a ``Verdict``
+or None (nothing to compare of that kind). The time rule, which needs the whole run for
+its multiple-testing correction, lives in ``time_rules``. The rules in words:
+docs/gate.md.
+"""
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Mapping, Optional
+
+from harness.analysis.gate.groups import Group, env_text, short
+from harness.analysis.gate.stats import median
+from harness.gate_config import thresholds_for
+
+MIB = 1024.0 * 1024.0
+#: Fields every verdict has, in this order (the kind's own fields follow).
+_CORE = ("baseline", "candidate", "ratio", "p_value", "q_value")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One verdict: a (case, environment, kind) and what the gate says about it.
+
+    ``details`` holds the fields that depend on the kind (``check``, ``unit``,
+    ``threshold``, ``n_baseline``...); ``as_dict`` gives the flat form of the JSON.
+    """
+
+    case_key: str
+    model: Any
+    env_fingerprint: str
+    env_label: Optional[str]
+    kind: str
+    verdict: str
+    reason: str = ""
+    baseline: Any = None
+    candidate: Any = None
+    ratio: Optional[float] = None
+    p_value: Optional[float] = None
+    q_value: Optional[float] = None
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> Dict[str, Any]:
+        out = {"case_key": self.case_key, "model": self.model, "env_fingerprint": self.env_fingerprint,
+               "env_label": self.env_label, "kind": self.kind, "verdict": self.verdict, "baseline": self.baseline,
+               "candidate": self.candidate, "ratio": self.ratio, "p_value": self.p_value, "q_value": self.q_value,
+               "reason": self.reason}
+        out.update(self.details)
+        return out
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One case in one environment present on both sides: what every rule reads."""
+
+    case_key: str
+    model: Any
+    env_fingerprint: str
+    env_label: Optional[str]
+    baseline: Group
+    candidate: Group
+    #: this model's thresholds (``harness.gate_config.thresholds_for``)
+    thresholds: Mapping[str, Any]
+    #: fields every verdict of the pair carries (baseline environment, rounds, ``env``)
+    shared: Mapping[str, Any]
+
+    @classmethod
+    def of(cls, case_key: str, fp: str, gb: Group, gc: Group, table: Optional[Dict]) -> "Comparison":
+        model = gc.model
+        shared = {"baseline_env_label": gb.label, "baseline_env_fingerprint": fp, "rounds_baseline": len(gb.rows),
+                  "rounds_candidate": len(gc.rows), "env": env_text(gc.first)}
+        return cls(case_key, model, fp, gc.label, gb, gc, thresholds_for(str(model), table), shared)
+
+    def verdict(self, kind: str, verdict: str, reason: str, **fields: Any) -> Verdict:
+        """A verdict of this pair: the shared fields, then ``fields`` (core ones included)."""
+        details = dict(self.shared, **fields)
+        core = {k: details.pop(k) for k in _CORE if k in details}
+        return Verdict(self.case_key, self.model, self.env_fingerprint, self.env_label, kind, verdict, reason,
+                       details=details, **core)
+
+
+def _summary(statuses: List[str]) -> str:
+    """``ok×2, crashed``: statuses with their counts, in order of appearance."""
+    counts: Dict[str, int] = {}
+    for s in statuses:
+        counts[s] = counts.get(s, 0) + 1
+    return ", ".join("%s×%d" % (s, n) if n > 1 else s for s, n in counts.items())
+
+
+def status_rule(cmp: Comparison) -> Verdict:
+    """A case that worked and now fails (in any round, or in every round) regressed."""
+    sb, sc = cmp.baseline.statuses, cmp.candidate.statuses
+    b_ok_all, b_ok_any = all(s == "ok" for s in sb), any(s == "ok" for s in sb)
+    c_ok_all, c_ok_any = all(s == "ok" for s in sc), any(s == "ok" for s in sc)
+    bad = [(s, r) for s, r in zip(sc, cmp.candidate.reasons) if s != "ok"]
+    first_bad = ("%s: %s" % (bad[0][0], short(bad[0][1]))) if bad and isinstance(bad[0][1], str) else (
+        bad[0][0] if bad else "")
+    fields = dict(baseline=_summary(sb), candidate=_summary(sc))
+    if b_ok_all and not c_ok_all:
+        rounds = "" if len(sc) == 1 else " in %d of %d candidate rounds" % (len(bad), len(sc))
+        return cmp.verdict("status", "regressed", "new failure%s: ok → %s" % (rounds, first_bad), **fields)
+    if b_ok_any and not c_ok_any:
+        return cmp.verdict("status", "regressed", "new failure: worked in %d of %d baseline rounds, in no candidate "
+                           "round (%s)" % (sb.count("ok"), len(sb), first_bad), **fields)
+    if not b_ok_any and c_ok_all:
+        return cmp.verdict("status", "improved", "now works (was %s)" % _summary(sb), **fields)
+    if b_ok_all and c_ok_all:
+        reason = "ok"
+    elif not b_ok_any and not c_ok_any:
+        reason = "fails in both (%s → %s)" % (_summary(sb), _summary(sc))
+    else:
+        reason = "flaky (%s → %s)" % (_summary(sb), _summary(sc))
+    return cmp.verdict("status", "unchanged", reason, **fields)
+
+
+def memory_rule(cmp: Comparison) -> Optional[Verdict]:
+    """Median peak per side; a change must exceed both ``memory_frac`` and ``memory_floor_bytes``."""
+    gb, gc, th = cmp.baseline, cmp.candidate, cmp.thresholds
+    pb, pc = gb.numbers("peak_mem_bytes"), gc.numbers("peak_mem_bytes")
+    if not pb or not pc:
+        return None
+    frac, floor = th["memory_frac"], th["memory_floor_bytes"]
+    fields: Dict[str, Any] = dict(unit="bytes", n_baseline=len(pb), n_candidate=len(pc),
+                                  threshold={"memory_frac": frac, "memory_floor_bytes": floor})
+    mb, mc = set(map(str, gb.column("mem_method"))), set(map(str, gc.column("mem_method")))
+    if mb and mc and mb != mc:
+        return cmp.verdict("memory", "not_comparable", "measured differently: %s vs %s" % (
+            "/".join(sorted(mb)), "/".join(sorted(mc))), **fields)
+    b, c = median(pb), median(pc)
+    growth = c - b
+    fields.update(baseline=b, candidate=c, ratio=c / b if b > 0 else None)
+    if growth > frac * b and growth > floor:
+        return cmp.verdict("memory", "regressed", "peak +%.1f MiB (+%s), above %.0f%% and %.1f MiB" % (
+            growth / MIB, ("%.0f%%" % (100 * growth / b)) if b > 0 else "from 0", 100 * frac, floor / MIB), **fields)
+    if -growth > frac * b and -growth > floor:
+        return cmp.verdict("memory", "improved", "peak %.1f MiB (%.0f%%)" % (growth / MIB, 100 * growth / b),
+                           **fields)
+    return cmp.verdict("memory", "unchanged", "peak %+.1f MiB, within %.0f%% or %.1f MiB" % (
+        growth / MIB, 100 * frac, floor / MIB), **fields)
+
+
+def _max_err(group: Group) -> Optional[float]:
+    errs = group.numbers("out_rel_err") + group.numbers("grad_rel_err")
+    return max(errs) if errs else None
+
+
+def _fmt(x: Optional[float]) -> str:
+    return "n/a" if x is None else "%.3g" % x
+
+
+def fidelity_rule(cmp: Comparison) -> Optional[Verdict]:
+    """A fidelity check that passed in every baseline round and fails now, or an error that grew
+    past its tolerance, regressed."""
+    gb, gc = cmp.baseline, cmp.candidate
+    ab, ac = [bool(v) for v in gb.column("acc_passed")], [bool(v) for v in gc.column("acc_passed")]
+    if not ab or not ac:
+        return None
+    eb, ec = _max_err(gb), _max_err(gc)
+    tols_b, tols_c = gb.numbers("acc_tolerance"), gc.numbers("acc_tolerance")
+    tol_b = min(tols_b) if tols_b else None
+    tol_c = min(tols_c) if tols_c else None
+    ratio = (ec / eb) if (eb is not None and ec is not None and eb > 0) else None
+    fields = dict(check="fidelity", unit="relative error", baseline=eb, candidate=ec, ratio=ratio,
+                  n_baseline=len(ab), n_candidate=len(ac), threshold={"tolerance": tol_c})
+    errs = "rel err %s → %s, tolerance %s" % (_fmt(eb), _fmt(ec), _fmt(tol_c))
+    grew_past = (eb is not None and ec is not None and tol_b is not None and tol_c is not None
+                 and eb <= tol_b and ec > tol_c)
+    if all(ab) and (not all(ac) or grew_past):
+        failed = ac.count(False)
+        rounds = "" if len(ac) == 1 else " in %d of %d candidate rounds" % (failed, len(ac))
+        what = "fidelity check now fails%s" % rounds if failed else "error grew past its tolerance"
+        return cmp.verdict("accuracy", "regressed", "%s (%s)" % (what, errs), **fields)
+    if not any(ab) and all(ac):
+        return cmp.verdict("accuracy", "improved", "fidelity check now passes (%s)" % errs, **fields)
+    state = "passes" if all(ab) and all(ac) else ("fails in both" if not any(ab) and not any(ac) else "flaky")
+    return cmp.verdict("accuracy", "unchanged", "%s (%s)" % (state, errs), **fields)
+
+
+def task_rule(cmp: Comparison) -> Optional[Verdict]:
+    """A task metric worse by more than ``task_drop`` AND ``task_drop_frac`` of the baseline regressed."""
+    gb, gc, th = cmp.baseline, cmp.candidate, cmp.thresholds
+    vb, vc = gb.numbers("task_after"), gc.numbers("task_after")
+    if not vb or not vc:
+        return None
+    metric_b = (gb.column("task_metric") or [None])[0]
+    metric_c = (gc.column("task_metric") or [None])[0]
+    fields: Dict[str, Any] = dict(check="task", unit=metric_c, n_baseline=len(vb), n_candidate=len(vc),
+                                  threshold={"task_drop": th["task_drop"], "task_drop_frac": th["task_drop_frac"]})
+    if metric_b != metric_c:
+        return cmp.verdict("accuracy", "not_comparable", "task metric changed: %s → %s" % (metric_b, metric_c),
+                           **fields)
+    higher_is_better = bool((gc.column("task_higher_is_better") or gb.column("task_higher_is_better") or [True])[0])
+    b, c = median(vb), median(vc)
+    worse = (b - c) if higher_is_better else (c - b)
+    limit_abs, limit_frac = th["task_drop"], th["task_drop_frac"] * abs(b)
+    fields.update(baseline=b, candidate=c, ratio=(c / b) if b else None)
+    text = "%s %.4g → %.4g (%s is better)" % (metric_c, b, c, "higher" if higher_is_better else "lower")
+    if worse > limit_abs and worse > limit_frac:
+        return cmp.verdict("accuracy", "regressed", "task metric worse by %.4g: %s" % (worse, text), **fields)
+    if -worse > limit_abs and -worse > limit_frac:
+        return cmp.verdict("accuracy", "improved", "task metric better by %.4g: %s" % (-worse, text), **fields)
+    return cmp.verdict("accuracy", "unchanged", text, **fields)

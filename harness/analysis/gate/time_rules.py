@@ -1,0 +1,168 @@
+"""The time verdict: one timing test per matched pair, then one Benjamini-Hochberg correction
+over the whole run, then the rule.
+
+Why rounds, not samples, and what the speed probe adds: docs/gate.md, "Time".
+"""
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from harness.analysis.gate.rules import Comparison, Verdict
+from harness.analysis.gate.stats import bh_qvalues, mannwhitney_p, median, min_exact_mannwhitney_p, welch_log_p
+from harness.units import format_duration
+
+SAMPLE_TEST = "mannwhitneyu"
+ROUND_TEST = "welch_t_log_round_medians"
+
+
+@dataclass(frozen=True)
+class TimeTest:
+    """The timing test of one pair, before the run-wide correction (``q_value`` set after it)."""
+
+    comparison: Comparison
+    baseline: float  # median seconds of the pooled samples
+    candidate: float
+    ratio: float  # what the rule judges: plain or probe-relative
+    median_ratio: float
+    probe_ratio: Optional[float]
+    relative_to: Optional[str]  # the probe's description when the test is probe-relative
+    n_baseline: int
+    n_candidate: int
+    rounds_baseline: int
+    rounds_candidate: int
+    test: str  # SAMPLE_TEST or ROUND_TEST
+    p_value: Optional[float]
+    #: why no test can decide (then it stays out of the correction), or None
+    too_few: Optional[str] = None
+    #: ``time_test = "auto"`` with fewer than ``min_rounds`` rounds: why a change is at most inconclusive
+    few_rounds: Optional[str] = None
+    q_value: Optional[float] = None
+
+
+def _round_test(rb: Sequence[float], rc: Sequence[float]) -> Tuple[Optional[float], Optional[str]]:
+    """(p, too_few) of Welch's t on the log of the round medians: a round (a process) is the unit
+    of replication, because samples of one process share its speed."""
+    if min(len(rb), len(rc)) < 2:
+        return None, "%d vs %d rounds: the round-level test needs at least 2 per side" % (len(rb), len(rc))
+    lb, lc = np.log(rb), np.log(rc)
+    if np.ptp(lb) == 0 and np.ptp(lc) == 0:
+        if lb[0] == lc[0]:
+            return 1.0, None
+        return None, "round medians identical within each side: no spread to test against"
+    p = welch_log_p(rc, rb)
+    return (1.0 if math.isnan(p) else p), None
+
+
+def _sample_test(xb: Sequence[float], xc: Sequence[float], q: float) -> Tuple[float, Optional[str]]:
+    """(p, too_few) of Mann-Whitney U on the pooled samples; too few when even fully separated
+    samples could not reach ``q``."""
+    p_min = min_exact_mannwhitney_p(len(xb), len(xc))
+    too_few = None
+    if p_min > q:
+        too_few = "%d vs %d samples: smallest achievable p = %.3g > q = %g" % (len(xb), len(xc), p_min, q)
+    p = mannwhitney_p(xc, xb)
+    return (1.0 if math.isnan(p) else p), too_few
+
+
+def time_test(cmp: Comparison) -> Optional[TimeTest]:
+    """Medians, ratios and the raw p-value of one pair; None when either side has no samples.
+
+    When every ok record of both sides holds speed-probe times of the same probe,
+    ``probe_ratio`` is the ratio of the medians of step time / probe time, and with
+    ``time_basis = "probe"`` the test and ``ratio`` use those.
+    """
+    th = cmp.thresholds
+    xb, rb = cmp.baseline.samples()
+    xc, rc = cmp.candidate.samples()
+    if not xb or not xc:
+        return None
+    mb, mc = median(xb), median(xc)
+    counts = dict(n_baseline=len(xb), n_candidate=len(xc), rounds_baseline=len(rb), rounds_candidate=len(rc))
+    ratio, probe_ratio, relative_to = mc / mb, None, None
+    rel_b, rel_c = cmp.baseline.relative(), cmp.candidate.relative()
+    if rel_b is not None and rel_c is not None and rel_b[0] == rel_c[0]:
+        probe_ratio = median(rel_c[1]) / median(rel_b[1])
+        if th["time_basis"] == "probe":
+            relative_to = rel_b[0]
+            xb, rb, xc, rc = rel_b[1], rel_b[2], rel_c[1], rel_c[2]
+            ratio = probe_ratio
+    mode, few_rounds = th["time_test"], None
+    if mode == "auto":
+        mode = "rounds" if min(len(rb), len(rc)) >= th["min_rounds"] else "samples"
+        if mode == "samples":
+            few_rounds = "%d vs %d rounds (%d a side needed): samples of one process are not independent, so " \
+                         "they cannot show a time change on their own" % (len(rb), len(rc), th["min_rounds"])
+    if mode == "rounds":
+        test, (p, too_few) = ROUND_TEST, _round_test(rb, rc)
+    else:
+        test, (p, too_few) = SAMPLE_TEST, _sample_test(xb, xc, th["q"])
+    return TimeTest(cmp, mb, mc, ratio, mc / mb, probe_ratio, relative_to, test=test, p_value=p, too_few=too_few,
+                    few_rounds=few_rounds, **counts)
+
+
+def with_q_values(tests: Sequence[TimeTest]) -> List[TimeTest]:
+    """The tests with their q-values: one BH correction over every test that can decide."""
+    family = [i for i, t in enumerate(tests) if t.too_few is None]
+    q_of = dict(zip(family, bh_qvalues([tests[i].p_value for i in family])))
+    return [dataclasses.replace(t, q_value=q_of.get(i)) for i, t in enumerate(tests)]
+
+
+def _describe(t: TimeTest) -> Tuple[str, str]:
+    """(what changed, how it was tested), as text."""
+    relative = t.relative_to is not None
+    medians = "%s → %s" % (format_duration(t.baseline), format_duration(t.candidate))
+    if relative:
+        medians += ", plain medians %.2f×" % t.median_ratio
+    if abs(math.log(t.ratio)) < 0.005:
+        what = "same %s (%s)" % ("speed relative to the probe" if relative else "median", medians)
+    else:
+        what = "%.2f× %s%s (%s)" % (t.ratio if t.ratio >= 1.0 else 1.0 / t.ratio, "slower" if t.ratio > 1.0 else
+                                   "faster", " relative to the speed probe" if relative else "", medians)
+    unit = " of step/probe" if relative else ""
+    if t.test == SAMPLE_TEST:
+        how = "Mann-Whitney U%s, %d vs %d samples" % (unit, t.n_baseline, t.n_candidate)
+    else:
+        how = "Welch t on log round medians%s, %d vs %d rounds" % (unit, t.rounds_baseline, t.rounds_candidate)
+    return what, how
+
+
+def time_rule(t: TimeTest) -> Verdict:
+    """Regressed only when the ratio is beyond ``time_factor`` AND ``q_value <= q``; inconclusive
+    when the test cannot decide or is not to be trusted; improved symmetrically."""
+    th = t.comparison.thresholds
+    factor, q_thr, q = th["time_factor"], th["q"], t.q_value
+    big_slow, big_fast = t.ratio > factor, t.ratio < 1.0 / factor
+    what, how = _describe(t)
+    if t.too_few is not None:
+        verdict, reason = "inconclusive", "%s; too few to test: %s" % (what, t.too_few)
+    elif t.relative_to is not None and q <= q_thr and (big_slow or big_fast) and (t.median_ratio > 1.0) != big_slow:
+        verdict, reason = "inconclusive", "%s, q = %.2g (%s), but the plain medians moved the other way: " \
+            "the code under test changed the probe's own speed" % (what, q, how)
+    elif t.few_rounds and q <= q_thr and (big_slow or big_fast):
+        verdict, reason = "inconclusive", "%s, q = %.2g (%s), but %s; run more rounds (ab --rounds %d) or " \
+            "set time_test = \"samples\" to trust them" % (what, q, how, t.few_rounds, th["min_rounds"])
+    elif q <= q_thr and big_slow:
+        verdict, reason = "regressed", "%s, q = %.2g (%s)" % (what, q, how)
+    elif q <= q_thr and big_fast:
+        verdict, reason = "improved", "%s, q = %.2g (%s)" % (what, q, how)
+    elif big_slow or big_fast:
+        verdict, reason = "inconclusive", "%s, beyond %.2f× but not significant: q = %.2g > %g (%s)" % (
+            what, factor, q, q_thr, how)
+    elif q <= q_thr:
+        verdict, reason = "unchanged", "%s, significant (q = %.2g) but within %.2f×" % (what, q, factor)
+    else:
+        verdict, reason = "unchanged", "%s, within %.2f× and q = %.2g" % (what, factor, q)
+    return t.comparison.verdict(
+        "time", verdict, reason, unit="s", threshold={"time_factor": factor, "q": q_thr}, baseline=t.baseline,
+        candidate=t.candidate, ratio=t.ratio, median_ratio=t.median_ratio, probe_ratio=t.probe_ratio,
+        relative_to=t.relative_to, n_baseline=t.n_baseline, n_candidate=t.n_candidate,
+        rounds_baseline=t.rounds_baseline, rounds_candidate=t.rounds_candidate, p_value=t.p_value, test=t.test,
+        q_value=q, how=how)
+
+
+def time_verdicts(tests: Sequence[TimeTest]) -> List[Verdict]:
+    """The time verdicts of a whole run, in the order of ``tests``."""
+    return [time_rule(t) for t in with_q_values(tests)]

@@ -1,0 +1,20 @@
+"""The comparative HTML report: ``build_report(paths, out_path, baseline_paths, reference_env, verdicts)``.
+
+One self-contained offline HTML file from any set of record files: inline CSS and
+script (``assets/``), inline SVG figures drawn with matplotlib (``figures``, also
+written as SVG and PNG under ``figures/`` beside the page), the data as compact
+embedded JSON (``payload``, ``datasets``), no network request of any kind. Sections:
+at a glance, the run, compatibility, speed, memory, accuracy, failures, every case, and
+the comparison with a baseline when one is given (the table in ``sections``). Bad lines
+are reported as problems (file and line) in the page and in the returned dict; the good
+records are still reported. Never imports torch.
+
+Modules, in the order data flows: ``loader`` (read the records, in parallel when
+large), ``frame`` (prepare them), ``environments``, ``aggregate`` and ``compare`` (the
+numbers each section shows), ``datasets`` and ``payload`` (the embedded JSON),
+``figures`` (matplotlib), ``markup`` (HTML pieces and the page), ``sections`` (one
+builder per section), ``build`` (``build_report``).
+"""
+from harness.analysis.report.build import DEFAULT_OUT, build_report
+
+__all__ = ["DEFAULT_OUT", "build_report"]

@@ -1,0 +1,362 @@
+"""Aggregations of the prepared frame for the report's sections; nothing here writes HTML.
+
+Every function takes the frame of ``frame.prepare_frame`` and returns plain pandas or
+Python objects: status counts and reasons, speed and memory ratios against the
+reference environment, the checkpointing trade-off, numerical fidelity, fp32 drift,
+failure groups, and the per-release series the figures draw. Aggregations are pandas
+groupbys so 100,000 records stay fast. Never imports torch.
+"""
+import math
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import pandas as pd
+
+from harness.analysis.report.frame import (
+    FAILING_BY_SEVERITY,
+    PROBE_COLUMNS,
+    STATUS_ORDER,
+    plain_columns,
+    reason_group,
+)
+from harness.vocab import NOT_RUN_STATUSES
+
+#: The order of failure groups: the worst failures first, then accuracy failures, then cases that could not run.
+FAILURE_SEVERITY = tuple(reversed(FAILING_BY_SEVERITY)) + ("accuracy",) + tuple(NOT_RUN_STATUSES)
+
+def status_counts(df: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
+    """Counts of each status per group of ``by`` (columns: the statuses present)."""
+    table = df.groupby(list(by) + ["status"], observed=True).size().unstack("status", fill_value=0)
+    cols = [s for s in STATUS_ORDER if s in table.columns] + [c for c in table.columns if c not in STATUS_ORDER]
+    return table[cols]
+
+
+def top_reasons(df: pd.DataFrame, by: Sequence[str], per_group: int = 3) -> Dict[Tuple, List[Tuple[str, str, int]]]:
+    """For each group of ``by``: up to ``per_group`` (status, short reason, count) of non-ok records."""
+    bad = df.loc[df["status"] != "ok", list(by) + ["status", "reason_short"]]
+    if bad.empty:
+        return {}
+    counts = bad.groupby(list(by) + ["status", "reason_short"], observed=True).size().reset_index(name="n")
+    counts = counts.sort_values("n", ascending=False, kind="stable")
+    counts = counts.groupby(list(by), observed=True).head(per_group)
+    out: Dict[Tuple, List] = {}
+    for row in counts.itertuples(index=False):
+        key = tuple(getattr(row, c) for c in by)
+        out.setdefault(key, []).append((row.status, row.reason_short, int(row.n)))
+    return out
+
+
+def ratios_vs_reference(df: pd.DataFrame, ref: str) -> pd.DataFrame:
+    """Ok records matched by case key with the reference environment's ok record.
+
+    Columns: model, mode, precision, checkpoint, env, case_key, ``speed_ratio``
+    (throughput / reference throughput; > 1 is faster) and ``mem_ratio`` (peak memory /
+    reference peak; > 1 uses more).
+    """
+    cols = ["case_key", "model", "mode", "precision", "checkpoint", "env", "throughput_per_s", "peak_mem_bytes"]
+    ok = df.loc[df["status"] == "ok", cols]
+    base = ok[ok["env"] == ref][["case_key", "throughput_per_s", "peak_mem_bytes"]]
+    merged = ok.merge(base, on="case_key", suffixes=("", "_ref"))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        merged["speed_ratio"] = merged["throughput_per_s"] / merged["throughput_per_s_ref"]
+        merged["mem_ratio"] = merged["peak_mem_bytes"] / merged["peak_mem_bytes_ref"]
+    for col in ("speed_ratio", "mem_ratio"):
+        merged.loc[~np.isfinite(merged[col]) | (merged[col] <= 0), col] = np.nan
+    return merged.drop(columns=["throughput_per_s_ref", "peak_mem_bytes_ref"])
+
+
+def geomean_table(ratios: pd.DataFrame, value: str, by: Sequence[str]) -> pd.DataFrame:
+    """Geometric mean, count, min and max of ``value`` per group (NaNs ignored)."""
+    sub = ratios[list(by) + [value]].dropna()
+    sub = sub.assign(_log=np.log(sub[value]))
+    grouped = sub.groupby(list(by), observed=True)
+    out = grouped["_log"].agg(["mean", "size"]).rename(columns={"size": "n"})
+    out["geomean"] = np.exp(out.pop("mean"))
+    out["min"] = grouped[value].min()
+    out["max"] = grouped[value].max()
+    return out
+
+
+def checkpoint_tradeoff(df: pd.DataFrame) -> pd.DataFrame:
+    """Per (model, checkpoint mode): memory saved and time lost against ``checkpoint=none``.
+
+    Pairs each ok checkpointed record with the ok un-checkpointed record of the same
+    case and environment (train mode when there is any, since checkpointing only acts
+    when gradients are taken). Columns: ``mem_saved`` (fraction of peak memory saved,
+    median), ``time_cost`` (fraction of median time added, median), ``n`` pairs,
+    ``by_env`` ({env: (mem_saved, time_cost, n)}).
+    """
+    ok = df.loc[df["status"] == "ok", ["model", "mode", "checkpoint", "pair_id", "env", "median_s", "peak_mem_bytes"]]
+    if (ok["mode"] == "train").any():
+        ok = ok[ok["mode"] == "train"]
+    ok = ok.assign(env=ok["env"].cat.codes if hasattr(ok["env"], "cat") else ok["env"])
+    is_none = ok["checkpoint"] == "none"
+    base = ok.loc[is_none, ["pair_id", "env", "median_s", "peak_mem_bytes"]]
+    ck = ok.loc[~is_none]
+    pairs = ck.merge(base, on=["pair_id", "env"], suffixes=("", "_none"))
+    if hasattr(df["env"], "cat"):
+        pairs["env"] = pd.Categorical.from_codes(pairs["env"], categories=df["env"].cat.categories)
+    cols = ["model", "checkpoint", "mem_saved", "time_cost", "n", "by_env"]
+    if pairs.empty:
+        return pd.DataFrame(columns=cols)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pairs["mem_saved"] = 1.0 - pairs["peak_mem_bytes"] / pairs["peak_mem_bytes_none"]
+        pairs["time_cost"] = pairs["median_s"] / pairs["median_s_none"] - 1.0
+    for col in ("mem_saved", "time_cost"):
+        pairs[col] = pairs[col].where(np.isfinite(pairs[col]))
+    agg = pairs.groupby(["model", "checkpoint"], observed=True).agg(
+        mem_saved=("mem_saved", "median"), time_cost=("time_cost", "median"), n=("mem_saved", "size"))
+    per_env = pairs.groupby(["model", "checkpoint", "env"], observed=True).agg(
+        mem_saved=("mem_saved", "median"), time_cost=("time_cost", "median"), n=("mem_saved", "size"))
+    by_env: Dict[Tuple, Dict] = {}
+    for (model, ckpt, env), row in per_env.iterrows():
+        by_env.setdefault((model, ckpt), {})[str(env)] = (row["mem_saved"], row["time_cost"], int(row["n"]))
+    agg["by_env"] = [by_env.get(idx, {}) for idx in agg.index]
+    return agg.reset_index()[cols]
+
+
+def fidelity_table(df: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
+    """Numerical fidelity per group: ``n`` checked, ``failed`` (accuracy not passed),
+    ``worst`` (max error / tolerance), ``median_err``, ``tolerance`` and the worst case key."""
+    cols = list(by) + ["n", "failed", "worst", "median_err", "tolerance", "worst_case"]
+    ok = df.loc[(df["status"] == "ok") & df["acc_passed"].notna(),
+                list(by) + ["acc_passed", "err_over_tol", "err_rel", "acc_tolerance", "case_key"]]
+    if ok.empty:
+        return pd.DataFrame(columns=cols)
+    ok = ok.assign(_failed=(ok["acc_passed"] == False).astype(int),  # noqa: E712 (object column)
+                   _ratio=ok["err_over_tol"].fillna(-1.0))
+    grouped = ok.groupby(list(by), observed=True)
+    out = grouped.agg(n=("_failed", "size"), failed=("_failed", "sum"), worst=("err_over_tol", "max"),
+                      median_err=("err_rel", "median"), tolerance=("acc_tolerance", "max"))
+    worst_idx = grouped["_ratio"].idxmax()
+    out["worst_case"] = ok.loc[worst_idx.values, "case_key"].values
+    return out.reset_index()[cols]
+
+
+def drift_table(df: pd.DataFrame, ref: str) -> pd.DataFrame:
+    """fp32 output drift across environments from the records' ``output_probe``.
+
+    The probe is the fp32 reference output at fixed positions, so it depends on the
+    model, mode, batch, size and device but not on precision or checkpointing. Per
+    such case and environment the first probe is compared with the reference
+    environment's: ``drift = max|p - p_ref| / max|p_ref|``. Returns one row per
+    compared (case, env) with columns model, mode, batch_size, size_label, device,
+    env, drift, probe_len.
+    """
+    keys = list(PROBE_COLUMNS)
+    cols = keys + ["env", "drift"]
+    ok = df.loc[df["status"] == "ok", ["probe_id", "env", "output_probe"]]
+    ok = ok[ok["output_probe"].notna()].drop_duplicates(subset=["probe_id", "env"])
+    if ok.empty:
+        return pd.DataFrame(columns=cols)
+    ok = ok[ok["output_probe"].map(lambda p: isinstance(p, list) and len(p) > 0)]
+    is_ref = (ok["env"] == ref).to_numpy()
+    ref_probe = dict(zip(ok.loc[is_ref, "probe_id"], ok.loc[is_ref, "output_probe"]))
+    ok = ok[ok["probe_id"].isin(list(ref_probe))]
+    out_ids = ok["probe_id"].tolist()
+    out_env = ok["env"].tolist()
+    probes = ok["output_probe"].tolist()
+    bases = [ref_probe[pid] for pid in out_ids]
+    out_drift = [math.nan] * len(probes)
+    width = len(probes[0]) if probes else 0
+    regular = [i for i, (p, b) in enumerate(zip(probes, bases)) if len(p) == width and len(b) == width]
+    if regular:  # the usual case, all probes of one length: one numpy pass
+        a = np.array([probes[i] for i in regular], dtype=float)
+        b = np.array([bases[i] for i in regular], dtype=float)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            diff = np.max(np.abs(a - b), axis=1)
+            scale = np.max(np.abs(b), axis=1)
+            drift = np.where(diff == 0, 0.0, diff / scale)
+        finite = np.isfinite(a).all(axis=1) & np.isfinite(b).all(axis=1) & (scale > 0)
+        for k, i in enumerate(regular):
+            out_drift[i] = float(drift[k]) if finite[k] else probe_drift(probes[i], bases[i])
+    for i, value in enumerate(out_drift):
+        if value != value:
+            out_drift[i] = probe_drift(probes[i], bases[i])
+    firsts = df.drop_duplicates("probe_id").set_index("probe_id")[keys]
+    out = firsts.loc[out_ids].reset_index(drop=True)
+    out["env"] = pd.Categorical(out_env, categories=df["env"].cat.categories) if hasattr(
+        df["env"], "cat") else out_env
+    out["drift"] = out_drift
+    return out[cols]
+
+
+def probe_drift(probe: Sequence[float], ref_probe: Sequence[float]) -> float:
+    """``max|p - p_ref| / max|p_ref|``; 0 for identical probes, inf when shapes or non-finite values differ."""
+    a = np.asarray(probe, dtype=float)
+    b = np.asarray(ref_probe, dtype=float)
+    if a.shape != b.shape:
+        return math.inf
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        return 0.0 if np.array_equal(a, b, equal_nan=True) else math.inf
+    scale = float(np.max(np.abs(b))) if b.size else 0.0
+    diff = float(np.max(np.abs(a - b))) if a.size else 0.0
+    if diff == 0:
+        return 0.0
+    return diff / scale if scale > 0 else math.inf
+
+
+def failure_groups(df: pd.DataFrame, max_cases: int = 25) -> List[Dict]:
+    """Every non-ok record (and ok records that failed accuracy), grouped by status and reason.
+
+    Each group: status, reason (an example short reason), full (an example full
+    reason), count, models, envs, cases (up to ``max_cases`` (env, case_key) pairs).
+    Sorted by status severity, then count.
+    """
+    cols = ["status", "reason", "reason_short", "model", "env", "case_key", "err_over_tol", "precision"]
+    bad = plain_columns(df.loc[df["status"] != "ok", cols])
+    acc = plain_columns(df.loc[(df["status"] == "ok") & (df["acc_passed"] == False), cols])  # noqa: E712
+    frames = []
+    if not bad.empty:
+        frames.append(bad.assign(_status=bad["status"], _reason=bad["reason_short"]))
+    if not acc.empty:
+        why = ("accuracy failed: error/tolerance up to " + acc["err_over_tol"].map(
+            lambda v: "%.3g" % v if v == v else "?") + "x at " + acc["precision"])
+        frames.append(acc.assign(_status="accuracy", _reason=why, reason=why))
+    if not frames:
+        return []
+    env_order = [str(e) for e in df["env"].cat.categories] if hasattr(df["env"], "cat") else []
+    allbad = pd.concat(frames, ignore_index=True)
+    groups_of = {r: reason_group(r) for r in pd.unique(allbad["_reason"])}
+    allbad["_group"] = allbad["_status"] + "\x00" + allbad["_reason"].map(groups_of)
+    severity = {s: i for i, s in enumerate(FAILURE_SEVERITY)}
+    groups = []
+    for _, sub in allbad.groupby("_group", sort=False):
+        first = sub.iloc[0]
+        cases = list(zip(sub["env"].astype(str).head(max_cases), sub["case_key"].astype(str).head(max_cases)))
+        envs = {str(e) for e in sub["env"].unique()}
+        groups.append({
+            "status": first["_status"], "reason": first["_reason"] or "(no reason given)",
+            "full": first["reason"] if isinstance(first["reason"], str) else "",
+            "count": int(len(sub)), "models": sorted(sub["model"].unique()),
+            "envs": [e for e in env_order if e in envs] + sorted(envs - set(env_order)), "cases": cases,
+        })
+    groups.sort(key=lambda g: (severity.get(g["status"], 99), -g["count"], g["reason"]))
+    return groups
+
+
+def env_summary(df: pd.DataFrame, envs: Sequence[str], ratios: Optional[pd.DataFrame],
+                drift: Optional[pd.DataFrame]) -> Dict[str, Dict]:
+    """Per environment: ``counts`` ({status: n}), ``speed`` and ``memory`` ((geometric mean of the
+    ratio to the reference, cases), (nan, 0) when none), ``acc_failed``, ``drift_max`` (None: not compared)."""
+    counts = status_counts(df, ["env"])
+    speed = geomean_table(ratios, "speed_ratio", ["env"]) if ratios is not None else None
+    mem = geomean_table(ratios, "mem_ratio", ["env"]) if ratios is not None else None
+    accfail = df[(df["status"] == "ok") & (df["acc_passed"] == False)].groupby(  # noqa: E712 (object column)
+        "env", observed=True).size()
+    drift_max = (drift.groupby("env", observed=True)["drift"].max() if drift is not None and len(drift)
+                 else pd.Series(dtype=float))
+
+    def mean_of(tab, env):
+        if tab is None or env not in tab.index:
+            return math.nan, 0
+        return float(tab.loc[env, "geomean"]), int(tab.loc[env, "n"])
+
+    out = {}
+    for env in envs:
+        row = counts.loc[env] if env in counts.index else pd.Series(dtype=int)
+        out[env] = {"counts": {s: int(row.get(s, 0)) for s in row.index if row.get(s, 0)},
+                    "speed": mean_of(speed, env), "memory": mean_of(mem, env),
+                    "acc_failed": int(accfail.get(env, 0)),
+                    "drift_max": drift_max.get(env) if env in drift_max.index else None}
+    return out
+
+
+#: The slice of the matrix the charts show first: each axis's first preferred value present.
+SLICE_PREFERENCES = (("mode", ("train",)), ("precision", ("fp32",)), ("checkpoint", ("none",)),
+                     ("device", ("cuda", "cpu")), ("opts", ("-",)))
+
+
+def default_slice(df: pd.DataFrame) -> Dict[str, str]:
+    """{axis: value} of the slice the charts show first, from the ok records (see ``SLICE_PREFERENCES``)."""
+    ok = df[df["status"] == "ok"]
+    out = {}
+    for key, prefer in SLICE_PREFERENCES:
+        present = set(ok[key].astype(str).unique())
+        out[key] = next((p for p in prefer if p in present), sorted(present)[0] if present else "-")
+    return out
+
+
+def release_series(df: pd.DataFrame, where: Dict[str, str]) -> pd.DataFrame:
+    """One case per model in the slice ``where``, its median time and peak memory in every environment.
+
+    Per model the case is the batch size and size with the most ok records in the slice
+    (among equally common ones, the middle one by batch size and size). Columns: model,
+    batch_size, size_label, env (categorical in environment order), median_s,
+    peak_mem_bytes; sorted by model and environment.
+    """
+    cols = ["model", "batch_size", "size_label", "env", "median_s", "peak_mem_bytes"]
+    mask = df["status"] == "ok"
+    for key, value in where.items():
+        mask &= df[key].astype(str) == value
+    ok = df.loc[mask, cols + ["size_rank"]]
+    if ok.empty:
+        return pd.DataFrame(columns=cols)
+    combos = ok.groupby(["model", "batch_size", "size_label", "size_rank"], observed=True).size().reset_index(
+        name="n").sort_values(["model", "batch_size", "size_rank", "size_label"], kind="stable")
+    chosen = []
+    for _model, sub in combos.groupby("model", observed=True, sort=True):
+        tied = sub[sub["n"] == sub["n"].max()]
+        chosen.append(tied.iloc[(len(tied) - 1) // 2])
+    picks = pd.DataFrame(chosen)[["model", "batch_size", "size_label"]]
+    sub = plain_columns(ok).merge(plain_columns(picks), on=["model", "batch_size", "size_label"])
+    out = sub.groupby(["model", "batch_size", "size_label", "env"], observed=True, sort=False).agg(
+        median_s=("median_s", "median"), peak_mem_bytes=("peak_mem_bytes", "median")).reset_index()
+    if hasattr(df["env"], "cat"):
+        out["env"] = pd.Categorical(out["env"].astype(str), categories=df["env"].cat.categories, ordered=True)
+    return out.sort_values(["model", "env"], kind="stable").reset_index(drop=True)[cols]
+
+
+def reasons_by_model(df: pd.DataFrame, envs: Sequence[str], per_model: int = 6) -> Dict[str, List[Dict]]:
+    """The most frequent reasons a model's cases did not run ok: per model up to ``per_model`` dicts of
+    status, n, envs (in environment order) and reason_short, grouped by ``reason_group``, most frequent first."""
+    bad = df.loc[df["status"] != "ok", ["model", "status", "reason_short", "env"]]
+    if bad.empty:
+        return {}
+    group_of = {r: reason_group(r) for r in pd.unique(bad["reason_short"])}
+    bad = bad.assign(_group=bad["reason_short"].map(group_of))
+    order = {e: i for i, e in enumerate(envs)}
+    why = bad.groupby(["model", "status", "_group"], observed=True).agg(
+        n=("env", "size"), envs=("env", lambda e: sorted({str(v) for v in e}, key=lambda v: order.get(v, 99))),
+        reason_short=("reason_short", "first"))
+    why = why.reset_index().sort_values("n", ascending=False, kind="stable")
+    out: Dict[str, List[Dict]] = {}
+    for r in why.itertuples(index=False):
+        lines = out.setdefault(str(r.model), [])
+        if len(lines) < per_model:
+            lines.append({"status": str(r.status), "n": int(r.n), "envs": list(r.envs),
+                          "reason_short": r.reason_short})
+    return out
+
+
+def default_x_axis(df: pd.DataFrame) -> str:
+    """The x axis the chart grids start with: batch size, else size, else environment (the first
+    that has more than one value for some model among the ok records)."""
+    ok = df[df["status"] == "ok"]
+    for key, column in (("batch_size", "batch_size"), ("size", "size_label")):
+        if len(ok) and ok.groupby("model", observed=True)[column].nunique().max() > 1:
+            return key
+    return "env"
+
+
+def drift_summary(drift: pd.DataFrame) -> pd.DataFrame:
+    """Per (model, env) of ``drift_table``: ``max``, ``median`` and ``n`` (cases compared), and the case
+    with the largest drift (``mode``, ``batch_size``, ``size_label``, ``device``; missing when no drift
+    is finite). ``env`` is text."""
+    drift = plain_columns(drift).assign(env=drift["env"].astype(str))
+    grouped = drift.groupby(["model", "env"], sort=False)["drift"]
+    out = grouped.agg(["max", "size", "median"]).rename(columns={"size": "n"}).reset_index()
+    worst = drift.loc[grouped.idxmax().dropna().astype(int).to_numpy(),
+                      ["model", "env", "mode", "batch_size", "size_label", "device"]]
+    out = out.merge(worst, on=["model", "env"], how="left")
+    out["batch_size"] = pd.to_numeric(out["batch_size"], errors="coerce").astype("Int64")
+    return out
+
+
+def task_results(df: pd.DataFrame) -> pd.DataFrame:
+    """The ok records with a task metric, with ``case``: the case apart from model and environment
+    (mode, precision, batch size, size, checkpointing) as text."""
+    df = df[df["task_metric"].notna() & (df["status"] == "ok")]
+    return df.assign(case=df["mode"].astype(str) + " " + df["precision"].astype(str) + " bs " +
+                     df["batch_size"].astype("Int64").astype(str) + " size " + df["size_label"].astype(str) +
+                     " ckpt " + df["checkpoint"].astype(str))

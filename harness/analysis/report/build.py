@@ -1,0 +1,108 @@
+"""``build_report``: records in, one self-contained HTML file (and its figures) out.
+
+Reads the records (``loader``), the ``*.env.json`` environment files next to them
+(``environments``), prepares the frame (``frame``), computes what several sections
+share (ratios to the reference, fp32 drift), builds every section of the table in
+``sections`` and writes the page through a temporary file and a rename, so a failed
+build never leaves a half-written report. The figures are also written as SVG and PNG
+under ``figures/`` beside the page. Never imports torch.
+"""
+import datetime
+import os
+import time
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
+
+from harness.analysis.load import InputError, expand_paths
+from harness.analysis.report import aggregate as agg
+from harness.analysis.report import environments, figures
+from harness.analysis.report.compare import verdicts_frame
+from harness.analysis.report.frame import prepare_frame
+from harness.analysis.report.loader import load_for_report
+from harness.analysis.report.markup import esc, page
+from harness.analysis.report.sections import Baseline, Context, overview, render
+from harness.fileio import atomic_write_text
+
+DEFAULT_OUT = os.path.join("results", "report", "index.html")
+#: The folder beside the page that holds its figures as SVG and PNG files.
+FIGURES_DIR = "figures"
+
+
+def _as_list(paths: Union[str, Iterable[str], None]) -> List[str]:
+    if paths is None:
+        return []
+    if isinstance(paths, (str, os.PathLike)):
+        return [os.fspath(paths)]
+    return [os.fspath(p) for p in paths]
+
+
+def _baseline(base_list: List[str], verdicts, df, problems: List[str]) -> Optional[Baseline]:
+    """The baseline records (prepared) and the gate's verdicts (validated); their problems added."""
+    verdict_frame = verdicts_frame(verdicts, df) if verdicts is not None else None
+    frame = None
+    if base_list:
+        base_raw, base_problems = load_for_report(base_list)
+        problems.extend("baseline " + p for p in base_problems)
+        frame, _ = prepare_frame(base_raw)
+    if frame is None and verdict_frame is None:
+        return None
+    return Baseline(paths=base_list, frame=frame, verdicts=verdict_frame)
+
+
+def make_context(paths: Sequence[str], baseline_paths: Optional[Sequence[str]] = None,
+                 reference_env: Optional[str] = None,
+                 verdicts: Optional[Sequence[Dict]] = None) -> Tuple[Context, float]:
+    """Read and prepare everything the sections show (see ``build_report``); also the seconds spent
+    reading the records."""
+    start = time.perf_counter()
+    if not paths:
+        raise InputError("no record files given: name JSONL record files or folders holding them")
+    raw, problems = load_for_report(paths)
+    load_seconds = time.perf_counter() - start
+    problems = list(problems)
+    df, notes = prepare_frame(raw)
+    del raw
+    env_files, env_problems = environments.read_env_files(expand_paths(paths),
+                                                          [p for p in paths if os.path.isdir(p)])
+    problems.extend(env_problems)
+    env_rows = environments.environment_table(df, notes["env_order"], env_files)
+    ref = environments.choose_reference(df, notes["env_order"], reference_env)
+    baseline = _baseline(_as_list(baseline_paths), verdicts, df, problems)
+    ctx = Context(df=df, notes=notes, ref=ref, env_rows=env_rows, problems=tuple(problems),
+                  ratios=agg.ratios_vs_reference(df, ref), drift=agg.drift_table(df, ref), baseline=baseline)
+    return ctx, load_seconds
+
+
+def build_report(paths: Union[str, Sequence[str]], out_path: str = DEFAULT_OUT,
+                 baseline_paths: Optional[Sequence[str]] = None, reference_env: Optional[str] = None,
+                 verdicts: Optional[Sequence[Dict]] = None) -> Dict:
+    """Build the HTML report of the records in ``paths`` (files or folders of ``*.jsonl``).
+
+    ``baseline_paths``: records to compare against (per case: median ratio, memory ratio,
+    status change) when no ``verdicts`` are given; ``verdicts``: the gate's verdict
+    dicts, shown as the comparison section instead. ``reference_env``: the environment
+    label speed, memory and drift are compared with (default: the highest torch version).
+    The figures are also written as ``figures/<name>.svg`` and ``.png`` next to ``out_path``.
+
+    Returns ``{"out_path", "records", "problems", "seconds", "load_seconds", "bytes",
+    "reference_env", "environments", "superseded"}``: ``records`` counts the records
+    reported (the latest per case and environment), ``superseded`` the older ones
+    dropped, ``load_seconds`` the part of ``seconds`` spent reading the records.
+    Raises ``InputError`` for a missing path, no input, no good record, an unknown
+    reference environment or malformed verdicts.
+    """
+    start = time.perf_counter()
+    paths = _as_list(paths)
+    ctx, load_seconds = make_context(paths, baseline_paths, reference_env, verdicts)
+    df, notes, ref = ctx.df, ctx.notes, ctx.ref
+    scenarios = sorted(str(s) for s in df["scenario"].dropna().unique())
+    title = "torchmatrix report \u2014 %s" % (", ".join(scenarios) if scenarios else "records")
+    generated = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    built = render(ctx)
+    footer = ("Built by torchmatrix from %s. Self-contained: no network access needed; hover cells and points for "
+              "details." % esc(", ".join(paths)))
+    text = page(title, overview.header(ctx, title, generated), built.nav, built.body, built.blocks, footer)
+    figures.write_files(built.figures, os.path.join(os.path.dirname(os.path.abspath(out_path)), FIGURES_DIR))
+    atomic_write_text(out_path, text)
+    return {"out_path": out_path, "records": int(len(df)), "problems": list(ctx.problems),
+            "seconds": time.perf_counter() - start, "load_seconds": load_seconds, "bytes": len(text.encode("utf-8")),
+            "reference_env": ref, "environments": list(notes["env_order"]), "superseded": int(notes["superseded"])}

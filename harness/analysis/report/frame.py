@@ -1,0 +1,221 @@
+"""The loaded records made ready for the report: one row per case and environment.
+
+``prepare_frame`` takes the DataFrame of ``harness.analysis.load.load_records`` (less
+``loader.UNUSED_COLUMNS``), keeps the latest record per case and environment, adds the
+derived columns every section reads (``env``, ``size_label``, ``opts``,
+``reason_short``, ``err_rel``...) and orders environments by torch version. The words
+(statuses, precisions, checkpoint modes, case axes) come from ``harness.vocab``.
+Never imports torch.
+"""
+import math
+import re
+from typing import Dict, List, Sequence, Tuple
+
+import numpy as np
+import pandas as pd
+
+from harness.record import REPORT_COLUMNS
+from harness.vocab import CASE_AXES, CHECKPOINTS, MODES, NOT_RUN_STATUSES, PRECISIONS, STATUSES
+
+#: How bad each failing status is (a status ``harness.vocab`` adds later counts as the worst).
+_SEVERITY = {"timeout": 0, "oom": 1, "error": 2, "crashed": 3}
+#: Failing statuses, every one but ``ok`` and the not-run ones, from least to most severe.
+FAILING_BY_SEVERITY = tuple(sorted((s for s in STATUSES if s != "ok" and s not in NOT_RUN_STATUSES),
+                                   key=lambda s: _SEVERITY.get(s, len(_SEVERITY))))
+#: Statuses from best to worst; the order of colours, counts and filters in the report.
+STATUS_ORDER = ("ok",) + tuple(NOT_RUN_STATUSES) + FAILING_BY_SEVERITY
+#: The frame column of each case axis: sizes become labels, the two flags join in ``opts``.
+_AXIS_COLUMN = {"size": "size_label", "channels_last": "opts", "compile": "opts"}
+#: Case axes that identify a case apart from its environment (``opts`` joins the flags).
+CASE_COLUMNS = tuple(dict.fromkeys(_AXIS_COLUMN.get(axis, axis) for axis in CASE_AXES))
+#: What identifies the fp32 reference output of a case: all but precision and checkpointing.
+PROBE_COLUMNS = tuple(c for c in CASE_COLUMNS if c not in ("precision", "checkpoint"))
+#: Low-cardinality text columns held as pandas categoricals after ``prepare_frame``.
+CATEGORY_COLUMNS = ("model", "mode", "precision", "checkpoint", "device", "opts", "status", "size_label")
+#: Columns computed here from the records' columns.
+DERIVED_COLUMNS = ("size_label", "size_rank", "opts", "reason_short", "env", "err_rel", "err_over_tol")
+#: Record columns a derived one replaces (size -> size_label, channels_last/compile -> opts, errors -> err_rel).
+REPLACED_COLUMNS = ("size", "channels_last", "compile", "out_rel_err", "grad_rel_err")
+#: Columns the report keeps: the record schema's report columns (``harness.record``) and the derived ones.
+KEEP_COLUMNS = tuple(c for c in REPORT_COLUMNS if c not in REPLACED_COLUMNS) + DERIVED_COLUMNS
+_VERSION_RE = re.compile(r"^\s*v?(\d+)(?:\.(\d+))?(?:\.(\d+))?([a-z]+\d*)?")
+
+
+def parse_torch_version(text) -> Tuple[int, ...]:
+    """Sortable tuple for a PyTorch version: ``'2.13.0+cpu'`` -> ``(2, 13, 0, 1)``.
+
+    The last element is 1 for a release and 0 for a pre-release (``2.1.0a0``,
+    ``2.2.0.dev2023``), so a release sorts above its own pre-releases. Anything
+    unparsable (None, ``'unknown'``) gives ``(-1,)``, below every version.
+    """
+    if not isinstance(text, str):
+        return (-1,)
+    match = _VERSION_RE.match(text)
+    if not match:
+        return (-1,)
+    major, minor, patch, pre = match.groups()
+    is_release = 0 if pre or ".dev" in text else 1
+    return (int(major), int(minor or 0), int(patch or 0), is_release)
+
+
+def short_reason(reason) -> str:
+    """One line of a status reason: the exception line of a traceback, else the first line."""
+    if not isinstance(reason, str) or not reason.strip():
+        return ""
+    lines = [ln.strip() for ln in reason.strip().splitlines() if ln.strip()]
+    line = lines[-1] if lines[0].startswith("Traceback") else lines[0]
+    return line if len(line) <= 200 else line[:197] + "..."
+
+
+def reason_group(short: str) -> str:
+    """A grouping key for reasons: numbers and hex ids replaced, so '2.00 GiB' and '4.50 GiB' group."""
+    text = re.sub(r"0x[0-9a-fA-F]+", "0x#", short)
+    return re.sub(r"\d+(?:\.\d+)?", "#", text)
+
+
+def _size_rank(size) -> float:
+    if isinstance(size, bool) or size is None:
+        return math.inf
+    if isinstance(size, (int, float)):
+        return float(size)
+    if isinstance(size, str):
+        parts = re.split(r"[xX×]", size.strip())
+        try:
+            nums = [float(p) for p in parts if p]
+        except ValueError:
+            return math.inf
+        if nums:
+            return float(np.prod(nums)) ** (1.0 / len(nums)) if len(nums) > 1 else nums[0]
+    if isinstance(size, (list, tuple)) and size and all(isinstance(v, (int, float)) for v in size):
+        return float(np.prod(size)) ** (1.0 / len(size))
+    return math.inf
+
+
+def _size_label(size) -> str:
+    if size is None or (isinstance(size, float) and math.isnan(size)):
+        return "-"
+    if isinstance(size, (list, tuple)):
+        return "x".join(str(v) for v in size)
+    return str(size)
+
+
+def _size_columns(sizes: pd.Series) -> Tuple[pd.Series, Dict[str, float]]:
+    """Size labels per row and the numeric rank of each label (computed once per distinct size)."""
+    try:
+        uniq = pd.unique(sizes)
+    except TypeError:  # unhashable sizes (lists): label each row
+        labels = pd.Series([_size_label(s) for s in sizes], index=sizes.index)
+        return labels, {lab: _size_rank(s) for lab, s in zip(labels, sizes)}
+    label_of = {}
+    ranks: Dict[str, float] = {}
+    for s in uniq:
+        lab = _size_label(s)
+        label_of[s] = lab
+        ranks[lab] = min(ranks.get(lab, math.inf), _size_rank(s))
+    labels = sizes.map(label_of)
+    if labels.isna().any():  # NaN keys do not map back by equality
+        labels = labels.fillna("-")
+    return labels, ranks
+
+
+def _opts_column(channels_last: pd.Series, compile_: pd.Series) -> pd.Series:
+    """The ``opts`` label per row ('-', 'channels_last', 'compile', 'channels_last+compile', ...)."""
+    cl = channels_last.eq(True).to_numpy()
+    plain_compile = compile_.isna() | compile_.eq(False)
+    if plain_compile.all():
+        return pd.Series(np.where(cl, "channels_last", "-"), index=channels_last.index)
+    flags = channels_last.astype(str) + "|" + compile_.astype(str)
+    first = ~flags.duplicated()
+    return flags.map({f: _opts_label(a, b) for f, a, b in zip(flags[first], channels_last[first], compile_[first])})
+
+
+def _opts_label(channels_last, compile_) -> str:
+    parts = []
+    if channels_last is True:
+        parts.append("channels_last")
+    if compile_ not in (None, False) and not (isinstance(compile_, float) and math.isnan(compile_)):
+        parts.append("compile" if compile_ is True else "compile=%s" % compile_)
+    return "+".join(parts) if parts else "-"
+
+
+def _ordered_categories(values: pd.Series, preferred: Sequence[str]) -> List[str]:
+    present = [v for v in pd.unique(values) if isinstance(v, str)]
+    return [v for v in preferred if v in present] + sorted(v for v in present if v not in preferred)
+
+
+def prepare_frame(df: pd.DataFrame) -> Tuple[pd.DataFrame, Dict]:
+    """Add the report's derived columns; keep the latest record per case and environment.
+
+    Adds ``env`` (the label, suffixed by a short fingerprint when one label holds
+    several fingerprints for the same case), ``size_label``/``size_rank``, ``opts`` (channels_last and
+    compile flags), ``reason_short``, ``err_rel`` (worst of output and gradient
+    relative error), ``err_over_tol``, ``probe_id`` (same for the cases sharing an
+    fp32 reference output, see ``PROBE_COLUMNS``) and ``pair_id`` (``probe_id`` and
+    precision: same for a case with and without checkpointing); keeps ``KEEP_COLUMNS``. Returns the frame and notes
+    ``{"superseded": count of older duplicates dropped, "env_order": [...], ...}``.
+    """
+    needed = set(REPORT_COLUMNS)
+    df = df[[c for c in df.columns if c in needed]].copy()
+    df["env_label"] = df["env_label"].fillna("?").astype(str)
+    fp = df["env_fingerprint"].fillna("").astype(str)
+    df["env_fingerprint"] = fp
+    df["size_label"], size_ranks = _size_columns(df["size"])
+    df["opts"] = _opts_column(df["channels_last"], df["compile"])
+    missing_key = df["case_key"].isna()
+    if missing_key.any():  # not written by the runner, but keep such records apart rather than merged
+        sub = df.loc[missing_key, list(CASE_COLUMNS)]
+        df.loc[missing_key, "case_key"] = ["|".join(str(v) for v in row) for row in sub.itertuples(index=False)]
+    df["env"] = df["env_label"]
+    superseded = 0
+    if df.duplicated(["env_label", "case_key"]).any():
+        # one label with two fingerprints for the same case (two machines, say) is two environments
+        trip = df[["env_label", "case_key", "env_fingerprint"]].drop_duplicates()
+        shared = set(trip.loc[trip.duplicated(["env_label", "case_key"]), "env_label"])
+        if shared:
+            mask = df["env_label"].isin(shared)
+            df.loc[mask, "env"] = df.loc[mask, "env_label"] + " @" + fp[mask].str[:10]
+        # keep the latest record per (case, environment); file order breaks ties
+        df["_order"] = np.arange(len(df))
+        df = df.sort_values(["time_utc", "_order"], na_position="first", kind="stable")
+        before = len(df)
+        df = df.drop_duplicates(subset=["case_key", "env"], keep="last")
+        superseded = before - len(df)
+        df = df.sort_values("_order", kind="stable").drop(columns="_order").reset_index(drop=True)
+    for col in ("model", "mode", "precision", "checkpoint", "device", "status"):
+        df[col] = df[col].fillna("-").astype(str)
+    df["batch_size"] = pd.to_numeric(df["batch_size"], errors="coerce")
+    df["size_rank"] = df["size_label"].map(size_ranks)
+    short_by_reason = {r: short_reason(r) for r in df["reason"].dropna().unique()}
+    df["reason_short"] = [short_by_reason.get(r, "") if isinstance(r, str) else "" for r in df["reason"].tolist()]
+    for col in ("median_s", "iqr_s", "throughput_per_s", "peak_mem_bytes", "out_rel_err", "grad_rel_err",
+                "acc_tolerance", "task_before", "task_after"):
+        df[col] = pd.to_numeric(df[col], errors="coerce")
+    df["err_rel"] = df[["out_rel_err", "grad_rel_err"]].max(axis=1)
+    df["err_over_tol"] = df["err_rel"] / df["acc_tolerance"].where(df["acc_tolerance"] > 0)
+    df = df[[c for c in KEEP_COLUMNS if c in df.columns]].copy()
+    df["probe_id"] = df.groupby(list(PROBE_COLUMNS), sort=False, dropna=False).ngroup()
+    df["pair_id"] = df.groupby(["probe_id", "precision"], sort=False, dropna=False).ngroup()
+    env_versions = df.groupby("env")["torch"].first()
+    env_order = sorted(env_versions.index, key=lambda e: (parse_torch_version(env_versions[e]), e))
+    df["env"] = pd.Categorical(df["env"], categories=env_order, ordered=True)
+    notes = {"superseded": superseded, "env_order": env_order,
+             "status_order": _ordered_categories(df["status"], STATUS_ORDER),
+             "precision_order": _ordered_categories(df["precision"], PRECISIONS),
+             "checkpoint_order": _ordered_categories(df["checkpoint"], CHECKPOINTS),
+             "mode_order": _ordered_categories(df["mode"], MODES)}
+    # categoricals make the many groupbys and comparisons of the report several times faster
+    orders = {"status": notes["status_order"], "precision": notes["precision_order"],
+              "checkpoint": notes["checkpoint_order"], "mode": notes["mode_order"]}
+    for col in CATEGORY_COLUMNS:
+        cats = orders.get(col) or sorted(pd.unique(df[col]))
+        df[col] = pd.Categorical(df[col], categories=cats)
+    return df, notes
+
+
+def plain_columns(df: pd.DataFrame) -> pd.DataFrame:
+    """A copy with categorical columns turned back into plain values (frames of two loads differ in categories)."""
+    out = df.copy()
+    for col in out.columns:
+        if isinstance(out[col].dtype, pd.CategoricalDtype):
+            out[col] = out[col].astype(object)
+    return out

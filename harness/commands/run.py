@@ -1,0 +1,105 @@
+"""``torchmatrix run SCENARIO``: run a scenario's cases in this environment."""
+import json
+import os
+import sys
+import time
+from typing import Dict, Optional, Sequence
+
+from harness.fileio import atomic_write_text
+from harness.vocab import ExitCode
+
+NAME = "run"
+HELP = "run a scenario in this environment (records to results/)"
+DESCRIPTION = ("Run every case of SCENARIO in this Python environment, each in a worker subprocess, appending "
+               "one JSON record per case to OUT/ENV_LABEL.jsonl.")
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("scenario",
+                        help="scenario file, or the name of one in scenarios/ (default, smoke, full, faults)")
+    parser.add_argument("--out", help="output folder (default: results/<scenario name>)")
+    parser.add_argument("--env-label", help="name of this environment's record file (default: torch-<ver>-py<ver>)")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--resume", action="store_true", help="run only the cases the output does not hold yet")
+    mode.add_argument("--append", action="store_true",
+                      help="append to the output as is (A/B rounds); default moves earlier records to previous/")
+    parser.add_argument("--only", action="append", default=[], metavar="AXIS=V1,V2",
+                        help="keep cases whose AXIS matches one of the values (globs allowed); repeatable")
+    parser.add_argument("--dry-run", action="store_true", help="list the cases and exit")
+
+
+def run(args) -> int:
+    return run_scenario(args.scenario, args.out, args.env_label, args.resume, args.append, args.only, args.dry_run)
+
+
+def default_env_label() -> str:
+    import platform
+
+    import torch
+
+    return "torch-%s-py%s" % (torch.__version__.split("+")[0], ".".join(platform.python_version_tuple()[:2]))
+
+
+def _rotate(path: str) -> Optional[str]:
+    """Move an earlier run's records aside (never delete them); return the new place."""
+    if not os.path.exists(path) or os.path.getsize(path) == 0:
+        return None
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.localtime(os.path.getmtime(path)))
+    dest_dir = os.path.join(os.path.dirname(path), "previous", stamp)
+    os.makedirs(dest_dir, exist_ok=True)
+    dest = os.path.join(dest_dir, os.path.basename(path))
+    os.replace(path, dest)
+    env_json = path[: -len(".jsonl")] + ".env.json"
+    if os.path.exists(env_json):
+        os.replace(env_json, os.path.join(dest_dir, os.path.basename(env_json)))
+    return dest
+
+
+def write_env_json(out_dir: str, label: str, env: Dict, status: str = "ok", reason: Optional[str] = None) -> None:
+    """``OUT/LABEL.env.json``: the environment's versions, or why it was skipped."""
+    doc = {"env_label": label, "status": status, "reason": reason, "versions": env}
+    atomic_write_text(os.path.join(out_dir, label + ".env.json"), json.dumps(doc, indent=1, sort_keys=True))
+
+
+def run_scenario(scenario_path: str, out_dir: Optional[str] = None, env_label: Optional[str] = None,
+                 resume: bool = False, append: bool = False, only: Sequence[str] = (), dry_run: bool = False,
+                 print_fn=print) -> int:
+    """Run a scenario in this environment; records go to ``out_dir/env_label.jsonl``."""
+    from harness import scenario as scen
+    from harness.record_store import held_case_keys
+    from harness.runner.manager import run_cases, summary_table
+
+    path = scen.resolve_path(scenario_path)
+    try:
+        sc = scen.load(path)
+        cases = scen.expand(sc, scen.parse_only(only))
+    except scen.ScenarioError as exc:
+        print("error: scenario not usable, nothing was run:\n  " + "\n  ".join(exc.problems), file=sys.stderr)
+        return ExitCode.INPUT
+    if dry_run:
+        for case, reason in cases:
+            print_fn(case.key + ("   [skipped: %s]" % reason if reason else ""))
+        print_fn("%d cases" % len(cases))
+        return ExitCode.OK
+    label = env_label or default_env_label()
+    out_dir = out_dir or os.path.join("results", sc.name)
+    out_path = os.path.join(out_dir, label + ".jsonl")
+    held = held_case_keys(out_path) if resume else set()
+    if not resume and not append:
+        moved = _rotate(out_path)
+        if moved:
+            print_fn("earlier records moved to %s" % moved)
+    print_fn("torchmatrix: scenario %s (%s), %d cases, environment %s -> %s" % (
+        sc.name, path, len(cases), label, out_path))
+    t0 = time.perf_counter()
+    try:
+        written, interrupted = run_cases(sc, cases, out_path, label, held=held, print_fn=print_fn)
+    except RuntimeError as exc:
+        print("error: %s" % exc, file=sys.stderr)
+        return ExitCode.FAILURE
+    envs = [r["env"] for r in written if r.get("env")]
+    if envs:
+        write_env_json(out_dir, label, envs[0])
+    print_fn(summary_table(label, written))
+    print_fn("   %.1f s; records in %s" % (time.perf_counter() - t0, out_path))
+    return ExitCode.INTERRUPTED if interrupted else ExitCode.OK

@@ -1,0 +1,177 @@
+"""Run one case in this process: build, step once for accuracy, time, compare.
+
+The order keeps each figure honest:
+
+1. memory baseline, then the model is built with version-stable seeded weights and
+   moved/cast for the case (precision, checkpoint mode, channels_last, compile);
+2. the first step's outputs (and gradients in train mode) are kept for fidelity;
+3. warm-up and timed samples, with the memory peak tracked from the start of warm-up;
+4. the model is rebuilt in fp32 without checkpointing, same weights and inputs, and
+   its outputs/gradients are the reference.
+
+Failures are classified by what they say, not by version: ``unsupported`` (an op
+missing for a dtype on this build, a feature this torch lacks), ``oom``, or
+``error`` with a short traceback.
+"""
+import gc
+import re
+import time
+import traceback
+from typing import Any, Dict
+
+import torch
+
+import models
+from harness.runner import accuracy, precision, speed_probe, timing
+from harness.runner.memory import PeakMemory
+from models import UnsupportedError
+
+_UNSUPPORTED_PATTERNS = re.compile(
+    r"not implemented for|Could not run '|not supported|does not support|unsupported|only support|"
+    r"no kernel|No operator found|is not available|not compiled with|Unsupported|"
+    r"could not create a descriptor for",  # oneDNN has no primitive for this dtype/shape on this CPU
+    re.IGNORECASE)
+_OOM_PATTERNS = re.compile(r"out of memory|can't allocate memory|CUDA error: out of memory|"
+                           r"DefaultCPUAllocator: not enough memory", re.IGNORECASE)
+
+
+def classify(exc: BaseException) -> Dict[str, str]:
+    """Map an exception to (status, reason)."""
+    message = str(exc).strip().split("\n")[0][:500] or type(exc).__name__
+    if isinstance(exc, UnsupportedError):
+        return {"status": "unsupported", "reason": message}
+    if isinstance(exc, MemoryError) or _OOM_PATTERNS.search(str(exc)) or type(exc).__name__ == "OutOfMemoryError":
+        return {"status": "oom", "reason": "%s: %s" % (type(exc).__name__, message)}
+    if isinstance(exc, (RuntimeError, NotImplementedError, TypeError)) and _UNSUPPORTED_PATTERNS.search(message):
+        return {"status": "unsupported", "reason": "%s: %s" % (type(exc).__name__, message)}
+    if isinstance(exc, AssertionError):
+        # Validation by assert is itself a fault: python -O removes it.
+        message = "validation by assert (gone under python -O): %s" % message
+    frames = traceback.format_exception(type(exc), exc, exc.__traceback__)
+    short = "".join(frames[-4:])[-1500:]
+    return {"status": "error", "reason": "%s: %s" % (type(exc).__name__, message), "traceback": short}
+
+
+def _build(case: Dict, seed: int, use_case_config: bool):
+    model = models.create_model(case["model"])
+    models.init_parameters(model, seed)
+    inputs, target = model.example_inputs(case["batch_size"], case["size"], models.SeededGenerator(seed))
+    if not use_case_config:
+        return precision.prepare(model, inputs, target, "fp32", case["device"])
+    model, inputs, target = precision.prepare(model, inputs, target, case["precision"], case["device"],
+                                              case.get("channels_last", False))
+    if case["mode"] == "train":
+        model.set_grad_checkpointing(case["checkpoint"])
+    return model, inputs, target
+
+
+def _make_step(model, inputs, target, case: Dict, use_case_config: bool):
+    """The step timed for this case, and a function doing it once while keeping results."""
+    device = case["device"]
+    prec = case["precision"] if use_case_config else "fp32"
+    forward, infer = model, model.infer
+    if use_case_config and case.get("compile"):
+        if not hasattr(torch, "compile"):
+            raise UnsupportedError("torch.compile: not in torch %s" % torch.__version__)
+        forward, infer = torch.compile(model), torch.compile(model.infer)
+    if case["mode"] == "train":
+        model.train()
+        optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-4, momentum=0.9)
+
+        def step_keep():
+            optimizer.zero_grad(set_to_none=True)
+            with precision.autocast(device, prec):
+                out = forward(*inputs)
+                loss = model.loss(out, target)
+            loss.backward()
+            kept = (accuracy.snapshot(out), accuracy.grads_snapshot(model))
+            optimizer.step()
+            return kept
+
+        def step():
+            optimizer.zero_grad(set_to_none=True)
+            with precision.autocast(device, prec):
+                loss = model.loss(forward(*inputs), target)
+            loss.backward()
+            optimizer.step()
+    else:
+        model.eval()
+
+        def step_keep():
+            with torch.no_grad(), precision.autocast(device, prec):
+                return accuracy.snapshot(infer(*inputs)), None
+
+        def step():
+            with torch.no_grad(), precision.autocast(device, prec):
+                infer(*inputs)
+    return step, step_keep
+
+
+def _release():
+    # The young generations hold what this case made; a full collection of the torch
+    # heap would cost ~0.1 s per case for nothing (the worker freezes its start-up heap).
+    gc.collect(1)
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def run_case(case: Dict, settings: Dict) -> Dict[str, Any]:
+    """Measure ``case``; return the record's measured part (status, timing, memory, ...)."""
+    t_start = time.perf_counter()
+    measure = settings["measure"]
+    seed = int(measure.get("seed", 0))
+    result: Dict[str, Any] = {"status": "ok", "reason": None}
+    try:
+        if case["device"] == "cuda" and not torch.cuda.is_available():
+            raise UnsupportedError("device cuda: torch.cuda.is_available() is False (torch %s, CUDA build %s)" % (
+                torch.__version__, torch.version.cuda))
+        precision.check_autocast(case["device"], case["precision"])
+        # Built (once per worker) before the peak tracker starts: not the case's memory.
+        probe = speed_probe.make_probe(case["device"]) if measure.get("speed_probe", True) else None
+        mem = PeakMemory(case["device"])
+        mem.start()
+        model, inputs, target = _build(case, seed, use_case_config=True)
+        step, step_keep = _make_step(model, inputs, target, case, use_case_config=True)
+        torch.manual_seed(seed)
+        got_out, got_grads = step_keep()
+        mem.reset_peak()
+        timed = timing.time_step(step, device=case["device"], warmup_iters=measure["warmup_iters"],
+                                 warmup_s=measure["warmup_s"], min_sample_s=measure["min_sample_s"],
+                                 samples=measure["samples"], budget_s=measure["case_budget_s"], done_iters=1,
+                                 probe=probe, probe_description=speed_probe.DESCRIPTION if probe else None)
+        result["memory"] = mem.result()
+        del model, inputs, target, step, step_keep
+        _release()
+
+        ref_model, ref_inputs, ref_target = _build(case, seed, use_case_config=False)
+        _, ref_keep = _make_step(ref_model, ref_inputs, ref_target, case, use_case_config=False)
+        torch.manual_seed(seed)
+        ref_out, ref_grads = ref_keep()
+        del ref_model, ref_inputs, ref_target, ref_keep
+        _release()
+    except Exception as exc:  # noqa: BLE001 - every failure becomes a record
+        result.update(classify(exc))
+        result["duration_s"] = time.perf_counter() - t_start
+        _release()
+        return result
+
+    outputs = accuracy.compare(got_out, ref_out)
+    grads = accuracy.compare_grads(got_grads, ref_grads) if ref_grads is not None else None
+    tol = float(settings["tolerance"][case["precision"]])
+    acc = {"outputs": outputs, "grads": grads}
+    acc.update(accuracy.judge(outputs, grads, tol))
+    acc.update(accuracy.probe(ref_out))
+    result["accuracy"] = acc
+    timing_out = dict(timed)
+    timing_out.update(timing.summarize(timed["samples_s"], case["batch_size"]))
+    result["timing"] = timing_out
+    if settings.get("task", {}).get("enabled") and case["mode"] == "train":
+        try:
+            from harness.runner.task import run_task
+
+            result["task"] = run_task(case, settings)
+        except Exception as exc:  # noqa: BLE001 - a failed task run is reported, not fatal
+            result["task"] = {"error": classify(exc)["reason"]}
+    result["duration_s"] = time.perf_counter() - t_start
+    result["overhead_s"] = max(result["duration_s"] - timed["warmup_s"] - timed["timed_s"], 0.0)
+    return result

@@ -1,0 +1,247 @@
+"""The manager: drives the cases of one environment through worker subprocesses.
+
+A case that kills its worker (segfault, ``kill -9``, the kernel's OOM killer) or
+runs past its timeout costs that case only: the record says ``crashed`` (with the
+signal and the worker's last words) or ``timeout``, and a fresh worker takes the
+next case. Records are appended and fsynced as they come. Ctrl-C stops the worker,
+keeps every finished record and tells how to ``--resume``.
+"""
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from harness.fileio import REPO_ROOT
+from harness.record import SCHEMA_VERSION, Record, RecordError
+from harness.record_store import RecordWriter
+from harness.scenario import Case, Scenario
+from harness.units import format_bytes, format_duration
+
+WORKER_START_TIMEOUT_S = 600.0
+#: The fields a record has before the worker's result is added.
+_RECORD_HEAD = ("schema_version", "run_id", "time_utc", "scenario", "env_label", "case_key", "case", "env")
+
+
+class WorkerDied(Exception):
+    pass
+
+
+def _signal_name(returncode: int) -> str:
+    if returncode < 0:
+        try:
+            return signal.Signals(-returncode).name
+        except ValueError:
+            return "signal %d" % -returncode
+    return "exit status %d" % returncode
+
+
+class Worker:
+    """One worker subprocess and its result pipe."""
+
+    def __init__(self, threads: int, backend: Dict, python: str = sys.executable):
+        self.log = tempfile.TemporaryFile(mode="w+b")
+        read_fd, write_fd = os.pipe()
+        cmd = [python]
+        if sys.flags.optimize:
+            cmd.append("-" + "O" * sys.flags.optimize)
+        cmd += ["-m", "harness.runner.worker", "--result-fd", str(write_fd), "--threads", str(threads),
+                "--backend", json.dumps(backend)]
+        env = dict(os.environ)
+        # The worker runs in the repository; the folder the user ran from stays importable (as for
+        # `python -m`), so a model named by import path resolves there as it did in the manager.
+        paths = [REPO_ROOT, os.getcwd()] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
+        env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=self.log, stderr=subprocess.STDOUT,
+                                     pass_fds=(write_fd,), start_new_session=True, env=env, cwd=REPO_ROOT)
+        os.close(write_fd)
+        self._rfile = os.fdopen(read_fd, "rb", buffering=0)
+        self._buf = b""
+        self.env: Dict = {}
+
+    def _read_line(self, timeout_s: float) -> Optional[Dict]:
+        """The next result line, or None on timeout; WorkerDied if the pipe closes."""
+        deadline = time.monotonic() + timeout_s
+        while b"\n" not in self._buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            ready, _, _ = select.select([self._rfile], [], [], left)
+            if not ready:
+                return None
+            chunk = self._rfile.read(65536)
+            if not chunk:
+                raise WorkerDied()
+            self._buf += chunk
+        line, self._buf = self._buf.split(b"\n", 1)
+        return json.loads(line.decode("utf-8"))
+
+    def start(self) -> None:
+        try:
+            msg = self._read_line(WORKER_START_TIMEOUT_S)
+        except WorkerDied:
+            msg = {"reason": "worker exited during start-up (%s)" % _signal_name(self.proc.wait())}
+        if msg is None or not msg.get("ready"):
+            reason = (msg or {}).get("reason") or "no answer in %.0f s" % WORKER_START_TIMEOUT_S
+            self.kill()
+            raise RuntimeError("worker failed to start: %s\n%s" % (reason, self.last_words()))
+        self.env = msg["env"]
+
+    def run(self, case: Dict, settings: Dict, timeout_s: float) -> Optional[Dict]:
+        """The case's result, None on timeout; WorkerDied if the worker died."""
+        try:
+            self.proc.stdin.write((json.dumps({"case": case, "settings": settings}) + "\n").encode("utf-8"))
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            raise WorkerDied() from None
+        return self._read_line(timeout_s)
+
+    def last_words(self, limit: int = 600) -> str:
+        try:
+            self.log.seek(0, os.SEEK_END)
+            size = self.log.tell()
+            self.log.seek(max(0, size - limit))
+            return self.log.read().decode("utf-8", "replace").strip()
+        except (OSError, ValueError):
+            return ""
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        self.proc.wait()
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.close()
+                self.proc.wait(timeout=10)
+            except (OSError, subprocess.TimeoutExpired):
+                self.kill()
+        self._rfile.close()
+        self.log.close()
+
+
+def progress_line(index: int, total: int, case: Case, rec: Dict) -> str:
+    """One line per case: what ran, its status, median, peak memory, accuracy."""
+    c = case
+    what = "%s %s b%d s%s %s ckpt=%s %s%s%s" % (c.model, c.mode, c.batch_size, c.size, c.precision, c.checkpoint,
+                                              c.device, " cl" if c.channels_last else "",
+                                              " compiled" if c.compile else "")
+    width = len(str(total))
+    head = "[%*d/%d] %-72s %-11s" % (width, index, total, what, rec["status"])
+    if rec["status"] != "ok":
+        return head + " " + (rec.get("reason") or "")[:120]
+    acc = rec.get("accuracy") or {}
+    tail = "median %-9s peak %-10s acc %s" % (
+        format_duration(rec["timing"]["median_s"], "-"), format_bytes(rec["memory"].get("peak_bytes"), "-"),
+        "ok" if acc.get("passed") else "FAIL (%s)" % "; ".join(acc.get("failures", []))[:80])
+    if rec["timing"].get("reduced"):
+        tail += "  [%s]" % rec["timing"]["reduced"]
+    return head + " " + tail
+
+
+def summary_table(env_label: str, records: List[Dict]) -> str:
+    """Counts by status and the most common reasons, for the end of an environment."""
+    counts = Counter(r["status"] for r in records)
+    lines = ["", "== %s: %d cases: %s" % (env_label, len(records),
+                                           ", ".join("%s %d" % (s, n) for s, n in counts.most_common()))]
+    reasons = Counter((r["status"], (r.get("reason") or "")[:100]) for r in records if r["status"] != "ok")
+    for (status, reason), n in reasons.most_common(12):
+        lines.append("   %4d  %-11s %s" % (n, status, reason))
+    failed_acc = [r for r in records if r["status"] == "ok" and not (r.get("accuracy") or {}).get("passed", True)]
+    if failed_acc:
+        lines.append("   %4d  ok but accuracy failed (see the records)" % len(failed_acc))
+    return "\n".join(lines)
+
+
+def run_cases(scenario: Scenario, cases: Sequence[Tuple[Case, Optional[str]]], out_path: str, env_label: str,
+              held: Optional[set] = None, print_fn=print) -> Tuple[List[Dict], bool]:
+    """Run ``cases`` (skipping keys in ``held``), appending records to ``out_path``.
+
+    Returns the records written and whether the run was interrupted.
+    """
+    held = held or set()
+    todo = [(c, r) for c, r in cases if c.key not in held]
+    settings = {"measure": scenario.measure, "tolerance": scenario.tolerance, "task": scenario.task}
+    run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+    written: List[Dict] = []
+    if held:
+        print_fn("resuming: %d of %d cases already recorded in %s" % (len(cases) - len(todo), len(cases), out_path))
+    worker: Optional[Worker] = None
+    interrupted = False
+    measure = scenario.measure
+
+    def new_worker() -> Worker:
+        w = Worker(measure["threads"], scenario.backend)
+        w.start()
+        return w
+
+    with RecordWriter(out_path) as writer:
+        try:
+            if any(reason is None for _, reason in todo):
+                worker = new_worker()  # before the first record, so every record carries the environment
+            for index, (case, skip_reason) in enumerate(todo, 1):
+                t0 = time.perf_counter()
+                if skip_reason is not None:
+                    result = {"status": "skipped", "reason": "invalid size: " + skip_reason}
+                    env = (worker.env.get(case.device) or worker.env.get("cpu")) if worker else None
+                else:
+                    if worker is None:
+                        worker = new_worker()
+                    timeout_s = measure["timeout_s"] + (measure["compile_warmup_s"] if case.compile else 0.0)
+                    env = worker.env.get(case.device) or worker.env.get("cpu")
+                    try:
+                        result = worker.run(case.to_dict(), settings, timeout_s)
+                        if result is None:
+                            worker.kill()
+                            result = {"status": "timeout", "reason": "no result in %.0f s; worker killed" % timeout_s}
+                            worker.close()
+                            worker = None
+                    except WorkerDied:
+                        code = worker.proc.wait()
+                        words = worker.last_words(300).replace("\n", " | ")
+                        result = {"status": "crashed",
+                                  "reason": "worker died (%s)%s" % (_signal_name(code),
+                                                                     ": " + words if words else "")}
+                        if code == -signal.SIGKILL:
+                            result["reason"] += " (SIGKILL: killed from outside or by the kernel's OOM killer)"
+                        worker.close()
+                        worker = None
+                record = {
+                    "schema_version": SCHEMA_VERSION, "run_id": run_id,
+                    "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    "scenario": scenario.name, "env_label": env_label, "case_key": case.key,
+                    "case": case.to_dict(), "env": env,
+                }
+                record.update(result)
+                record.setdefault("reason", None)
+                record.setdefault("duration_s", time.perf_counter() - t0)
+                record["wall_s"] = time.perf_counter() - t0
+                try:
+                    writer.append(Record.from_dict(record, strict=True))
+                except RecordError as exc:  # a runner bug: keep the case, say why its figures are gone
+                    record = {k: record[k] for k in _RECORD_HEAD}
+                    record.update(status="error", reason="harness bug: record failed the schema check: %s" % exc,
+                                  wall_s=time.perf_counter() - t0)
+                    writer.append(Record.from_dict(record, strict=True))
+                written.append(record)
+                print_fn(progress_line(index, len(todo), case, record))
+        except KeyboardInterrupt:
+            interrupted = True
+            print_fn("\ninterrupted: %d cases recorded in %s, %d not run; run again with --resume to finish" % (
+                len(written), out_path, len(todo) - len(written)))
+        finally:
+            if worker is not None:
+                if interrupted:
+                    worker.kill()
+                worker.close()
+    return written, interrupted

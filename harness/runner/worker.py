@@ -1,0 +1,61 @@
+"""The worker process: runs cases sent by the manager, one at a time.
+
+Protocol: the manager writes one JSON object per line to the worker's stdin
+(``{"case": {...}, "settings": {...}}``); the worker answers on the file descriptor
+given by ``--result-fd`` with one JSON line per case, after a first ``ready`` line
+carrying the environment. Results travel on their own pipe so anything a model
+prints on stdout cannot corrupt them. The worker runs in its own session, so a
+Ctrl-C at the terminal reaches only the manager, which decides what to do.
+"""
+import argparse
+import gc
+import json
+import os
+import sys
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description="torchmatrix worker (started by the manager)")
+    parser.add_argument("--result-fd", type=int, required=True)
+    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--backend", default="{}", help="backend flags as JSON")
+    args = parser.parse_args(argv)
+    out = os.fdopen(args.result_fd, "w", encoding="utf-8")
+
+    def send(obj):
+        out.write(json.dumps(obj, allow_nan=True) + "\n")
+        out.flush()
+
+    try:
+        import torch
+
+        from harness.runner import envinfo, execute
+
+        if args.threads > 0:
+            torch.set_num_threads(args.threads)
+        envinfo.apply_backend_flags(json.loads(args.backend))
+        import models
+
+        models.list_models()  # import the zoo now, not inside the first case's time
+        # torch's import leaves a large heap; freezing it keeps the per-case gc.collect()
+        # to the case's own objects (0.15 s -> a few ms per call).
+        gc.collect()
+        gc.freeze()
+        envs = {"cpu": envinfo.environment("cpu")}
+        if torch.cuda.is_available():
+            envs["cuda"] = envinfo.environment("cuda")
+        send({"ready": True, "env": envs})
+    except Exception as exc:  # noqa: BLE001 - reported to the manager, which stops the run
+        send({"ready": False, "reason": "%s: %s" % (type(exc).__name__, exc)})
+        return 1
+
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        msg = json.loads(line)
+        send(execute.run_case(msg["case"], msg["settings"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,33 @@
+"""Numbers as text for people: bytes in binary units, durations with a readable unit.
+
+Shared by the runner's progress lines, the gate's Markdown and the report.
+"""
+import math
+from typing import Optional
+
+MISSING = "–"
+
+
+def _is_num(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def format_bytes(value: Optional[float], missing: str = MISSING) -> str:
+    """Bytes in binary units with three significant digits: ``12.3 MiB``, ``512 B``."""
+    if not _is_num(value):
+        return missing
+    for unit, scale in (("GiB", 2 ** 30), ("MiB", 2 ** 20), ("KiB", 2 ** 10)):
+        if abs(value) >= scale:
+            return "%.3g %s" % (value / scale, unit)
+    return "%d B" % value
+
+
+def format_duration(seconds: Optional[float], missing: str = MISSING) -> str:
+    """Seconds with a readable unit and three significant digits: ``12.3 ms``, ``4.1 s``."""
+    if not _is_num(seconds):
+        return missing
+    if abs(seconds) >= 1.0:
+        return "%.3g s" % seconds
+    if abs(seconds) >= 1e-3:
+        return "%.3g ms" % (seconds * 1e3)
+    return "%.3g µs" % (seconds * 1e6)

@@ -1,0 +1,49 @@
+"""The project's shared words, defined once: case axes and their values, record
+statuses, verdict kinds and values, exit codes.
+
+Both sides import this module (the runner on Python 3.9 + PyTorch 1.10, the analysis
+side without torch), so it holds names and tuples only: standard library, no I/O.
+"""
+import enum
+
+# --- a case ---------------------------------------------------------------------------
+
+MODES = ("train", "eval")
+PRECISIONS = ("fp32", "amp_fp16", "amp_bf16", "fp16", "bf16")
+#: Gradient-checkpointing modes: off, torch.utils.checkpoint with use_reentrant=True / False.
+CHECKPOINTS = ("none", "reentrant", "non_reentrant")
+DEVICES = ("cpu", "cuda")
+#: The axes of a case, in key order. A case key joins their values; see ``harness.scenario.Case``.
+CASE_AXES = ("model", "mode", "batch_size", "size", "precision", "checkpoint", "device",
+             "channels_last", "compile")
+
+# --- a record -------------------------------------------------------------------------
+
+#: ``ok``; ``unsupported`` (this build or device cannot run the combination); ``error``
+#: (the model raised); ``crashed`` (the worker died); ``timeout``; ``oom``; ``skipped``
+#: (the model declares the size invalid).
+STATUSES = ("ok", "unsupported", "error", "crashed", "timeout", "oom", "skipped")
+#: Statuses that say the case could not run here, as opposed to failed.
+NOT_RUN_STATUSES = ("unsupported", "skipped")
+
+# --- the gate -------------------------------------------------------------------------
+
+#: What a verdict is about, in order of severity.
+VERDICT_KINDS = ("status", "accuracy", "memory", "time")
+#: What a verdict says.
+VERDICTS = ("regressed", "improved", "unchanged", "inconclusive", "not_comparable", "new", "vanished")
+
+
+class ExitCode(enum.IntEnum):
+    """Exit status of every command (``run``, ``report``, ``gate``, ``ab``, ...)."""
+
+    #: done; for the gate: nothing regressed
+    OK = 0
+    #: the command ran and found a failure: a regression (gate, ab) or a run that could not go on
+    FAILURE = 1
+    #: bad input (a file, key or value); nothing was written
+    INPUT = 2
+    #: a bug in torchmatrix; the traceback goes to stderr
+    INTERNAL = 3
+    #: stopped by Ctrl-C (128 + SIGINT); every finished record is kept
+    INTERRUPTED = 130

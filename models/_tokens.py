@@ -1,0 +1,47 @@
+"""The synthetic token task of the language models (attention zoo, LLM decoder): induction copies.
+
+A sequence is a random segment repeated once (after one filler token when the length
+is odd), so the second copy is predictable by looking back (what induction heads learn),
+which ``second_copy_accuracy`` scores. Targets are next tokens with ``IGNORE_INDEX`` where there is nothing to
+predict (the last position, padding).
+"""
+from typing import Optional
+
+import torch
+
+PAD_ID = 0
+IGNORE_INDEX = -100
+
+
+def induction_tokens(gen, batch_size: int, seq_len: int, vocab_size: int) -> torch.Tensor:
+    """(b, t) sequences: an optional filler token, then a random segment repeated twice."""
+    half = seq_len // 2
+    segment = gen.integers(1, vocab_size, (batch_size, half))
+    parts = [segment, segment]
+    if seq_len % 2:
+        parts.insert(0, gen.integers(1, vocab_size, (batch_size, 1)))
+    return torch.cat(parts, dim=1)
+
+
+def next_token_targets(tokens: torch.Tensor, pad_id: Optional[int] = PAD_ID) -> torch.Tensor:
+    """(b, t) next-token targets: position i holds token i+1; padding and the last position ignored."""
+    target = torch.full_like(tokens, IGNORE_INDEX)
+    target[:, :-1] = tokens[:, 1:]
+    if pad_id is None:
+        return target
+    return target.masked_fill(target == pad_id, IGNORE_INDEX)
+
+
+def second_copy_accuracy(logits: torch.Tensor, target: torch.Tensor) -> float:
+    """Greedy next-token accuracy where the second copy of the segment is predictable.
+
+    For a length-t sequence with segment length t // 2, the second copy starts at
+    t - t // 2; its first token cannot be predicted, the others can by looking back.
+    ``logits`` may be longer than ``target`` (cached decode steps appended): they are cut.
+    """
+    seq_len = target.shape[1]
+    start = seq_len - seq_len // 2
+    pred = logits[:, start:seq_len - 1].argmax(dim=-1)  # (b, half - 1)
+    want = target[:, start:seq_len - 1]
+    valid = want != IGNORE_INDEX
+    return float((pred.eq(want) & valid).sum().item()) / max(int(valid.sum().item()), 1)

@@ -1,0 +1,65 @@
+"""The Markdown summary (harness.analysis.gate.markdown)."""
+import numpy as np
+
+from harness.analysis.gate import compare, count_verdicts, exit_code_for
+from harness.analysis.gate.markdown import MARKER, format_value, render_markdown
+from harness.gate_config import thresholds_for
+from tests.analysis.gate_records import MIB, SAMPLES, frames, lognormal, make_record
+
+
+def test_markdown_orders_worst_first_and_stays_small(tmp_path):
+    rng = np.random.default_rng(12)
+    base, cand = [], []
+    for i in range(300):
+        base.append(make_record(batch_size=i + 1, samples=lognormal(rng, 0.01, 20), peak_bytes=100 * MIB))
+        cand.append(make_record(batch_size=i + 1, samples=lognormal(rng, 0.01 * (1.2 + i / 100.0), 20),
+                                peak_bytes=100 * MIB, status="ok" if i % 50 else "error",
+                                reason="RuntimeError: a | b\nline two"))
+    b, c = frames(base, cand, tmp_path)
+    verdicts = compare(b, c, SAMPLES)
+    doc = {"verdicts": verdicts, "counts": count_verdicts(verdicts), "thresholds": thresholds_for("", {}),
+           "baseline": {"env_labels": ["base"], "records": 300}, "candidate": {"env_labels": ["head"], "records": 300,
+                                                                               "scenarios": ["smoke"]},
+           "exit_code": exit_code_for(verdicts)}
+    text = render_markdown(doc)
+    assert len(text) < 65536
+    assert text.startswith(MARKER)
+    assert "and %d more" % (300 - 25) in text
+    table = [line for line in text.splitlines() if line.startswith("| cbam_classifier_tiny train")]
+    assert "status" in table[0] and "a \\| b line two" in table[0]  # status first, pipes escaped
+    time_rows = [line for line in table[:25] if "| time |" in line]
+    ratios = [float(line.split("|")[5].strip().rstrip("×")) for line in time_rows]
+    assert ratios == sorted(ratios, reverse=True) and ratios[0] > 3.5
+
+
+def test_short_case_labels_and_single_run_caveat(tmp_path):
+    from harness.analysis.gate.markdown import short_case
+    assert short_case("model=m;mode=eval;batch=2;size=32;precision=fp32;checkpoint=none;device=cpu;"
+                      "channels_last=1") == "m eval b2 32 fp32 ckpt=none cpu channels_last"
+    assert short_case("odd key") == "odd key"
+    rng = np.random.default_rng(14)
+    b, c = frames([make_record(samples=lognormal(rng, 0.01, 20))], [make_record(samples=lognormal(rng, 0.01, 20))],
+                  tmp_path)
+    verdicts = compare(b, c, {})
+    doc = {"verdicts": verdicts, "counts": count_verdicts(verdicts), "thresholds": thresholds_for("", {}),
+           "exit_code": 0}
+    assert "1 timing verdict rests on fewer than 3 rounds a side" in render_markdown(doc)
+    b, c = frames([make_record(samples=lognormal(rng, 0.01, 5)) for _ in range(3)],
+                  [make_record(samples=lognormal(rng, 0.01, 5)) for _ in range(3)], tmp_path)
+    verdicts = compare(b, c, {})
+    doc["verdicts"], doc["counts"] = verdicts, count_verdicts(verdicts)
+    assert "fewer than 3 rounds" not in render_markdown(doc)
+
+
+def test_values_use_the_shared_units(tmp_path):
+    """Bytes and durations as harness.units writes them: three significant digits."""
+    b, c = frames([make_record(peak_bytes=200 * MIB, samples=[0.0123] * 10)],
+                  [make_record(peak_bytes=int(1.5 * 1024 * MIB), samples=[1.5] * 10)], tmp_path)
+    verdicts = compare(b, c, SAMPLES)
+    memory = [v for v in verdicts if v["kind"] == "memory"][0]
+    time = [v for v in verdicts if v["kind"] == "time"][0]
+    assert format_value(memory, "baseline") == "200 MiB" and format_value(memory, "candidate") == "1.5 GiB"
+    assert format_value(time, "baseline") == "12.3 ms" and format_value(time, "candidate") == "1.5 s"
+    doc = {"verdicts": verdicts, "counts": count_verdicts(verdicts), "thresholds": thresholds_for("", {}),
+           "exit_code": exit_code_for(verdicts)}
+    assert "memory: > 5% and > 16 MiB" in render_markdown(doc)

@@ -1,0 +1,111 @@
+"""Memory, accuracy and status verdicts (harness.analysis.gate.rules), through compare and
+on a Comparison directly."""
+import dataclasses
+
+import pytest
+
+from harness.analysis.gate import compare
+from harness.analysis.gate.groups import group_records
+from harness.analysis.gate.rules import Comparison, Verdict, memory_rule, status_rule, task_rule
+from tests.analysis.gate_records import MIB, frames, make_record, only
+
+
+@pytest.mark.parametrize("base_mib,cand_mib,verdict", [
+    (200, 230, "regressed"),     # +15%, +30 MiB
+    (20, 23, "unchanged"),       # +15% but only 3 MiB
+    (2000, 2030, "unchanged"),   # +30 MiB but 1.5%
+    (300, 200, "improved"),
+])
+def test_memory_needs_both_fraction_and_floor(tmp_path, base_mib, cand_mib, verdict):
+    b, c = frames([make_record(peak_bytes=base_mib * MIB)], [make_record(peak_bytes=cand_mib * MIB)], tmp_path)
+    v = only(compare(b, c, {}), "memory")
+    assert v["verdict"] == verdict
+    assert v["ratio"] == pytest.approx(cand_mib / base_mib)
+
+
+def test_memory_measured_differently_is_not_comparable(tmp_path):
+    b, c = frames([make_record(mem_method="linux_vmhwm")], [make_record(mem_method="ru_maxrss")], tmp_path)
+    assert only(compare(b, c, {}), "memory")["verdict"] == "not_comparable"
+
+
+def test_fidelity_pass_to_fail_regresses_and_fail_to_pass_improves(tmp_path):
+    b, c = frames([make_record(passed=True, rel_err=1e-7)], [make_record(passed=False, rel_err=3e-5)], tmp_path)
+    v = only(compare(b, c, {}), "accuracy", "fidelity")
+    assert v["verdict"] == "regressed" and "now fails" in v["reason"]
+    assert v["candidate"] == pytest.approx(3e-5)
+    b, c = frames([make_record(passed=False, rel_err=3e-5)], [make_record(passed=True, rel_err=1e-7)], tmp_path)
+    assert only(compare(b, c, {}), "accuracy", "fidelity")["verdict"] == "improved"
+
+
+def test_error_growing_past_tolerance_regresses_even_if_flag_says_passed(tmp_path):
+    b, c = frames([make_record(rel_err=1e-6)], [make_record(rel_err=1e-6, grad_rel_err=5e-5, passed=True)],
+                  tmp_path)
+    v = only(compare(b, c, {}), "accuracy", "fidelity")
+    assert v["verdict"] == "regressed" and "tolerance" in v["reason"]
+
+
+def test_fidelity_failing_in_one_of_three_rounds_regresses(tmp_path):
+    b, c = frames([make_record()] * 3, [make_record(), make_record(passed=False), make_record()], tmp_path)
+    v = only(compare(b, c, {}), "accuracy", "fidelity")
+    assert v["verdict"] == "regressed" and "1 of 3" in v["reason"]
+
+
+@pytest.mark.parametrize("metric,higher,base,cand,verdict", [
+    ("top1", True, 0.80, 0.75, "regressed"),
+    ("top1", True, 0.80, 0.79, "unchanged"),      # within 0.02
+    ("top1", True, 0.80, 0.85, "improved"),
+    ("psnr_db", True, 30.0, 29.9, "unchanged"),   # 0.1 dB > 0.02 but < 1% of 30
+    ("psnr_db", True, 30.0, 29.0, "regressed"),
+    ("angle_rmse_deg", False, 2.0, 2.5, "regressed"),
+    ("angle_rmse_deg", False, 2.0, 1.5, "improved"),
+])
+def test_task_metric_drop(tmp_path, metric, higher, base, cand, verdict):
+    def task(after):
+        return {"metric": metric, "higher_is_better": higher, "before": 0.0, "after": after, "steps": 50}
+    b, c = frames([make_record(task=task(base))], [make_record(task=task(cand))], tmp_path)
+    assert only(compare(b, c, {}), "accuracy", "task")["verdict"] == verdict
+
+
+def test_status_rules(tmp_path):
+    base = [make_record(model="a"), make_record(model="b", status="error", reason="RuntimeError: x"),
+            make_record(model="c", status="unsupported", reason="no op"),
+            make_record(model="d"), make_record(model="d"), make_record(model="d"),
+            make_record(model="gone")]
+    cand = [make_record(model="a", status="oom", reason="CUDA out of memory"), make_record(model="b"),
+            make_record(model="c", status="unsupported", reason="no op"),
+            make_record(model="d"), make_record(model="d", status="crashed", reason="signal 11"),
+            make_record(model="d"), make_record(model="fresh")]
+    b, c = frames(base, cand, tmp_path)
+    verdicts = compare(b, c, {})
+    status = {v["model"]: v for v in verdicts if v["kind"] == "status"}
+    assert status["a"]["verdict"] == "regressed" and "new failure" in status["a"]["reason"]
+    assert "oom" in status["a"]["reason"] and "CUDA out of memory" in status["a"]["reason"]
+    assert status["b"]["verdict"] == "improved"
+    assert status["c"]["verdict"] == "unchanged"
+    assert status["d"]["verdict"] == "regressed" and "1 of 3" in status["d"]["reason"]
+    assert status["gone"]["verdict"] == "vanished"
+    assert status["fresh"]["verdict"] == "new"
+    # no timing verdict for a case that has no ok record on one side
+    assert not [v for v in verdicts if v["model"] in ("a", "b", "c") and v["kind"] == "time"]
+    assert [v for v in verdicts if v["model"] == "d" and v["kind"] == "time"][0]["n_candidate"] == 20
+
+
+def _comparison(tmp_path, base, cand, table=None):
+    b, c = frames(base, cand, tmp_path)
+    (key, fp), gb = next(iter(group_records(b).items()))
+    return Comparison.of(key, fp, gb, group_records(c)[(key, fp)], table)
+
+
+def test_a_rule_reads_one_comparison_and_returns_a_typed_verdict(tmp_path):
+    cmp = _comparison(tmp_path, [make_record(peak_bytes=200 * MIB)], [make_record(peak_bytes=260 * MIB)],
+                      {"memory_frac": 0.5})
+    assert cmp.thresholds["memory_frac"] == 0.5 and cmp.shared["rounds_baseline"] == 1
+    v = memory_rule(cmp)
+    assert isinstance(v, Verdict) and (v.kind, v.verdict) == ("memory", "unchanged")  # +30%, within 50%
+    d = v.as_dict()
+    assert d["threshold"] == {"memory_frac": 0.5, "memory_floor_bytes": 16 * MIB}
+    assert d["baseline_env_fingerprint"] == cmp.env_fingerprint and d["ratio"] == pytest.approx(1.3)
+    assert status_rule(cmp).verdict == "unchanged"
+    assert task_rule(cmp) is None  # no task run on either side: nothing to compare
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cmp.model = "other"

@@ -1,0 +1,151 @@
+"""``report.aggregate``: the numbers the sections and figures show, on a synthetic store with planted effects."""
+import math
+
+import pytest
+
+from harness.analysis.load import load_records
+from harness.analysis.report import aggregate as agg
+from harness.analysis.report.frame import prepare_frame
+from tests.analysis.test_report_support import record, small_store, write_jsonl
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    folder = str(tmp_path_factory.mktemp("store"))
+    small_store(folder)
+    raw, _ = load_records([folder])
+    return prepare_frame(raw)
+
+
+def _frame(tmp_path, recs):
+    write_jsonl(str(tmp_path / "a.jsonl"), recs)
+    return prepare_frame(load_records([str(tmp_path / "a.jsonl")])[0])[0]
+
+
+def test_status_counts_and_reasons_per_model_and_env(tmp_path):
+    df = _frame(tmp_path, [record(model="a"), record(model="a", batch=16),
+                           record(model="a", batch=32, status="unsupported", reason="no bf16 here"),
+                           record(model="a", env="torch-1.10", torch_v="1.10.2", status="crashed",
+                                  reason="signal 11")])
+    counts = agg.status_counts(df, ["model", "env"])
+    assert counts.loc[("a", "torch-2.1"), "ok"] == 2
+    assert counts.loc[("a", "torch-2.1"), "unsupported"] == 1
+    assert counts.loc[("a", "torch-1.10"), "crashed"] == 1
+    reasons = agg.top_reasons(df, ["model", "env"])
+    assert reasons[("a", "torch-2.1")] == [("unsupported", "no bf16 here", 1)]
+    why = agg.reasons_by_model(df, ["torch-1.10", "torch-2.1"])
+    assert why["a"][0] == {"status": "unsupported", "n": 1, "envs": ["torch-2.1"], "reason_short": "no bf16 here"}
+
+
+def test_speed_relative_to_reference_finds_the_planted_regression(prepared):
+    df, _ = prepared
+    ratios = agg.ratios_vs_reference(df, "torch-latest")
+    table = agg.geomean_table(ratios, "speed_ratio", ["model", "env"])
+    # graph_vae runs at 0.7 x on torch-2.1; torch-2.1 is 1.12 and latest 1.15 as fast otherwise
+    assert table.loc[("graph_vae", "torch-2.1"), "geomean"] == pytest.approx(0.7 * 1.12 / 1.15, rel=0.04)
+    assert table.loc[("cbam_classifier_tiny", "torch-2.1"), "geomean"] == pytest.approx(1.12 / 1.15, rel=0.04)
+    assert table.loc[("graph_vae", "torch-latest"), "geomean"] == pytest.approx(1.0)
+    mem = agg.geomean_table(ratios, "mem_ratio", ["env"])
+    assert mem["geomean"].tolist() == pytest.approx([1.0] * len(mem))
+
+
+def test_env_summary_per_environment(prepared):
+    df, notes = prepared
+    summary = agg.env_summary(df, notes["env_order"], agg.ratios_vs_reference(df, "torch-latest"),
+                              agg.drift_table(df, "torch-latest"))
+    assert list(summary) == notes["env_order"]
+    assert summary["torch-2.1"]["speed"][0] == pytest.approx(1.12 / 1.15 * 0.7 ** (1 / 6), rel=0.03)  # graph_vae
+    assert summary["torch-2.1"]["drift_max"] > 1e-3  # planted on mswr_net_v2
+    assert summary["torch-latest"]["drift_max"] == 0.0
+    assert sum(summary["torch-1.10"]["counts"].values()) == len(df[df["env"] == "torch-1.10"])
+
+
+def test_checkpoint_tradeoff_pairs_each_case_with_its_unchekpointed_twin(prepared):
+    df, _ = prepared
+    trade = agg.checkpoint_tradeoff(df).set_index(["model", "checkpoint"])
+    # synthetic: reentrant keeps 45% of memory at 1.35x time, non-reentrant 50% at 1.28x
+    row = trade.loc[("graph_vae", "reentrant")]
+    assert row["mem_saved"] == pytest.approx(0.55, abs=0.01)
+    assert row["time_cost"] == pytest.approx(0.35, abs=0.05)
+    assert trade.loc[("graph_vae", "non_reentrant"), "mem_saved"] == pytest.approx(0.5, abs=0.01)
+    assert "torch-1.10" not in trade.loc[("graph_vae", "non_reentrant"), "by_env"]  # unsupported on 1.10
+
+
+def test_drift_compares_fp32_probes_with_the_reference(prepared):
+    df, _ = prepared
+    drift = agg.drift_table(df, "torch-latest")
+    worst = drift.groupby(["model", "env"], observed=True)["drift"].max()
+    assert worst[("mswr_net_v2", "torch-2.1")] > 1e-3  # planted
+    assert worst[("mswr_net_v2", "torch-1.13")] < 1e-6
+    assert worst[("cbam_classifier_tiny", "torch-latest")] == 0.0
+
+
+def test_drift_summary_per_model_and_environment(prepared):
+    df, _ = prepared
+    summary = agg.drift_summary(agg.drift_table(df, "torch-latest")).set_index(["model", "env"])
+    row = summary.loc[("mswr_net_v2", "torch-2.1")]
+    assert row["max"] > 1e-3 and row["n"] > 1 and row["mode"] in ("train", "eval")
+    assert str(row["batch_size"]) in ("1", "8", "32")
+    assert summary.loc[("cbam_classifier_tiny", "torch-latest"), "max"] == 0.0
+
+
+def test_task_results_name_the_case(prepared):
+    df, _ = prepared
+    tasks = agg.task_results(df)
+    assert len(tasks) and (tasks["status"] == "ok").all() and tasks["task_metric"].notna().all()
+    assert tasks["case"].str.fullmatch(r"train fp32 bs 8 size \S+ ckpt none").all()
+
+
+def test_probe_drift_definition():
+    assert agg.probe_drift([1.0, 2.0], [1.0, 2.0]) == 0.0
+    assert agg.probe_drift([1.0, 2.2], [1.0, 2.0]) == pytest.approx(0.1)
+    assert agg.probe_drift([1.0], [1.0, 2.0]) == math.inf
+    assert agg.probe_drift([float("nan"), 1.0], [1.0, 1.0]) == math.inf
+
+
+def test_fidelity_counts_failures_against_tolerance(prepared):
+    df, _ = prepared
+    fid = agg.fidelity_table(df, ["precision", "model"]).set_index(["precision", "model"])
+    assert fid.loc[("fp16", "colorization_paper"), "failed"] > 0  # planted: error 1.5-4x tolerance
+    assert fid.loc[("fp16", "colorization_paper"), "worst"] > 1.5
+    assert fid.loc[("fp32", "graph_vae"), "worst"] < fid.loc[("fp16", "colorization_paper"), "worst"]
+
+
+def test_failure_groups_ignore_numbers_and_order_by_severity(tmp_path):
+    recs = [record(model="a", batch=b, status="oom", reason="CUDA out of memory. Tried to allocate %.2f GiB" % g)
+            for b, g in ((1, 2.0), (2, 4.5), (4, 1.25))]
+    recs += [record(model="b", status="crashed", reason="worker died: signal 11 (SIGSEGV)"),
+             record(model="c", status="error", reason='Traceback (most recent call last):\n  File "x", line 1\n'
+                                                      "ValueError: shapes differ"),
+             record(model="d", passed=False, rel_err=1e-3),
+             record(model="e", status="unsupported", reason="no")]
+    groups = agg.failure_groups(_frame(tmp_path, recs))
+    assert [g["status"] for g in groups] == ["crashed", "error", "oom", "accuracy", "unsupported"]
+    assert groups[2]["count"] == 3 and groups[2]["models"] == ["a"]
+    assert groups[1]["reason"] == "ValueError: shapes differ"  # the exception line of the traceback
+    assert "Traceback" in groups[1]["full"]
+    assert "100x" in groups[3]["reason"]
+    assert agg.FAILURE_SEVERITY == ("crashed", "error", "oom", "timeout", "accuracy", "unsupported", "skipped")
+
+
+def test_default_slice_and_x_axis(prepared, tmp_path):
+    df, _ = prepared
+    assert agg.default_slice(df) == {"mode": "train", "precision": "fp32", "checkpoint": "none", "device": "cpu",
+                                     "opts": "-"}
+    assert agg.default_x_axis(df) == "batch_size"
+    # one batch size and one size per model (today's default scenario): the charts start across environments
+    one = _frame(tmp_path, [record(model="a", size=32), record(model="b", size=64),
+                            record(model="a", size=32, env="torch-1.10", torch_v="1.10.2")])
+    assert agg.default_x_axis(one) == "env"
+
+
+def test_release_series_picks_one_case_per_model(prepared):
+    df, notes = prepared
+    series = agg.release_series(df, agg.default_slice(df))
+    assert sorted(series["model"].unique()) == sorted(df["model"].unique())
+    per_model = series.groupby("model")[["batch_size", "size_label"]].nunique()
+    assert (per_model == 1).all().all()  # one case per model
+    assert list(series["env"].cat.categories) == notes["env_order"]
+    graph = series[series["model"] == "graph_vae"].set_index("env")["median_s"]
+    assert graph["torch-2.1"] / graph["torch-latest"] == pytest.approx(1.15 / (1.12 * 0.7), rel=0.1)
+    assert agg.release_series(df, dict(agg.default_slice(df), precision="nope")).empty

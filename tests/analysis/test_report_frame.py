@@ -1,0 +1,65 @@
+"""``report.frame``: the prepared frame, torch version order, the words taken from ``harness.vocab``."""
+import pytest
+
+from harness.analysis.load import load_records
+from harness.analysis.report import frame as fr
+from harness.vocab import CASE_AXES, NOT_RUN_STATUSES, STATUSES
+from tests.analysis.test_report_support import record, write_jsonl
+
+
+def test_parse_torch_version_orders_releases():
+    order = ["garbage", "1.9.1", "1.10.2+cu102", "1.13.1", "2.0.1+cu117", "2.1.0a0+git1234", "2.1.0", "2.1.2",
+             "2.13.0+cpu"]
+    assert sorted(order, key=fr.parse_torch_version) == order
+    assert fr.parse_torch_version(None) == (-1,)
+    assert fr.parse_torch_version("2.2.0.dev20231010+cpu") < fr.parse_torch_version("2.2.0")
+
+
+def test_status_order_is_every_status_of_the_vocabulary_best_first():
+    assert sorted(fr.STATUS_ORDER) == sorted(STATUSES)
+    assert fr.STATUS_ORDER[0] == "ok" and fr.STATUS_ORDER[1:1 + len(NOT_RUN_STATUSES)] == tuple(NOT_RUN_STATUSES)
+    assert fr.STATUS_ORDER[-1] == "crashed"
+
+
+def test_case_columns_follow_the_case_axes():
+    assert fr.CASE_COLUMNS == ("model", "mode", "batch_size", "size_label", "precision", "checkpoint", "device",
+                               "opts")
+    assert len(CASE_AXES) == len(fr.CASE_COLUMNS) + 1  # channels_last and compile share ``opts``
+    assert "precision" not in fr.PROBE_COLUMNS and "checkpoint" not in fr.PROBE_COLUMNS
+    assert set(fr.PROBE_COLUMNS) < set(fr.CASE_COLUMNS) <= set(fr.KEEP_COLUMNS)
+
+
+def test_latest_record_per_case_and_env_wins_and_two_machines_stay_apart(tmp_path):
+    recs = [record(median_s=0.5, time_utc="2026-01-01T00:00:00Z"),
+            record(median_s=0.1, time_utc="2026-01-02T00:00:00Z")]
+    write_jsonl(str(tmp_path / "a.jsonl"), recs)
+    raw, _ = load_records([str(tmp_path / "a.jsonl")])
+    df, notes = fr.prepare_frame(raw)
+    assert len(df) == 1 and notes["superseded"] == 1 and df["median_s"].iloc[0] == 0.1
+    # the same label and case from two machines (fingerprints) are two environments
+    write_jsonl(str(tmp_path / "b.jsonl"), [record(median_s=0.2, fingerprint="machine-b")])
+    raw, _ = load_records([str(tmp_path / "b.jsonl"), str(tmp_path / "a.jsonl")])
+    df, notes = fr.prepare_frame(raw)
+    assert len(notes["env_order"]) == 2
+    assert all(e.startswith("torch-2.1 @") for e in notes["env_order"])
+
+
+def test_prepared_columns_orders_and_labels(tmp_path):
+    recs = [record(model="a", env="torch-2.1", torch_v="2.1.2", precision="bf16", size=[64, 32]),
+            record(model="a", env="torch-1.10", torch_v="1.10.2", precision="fp32", mode="eval", rel_err=3e-6),
+            record(model="b", env="torch-1.10", torch_v="1.10.2", status="error",
+                   reason="Traceback (most recent call last):\n  File \"x\"\nValueError: bad shape")]
+    write_jsonl(str(tmp_path / "a.jsonl"), recs)
+    df, notes = fr.prepare_frame(load_records([str(tmp_path / "a.jsonl")])[0])
+    assert notes["env_order"] == ["torch-1.10", "torch-2.1"]
+    assert notes["precision_order"] == ["fp32", "bf16"] and notes["mode_order"] == ["train", "eval"]
+    assert set(df["size_label"]) == {"64x32", "32"} and set(df["opts"]) == {"-"}
+    assert df.loc[df["model"] == "b", "reason_short"].iloc[0] == "ValueError: bad shape"
+    assert df.loc[df["mode"] == "eval", "err_over_tol"].iloc[0] == pytest.approx(0.3)
+    assert list(df.columns[:len(fr.KEEP_COLUMNS) - 2]) == [c for c in fr.KEEP_COLUMNS if c in df.columns][
+        :len(fr.KEEP_COLUMNS) - 2]
+
+
+def test_reason_group_ignores_numbers():
+    assert fr.reason_group("Tried to allocate 2.00 GiB") == fr.reason_group("Tried to allocate 4.5 GiB")
+    assert fr.short_reason("first line\nsecond") == "first line"

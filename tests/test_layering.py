@@ -1,0 +1,87 @@
+"""The import graph stays one-way: runner -/-> analysis, analysis -/-> torch, commands import
+heavy things only when they run. Checked on the source (every import statement,
+function-level ones included) and by importing in a fresh interpreter."""
+import ast
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HEAVY_ANALYSIS = ("pandas", "scipy", "matplotlib", "orjson")
+SHARED = ("harness.record", "harness.record_store", "harness.vocab", "harness.fileio", "harness.units",
+          "harness.gate_config", "harness._zoo")
+
+
+def _modules(folder):
+    for dirpath, _, files in os.walk(os.path.join(ROOT, folder)):
+        for name in files:
+            if name.endswith(".py"):
+                path = os.path.join(dirpath, name)
+                yield os.path.relpath(path, ROOT), path
+
+
+def _imports(path, top_level_only=False):
+    tree = ast.parse(open(path, encoding="utf-8").read())
+    nodes = tree.body if top_level_only else ast.walk(tree)
+    for node in nodes:
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield alias.name
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            yield node.module
+            for alias in node.names:
+                yield node.module + "." + alias.name
+
+
+def _hits(imported, forbidden):
+    return [m for m in imported if any(m == f or m.startswith(f + ".") for f in forbidden)]
+
+
+def test_the_runner_never_imports_the_analysis_side_or_its_libraries():
+    for rel, path in _modules(os.path.join("harness", "runner")):
+        bad = _hits(_imports(path), ("harness.analysis", "harness.commands", "harness.cli") + HEAVY_ANALYSIS)
+        assert not bad, "%s imports %s" % (rel, bad)
+
+
+def test_the_analysis_side_never_imports_torch_the_runner_or_the_zoo():
+    for rel, path in _modules(os.path.join("harness", "analysis")):
+        bad = _hits(_imports(path), ("torch", "harness.runner", "models", "numpy.testing"))
+        assert not bad, "%s imports %s" % (rel, bad)
+
+
+@pytest.mark.parametrize("module", SHARED)
+def test_shared_modules_need_only_the_standard_library(module):
+    path = os.path.join(ROOT, *module.split(".")) + ".py"
+    bad = _hits(_imports(path), ("torch", "numpy", "models", "harness.runner", "harness.analysis") + HEAVY_ANALYSIS)
+    assert not bad, "%s imports %s" % (module, bad)
+
+
+def test_command_modules_import_nothing_heavy_at_the_top():
+    for rel, path in _modules(os.path.join("harness", "commands")):
+        bad = _hits(_imports(path, top_level_only=True),
+                    ("torch", "numpy", "models", "harness.runner", "harness.analysis") + HEAVY_ANALYSIS)
+        assert not bad, "%s imports %s at the top" % (rel, bad)
+
+
+def _fresh_import(code):
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_building_the_command_line_loads_neither_torch_nor_pandas():
+    proc = _fresh_import("import sys; from harness.cli import build_parser; build_parser(); "
+                         "print(sorted(m for m in ('torch', 'pandas', 'scipy', 'matplotlib', 'numpy') "
+                         "if m in sys.modules))")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
+
+
+def test_importing_the_analysis_side_loads_no_torch():
+    pytest.importorskip("pandas")
+    proc = _fresh_import("import sys, harness.analysis.gate, harness.analysis.report, harness.analysis.load; "
+                         "print('torch' in sys.modules)")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "False"
