@@ -209,9 +209,10 @@ def _analysis_python() -> Optional[str]:
 def report(session: nox.Session) -> None:
     """Build results/report/index.html from record files or folders (default: results/default)."""
     session.install(*ANALYSIS_DEPS, "numpy")
-    paths = session.posargs or [os.path.join("results", "default")]
-    session.run("python", "-m", "harness", "report", *paths, "--out", os.path.join("results", "report", "index.html"),
-                env={"PYTHONPATH": ROOT})
+    args = session.posargs or [os.path.join("results", "default")]
+    if "--out" not in args:  # the user's --out wins
+        args = list(args) + ["--out", os.path.join("results", "report", "index.html")]
+    session.run("python", "-m", "harness", "report", *args, env={"PYTHONPATH": ROOT})
 
 
 @nox.session(python=_analysis_python())
@@ -241,14 +242,15 @@ def tests(session: nox.Session, torch: str) -> None:
     if path is None:
         session.error("cannot test torch %s: %s" % (torch, how))
     install_torch(session, torch)
-    session.install("pytest>=7", "nox")
+    session.install("pytest>=7", "nox", "pyyaml")
     targets = ["tests"]
     if torch != "latest":
         # The analysis side (pandas, scipy) runs in one modern environment only.
         targets += ["--ignore", os.path.join("tests", "analysis")]
     else:
         session.install(*ANALYSIS_DEPS)
-    session.run("python", "-m", "pytest", "-q", "-p", "no:cacheprovider", *targets, *session.posargs,
+    # -rs: every skip prints its reason in every log, so a skip that hides a feature shows.
+    session.run("python", "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", *targets, *session.posargs,
                 env={"PYTHONPATH": ROOT})
 
 
@@ -259,8 +261,11 @@ REPORT_ASSETS = os.path.join("harness", "analysis", "report", "assets")
 
 @nox.session(python=False)
 def lint(session: nox.Session) -> None:
-    """ruff over the project; Biome over the report's CSS and JavaScript (needs Node.js: npx)."""
+    """Linters: ruff, check-jsonschema (workflows) and Biome (the report's CSS/JS; needs npx)."""
     session.run("ruff", "check", ".", external=True)
+    # The GitHub workflows against the workflow schema check-jsonschema ships (no network needed).
+    session.run("check-jsonschema", "--builtin-schema", "vendor.github-workflows",
+                *sorted(glob.glob(os.path.join(ROOT, ".github", "workflows", "*.yml"))), external=True)
     if shutil.which("npx") is None:
         session.error("npx not found: install Node.js and npm (Debian: apt-get install nodejs npm) so that Biome "
                       "can lint the report's CSS and JavaScript in %s" % REPORT_ASSETS)

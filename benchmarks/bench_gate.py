@@ -4,70 +4,114 @@ Everything runs through the real A/B runner (``harness.commands.ab.run_ab``: git
 interleaved rounds A B B A ..., one fresh ``python -m harness run`` per round, then the
 gate) on a throw-away ``git clone`` of the current HEAD of this repository, made under
 the system temporary folder. Nothing is committed here: the fault commits live in the
-clone only, which is deleted at the end (``--keep-clone`` keeps it).
+clone only, which is deleted at the end (``--keep-clone`` keeps it). Only HEAD is
+measured: uncommitted changes to the harness are not (the fault patches are applied
+to the clone by this file, as it is in the working tree).
 
-1. A/A: HEAD against itself on ``scenarios/gate_bench.toml``. A case the gate calls
-   regressed is a false alarm. Printed: the share of compared cases called regressed per
-   kind (time, memory, accuracy, status) and overall (goal: at most 1%), the share of
-   timing verdicts that are inconclusive, and the wall time.
-2. Injected faults, each a commit on top of HEAD in the clone, measured as the share of
-   the affected cases the gate calls regressed in the expected kind (goal: at least 95%),
-   with the false alarms (regressions on unaffected cases, or of another kind) and the
+What is measured. By default ``scenarios/gate_bench.toml``, a scenario tuned for measuring
+the gate (68 cases, 41 samples of 10 ms, ``time_factor = 1.05``), 10 rounds a side.
+The pull-request workflow (``.github/workflows/ab-gate.yml``) runs something else: its
+own scenario (``scenarios/smoke.toml``: 12 cases, 5 samples, the gate's default
+thresholds) with ``ab``'s default round count (3). ``--workflow`` measures that: the
+scenario and ``--rounds`` are read from the workflow file's ``nox -s ab`` command
+(ab's own default where it passes none), and the gate uses that scenario's ``[gate]``
+table, as the workflow's run does. ``--scenario`` takes any file or a name in
+``scenarios/``. The machine still differs: the workflow runs on a hosted runner, this
+benchmark wherever it is started.
+
+1. A/A: HEAD against itself. A case the gate calls regressed is a false alarm (it would
+   fail a pull request); a case it calls improved is a false improvement (a wrong line
+   in the pull-request comment). Printed: per kind (time, memory, accuracy, status) the
+   share of compared verdicts that are regressed, improved and inconclusive; overall,
+   the share of compared cases with a regressed verdict, with an improved one, and with
+   either (goal: at most 1% each); and the wall time.
+2. Injected faults, each a commit on top of HEAD in the clone. A fault is injected into
+   the models of ``AFFECTED_MODELS`` only (``--fault-models``; ``all`` injects it into
+   every model, as before), so each has an unaffected set: the cases of the other
+   models, and the cases of affected models the fault's code does not change (drift:
+   the amp_bf16 cases; ckpt: everything but mswr_net_tiny's reentrant train cases).
+   Printed per fault: detection, the share of the affected cases it should flag that the
+   gate calls regressed in the expected kind (goal: at least 95%); false alarms, the
+   share of unaffected cases called regressed (any kind), and false improvements, the
+   share called improved; other-kind, affected cases regressed in another kind; and the
    wall time of the A/B run. What each fault injects, exactly:
 
-   ``slow10``  harness/runner/execute.py: the timed step of every case is wrapped so that each
-               call, after doing the real step, busy-waits on ``time.perf_counter`` for
-               10% of the time the step itself took. Every iteration is 1.10x as long;
-               nothing else changes (the fidelity step and the reference are untouched).
-               Expected: time regressed on every case.
-   ``mem10``   harness/runner/execute.py: after the first (fidelity) step and the reset of the
-               peak tracker, one more untimed step is run, the peak so far is read
-               (``PeakMemory.result()``: the case's own peak) and a buffer of 10% of it
-               (``torch.ones(n, dtype=uint8)``, so every page is touched) is held through
-               warm-up and timing, freed after the peak is read. Every case's peak grows
-               by ~10%. The gate's memory rule needs > 5% AND > ``memory_floor_bytes``
-               (16 MiB by default), so only cases with a baseline peak above 10 x the floor
-               can be flagged: the scenario's four memory-sized cases (200-330 MiB).
-               Expected: memory regressed on those ("eligible"); reported for all cases too.
-   ``drift``   harness/runner/execute.py: in fp32 cases, the model's forward and inference
-               outputs are rounded through bfloat16 (``t.to(bfloat16).to(t.dtype)``,
-               about 3 significant digits, relative error ~1e-3) before the loss, the
-               backward and the fidelity snapshot; the fp32 reference is untouched. The
-               fp32 tolerance is 1e-4. Expected: accuracy regressed on every fp32 case.
+   ``slow10``  harness/runner/execute.py: the timed step of every affected case is wrapped
+               so that each call, after doing the real step, busy-waits on
+               ``time.perf_counter`` for 10% of the time the step itself took. Every
+               iteration is 1.10x as long; nothing else changes (the fidelity step and the
+               reference are untouched). Expected: time regressed on every affected case.
+   ``mem10``   harness/runner/execute.py: in affected cases, after the first (fidelity)
+               step and the reset of the peak tracker, one more untimed step is run, the
+               peak so far is read (``PeakMemory.result()``: the case's own peak) and a
+               buffer of 10% of it (``torch.ones(n, dtype=uint8)``, so every page is
+               touched) is held through warm-up and timing, freed after the peak is read;
+               its size goes to ``mem10/injected-held.jsonl`` (the record's schema has no
+               field for it). Every affected case's peak grows by ~10%. The gate's memory rule needs > 5%
+               AND > ``memory_floor_bytes`` (16 MiB by default), so only cases with a
+               baseline peak above 10 x the floor can be flagged: in gate_bench, the
+               memory-sized cases (200-330 MiB) of mswr_net_tiny and sharp_tiny (that of
+               hsifusion_tiny is an unaffected one). Expected: memory regressed on those
+               ("eligible"); reported for all affected cases too.
+   ``drift``   harness/runner/execute.py: in the fp32 cases of affected models, the model's
+               forward and inference outputs are rounded through bfloat16
+               (``t.to(bfloat16).to(t.dtype)``, about 3 significant digits, relative error
+               ~1e-3) before the loss, the backward and the fidelity snapshot; the fp32
+               reference is untouched. The fp32 tolerance is 1e-4. Expected: accuracy
+               regressed on every affected fp32 case.
    ``ckpt``    models/mswr.py: ``mswr_net_tiny`` is registered with the zoo's fault twin
                class ``MSWRNetLegacyCheckpoint`` (the legacy reentrant checkpoint wrapper
-               of audit bug #2, as in ``mswr_net_legacy_ckpt_tiny``), same config.
-               Expected: accuracy (missing gradients) regressed on the mswr_net_tiny train
-               cases with ``checkpoint=reentrant``; nothing else changes.
+               of audit bug #2, as in ``mswr_net_legacy_ckpt_tiny``), same config. One
+               model only, whatever ``--fault-models`` says. Expected: accuracy (missing
+               gradients) regressed on the mswr_net_tiny train cases with
+               ``checkpoint=reentrant``; nothing else changes.
 
-3. Sensitivity: each A/B run's records are gated again (in this process, same
+   With only some cases changed, the Benjamini-Hochberg correction has fewer true
+   changes among its tests than when every case is slowed, so ``slow10``'s detection can
+   be lower than with ``--fault-models all``.
+
+3. Round spread, per A/B run and side: for each case, the sample sd of the log of its
+   round medians (one round = one process), of the step time and of step time / probe
+   time, and the median of those over the cases; and the case whose round medians span
+   the widest range, with that range.
+4. Sensitivity: each A/B run's records are gated again (in this process, same
    ``compare``) with the first k rounds of each side only, with the gate's default
-   thresholds instead of the scenario's ``[gate]`` table, and with ``time_basis =
-   "probe"`` ("+probe": step time relative to ``harness.runner.speed_probe``), so one long run
-   shows what fewer rounds, or the probe, would have given.
+   thresholds instead of the scenario's ``[gate]`` table (when it has one), with
+   ``time_basis = "probe"`` ("+probe": step time relative to ``harness.runner.speed_probe``)
+   and with ``time_test = "samples"`` ("+samples": the sample test trusted at any round
+   count), so one long run shows what fewer rounds, the probe or the sample test would
+   have given.
 
 Outputs under ``--out`` (default results/bench-gate, ignored by git): one folder per
 A/B run (``aa``, ``slow10``, ...) with the runner's records (A/, B/), ``gate-verdicts.json``,
-``gate-summary.md`` and ``ab-rounds.json``; ``bench-gate.json`` (every figure),
+``gate-summary.md`` and ``ab-rounds.json`` (and mem10's ``injected-held.jsonl``); ``bench-gate.json`` (every figure),
 ``bench-gate.txt`` (what was printed) and ``rounds.log`` (the rounds' own output).
 
     python benchmarks/bench_gate.py [--rounds 10] [--quick] [--only-aa] [--faults slow10,ckpt]
+    python benchmarks/bench_gate.py --workflow            # what the pull-request workflow runs
+    python benchmarks/bench_gate.py --faults slow10 --fault-models all   # the fault in every case
 
 Run it in the analysis environment (pandas, scipy) that also has torch. On the 2-core
-machine one round of the scenario takes about 60-90 s, so an A/B run takes about
+machine one round of gate_bench takes about 60-90 s, so an A/B run takes about
 2 x rounds x 75 s; the default (A/A and four faults, 10 rounds) about two hours.
+``--quick`` (3 rounds, three models: 22 cases, A/A and four faults) took 19 minutes and
+``--workflow`` (3 rounds of smoke's 12 cases, A/A, slow10 and drift) 3 minutes there,
+beside other jobs.
 """
 import argparse
 import contextlib
 import json
 import math
 import os
+import re
+import shlex
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -82,10 +126,22 @@ GOAL_FALSE_ALARM = 0.01
 GOAL_DETECTION = 0.95
 DEFAULT_SCENARIO = os.path.join(ROOT, "scenarios", "gate_bench.toml")
 DEFAULT_OUT = os.path.join(ROOT, "results", "bench-gate")
+WORKFLOW = os.path.join(ROOT, ".github", "workflows", "ab-gate.yml")
 #: ``--quick``: a few models that still hold a case of every fault (mswr_net_tiny has the
-#: reentrant-checkpoint and memory-sized cases).
+#: reentrant-checkpoint and memory-sized cases) and an unaffected model (attention_mha_tiny).
 QUICK_ONLY = ("model=mswr_net_tiny,cbam_classifier_tiny,attention_mha_tiny",)
 QUICK_ROUNDS = 3
+#: ``--workflow``: the faults that have affected cases in smoke.toml (no memory-sized case
+#: for mem10, no mswr_net_tiny for ckpt).
+WORKFLOW_FAULTS = ("slow10", "drift")
+#: The models a fault is injected into by default (``--fault-models``); the cases of the
+#: others are its unaffected set. Every scenario the benchmark runs has both kinds:
+#: gate_bench (7 of its 14 models; memory-sized cases of mswr_net_tiny and sharp_tiny
+#: affected, of hsifusion_tiny not), ``--quick`` (cbam_classifier_tiny and mswr_net_tiny
+#: affected, attention_mha_tiny not) and smoke (cbam_classifier_tiny affected,
+#: attention_mha_tiny not).
+AFFECTED_MODELS = ("attention_gqa_tiny", "attention_linear_tiny", "cbam_classifier_tiny", "graph_vae_tiny",
+                   "llm_decoder_tiny", "mswr_net_tiny", "sharp_tiny")
 COMMIT_ID = ("-c", "user.name=torchmatrix bench_gate", "-c", "user.email=bench-gate@localhost")
 
 
@@ -126,8 +182,16 @@ def _compared_cases(verdicts: Sequence[Dict]) -> Dict[str, List[Dict]]:
             if any(v["kind"] == "status" and v["verdict"] in COMPARED for v in vs)}
 
 
+def _with(vs: Sequence[Dict], verdict: str, kinds: Optional[Sequence[str]] = None) -> bool:
+    return any(v["verdict"] == verdict and (kinds is None or v["kind"] in kinds) for v in vs)
+
+
 def aa_figures(verdicts: Sequence[Dict]) -> Dict:
-    """False-alarm figures of an A/A comparison: per kind and overall."""
+    """False-alarm figures of an A/A comparison, per kind and overall.
+
+    Both directions are wrong in an A/A run: ``regressed`` (a false alarm: it fails the
+    gate) and ``improved`` (a false improvement). ``flagged`` counts cases with either.
+    """
     out: Dict = {"kinds": {}}
     for kind in KINDS:
         vs = [v for v in verdicts if v["kind"] == kind and v["verdict"] in COMPARED]
@@ -136,59 +200,91 @@ def aa_figures(verdicts: Sequence[Dict]) -> Dict:
                                   improved_share=share(counts["improved"], len(vs)),
                                   inconclusive_share=share(counts["inconclusive"], len(vs)))
     cases = _compared_cases(verdicts)
-    flagged = sorted(k for k, vs in cases.items() if any(v["verdict"] == "regressed" for v in vs))
+    regressed = sorted(k for k, vs in cases.items() if _with(vs, "regressed"))
+    improved = sorted(k for k, vs in cases.items() if _with(vs, "improved"))
+    flagged = sorted(set(regressed) | set(improved))
     out["cases"] = len(cases)
-    out["cases_regressed"] = len(flagged)
-    out["regressed_share"] = share(len(flagged), len(cases))
-    out["regressed_cases"] = flagged
+    out["cases_regressed"] = len(regressed)
+    out["regressed_share"] = share(len(regressed), len(cases))
+    out["regressed_cases"] = regressed
+    out["cases_improved"] = len(improved)
+    out["improved_share"] = share(len(improved), len(cases))
+    out["improved_cases"] = improved
+    out["cases_flagged"] = len(flagged)
+    out["flagged_share"] = share(len(flagged), len(cases))
     out["not_compared"] = sum(1 for v in verdicts if v["kind"] == "status" and v["verdict"] not in COMPARED)
     return out
 
 
+def _every_case(case: Dict[str, str]) -> bool:
+    return True
+
+
+def _every_target(case: Dict[str, str], vs: List[Dict], table: Dict) -> bool:
+    return True
+
+
 @dataclass
 class Fault:
-    """An injected fault: the patch that makes its commit and how to score the gate on it."""
+    """An injected fault: the patches that make its commit and how to score the gate on it."""
 
     name: str
     title: str
     kinds: Tuple[str, ...]  # verdict kinds that count as detecting it
-    patches: List[Tuple[str, Callable[[str], str]]] = field(default_factory=list)
-    #: (case axes, the case's verdicts, gate table) -> the gate should flag this case
-    target: Callable[[Dict[str, str], List[Dict], Dict], bool] = lambda case, vs, table: True
-    #: (case axes) -> the fault touches this case at all (a regression of the expected
-    #: kind on a touched case is not a false alarm, even where it was not required)
-    touched: Callable[[Dict[str, str]], bool] = lambda case: True
+    #: (file relative to the checkout, patch(text, models) -> patched text); ``models``:
+    #: the model names to inject into, or None for every model (ignored where not ``scoped``)
+    patches: List[Tuple[str, Callable[[str, Optional[Sequence[str]]], str]]]
+    #: (case axes) -> the fault's code changes this case when injected into its model
+    touched: Callable[[Dict[str, str]], bool] = _every_case
+    #: (case axes, the case's verdicts, gate table) -> among the affected cases, the gate
+    #: should flag this one (a regression of the expected kind on an affected case that is
+    #: not a target is not a false alarm)
+    target: Callable[[Dict[str, str], List[Dict], Dict], bool] = _every_target
+    #: the patch injects into the models it is given only (``--fault-models``)
+    scoped: bool = True
 
 
-def fault_figures(verdicts: Sequence[Dict], fault: Fault, table: Optional[Dict] = None) -> Dict:
-    """Detection and false-alarm figures of a fault's A/B comparison."""
+def is_affected(fault: Fault, case: Dict[str, str], models: Optional[Sequence[str]] = None) -> bool:
+    """The fault, injected into ``models`` (None: every model), changes ``case``."""
+    if fault.scoped and models is not None and case.get("model") not in models:
+        return False
+    return fault.touched(case)
+
+
+def fault_figures(verdicts: Sequence[Dict], fault: Fault, table: Optional[Dict] = None,
+                  models: Optional[Sequence[str]] = None) -> Dict:
+    """Detection and false-alarm figures of a fault's A/B comparison (injected into ``models``)."""
     cases = _compared_cases(verdicts)
-    targets, detected, unaffected, false_alarms, other_kind = [], [], [], [], []
+    affected, targets, detected, affected_flagged, other_kind = [], [], [], [], []
+    unaffected, false_alarms, false_improved = [], [], []
     for key, vs in sorted(cases.items()):
         case = parse_case_key(key)
-        regressed = [v for v in vs if v["verdict"] == "regressed"]
-        expected = [v for v in regressed if v["kind"] in fault.kinds]
+        if not is_affected(fault, case, models):
+            unaffected.append(key)
+            if _with(vs, "regressed"):
+                false_alarms.append(key)
+            if _with(vs, "improved"):
+                false_improved.append(key)
+            continue
+        affected.append(key)
+        if _with(vs, "regressed", fault.kinds):
+            affected_flagged.append(key)
         if fault.target(case, vs, table or {}):
             targets.append(key)
-            if expected:
+            if _with(vs, "regressed", fault.kinds):
                 detected.append(key)
-        if not fault.touched(case):
-            unaffected.append(key)
-            if regressed:
-                false_alarms.append(key)
-        elif any(v["kind"] not in fault.kinds for v in regressed):
+        if any(v["verdict"] == "regressed" and v["kind"] not in fault.kinds for v in vs):
             other_kind.append(key)
-    touched = [k for k in cases if fault.touched(parse_case_key(k))]
-    touched_flagged = [k for k in touched if any(v["verdict"] == "regressed" and v["kind"] in fault.kinds
-                                                 for v in cases[k])]
     return {
         "cases": len(cases), "targets": len(targets), "detected": len(detected),
         "detected_share": share(len(detected), len(targets)),
-        "missed_cases": [k for k in targets if k not in detected],
-        "touched": len(touched), "touched_flagged": len(touched_flagged),
+        "target_cases": targets, "missed_cases": [k for k in targets if k not in detected],
+        "affected": len(affected), "affected_flagged": len(affected_flagged),
         "unaffected": len(unaffected), "false_alarms": len(false_alarms),
         "false_alarm_share": share(len(false_alarms), len(unaffected)),
         "false_alarm_cases": false_alarms,
+        "false_improved": len(false_improved), "false_improved_share": share(len(false_improved), len(unaffected)),
+        "false_improved_cases": false_improved,
         "other_kind_alarms": len(other_kind), "other_kind_cases": other_kind,
     }
 
@@ -205,11 +301,61 @@ def _memory_target(case: Dict[str, str], vs: List[Dict], table: Dict) -> bool:
     return False
 
 
+def workflow_run(path: str = WORKFLOW) -> Dict:
+    """What the pull-request workflow runs: ``{"scenario": path, "rounds": n, "command": text}``.
+
+    Read from the workflow's ``nox -s ab -- ...`` command (a YAML folded block, read as
+    text: no YAML parser needed) with ``harness ab``'s own argument parser, so a
+    ``--rounds`` the workflow does not pass takes ab's default. BenchError when there is
+    no such command.
+    """
+    from harness.commands import ab
+
+    with open(path, encoding="utf-8") as fh:
+        text = fh.read()
+    at = text.find("nox -s ab --")
+    if at < 0:
+        raise BenchError("%s: no `nox -s ab --` command found" % path)
+    lines = [text[at:].split("\n", 1)[0]]
+    for line in text[at:].split("\n")[1:]:
+        if not line.strip() or line.lstrip().startswith(("- ", "#")) or re.match(r"\s*[\w-]+:(\s|$)", line):
+            break
+        lines.append(line.strip())
+    command = " ".join(lines)
+    words = shlex.split(re.sub(r"\$\{\{.*?\}\}", "EXPR", command))[len("nox -s ab --".split()):]
+    parser = argparse.ArgumentParser(add_help=False)
+    ab.add_arguments(parser)
+    try:
+        args, _ = parser.parse_known_args(words)
+    except SystemExit:  # argparse has printed why
+        raise BenchError("%s: cannot read `%s` as `harness ab` arguments" % (path, command)) from None
+    from harness.scenario import resolve_path
+
+    scenario = resolve_path(args.scenario)  # as `harness ab` does, run from the repository root
+    return {"scenario": scenario if os.path.isabs(scenario) else os.path.join(ROOT, scenario),
+            "rounds": args.rounds, "command": command}
+
+
 # ---------------------------------------------------------------- the faults' patches
 
 EXECUTE = "harness/runner/execute.py"
-RUN_CASE = "\n\ndef run_case("
+MAKE_STEP_DEF = "\n\ndef _make_step("
 MAKE_STEP_CALL = "        step, step_keep = _make_step(model, inputs, target, case, use_case_config=True)\n"
+
+
+def scope_helper(models: Optional[Sequence[str]]) -> str:
+    """Source of ``_injected_applies(case)``: the fault applies to ``case`` (its model is one of ``models``)."""
+    names = None if models is None else tuple(sorted(models))
+    return '''
+
+#: Injected by benchmarks/bench_gate.py: the models the fault is injected into (None: every model).
+_INJECTED_MODELS = %r
+
+
+def _injected_applies(case):
+    return _INJECTED_MODELS is None or case["model"] in _INJECTED_MODELS
+''' % (names,)
+
 
 SLOW_HELPER = '''
 
@@ -225,21 +371,45 @@ def _injected_slowdown(step):
 '''
 
 
-def _patch_slow(text: str) -> str:
-    text = replace_once(text, RUN_CASE, SLOW_HELPER + RUN_CASE, EXECUTE)
-    return replace_once(text, MAKE_STEP_CALL, MAKE_STEP_CALL + "        step = _injected_slowdown(step)\n", EXECUTE)
+def _patch_slow(text: str, models: Optional[Sequence[str]] = None) -> str:
+    text = replace_once(text, MAKE_STEP_DEF, scope_helper(models) + SLOW_HELPER + MAKE_STEP_DEF, EXECUTE)
+    inject = "        if _injected_applies(case):  # injected by bench_gate.py (slow10)\n" \
+             "            step = _injected_slowdown(step)\n"
+    return replace_once(text, MAKE_STEP_CALL, MAKE_STEP_CALL + inject, EXECUTE)
 
 
 MEM_RESET = "        mem.reset_peak()\n"
 MEM_READ = '        result["memory"] = mem.result()\n'
+#: mem10's patched worker appends ``{"case_key", "bytes"}`` (the buffer it held) to the file this
+#: environment variable names, when it is set: the record's schema has no field for it, and the
+#: runner refuses records with unknown keys.
+MEM_LOG_ENV = "TORCHMATRIX_BENCH_GATE_MEM10_LOG"
+MEM_NOTE_HELPER = '''
+
+def _injected_note(case, nbytes):
+    """Injected by benchmarks/bench_gate.py (mem10): note the buffer held where the benchmark reads it."""
+    import json
+    import os
+
+    path = os.environ.get(%r)
+    if path:
+        from harness.record import Case
+
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps({"case_key": Case(**case).key, "bytes": nbytes}) + "\\n")
+''' % MEM_LOG_ENV
 
 
-def _patch_mem(text: str) -> str:
-    extra = ("        step()  # injected by bench_gate.py (mem10): size a buffer of 10% of the peak, hold it\n"
-             "        _injected_bytes = max(1, int(0.10 * mem.result()[\"peak_bytes\"]))\n"
-             "        _injected_extra = torch.ones(_injected_bytes, dtype=torch.uint8, device=case[\"device\"])\n")
+def _patch_mem(text: str, models: Optional[Sequence[str]] = None) -> str:
+    text = replace_once(text, MAKE_STEP_DEF, scope_helper(models) + MEM_NOTE_HELPER + MAKE_STEP_DEF, EXECUTE)
+    extra = ("        _injected_bytes = _injected_extra = None\n"
+             "        if _injected_applies(case):  # injected by bench_gate.py (mem10): hold 10% of the peak\n"
+             "            step()\n"
+             "            _injected_bytes = max(1, int(0.10 * mem.result()[\"peak_bytes\"]))\n"
+             "            _injected_extra = torch.ones(_injected_bytes, dtype=torch.uint8, device=case[\"device\"])\n")
     text = replace_once(text, MEM_RESET, MEM_RESET + extra, EXECUTE)
-    keep = ("        result[\"memory\"][\"injected_extra_bytes\"] = _injected_bytes\n"
+    keep = ("        if _injected_bytes is not None:\n"
+            "            _injected_note(case, _injected_bytes)\n"
             "        del _injected_extra\n")
     return replace_once(text, MEM_READ, MEM_READ + keep, EXECUTE)
 
@@ -264,13 +434,12 @@ def _injected_drift(fn):
         return _injected_bf16_round(fn(*args))
     return drifted
 '''
-MAKE_STEP_DEF = "\n\ndef _make_step("
 TRAIN_BRANCH = '    if case["mode"] == "train":\n        model.train()\n'
 
 
-def _patch_drift(text: str) -> str:
-    text = replace_once(text, MAKE_STEP_DEF, DRIFT_HELPER + MAKE_STEP_DEF, EXECUTE)
-    inject = ('    if use_case_config and prec == "fp32":  # injected by bench_gate.py (drift)\n'
+def _patch_drift(text: str, models: Optional[Sequence[str]] = None) -> str:
+    text = replace_once(text, MAKE_STEP_DEF, scope_helper(models) + DRIFT_HELPER + MAKE_STEP_DEF, EXECUTE)
+    inject = ('    if use_case_config and prec == "fp32" and _injected_applies(case):  # injected by bench_gate.py\n'
               "        forward, infer = _injected_drift(forward), _injected_drift(infer)\n")
     return replace_once(text, TRAIN_BRANCH, inject + TRAIN_BRANCH, EXECUTE)
 
@@ -278,33 +447,34 @@ def _patch_drift(text: str) -> str:
 MSWR = "models/mswr.py"
 
 
-def _patch_ckpt(text: str) -> str:
+def _patch_ckpt(text: str, models: Optional[Sequence[str]] = None) -> str:
     return replace_once(text, '    "mswr_net_tiny", MSWRNet, _TINY,\n',
                         '    "mswr_net_tiny", MSWRNetLegacyCheckpoint, _TINY,\n', MSWR)
+
+
+def _mswr_reentrant_train(case: Dict[str, str]) -> bool:
+    return case.get("model") == "mswr_net_tiny" and case.get("mode") == "train" \
+        and case.get("checkpoint") == "reentrant"
 
 
 FAULTS: Dict[str, Fault] = {f.name: f for f in (
     Fault("slow10", "10% slower step (busy-wait)", ("time",), [(EXECUTE, _patch_slow)]),
     Fault("mem10", "+10% peak memory (held buffer)", ("memory",), [(EXECUTE, _patch_mem)], target=_memory_target),
     Fault("drift", "fp32 outputs rounded via bf16", ("accuracy",), [(EXECUTE, _patch_drift)],
-          target=lambda case, vs, table: case.get("precision") == "fp32",
           touched=lambda case: case.get("precision") == "fp32"),
     Fault("ckpt", "mswr_net_tiny -> legacy reentrant ckpt", ("accuracy", "status"), [(MSWR, _patch_ckpt)],
-          target=lambda case, vs, table: (case.get("model") == "mswr_net_tiny" and case.get("mode") == "train"
-                                          and case.get("checkpoint") == "reentrant"),
-          touched=lambda case: (case.get("model") == "mswr_net_tiny" and case.get("mode") == "train"
-                                and case.get("checkpoint") == "reentrant")),
+          touched=_mswr_reentrant_train, scoped=False),
 )}
 
 
-def apply_fault(tree: str, fault: Fault) -> None:
-    """Patch the files of ``tree`` (a checkout) in place for ``fault``."""
+def apply_fault(tree: str, fault: Fault, models: Optional[Sequence[str]] = None) -> None:
+    """Patch the files of ``tree`` (a checkout) in place for ``fault``, injected into ``models``."""
     for rel, patch in fault.patches:
         path = os.path.join(tree, rel)
         with open(path, encoding="utf-8") as fh:
             text = fh.read()
         with open(path, "w", encoding="utf-8") as fh:
-            fh.write(patch(text))
+            fh.write(patch(text, models))
 
 
 # ---------------------------------------------------------------- git and runs
@@ -325,14 +495,28 @@ def make_clone(source: str, parent: Optional[str] = None) -> Tuple[str, str]:
     return path, head
 
 
-def fault_commit(clone: str, base: str, fault: Fault) -> str:
-    """Commit ``fault`` on top of ``base`` in ``clone``; return the commit id."""
+def fault_commit(clone: str, base: str, fault: Fault, models: Optional[Sequence[str]] = None) -> str:
+    """Commit ``fault`` (injected into ``models``) on top of ``base`` in ``clone``; return the commit id."""
     _git(clone, "checkout", "--quiet", "--detach", base)
-    apply_fault(clone, fault)
+    apply_fault(clone, fault, models)
     _git(clone, *COMMIT_ID, "commit", "--quiet", "-a", "-m", "bench_gate: inject %s (%s)" % (fault.name, fault.title))
     commit = _git(clone, "rev-parse", "HEAD")
     _git(clone, "checkout", "--quiet", "--detach", base)
     return commit
+
+
+@contextlib.contextmanager
+def environment(name: str, value: str):
+    """``os.environ[name] = value`` for the block (the rounds' processes inherit it)."""
+    saved = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = saved
 
 
 @contextlib.contextmanager
@@ -430,21 +614,23 @@ def regate(df_b, df_c, table: Dict, k: Optional[int] = None) -> List[Dict]:
     return compare(df_b, df_c, table)
 
 
-def memory_shown(out_dir: str, verdicts: Sequence[Dict], keys: Sequence[str]) -> List[Dict]:
+def held_bytes(path: str) -> Dict[str, List[int]]:
+    """mem10's notes (``MEM_LOG_ENV``): the buffers held, by case key, one per round."""
+    held: Dict[str, List[int]] = {}
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as fh:
+            for line in fh:
+                try:
+                    note = json.loads(line)
+                except ValueError:  # a line cut short by a killed worker
+                    continue
+                held.setdefault(note["case_key"], []).append(int(note["bytes"]))
+    return held
+
+
+def memory_shown(held: Dict[str, List[int]], verdicts: Sequence[Dict], keys: Sequence[str]) -> List[Dict]:
     """For mem10: per case, the buffer held (median over candidate rounds) and how much of
     it the recorded peak shows (candidate median peak - baseline median peak) / buffer."""
-    import statistics
-
-    from harness.record_store import read_records
-
-    held: Dict[str, List[int]] = {}
-    folder = os.path.join(out_dir, "B")
-    for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
-        if name.endswith(".jsonl"):
-            for rec in read_records(os.path.join(folder, name)):
-                extra = (rec.get("memory") or {}).get("injected_extra_bytes")
-                if extra:
-                    held.setdefault(rec["case_key"], []).append(extra)
     out = []
     for v in verdicts:
         if v["kind"] == "memory" and v["case_key"] in keys and v["case_key"] in held:
@@ -453,6 +639,69 @@ def memory_shown(out_dir: str, verdicts: Sequence[Dict], keys: Sequence[str]) ->
             out.append({"case_key": v["case_key"], "baseline": v["baseline"], "candidate": v["candidate"],
                         "held_bytes": extra, "shown": growth / extra if extra else None, "verdict": v["verdict"]})
     return out
+
+
+def side_records(folder: str) -> List[Dict]:
+    """The good records of the ``*.jsonl`` files of ``folder`` (one side of an A/B run)."""
+    from harness.record_store import read_records
+
+    out: List[Dict] = []
+    for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+        if name.endswith(".jsonl"):
+            out.extend(read_records(os.path.join(folder, name)))
+    return out
+
+
+def round_medians(records: Sequence[Dict]) -> Dict[str, List[Tuple[float, Optional[float]]]]:
+    """Per case key, one (median step time, median of step / probe per sample or None) per
+    ok record (one record = one round: one process), as the gate computes them."""
+    out: Dict[str, List[Tuple[float, Optional[float]]]] = {}
+    for rec in records:
+        t = rec.get("timing") or {}
+        samples = [x for x in t.get("samples_s") or [] if x and x > 0]
+        if rec.get("status") != "ok" or not samples:
+            continue
+        probes = t.get("probe_samples_s") or []
+        rel = statistics.median(s / p for s, p in zip(samples, probes)) \
+            if len(probes) == len(samples) and all(p and p > 0 for p in probes) else None
+        out.setdefault(rec["case_key"], []).append((statistics.median(samples), rel))
+    return out
+
+
+def round_spread(per_case: Dict[str, List[Tuple[float, Optional[float]]]]) -> Dict:
+    """How far a case's round medians spread: per case the sample sd of the log of its round
+    medians, of the step time and of step / probe (where every round has the probe), the
+    median of those over the cases with 2 or more rounds, and the case whose step medians
+    span the widest range (its lowest and highest round median)."""
+    step_sd, rel_sd, widest = [], [], None
+    for key, rows in sorted(per_case.items()):
+        if len(rows) < 2:
+            continue
+        steps = [r[0] for r in rows]
+        step_sd.append(statistics.stdev(math.log(x) for x in steps))
+        if all(r[1] is not None for r in rows):
+            rel_sd.append(statistics.stdev(math.log(r[1]) for r in rows))
+        if widest is None or max(steps) / min(steps) > widest[2] / widest[1]:
+            widest = (key, min(steps), max(steps), len(steps))
+    return {"cases": len(step_sd), "step_sd_log": statistics.median(step_sd) if step_sd else None,
+            "probe_cases": len(rel_sd), "probe_sd_log": statistics.median(rel_sd) if rel_sd else None,
+            "widest": widest}
+
+
+def print_spread(console: Console, label: str, out_dir: str) -> Dict:
+    """The round-spread line of each side of an A/B run; returns the figures."""
+    figs = {}
+    for side in ("A", "B"):
+        f = figs[side] = round_spread(round_medians(side_records(os.path.join(out_dir, side))))
+        if not f["cases"]:
+            continue
+        w = f["widest"]
+        console("  %s side %s round spread (sd of the log of a case's round medians, median over %d cases): step "
+                "%.3f, step/probe %s; widest: %s, round medians %.2f-%.2f ms over %d rounds" % (
+                    label, side, f["cases"], f["step_sd_log"],
+                    "%.3f" % f["probe_sd_log"] if f["probe_sd_log"] is not None else "n/a (no probe)",
+                    w[0], 1e3 * w[1], 1e3 * w[2], w[3]))
+    return figs
 
 
 def round_counts(rounds: int) -> List[int]:
@@ -477,43 +726,63 @@ def print_aa(console: Console, fig: Dict, run: Dict) -> None:
         console("  %-8s regressed %-16s improved %-16s inconclusive %s" % (
             kind, fmt_share(c["regressed"], c["compared"]), fmt_share(c["improved"], c["compared"]),
             fmt_share(c["inconclusive"], c["compared"])))
-    goal = "meets" if (fig["regressed_share"] or 0) <= GOAL_FALSE_ALARM else "MISSES"
-    console("  overall: %s of compared cases called regressed (%s the goal <= %.0f%%); timing inconclusive %s" % (
-        fmt_share(fig["cases_regressed"], fig["cases"]), goal, 100 * GOAL_FALSE_ALARM,
-        fmt_share(t["inconclusive"], t["compared"])))
+    def goal(value: Optional[float]) -> str:
+        return "meets" if (value or 0) <= GOAL_FALSE_ALARM else "MISSES"
+
+    console("  overall, of compared cases: called regressed %s (%s the goal <= %.0f%%), called improved %s (%s "
+            "the goal <= %.0f%%), either %s; timing inconclusive %s" % (
+                fmt_share(fig["cases_regressed"], fig["cases"]), goal(fig["regressed_share"]),
+                100 * GOAL_FALSE_ALARM, fmt_share(fig["cases_improved"], fig["cases"]),
+                goal(fig["improved_share"]), 100 * GOAL_FALSE_ALARM, fmt_share(fig["cases_flagged"], fig["cases"]),
+                fmt_share(t["inconclusive"], t["compared"])))
     for key in fig["regressed_cases"][:10]:
-        console("    false alarm: %s" % key)
+        console("    false alarm (regressed): %s" % key)
+    for key in fig["improved_cases"][:10]:
+        console("    false improvement: %s" % key)
+
+
+def _unaffected_cell(n: int, f: Dict) -> str:
+    return fmt_share(n, f["unaffected"]) if f["unaffected"] else "none unaffected"
 
 
 def print_fault_table(console: Console, rows: List[Dict]) -> None:
     console("")
-    console("Injected faults (detected = regressed in the expected kind; false alarms = regressions on unaffected "
-            "cases; other-kind = regressions of another kind on affected cases):")
-    head = "  %-7s %-40s %-9s %-18s %-16s %-12s %s" % ("fault", "what", "affected", "detected", "false alarms",
-                                                        "other-kind", "A/B wall")
+    console("Injected faults (targets = affected cases the gate should flag, of all compared; detected = targets "
+            "regressed in the expected kind; false alarms / false improved = unaffected cases called regressed / "
+            "improved, any kind; other-kind = affected cases regressed in another kind):")
+    head = "  %-7s %-40s %-9s %-18s %-10s %-16s %-16s %-10s %s" % (
+        "fault", "what", "targets", "detected", "unaffected", "false alarms", "false improved", "other-kind",
+        "A/B wall")
     console(head)
     for r in rows:
         f = r["figures"]
-        console("  %-7s %-40s %-9s %-18s %-16s %-12s %.0f s (%d rounds each)" % (
+        console("  %-7s %-40s %-9s %-18s %-10s %-16s %-16s %-10s %.0f s (%d rounds each)" % (
             r["fault"], r["title"], "%d/%d" % (f["targets"], f["cases"]), fmt_share(f["detected"], f["targets"]),
-            fmt_share(f["false_alarms"], f["unaffected"]) if f["unaffected"] else "none unaffected",
+            str(f["unaffected"]), _unaffected_cell(f["false_alarms"], f), _unaffected_cell(f["false_improved"], f),
             str(f["other_kind_alarms"]), r["run"]["wall_s"], len(r["run"]["round_s"]) // 2))
+        if r.get("models"):
+            console("          injected into %s" % ", ".join(r["models"]))
         if f["targets"] and f["detected_share"] is not None and f["detected_share"] < GOAL_DETECTION:
             console("          MISSES the goal >= %.0f%%; missed e.g. %s" % (
                 100 * GOAL_DETECTION, "; ".join(f["missed_cases"][:3])))
         if r["fault"] == "mem10":
-            console("          every case holds +10%%; the gate flagged %d of all %d (only %d are above the floor)" % (
-                f["touched_flagged"], f["touched"], f["targets"]))
+            console("          every affected case holds +10%%; the gate flagged %d of all %d affected (only %d are "
+                    "above the floor)" % (f["affected_flagged"], f["affected"], f["targets"]))
+        for key in f["false_alarm_cases"][:5]:
+            console("          false alarm: %s" % key)
+        for key in f["false_improved_cases"][:5]:
+            console("          false improvement: %s" % key)
 
 
-def sensitivity(run: Dict, fault: Optional[Fault], tables: Dict[str, Dict], rounds: int) -> List[Dict]:
+def sensitivity(run: Dict, fault: Optional[Fault], tables: Dict[str, Dict], rounds: int,
+                models: Optional[Sequence[str]] = None) -> List[Dict]:
     """Figures for the first k rounds of each side and for each thresholds table."""
     df_b, df_c = load_sides(run["out_dir"])
     rows = []
     for name, table in tables.items():
         for k in round_counts(rounds):
             verdicts = regate(df_b, df_c, table, k)
-            fig = aa_figures(verdicts) if fault is None else fault_figures(verdicts, fault, table)
+            fig = aa_figures(verdicts) if fault is None else fault_figures(verdicts, fault, table, models)
             rows.append({"table": name, "rounds": k, "figures": fig})
     return rows
 
@@ -523,13 +792,15 @@ def print_sensitivity(console: Console, label: str, rows: List[Dict], fault: Opt
     for r in rows:
         f = r["figures"]
         if fault is None:
-            console("    %-18s k=%-2d overall %-15s %s  time inconclusive %s" % (
-                r["table"], r["rounds"], fmt_share(f["cases_regressed"], f["cases"]), _kind_cells(f),
+            console("    %-18s k=%-2d regressed %-15s improved %-15s %s  time inconclusive %s" % (
+                r["table"], r["rounds"], fmt_share(f["cases_regressed"], f["cases"]),
+                fmt_share(f["cases_improved"], f["cases"]), _kind_cells(f),
                 fmt_share(f["kinds"]["time"]["inconclusive"], f["kinds"]["time"]["compared"])))
         else:
-            console("    %-18s k=%-2d detected %-16s false alarms %-14s other-kind %d" % (
+            console("    %-18s k=%-2d detected %-16s false alarms %-14s false improved %-14s other-kind %d" % (
                 r["table"], r["rounds"], fmt_share(f["detected"], f["targets"]),
                 fmt_share(f["false_alarms"], f["unaffected"]) if f["unaffected"] else "-",
+                fmt_share(f["false_improved"], f["unaffected"]) if f["unaffected"] else "-",
                 f["other_kind_alarms"]))
 
 
@@ -538,15 +809,24 @@ def print_sensitivity(console: Console, label: str, rows: List[Dict], fault: Opt
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Measure the regression gate: A/A false alarms and injected faults, "
                                             "through the real A/B runner on a throw-away clone of HEAD.")
-    p.add_argument("--rounds", type=int, help="rounds per side of every A/B run (default 10; 3 with --quick)")
+    p.add_argument("--rounds", type=int, help="rounds per side of every A/B run (default 10; 3 with --quick; "
+                                              "the workflow's with --workflow)")
     p.add_argument("--quick", action="store_true", help="a fast look: %d rounds, three models (%s)" % (
         QUICK_ROUNDS, QUICK_ONLY[0]))
+    p.add_argument("--workflow", action="store_true",
+                   help="measure what the pull-request workflow (.github/workflows/ab-gate.yml) runs: its scenario "
+                        "and round count, read from its `nox -s ab` command (smoke.toml, 3 rounds), and by default "
+                        "the faults that have affected cases there (%s)" % ", ".join(WORKFLOW_FAULTS))
     p.add_argument("--out", default=DEFAULT_OUT, help="output folder (default: results/bench-gate)")
     p.add_argument("--only-aa", action="store_true", help="run the A/A comparison only")
     p.add_argument("--skip-aa", action="store_true", help="run the faults only")
-    p.add_argument("--faults", default=",".join(FAULTS), help="comma-separated faults to inject, from %s "
-                                                                "(default: all)" % ", ".join(FAULTS))
-    p.add_argument("--scenario", default=DEFAULT_SCENARIO, help="scenario file (default: scenarios/gate_bench.toml)")
+    p.add_argument("--faults", default=None, help="comma-separated faults to inject, from %s (default: all; with "
+                                                  "--workflow: %s)" % (", ".join(FAULTS), ",".join(WORKFLOW_FAULTS)))
+    p.add_argument("--fault-models", default=",".join(AFFECTED_MODELS), metavar="M1,M2|all",
+                   help="the models the faults are injected into; the other models' cases are the unaffected set "
+                        "(default: %s; `all`: every model, no unaffected set but a fault's own)"
+                        % ",".join(AFFECTED_MODELS))
+    p.add_argument("--scenario", default=None, help="scenario file or a name in scenarios/ (default: gate_bench)")
     p.add_argument("--only", action="append", default=[], metavar="AXIS=V1,V2",
                    help="passed to every `harness run` (keep matching cases only); repeatable")
     p.add_argument("--repo", default=ROOT, help="repository whose HEAD is measured (default: this checkout)")
@@ -556,21 +836,71 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
-    faults = [] if args.only_aa else [f.strip() for f in args.faults.split(",") if f.strip()]
+def make_plan(args: argparse.Namespace, workflow: str = WORKFLOW) -> Dict:
+    """What to run, from the parsed options: scenario, rounds, faults, extra ``harness run``
+    arguments, the models to inject into (None: all) and a line saying what is measured.
+    BenchError for options that do not fit together."""
+    from harness.scenario import resolve_path
+
+    if args.workflow and args.quick:
+        raise BenchError("--workflow and --quick measure different things: pick one")
+    if args.workflow and args.scenario:
+        raise BenchError("--workflow takes the workflow's scenario; leave --scenario out")
+    what = "the scenario given" if args.scenario else "the tuned gate_bench scenario (not what the workflow runs)"
+    if args.workflow:
+        wf = workflow_run(workflow)
+        scenario, rounds = wf["scenario"], wf["rounds"] if args.rounds is None else args.rounds
+        default_faults: Sequence[str] = WORKFLOW_FAULTS
+        what = "what %s runs: `%s`" % (os.path.relpath(workflow, ROOT), wf["command"])
+    else:
+        scenario = resolve_path(args.scenario) if args.scenario else DEFAULT_SCENARIO
+        rounds = (QUICK_ROUNDS if args.quick else 10) if args.rounds is None else args.rounds
+        default_faults = tuple(FAULTS)
+    scenario = os.path.abspath(scenario)
+    if not os.path.isfile(scenario):
+        raise BenchError("scenario %s: no such file" % scenario)
+    if rounds < 1:
+        raise BenchError("--rounds must be >= 1")
+    if args.only_aa:
+        faults: List[str] = []
+    elif args.faults is None:
+        faults = list(default_faults)
+    else:
+        faults = [f.strip() for f in args.faults.split(",") if f.strip()]
     unknown = [f for f in faults if f not in FAULTS]
     if unknown:
-        print("unknown fault(s) %s; choose from %s" % (", ".join(unknown), ", ".join(FAULTS)), file=sys.stderr)
-        return 2
-    rounds = args.rounds or (QUICK_ROUNDS if args.quick else 10)
-    if rounds < 1:
-        print("--rounds must be >= 1", file=sys.stderr)
-        return 2
+        raise BenchError("unknown fault(s) %s; choose from %s" % (", ".join(unknown), ", ".join(FAULTS)))
+    models = None if args.fault_models.strip() == "all" else \
+        tuple(m.strip() for m in args.fault_models.split(",") if m.strip())
+    if models is not None and not models:
+        raise BenchError("--fault-models: name at least one model, or `all`")
     extra: List[str] = []
     for item in (list(QUICK_ONLY) if args.quick else []) + args.only:
         extra += ["--only", item]
-    scenario = os.path.abspath(args.scenario)
+    return {"scenario": scenario, "rounds": rounds, "faults": faults, "extra": extra, "models": models,
+            "what": what}
+
+
+def threshold_tables(table: Dict) -> Dict[str, Dict]:
+    """The tables the sensitivity section regates with: the scenario's, the defaults (when
+    the scenario has its own), each also with ``time_basis = "probe"``, and the scenario's
+    with ``time_test = "samples"`` (the sample test trusted whatever the round count: what
+    one round a side gave before the gate required 3)."""
+    samples = {"time_test": "samples"}
+    if not table:  # the scenario's table is the defaults (smoke.toml has no [gate])
+        return {"defaults": {}, "defaults +probe": {"time_basis": "probe"}, "defaults +samples": samples}
+    return {"scenario": table, "scenario +probe": dict(table, time_basis="probe"),
+            "scenario +samples": dict(table, **samples), "defaults": {}, "defaults +probe": {"time_basis": "probe"}}
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        plan = make_plan(args)
+    except BenchError as exc:
+        print("bench_gate: %s" % exc, file=sys.stderr)
+        return 2
+    scenario, rounds, faults, extra, models = (plan[k] for k in ("scenario", "rounds", "faults", "extra", "models"))
     out = os.path.abspath(args.out)
     os.makedirs(out, exist_ok=True)
     log_path = os.path.join(out, "rounds.log")
@@ -579,15 +909,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     table = load_gate_table(scenario)
     # "+probe": the same records gated on step time / speed-probe time (time_basis = "probe")
-    tables = {"scenario": table, "scenario +probe": dict(table, time_basis="probe"), "defaults": {},
-              "defaults +probe": {"time_basis": "probe"}}
+    tables = threshold_tables(table)
     console = Console()
     console("bench_gate: scenario %s, %d rounds per side%s; python %s; out %s" % (
-        os.path.relpath(scenario, ROOT), rounds, " (quick: %s)" % " ".join(extra) if extra else "",
+        os.path.relpath(scenario, ROOT), rounds, " (%s)" % " ".join(extra) if extra else "",
         sys.executable, out))
-    console("  gate thresholds: %s; rounds' output goes to %s" % (
-        json.dumps(table, sort_keys=True) if table else "the gate's defaults", log_path))
+    console("  measuring %s" % plan["what"])
+    console("  gate thresholds: %s; faults injected into %s; rounds' output goes to %s" % (
+        json.dumps(table, sort_keys=True) if table else "the gate's defaults (the scenario has no [gate] table)",
+        "every model" if models is None else ", ".join(models), log_path))
     doc: Dict = {"scenario": scenario, "rounds": rounds, "extra_args": extra, "gate_table": table,
+                 "measuring": plan["what"], "fault_models": list(models) if models is not None else "all",
                  "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "runs": {}}
     clone = None
     try:
@@ -600,29 +932,35 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 verdicts = json.load(fh)["verdicts"]
             fig = aa_figures(verdicts)
             print_aa(console, fig, run)
+            spread = print_spread(console, "A/A", run["out_dir"])
             sens = sensitivity(run, None, tables, rounds)
             print_sensitivity(console, "A/A", sens, None)
-            doc["runs"]["aa"] = {"run": run, "figures": fig, "sensitivity": sens}
+            doc["runs"]["aa"] = {"run": run, "figures": fig, "spread": spread, "sensitivity": sens}
         rows = []
         for name in faults:
             fault = FAULTS[name]
-            head = fault_commit(clone, base, fault)
-            run = run_pair(clone, base, head, name, scenario, rounds, out, extra, log_path, console)
+            head = fault_commit(clone, base, fault, models)
+            held_log = os.path.join(out, name, "injected-held.jsonl")  # mem10's notes, see MEM_LOG_ENV
+            if os.path.exists(held_log):
+                os.remove(held_log)
+            os.makedirs(os.path.dirname(held_log), exist_ok=True)
+            with environment(MEM_LOG_ENV, held_log):
+                run = run_pair(clone, base, head, name, scenario, rounds, out, extra, log_path, console)
             with open(os.path.join(run["out_dir"], "gate-verdicts.json"), encoding="utf-8") as fh:
                 verdicts = json.load(fh)["verdicts"]
-            fig = fault_figures(verdicts, fault, table)
-            row = {"fault": name, "title": fault.title, "commit": head, "run": run, "figures": fig}
+            fig = fault_figures(verdicts, fault, table, models)
+            row = {"fault": name, "title": fault.title, "commit": head, "run": run, "figures": fig,
+                   "models": list(models) if models is not None and fault.scoped else None}
             rows.append(row)
             print_fault_table(console, [row])
             if name == "mem10":
-                targets = [k for k, vs in _compared_cases(verdicts).items()
-                           if fault.target(parse_case_key(k), vs, table)]
-                row["memory_shown"] = memory_shown(run["out_dir"], verdicts, targets)
+                row["memory_shown"] = memory_shown(held_bytes(held_log), verdicts, fig["target_cases"])
                 for m in row["memory_shown"]:
                     console("          %-60s %6.1f -> %6.1f MiB, held %5.1f MiB, the peak shows %3.0f%% of it: %s" % (
                         m["case_key"][:60], m["baseline"] / 2 ** 20, m["candidate"] / 2 ** 20,
                         m["held_bytes"] / 2 ** 20, 100 * (m["shown"] or 0), m["verdict"]))
-            row["sensitivity"] = sensitivity(run, fault, tables, rounds)
+            row["spread"] = print_spread(console, name, run["out_dir"])
+            row["sensitivity"] = sensitivity(run, fault, tables, rounds, models)
             print_sensitivity(console, name, row["sensitivity"], fault)
             doc["runs"][name] = row
             _save(out, doc, console)

@@ -7,6 +7,7 @@ Each subcommand is a module of ``harness.commands`` (``NAME``, ``HELP``,
 """
 import argparse
 import importlib
+import signal
 import sys
 from typing import List, Optional
 
@@ -41,6 +42,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.command is None:
         parser.print_help()
         return ExitCode.INPUT
+    # Ctrl-C stops cleanly even when this process inherited SIGINT ignored (a background job of
+    # a shell script, as some CI runners start it): the handler is installed, not assumed.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return int(args.run(args))
     except KeyboardInterrupt:

@@ -47,6 +47,11 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
 
 
 def load_toml(path: str) -> Dict[str, Any]:
-    """Parse the TOML file ``path``. Raises ``OSError`` or ``TOMLDecodeError`` (a ValueError)."""
+    """Parse the TOML file ``path`` (a UTF-8 byte-order mark, as some Windows editors write,
+    is accepted). Raises ``OSError``, ``UnicodeDecodeError`` or ``TOMLDecodeError`` (both
+    ValueErrors)."""
     with open(path, "rb") as fh:
-        return tomllib.load(fh)
+        data = fh.read()
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    return tomllib.loads(data.decode("utf-8"))

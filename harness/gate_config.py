@@ -28,7 +28,12 @@ a significant change beyond the factor ``inconclusive``, never regressed or impr
 Samples taken in one process share that process's speed (fresh processes on the 2-core
 CI machine gave medians from 18 to 37 ms for the same step; an A/A comparison of one
 round a side called 32-41% of 68 cases regressed by the sample test), so the process, not
-the sample, is the honest unit of replication: use ``ab --rounds 3`` or more.
+the sample, is the honest unit of replication: use ``ab --rounds 3`` or more. Both
+figures were measured on the 68 cases of ``scenarios/gate_bench.toml``; to measure them
+again, run ``python benchmarks/bench_gate.py --only-aa --rounds 8``: the first is the
+"widest" case of its "round spread" lines (8 processes a side), the second its
+sensitivity row "scenario +samples k=1" (32-41% in two runs). docs/gate.md
+lists every figure of the gate with its command.
 
 ``time_basis``: ``"step"`` tests the step times as measured. ``"probe"`` tests step time /
 speed-probe time (``harness.runner.speed_probe``) where every record of both sides carries the

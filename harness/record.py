@@ -191,7 +191,8 @@ class Record:
     reason: Optional[str] = _f("why, for any status but ok", "reason", report=True)
     traceback: Optional[str] = _f("short traceback, for error")
     duration_s: Optional[float] = _f("wall time of the whole case in the worker", "duration_s")
-    wall_s: Optional[float] = _f("wall time of the case as the manager saw it (worker start-up included)")
+    wall_s: Optional[float] = _f("wall time of the case as the manager saw it (the round trip to the worker; "
+                                 "a fresh worker's start-up for the first case and after a crash or timeout)")
     overhead_s: Optional[float] = _f("duration_s less warm-up and timed samples")
     timing: Optional[Timing] = _f("wall-clock figures (ok)")
     memory: Optional[Memory] = _f("peak memory (ok)")

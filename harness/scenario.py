@@ -38,6 +38,7 @@ what is allowed. Loading writes nothing.
 """
 import fnmatch
 import itertools
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -99,7 +100,8 @@ def _is_int(v) -> bool:
 
 
 def _is_num(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
+    # finite: `inf` and `1e400` (which TOML reads as inf) would only fail later, inside the run
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 _SIZE_RE = re.compile(r"^[1-9][0-9]*x[1-9][0-9]*$")
@@ -189,8 +191,8 @@ def _measure_check(key, value, default):
     if key == "samples":
         return None if _is_int(value) and value >= 1 else "an integer >= 1"
     if key == "warmup_s":
-        return None if _is_num(value) and value >= 0 else "a number of seconds >= 0"
-    return None if _is_num(value) and value > 0 else "a number of seconds > 0"
+        return None if _is_num(value) and value >= 0 else "a finite number of seconds >= 0"
+    return None if _is_num(value) and value > 0 else "a finite number of seconds > 0"
 
 
 def _bool_check(key, value, default):
@@ -224,6 +226,11 @@ def load(path: str) -> Scenario:
         data = load_toml(path)
     except FileNotFoundError:
         raise ScenarioError(["%s: no such scenario file" % path]) from None
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(["%s: not a TOML text file: byte %d is not UTF-8 (%s)" % (
+            path, exc.start, exc.reason)]) from None
+    except IsADirectoryError:
+        raise ScenarioError(["%s: a folder, not a scenario file" % path]) from None
     except (OSError, TOMLDecodeError) as exc:
         raise ScenarioError(["%s: cannot read as TOML: %s" % (path, exc)]) from None
     return from_dict(data, path)
@@ -284,16 +291,36 @@ def _gate_problems(gate: Any, where: str) -> List[str]:
 
 # --- expansion ---------------------------------------------------------------------
 
+def _user_model_problem(models, path: str) -> Optional[str]:
+    """Why the user model ``path`` cannot be used, or None: its module must import and its
+    factory return a ``torch.nn.Module`` (built once here, so a broken one is bad input, not
+    a run of error records)."""
+    try:
+        spec = models.get_spec(path)
+    except ValueError as exc:
+        return str(exc)
+    except Exception as exc:  # noqa: BLE001 - the user's module raised while importing
+        return "importing it raised %s: %s" % (type(exc).__name__, str(exc).strip().split("\n")[0][:200])
+    try:
+        built = spec.build()
+    except Exception as exc:  # noqa: BLE001 - the user's factory raised
+        return "its factory raised %s: %s" % (type(exc).__name__, str(exc).strip().split("\n")[0][:200])
+    import torch
+
+    if not isinstance(built, torch.nn.Module):
+        return "its factory returned %s, not a torch.nn.Module" % type(built).__name__
+    return None
+
+
 def _models_for(patterns: Sequence[str], include_faults: bool, where: str, problems: List[str]) -> List[str]:
     import models
 
     names: List[str] = []
     for pattern in patterns:
         if models.is_import_path(pattern):
-            try:
-                models.get_spec(pattern)
-            except ValueError as exc:
-                problems.append("%s: model %r: %s" % (where, pattern, exc))
+            problem = _user_model_problem(models, pattern)
+            if problem:
+                problems.append("%s: model %r: %s" % (where, pattern, problem))
                 continue
             names.append(pattern)
             continue

@@ -18,7 +18,9 @@ def format_bytes(value: Optional[float], missing: str = MISSING) -> str:
         return missing
     for unit, scale in (("GiB", 2 ** 30), ("MiB", 2 ** 20), ("KiB", 2 ** 10)):
         if abs(value) >= scale:
-            return "%.3g %s" % (value / scale, unit)
+            scaled = value / scale
+            # three significant digits, but never an exponent: 1023.5 KiB is "1024 KiB", not "1.02e+03 KiB"
+            return ("%.0f %s" if abs(scaled) >= 100 else "%.3g %s") % (scaled, unit)
     return "%d B" % value
 
 

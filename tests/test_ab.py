@@ -2,16 +2,20 @@
 
 Most tests use a throw-away git repository whose ``harness`` package is a stand-in
 runner (it writes schema records whose speed is set by the revision's code), so the
-orchestration is tested in seconds. ``test_real_runner_ab`` runs the real runner on a
-copy of this project (about a minute per round on the 2-core machine): set
-``TORCHMATRIX_SLOW_TESTS=1`` to run it.
+orchestration is tested in seconds. The ``real_project`` tests run the real runner on a
+copy of this project: an A/A run of two tiny cases that must pass, and a head revision
+whose ``harness run`` fails (about 20 s together on the 2-core machine).
 """
 import json
 import os
+import re
+import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -57,6 +61,15 @@ FAKE_MAIN = textwrap.dedent('''
                              "code": os.path.abspath(__file__), "args": args}}) + "\\n")
     if os.environ.get("AB_TEST_FAIL_LABEL") == label:
         sys.exit(1)
+    if os.environ.get("AB_TEST_HANG_LABEL") == label:
+        # a round that is still measuring, with a worker of its own (as the real runner has)
+        import subprocess
+        import time
+        worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+        with open(os.environ["AB_TEST_HANG_FILE"] + ".tmp", "w") as fh:
+            fh.write("%d %d" % (os.getpid(), worker.pid))
+        os.replace(os.environ["AB_TEST_HANG_FILE"] + ".tmp", os.environ["AB_TEST_HANG_FILE"])
+        time.sleep(300)
     os.makedirs(out, exist_ok=True)
     path = os.path.join(out, label + ".jsonl")
     round_index = sum(1 for _ in open(path)) if os.path.exists(path) else 0
@@ -217,45 +230,205 @@ def test_ab_module_is_stdlib_only():
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
 
 
-@needs_gate
-@pytest.mark.skipif(os.environ.get("TORCHMATRIX_SLOW_TESTS") != "1", reason="slow: set TORCHMATRIX_SLOW_TESTS=1")
-def test_real_runner_ab(tmp_path):
-    """The real runner on a copy of this project: A/A on one tiny case, then the gate."""
-    pytest.importorskip("torch")
-    repo = tmp_path / "proj"
+def _alive(pid):
+    """Whether ``pid`` is a process that has not exited (a zombie waiting for its parent counts as exited)."""
+    try:
+        with open("/proc/%d/stat" % pid) as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return not os.path.isdir("/proc")  # /proc exists but has no entry: gone
+
+
+def _default_sigint():
+    # A job started in the background inherits SIGINT ignored, and Python then keeps ignoring it:
+    # give the ab process the disposition an interactive shell gives it, whatever runs this test.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _worktrees_left(repo, out):
+    listed = _git(repo, "worktree", "list", "--porcelain")
+    return [line for line in listed.splitlines() if line.startswith("worktree ")][1:], (out / "worktrees").exists()
+
+
+def test_ctrl_c_during_a_round_stops_it_and_removes_the_worktrees(fake_repo, log_path, tmp_path):
+    """SIGINT to a running ``python -m harness ab``: exit 130, the round's processes and the worktrees gone."""
+    repo, base, head = fake_repo
+    out = tmp_path / "ab"
+    hang_file = tmp_path / "round.pids"
+    env = dict(os.environ, PYTHONPATH=ROOT, AB_TEST_HANG_LABEL="head", AB_TEST_HANG_FILE=str(hang_file))
+    cmd = [sys.executable, "-m", "harness", "ab", "--repo", str(repo), "--base", base, "--head", head,
+           "--rounds", "1", "--out", str(out), str(repo / "scenarios" / "tiny.toml")]
+    proc = subprocess.Popen(cmd, cwd=str(tmp_path), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, preexec_fn=_default_sigint)
+    pids = []
+    try:
+        deadline = time.time() + 60
+        while not hang_file.exists():
+            assert proc.poll() is None, "ab exited with %s before the head round started:\n%s" % (
+                proc.returncode, proc.communicate()[1][-3000:])
+            assert time.time() < deadline, "the head round did not start within 60 s"
+            time.sleep(0.05)
+        pids = [int(p) for p in hang_file.read_text().split()]
+        assert len(pids) == 2 and all(_alive(p) for p in pids)
+        assert (out / "worktrees" / "head").is_dir()
+        os.kill(proc.pid, signal.SIGINT)   # Ctrl-C: the terminal signals ab (the round has its own session)
+        try:
+            stdout, stderr = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            pytest.fail("ab did not exit within 60 s of SIGINT")
+        assert proc.returncode == 130, (proc.returncode, stderr[-3000:])
+        assert "ab: interrupted" in stderr
+        # the round and its worker are killed with it, not left measuring
+        deadline = time.time() + 10
+        while any(_alive(p) for p in pids) and time.time() < deadline:
+            time.sleep(0.05)
+        assert not [p for p in pids if _alive(p)], "round processes left running after Ctrl-C"
+        assert _worktrees_left(repo, out) == ([], False)
+        assert _git(repo, "status", "--porcelain") == ""
+        # the base round finished and is kept; no gate ran on half the rounds
+        assert len((out / "A" / "base.jsonl").read_text().splitlines()) == 1
+        assert not (out / "gate-verdicts.json").exists()
+        assert [r["label"] for r in json.loads((out / "ab-rounds.json").read_text())["rounds"]] == ["base"]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+
+# --- the real runner, on a copy of this project -----------------------------------------------------------
+
+#: Two tiny cases of smoke.toml (eval excludes reentrant checkpointing): a small A/B that CI runs.
+TWO_CASES = ("--only", "model=cbam_classifier_tiny,attention_mha_tiny", "--only", "mode=eval",
+             "--only", "precision=fp32")
+#: Appended to the head revision's run command: ``harness run`` then fails before measuring anything.
+BROKEN_RUN = '\n\ndef run(args):\n    raise RuntimeError("this revision is broken on purpose")\n'
+
+
+@pytest.fixture(scope="module")
+def real_project(tmp_path_factory):
+    """A git copy of this project: commit ``good`` (as checked out here) and ``broken`` on top of it."""
+    pytest.importorskip("torch", reason="the real runner needs torch (every test environment has it)")
+    repo = tmp_path_factory.mktemp("real") / "proj"
     shutil.copytree(ROOT, str(repo), ignore=shutil.ignore_patterns(".git", "results", ".nox", "__pycache__",
                                                                    ".pytest_cache", ".ruff_cache", ".venv*"))
     subprocess.run(["git", "init", "-q", str(repo)], check=True)
     _git(repo, "add", "-A")
     _git(repo, "commit", "-q", "-m", "snapshot")
+    good = _git(repo, "rev-parse", "HEAD")
+    with open(str(repo / "harness" / "commands" / "run.py"), "a") as fh:
+        fh.write(BROKEN_RUN)
+    _git(repo, "commit", "-q", "-am", "broken")
+    return repo, good, _git(repo, "rev-parse", "HEAD")
+
+
+@needs_gate
+def test_real_runner_a_a_passes(real_project, tmp_path, capsys):
+    """The real runner, the same revision on both sides, 1 round a side: the gate must pass (exit 0)."""
+    repo, good, _ = real_project
     out = tmp_path / "ab"
-    code = run_ab(str(repo), "HEAD", "HEAD", str(repo / "scenarios" / "smoke.toml"), rounds=1, out_dir=str(out),
-                  extra_args=("--only", "model=cbam_classifier_tiny", "--only", "mode=eval",
-                              "--only", "precision=fp32"))
+    code = run_ab(str(repo), good, good, str(repo / "scenarios" / "smoke.toml"), rounds=1, out_dir=str(out),
+                  extra_args=TWO_CASES)
+    captured = capsys.readouterr()
+    assert code == 0, "an A/A run exited %d:\n%s" % (code, (captured.out + captured.err)[-4000:])
     doc = json.load(open(str(out / "gate-verdicts.json")))
-    assert code in (0, 1), code
-    kinds = {v["kind"] for v in doc["verdicts"]}
-    assert {"status", "time", "memory", "accuracy"} <= kinds
-    assert all(v["verdict"] != "not_comparable" for v in doc["verdicts"])
+    assert not [v for v in doc["verdicts"] if v["verdict"] == "regressed"]
+    log = json.load(open(str(out / "ab-rounds.json")))
+    assert [(r["label"], r["rc"]) for r in log["rounds"]] == [("base", 0), ("head", 0)]
+    assert log["gate_exit_code"] == 0
+    for folder, label in (("A", "base"), ("B", "head")):
+        recs = [json.loads(line) for line in open(str(out / folder / (label + ".jsonl")))]
+        assert sorted(r["case"]["model"] for r in recs) == ["attention_mha_tiny", "cbam_classifier_tiny"]
+        assert all(r["status"] == "ok" and r["env_label"] == label for r in recs), recs
+    by_kind = {}
+    for v in doc["verdicts"]:
+        by_kind.setdefault(v["kind"], []).append(v["verdict"])
+    assert {k: len(v) for k, v in by_kind.items()} == {"status": 2, "time": 2, "memory": 2, "accuracy": 2}
+    assert by_kind["status"] == ["unchanged"] * 2 and by_kind["accuracy"] == ["unchanged"] * 2
+    # one round a side: time changes are at most inconclusive (the gate needs 3 rounds a side for them)
+    assert set(by_kind["time"]) <= {"unchanged", "inconclusive"}
+    assert _worktrees_left(repo, out) == ([], False)
 
 
-def test_workflow_runs_the_ab_session_and_posts_the_summary():
-    pytest.importorskip("pandas", reason="the gate package (its comment marker) is the analysis side's")
-    from harness.analysis.gate.markdown import MARKER
+def test_a_failed_round_is_reported_and_the_worktrees_are_removed(real_project, tmp_path, capsys):
+    """A head revision whose ``harness run`` exits non-zero: the run goes on, says so, cleans up; gate exit 2."""
+    repo, good, broken = real_project
+    out = tmp_path / "ab"
+    code = run_ab(str(repo), good, broken, str(repo / "scenarios" / "smoke.toml"), rounds=1, out_dir=str(out),
+                  extra_args=TWO_CASES)
+    err = capsys.readouterr().err
+    # the candidate has no records: an input error of the gate (or its missing dependencies: also 2)
+    assert code == 2, err[-3000:]
+    assert "ab: round 2 (head) exited with 1" in err
+    log = json.load(open(str(out / "ab-rounds.json")))
+    assert [(r["label"], r["rc"]) for r in log["rounds"]] == [("base", 0), ("head", 1)]
+    assert len(open(str(out / "A" / "base.jsonl")).readlines()) == 2
+    assert not os.path.exists(str(out / "B" / "head.jsonl"))
+    assert _worktrees_left(repo, out) == ([], False)
+    assert _git(repo, "status", "--porcelain") == ""
+
+
+# --- the pull-request workflow ------------------------------------------------------------------------------
+
+def _workflow():
+    import yaml  # the test sessions install PyYAML (noxfile.py)
 
     with open(WORKFLOW, encoding="utf-8") as fh:
         text = fh.read()
+    return text, yaml.safe_load(text)
+
+
+def test_workflow_runs_the_ab_session_on_the_pull_request_revisions():
+    from harness.cli import build_parser
+    from harness.commands import ab as ab_command
+
+    text, doc = _workflow()
     assert "\t" not in text
-    assert "nox -s ab --" in text and "${{ github.event.pull_request.base.sha }}" in text
-    assert "${{ github.sha }}" in text and "scenarios/smoke.toml" in text
-    assert MARKER in text and "results/ab/gate-summary.md" in text
-    yaml = pytest.importorskip("yaml")
-    doc = yaml.safe_load(text)
     on = doc.get("on", doc.get(True))   # YAML 1.1 reads a bare `on` as True
     assert "pull_request" in on
-    steps = doc["jobs"]["ab"]["steps"]
-    ab = [s for s in steps if s.get("id") == "ab"][0]
-    assert ab["run"].split() == ["nox", "-s", "ab", "--", "--base", "${{", "github.event.pull_request.base.sha",
-                                 "}}", "--head", "${{", "github.sha", "}}", "scenarios/smoke.toml"]
-    assert ab["continue-on-error"] is True and steps[-1]["if"] == "steps.ab.outcome == 'failure'"
     assert doc["permissions"]["pull-requests"] == "write"
+    job = doc["jobs"]["ab"]
+    steps = job["steps"]
+    checkout = [s for s in steps if str(s.get("uses", "")).startswith("actions/checkout@")][0]
+    assert checkout["with"]["fetch-depth"] == 0   # the base revision's worktree needs the history
+    ab = [s for s in steps if s.get("id") == "ab"][0]
+    # GitHub substitutes the ${{ }} expressions before the shell reads the line: do the same, with a value
+    argv = shlex.split(re.sub(r"\$\{\{\s*(.*?)\s*\}\}", lambda m: "<%s>" % m.group(1), ab["run"]))
+    assert argv[:4] == ["nox", "-s", "ab", "--"]
+    # what the session passes on to `python -m harness ab` parses, with the pull request's two revisions
+    args = build_parser().parse_args(["ab"] + argv[4:])
+    assert args.command == "ab" and args.run is ab_command.run
+    assert args.base == "<github.event.pull_request.base.sha>" and args.head == "<github.sha>"
+    assert args.scenario == "scenarios/smoke.toml" and args.rounds >= 3
+    # the summary the later steps post is the one ab writes (its default output folder)
+    assert os.path.normpath(job["env"]["SUMMARY"]) == os.path.join(args.out, "gate-summary.md")
+    upload = [s for s in steps if str(s.get("uses", "")).startswith("actions/upload-artifact@")][0]
+    kept = upload["with"]["path"].split()
+    assert {os.path.join(args.out, name) for name in ("A", "B", "gate-verdicts.json", "gate-summary.md",
+                                                      "ab-rounds.json")} == {os.path.normpath(p) for p in kept}
+    # a regression fails the job, but only after the summary and the comment are posted
+    assert ab["continue-on-error"] is True
+    assert steps[-1]["if"] == "steps.ab.outcome == 'failure'" and "exit 1" in steps[-1]["run"]
+    later = steps[steps.index(ab) + 1:-1]
+    assert later and all(s["if"] == "always()" for s in later)
+
+
+def test_workflow_comment_carries_the_gate_marker():
+    pytest.importorskip("pandas", reason="the gate package (its comment marker) is the analysis side's")
+    from harness.analysis.gate.markdown import MARKER
+
+    _, doc = _workflow()
+    post = [s for s in doc["jobs"]["ab"]["steps"] if str(s.get("uses", "")).startswith("actions/github-script@")]
+    script = post[0]["with"]["script"]
+    assert "const marker = '%s';" % MARKER in script and "process.env.SUMMARY" in script

@@ -1,25 +1,32 @@
-"""Quick checks of benchmarks/bench_gate.py's pure helpers (the benchmark itself takes hours).
+"""Quick checks of benchmarks/bench_gate.py's and bench_timing.py's pure helpers (the benchmarks take hours).
 
 The fault patches are applied to this checkout's own files in memory, so a change to
-``harness/execute.py`` or ``models/mswr.py`` that removes an anchor fails here, not
-an hour into a benchmark run.
+``harness/runner/execute.py`` or ``models/mswr.py`` that removes an anchor fails here, not
+an hour into a benchmark run; the patched runner is also run on one affected and one
+unaffected tiny case per fault, to show that the fault lands where the benchmark says.
 """
 import importlib.util
 import os
+import types
 
 import pytest
+
+from harness import scenario as scen
+from harness.commands.ab import round_order
+from harness.record import SCHEMA_VERSION, Record
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _load():
-    spec = importlib.util.spec_from_file_location("bench_gate", os.path.join(ROOT, "benchmarks", "bench_gate.py"))
+def _load(name):
+    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "benchmarks", name + ".py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-bg = _load()
+bg = _load("bench_gate")
+bt = _load("bench_timing")
 
 KEY = "model=mswr_net_tiny;mode=train;batch=2;size=32;precision=fp32;checkpoint=reentrant;device=cpu"
 KEY2 = "model=cbam_classifier_tiny;mode=eval;batch=2;size=32;precision=amp_bf16;checkpoint=none;device=cpu"
@@ -44,14 +51,19 @@ def test_replace_once_names_a_missing_or_repeated_anchor():
         bg.replace_once("b b", "b", "B", "f")
 
 
+@pytest.mark.parametrize("models", [bg.AFFECTED_MODELS, None], ids=["some-models", "all-models"])
 @pytest.mark.parametrize("name", sorted(bg.FAULTS))
-def test_every_fault_patch_applies_to_this_checkout(name):
+def test_every_fault_patch_applies_to_this_checkout(name, models):
     for rel, patch in bg.FAULTS[name].patches:
         with open(os.path.join(ROOT, rel), encoding="utf-8") as fh:
             text = fh.read()
-        patched = patch(text)
+        patched = patch(text, models)
         assert patched != text
         compile(patched, rel, "exec")
+        if bg.FAULTS[name].scoped:
+            assert "_injected_applies(case)" in patched and repr(tuple(sorted(models)) if models else None) in patched
+        else:
+            assert patched == patch(text, None)  # ckpt: one model whatever the scope
 
 
 def test_aa_figures_count_false_alarms_per_kind_and_overall():
@@ -93,3 +105,253 @@ def test_round_counts():
     assert bg.round_counts(1) == [1]
     assert bg.round_counts(3) == [1, 2, 3]
     assert bg.round_counts(10) == [1, 2, 3, 5, 7, 10]
+
+
+# ---------------------------------------------------------------- false improvements
+
+def test_aa_figures_count_false_improvements_beside_false_alarms():
+    key3 = KEY2.replace("eval", "train")
+    verdicts = [
+        _v(KEY, "status", "unchanged"), _v(KEY, "time", "improved"), _v(KEY, "memory", "unchanged"),
+        _v(KEY2, "status", "unchanged"), _v(KEY2, "time", "regressed"), _v(KEY2, "memory", "improved"),
+        _v(key3, "status", "unchanged"), _v(key3, "time", "unchanged"),
+    ]
+    fig = bg.aa_figures(verdicts)
+    assert fig["cases"] == 3
+    assert (fig["cases_regressed"], fig["regressed_cases"]) == (1, [KEY2])
+    assert (fig["cases_improved"], fig["improved_cases"]) == (2, sorted([KEY, KEY2]))
+    assert fig["improved_share"] == pytest.approx(2 / 3)
+    assert (fig["cases_flagged"], fig["flagged_share"]) == (2, pytest.approx(2 / 3))
+    assert fig["kinds"]["time"]["improved"] == 1 and fig["kinds"]["time"]["improved_share"] == pytest.approx(1 / 3)
+    assert fig["kinds"]["memory"]["improved"] == 1
+
+
+def test_fault_figures_count_false_improvements_on_unaffected_cases():
+    fault = bg.FAULTS["slow10"]
+    affected = KEY.replace("mswr_net_tiny", "cbam_classifier_tiny")
+    unaffected = KEY2.replace("cbam_classifier_tiny", "attention_mha_tiny")
+    verdicts = [
+        _v(affected, "status", "unchanged"), _v(affected, "time", "regressed"),
+        _v(unaffected, "status", "unchanged"), _v(unaffected, "time", "improved"),
+    ]
+    fig = bg.fault_figures(verdicts, fault, {}, bg.AFFECTED_MODELS)
+    assert (fig["affected"], fig["targets"], fig["detected"]) == (1, 1, 1)
+    assert (fig["unaffected"], fig["false_alarms"], fig["false_improved"]) == (1, 0, 1)
+    assert fig["false_improved_cases"] == [unaffected] and fig["false_improved_share"] == 1.0
+    # Injected into every model, the same verdicts leave no unaffected case, and the
+    # improved one is a missed target.
+    fig = bg.fault_figures(verdicts, fault, {}, None)
+    assert (fig["unaffected"], fig["targets"], fig["detected"]) == (0, 2, 1)
+    assert fig["missed_cases"] == [unaffected]
+
+
+# ---------------------------------------------------------------- affected / unaffected
+
+def _keys(name, only=()):
+    sc = scen.load(scen.resolve_path(name))
+    return [bg.parse_case_key(c.key) for c, _ in scen.expand(sc, scen.parse_only(list(only)))]
+
+
+SCENARIOS = {
+    "gate_bench": ("gate_bench", (), sorted(bg.FAULTS)),
+    "quick": ("gate_bench", bg.QUICK_ONLY, sorted(bg.FAULTS)),
+    "workflow": ("smoke", (), sorted(bg.WORKFLOW_FAULTS)),
+}
+
+
+@pytest.mark.parametrize("where", sorted(SCENARIOS))
+def test_every_fault_has_affected_and_unaffected_cases(where):
+    name, only, faults = SCENARIOS[where]
+    cases = _keys(name, only)
+    for fault_name in faults:
+        fault = bg.FAULTS[fault_name]
+        affected = [c for c in cases if bg.is_affected(fault, c, bg.AFFECTED_MODELS)]
+        unaffected = [c for c in cases if not bg.is_affected(fault, c, bg.AFFECTED_MODELS)]
+        assert affected and unaffected, (where, fault_name, len(affected), len(unaffected))
+        assert all(c["model"] in bg.AFFECTED_MODELS or not fault.scoped for c in affected)
+        if fault.scoped:  # models outside the scope are unaffected, whatever the fault touches
+            assert any(c["model"] not in bg.AFFECTED_MODELS for c in unaffected)
+
+
+def test_the_split_of_gate_bench():
+    cases = _keys("gate_bench")
+    models = {c["model"] for c in cases}
+    assert len(models & set(bg.AFFECTED_MODELS)) == 7 and len(models - set(bg.AFFECTED_MODELS)) == 7
+    slow = bg.FAULTS["slow10"]
+    assert sum(bg.is_affected(slow, c, bg.AFFECTED_MODELS) for c in cases) == 39  # 7 x 4, mswr's 8, 3 big
+    assert all(bg.is_affected(slow, c, None) for c in cases)  # --fault-models all: every case
+    big = [c for c in cases if c["batch"] == "48"]
+    assert sorted(c["model"] for c in big if bg.is_affected(bg.FAULTS["mem10"], c, bg.AFFECTED_MODELS)) == \
+        ["mswr_net_tiny", "mswr_net_tiny", "sharp_tiny"]
+    assert [c["model"] for c in big if not bg.is_affected(bg.FAULTS["mem10"], c, bg.AFFECTED_MODELS)] == \
+        ["hsifusion_tiny"]
+    drift = bg.FAULTS["drift"]
+    assert not any(bg.is_affected(drift, c, None) for c in cases if c["precision"] != "fp32")
+    ckpt = bg.FAULTS["ckpt"]
+    hit = [c for c in cases if bg.is_affected(ckpt, c, ())]  # not scoped: the models given do not matter
+    assert len(hit) == 6 and {c["model"] for c in hit} == {"mswr_net_tiny"}
+
+
+def test_scope_helper_applies_to_the_models_given_only():
+    ns = {}
+    exec(bg.scope_helper(["b", "a"]), ns)
+    assert ns["_INJECTED_MODELS"] == ("a", "b")
+    assert ns["_injected_applies"]({"model": "a"}) and not ns["_injected_applies"]({"model": "c"})
+    ns = {}
+    exec(bg.scope_helper(None), ns)
+    assert ns["_injected_applies"]({"model": "anything"})
+
+
+def _patched_execute(fault, models):
+    rel, patch = fault.patches[0]
+    with open(os.path.join(ROOT, rel), encoding="utf-8") as fh:
+        text = fh.read()
+    module = types.ModuleType("bench_gate_patched_execute")
+    module.__file__ = os.path.join(ROOT, rel)
+    exec(compile(patch(text, models), rel, "exec"), module.__dict__)
+    return module
+
+
+def _run_smoke_case(module, model):
+    """One tiny eval fp32 case of smoke.toml through the patched run_case, as cheaply as it goes;
+    the result must make a record the runner's strict writer accepts (as the manager builds it)."""
+    sc = scen.load(scen.resolve_path("smoke"))
+    case = [c for c, _ in scen.expand(sc, scen.parse_only(["model=" + model, "mode=eval", "precision=fp32"]))][0]
+    measure = dict(sc.measure, warmup_iters=1, warmup_s=0.0, min_sample_s=0.0, samples=1, case_budget_s=1.0,
+                   speed_probe=False)
+    result = module.run_case(case.to_dict(), {"measure": measure, "tolerance": sc.tolerance, "task": sc.task})
+    assert result["status"] == "ok", result.get("reason")
+    record = {"schema_version": SCHEMA_VERSION, "run_id": "r", "time_utc": "2024-01-01T00:00:00Z",
+              "scenario": sc.name, "env_label": "bench", "case_key": case.key, "case": case.to_dict(), "env": None}
+    record.update(result)
+    record.setdefault("reason", None)
+    record["wall_s"] = 1.0
+    Record.from_dict(record, strict=True)  # RecordError: the patched runner writes an error record instead
+    return result
+
+
+AFFECTED, UNAFFECTED = "cbam_classifier_tiny", "attention_mha_tiny"
+
+
+def test_injected_faults_change_the_affected_model_only(tmp_path, monkeypatch):
+    assert AFFECTED in bg.AFFECTED_MODELS and UNAFFECTED not in bg.AFFECTED_MODELS
+    slow = _patched_execute(bg.FAULTS["slow10"], bg.AFFECTED_MODELS)
+    wrapped = []
+    real = slow._injected_slowdown
+    slow._injected_slowdown = lambda step: wrapped.append(1) or real(step)
+    _run_smoke_case(slow, AFFECTED)
+    assert wrapped == [1]
+    _run_smoke_case(slow, UNAFFECTED)
+    assert wrapped == [1]
+
+    mem = _patched_execute(bg.FAULTS["mem10"], bg.AFFECTED_MODELS)
+    notes = tmp_path / "held.jsonl"
+    monkeypatch.setenv(bg.MEM_LOG_ENV, str(notes))
+    peak = _run_smoke_case(mem, AFFECTED)["memory"]["peak_bytes"]
+    _run_smoke_case(mem, UNAFFECTED)
+    held = bg.held_bytes(str(notes))
+    assert list(held) == [k for k in held if "model=%s;" % AFFECTED in k] and len(held) == 1
+    assert 0 < list(held.values())[0][0] <= peak
+    monkeypatch.delenv(bg.MEM_LOG_ENV)
+    _run_smoke_case(mem, AFFECTED)  # no variable, no note
+    assert sum(map(len, bg.held_bytes(str(notes)).values())) == 1
+
+    drift = _patched_execute(bg.FAULTS["drift"], bg.AFFECTED_MODELS)
+    assert _run_smoke_case(drift, AFFECTED)["accuracy"]["passed"] is False
+    assert _run_smoke_case(drift, UNAFFECTED)["accuracy"]["passed"] is True
+
+
+# ---------------------------------------------------------------- what the workflow runs
+
+def test_workflow_run_reads_the_pull_request_workflows_scenario_and_rounds(tmp_path):
+    wf = bg.workflow_run()
+    assert wf["scenario"] == os.path.join(ROOT, "scenarios", "smoke.toml")
+    assert wf["rounds"] == 3 and "nox -s ab --" in wf["command"]
+    other = tmp_path / "wf.yml"
+    other.write_text("steps:\n  - name: ab\n    run: >-\n      nox -s ab --\n"
+                     "      --base ${{ x }} --head '${{ y }}' --rounds 5\n"
+                     "      default\n\n  - name: next\n    run: echo scenarios/other.toml\n")
+    wf = bg.workflow_run(str(other))
+    assert (wf["scenario"], wf["rounds"]) == (os.path.join(ROOT, "scenarios", "default.toml"), 5)
+    other.write_text("run: nox -s ab -- --base X smoke\n")  # no --head: ab would refuse it
+    with pytest.raises(bg.BenchError, match="cannot read"):
+        bg.workflow_run(str(other))
+    other.write_text("steps: []\n")
+    with pytest.raises(bg.BenchError, match="no `nox -s ab --`"):
+        bg.workflow_run(str(other))
+
+
+def _plan(*argv):
+    return bg.make_plan(bg.build_parser().parse_args(list(argv)))
+
+
+def test_plans():
+    plan = _plan("--workflow")
+    assert plan["scenario"].endswith(os.path.join("scenarios", "smoke.toml")) and plan["rounds"] == 3
+    assert plan["faults"] == list(bg.WORKFLOW_FAULTS) and plan["extra"] == []
+    assert "ab-gate.yml" in plan["what"]
+    assert _plan("--workflow", "--rounds", "5", "--faults", "slow10")["rounds"] == 5
+    plan = _plan()
+    assert plan["scenario"] == bg.DEFAULT_SCENARIO and plan["rounds"] == 10 and plan["faults"] == list(bg.FAULTS)
+    assert plan["models"] == bg.AFFECTED_MODELS
+    plan = _plan("--quick", "--fault-models", "all", "--only-aa")
+    assert plan["rounds"] == bg.QUICK_ROUNDS and plan["models"] is None and plan["faults"] == []
+    assert plan["extra"] == ["--only", bg.QUICK_ONLY[0]]
+    assert _plan("--scenario", "smoke")["scenario"] == os.path.join(ROOT, "scenarios", "smoke.toml")
+    for argv, message in ((["--workflow", "--quick"], "pick one"), (["--workflow", "--scenario", "smoke"], "leave"),
+                          (["--faults", "slow10,nope"], "unknown"), (["--rounds", "0"], ">= 1"),
+                          (["--scenario", "no_such_scenario"], "no such file"), (["--fault-models", ","], "at least")):
+        with pytest.raises(bg.BenchError, match=message):
+            _plan(*argv)
+
+
+def test_threshold_tables_skip_the_defaults_twice():
+    assert list(bg.threshold_tables({})) == ["defaults", "defaults +probe", "defaults +samples"]
+    tables = bg.threshold_tables({"time_factor": 1.05})
+    assert tables["scenario +probe"] == {"time_factor": 1.05, "time_basis": "probe"} and tables["defaults"] == {}
+    assert tables["scenario +samples"] == {"time_factor": 1.05, "time_test": "samples"}
+
+
+def test_round_spread_from_records():
+    import math
+
+    def rec(key, samples, probes, status="ok"):
+        return {"case_key": key, "status": status, "timing": {"samples_s": samples, "probe_samples_s": probes}}
+
+    rows = [rec(KEY, [0.010, 0.010, 0.011], [0.001] * 3), rec(KEY, [0.020, 0.020, 0.021], [0.002] * 3),
+            rec(KEY2, [0.005], None), rec(KEY2, [0.006], None), rec(KEY2, [0.1], None, status="error"),
+            rec("model=once", [0.001], [0.001])]
+    per_case = bg.round_medians(rows)
+    assert per_case[KEY] == [(0.010, 10.0), (0.020, 10.0)] and per_case[KEY2] == [(0.005, None), (0.006, None)]
+    fig = bg.round_spread(per_case)
+    sd_key, sd_key2 = math.log(2) / math.sqrt(2), math.log(1.2) / math.sqrt(2)  # sample sd of two values
+    assert fig["cases"] == 2 and fig["step_sd_log"] == pytest.approx((sd_key + sd_key2) / 2)
+    assert fig["probe_cases"] == 1 and fig["probe_sd_log"] == pytest.approx(0.0)  # the probe slowed alike
+    assert fig["widest"] == (KEY, 0.010, 0.020, 2)
+    assert bg.round_spread({})["step_sd_log"] is None
+
+
+# ---------------------------------------------------------------- bench_timing
+
+def test_bench_timing_alternates_a_b_b_a_as_the_ab_runner():
+    calls = []
+
+    def measure(side):
+        calls.append(side)
+        return float(len(calls))
+
+    ours, theirs, order = bt.interleave(3, measure)
+    assert "".join(calls) == order == "ABBAAB" == "".join(round_order(3))
+    # round i is (A[i], B[i]), measured back to back: the 1st and 2nd calls, the 4th and 3rd, ...
+    assert ours == [1.0, 4.0, 5.0] and theirs == [2.0, 3.0, 6.0]
+    assert bt.SIDES == {"A": "harness", "B": "blocked_autorange"}
+
+
+def test_bench_timing_overhead_parts():
+    rec = {"wall_s": 1.0, "timing": {"warmup_s": 0.2, "timed_s": 0.5, "probe_samples_s": [0.01, 0.02, 0.03]}}
+    parts = bt.overhead_parts(rec, 2.0)
+    assert parts["overhead_s"] == pytest.approx(0.3)
+    assert parts["probe_s"] == pytest.approx(0.12) and parts["rest_s"] == pytest.approx(0.18)
+    rec["timing"]["probe_samples_s"] = None  # no probe (CUDA, or speed_probe = false)
+    assert bt.overhead_parts(rec, 2.0)["probe_s"] == 0.0
+    assert bt.run_fixed_cost(5.0, [{"wall_s": 1.0}, {"wall_s": 2.5}]) == pytest.approx(1.5)

@@ -1,12 +1,17 @@
 """The record files: append-only JSONL, tolerant reading, resume keys."""
 import json
 import math
+import os
+import subprocess
+import sys
 
 import pytest
 
 from harness.record import RecordError
-from harness.record_store import RecordWriter, held_case_keys, iter_records
+from harness.record_store import OutputLock, OutputLocked, RecordWriter, held_case_keys, iter_records
 from tests.test_record import _rec
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_append_then_read_back_with_truncated_tail_and_other_schema(tmp_path):
@@ -46,3 +51,52 @@ def test_a_strict_fast_parser_falls_back_for_nan_and_infinity(tmp_path):
 
     got = [r for _, r, _ in iter_records(path, loads=strict)]
     assert math.isnan(got[0]["memory"]["peak_bytes"]) and got[1]["memory"]["peak_bytes"] == 1.0
+
+
+def test_an_unterminated_last_line_is_set_aside_before_appending(tmp_path):
+    path = str(tmp_path / "e.jsonl")
+    with RecordWriter(path) as w:
+        w.append(_rec("a"))
+    with open(path, "a") as fh:
+        fh.write('{"schema_version": 1, "case_key": "b", "sta')  # a kill (or a full disk) mid-write
+    with RecordWriter(path) as w:
+        assert w.set_aside == (len('{"schema_version": 1, "case_key": "b", "sta'), path + ".partial")
+        w.append(_rec("c"))
+    got = list(iter_records(path))
+    assert [(n, r["case_key"], p) for n, r, p in got] == [(1, "a", None), (2, "c", None)]
+    assert open(path + ".partial").read() == '{"schema_version": 1, "case_key": "b", "sta\n'
+    with RecordWriter(path) as w:  # a clean file is left alone
+        assert w.set_aside is None
+
+
+def test_a_line_with_an_invalid_utf8_byte_is_a_problem_and_the_rest_is_read(tmp_path):
+    path = tmp_path / "e.jsonl"
+    bad = json.dumps(_rec("bX")).encode().replace(b"bX", b"b\xe9")  # a Latin-1 byte in a UTF-8 file
+    lines = [json.dumps(_rec("a")).encode(), bad, json.dumps(_rec("c")).encode()]
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    got = list(iter_records(str(path)))
+    assert [r["case_key"] for _, r, _ in got if r] == ["a", "c"]
+    assert "not UTF-8" in got[1][2] and got[1][0] == 2
+
+
+def test_the_output_lock_refuses_a_second_holder_and_names_the_first(tmp_path):
+    path = str(tmp_path / "e.jsonl")
+    first = OutputLock(path)
+    first.acquire()
+    try:
+        with pytest.raises(OutputLocked, match=r"e.jsonl is being written by another run \(pid %d on " % os.getpid()):
+            OutputLock(path).acquire()
+    finally:
+        first.release()
+    with OutputLock(path):  # free again
+        pass
+
+
+def test_a_lock_left_by_a_killed_run_is_stale_and_taken_over(tmp_path):
+    path = str(tmp_path / "e.jsonl")
+    code = ("import os, sys; from harness.record_store import OutputLock; OutputLock(sys.argv[1]).acquire(); "
+            "os.kill(os.getpid(), 9)")
+    proc = subprocess.run([sys.executable, "-c", code, path], env=dict(os.environ, PYTHONPATH=ROOT))
+    assert proc.returncode == -9 and "pid" in open(path + ".lock").read()  # its lock file is left behind
+    with OutputLock(path):
+        pass

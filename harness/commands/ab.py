@@ -11,7 +11,9 @@ revision's own code is measured. Finally it calls the gate on ``<out_dir>/A``
 
 Why rounds, interleaved. On a shared 2-core machine the speed of the machine drifts
 and every fresh process has its own speed (medians from 18 to 37 ms for the same step
-in eight processes, see ENVIRONMENTS.md). Interleaving spreads drift over both sides,
+in eight processes; measured again by the "widest" case of the "round spread" lines of
+``python benchmarks/bench_gate.py --only-aa --rounds 8``; docs/gate.md lists the gate's
+figures and their commands). Interleaving spreads drift over both sides,
 and several rounds per side let the gate use the process, not the sample, as the unit
 of replication (``time_test = "auto"`` with ``min_rounds``). The default order is
 ``"abba"`` (A B B A A B ...): each pair swaps who goes first, so a drift that is linear

@@ -1,5 +1,6 @@
 """``torchmatrix env``: this environment's versions as JSON (what every record carries)."""
 import json
+import sys
 from typing import Optional
 
 from harness.fileio import atomic_write_text
@@ -27,5 +28,9 @@ def print_env(out: Optional[str], print_fn=print) -> int:
     text = json.dumps(info, indent=1, sort_keys=True)
     print_fn(text)
     if out:
-        atomic_write_text(out, text + "\n")
+        try:
+            atomic_write_text(out, text + "\n")
+        except OSError as exc:
+            print("error: cannot write %s: %s" % (out, exc.strerror or exc), file=sys.stderr)
+            return ExitCode.INPUT
     return ExitCode.OK

@@ -23,7 +23,8 @@ def list_models(patterns: Sequence[str], include_faults: bool, print_fn=print) -
 
     names = models.list_models(patterns or ["*"], include_faults=include_faults)
     if not names:
-        print("no model matches %s" % " ".join(patterns), file=sys.stderr)
+        print("error: no model matches %s (`torchmatrix list-models` lists them all; --faults adds the fault "
+              "twins)" % " ".join(patterns), file=sys.stderr)
         return ExitCode.INPUT
     for name in names:
         spec = models.get_spec(name)

@@ -23,6 +23,10 @@ def run(args) -> int:
     from harness.analysis.load import InputError
     from harness.analysis.report import build_report
 
+    if os.path.isdir(args.out):
+        print("error: --out %s is a folder: name the HTML file to write (e.g. %s)" % (
+            args.out, os.path.join(args.out, "index.html")), file=sys.stderr)
+        return ExitCode.INPUT
     try:
         verdicts = None
         if args.verdicts:
@@ -36,6 +40,9 @@ def run(args) -> int:
                             verdicts=verdicts)
     except InputError as exc:
         print("error: %s" % exc, file=sys.stderr)
+        return ExitCode.INPUT
+    except OSError as exc:  # the output's folder cannot be made or written
+        print("error: cannot write the report to %s: %s" % (args.out, exc.strerror or exc), file=sys.stderr)
         return ExitCode.INPUT
     for problem in info.get("problems", []):
         print("warning: %s" % problem, file=sys.stderr)

@@ -1,11 +1,13 @@
 """``torchmatrix run SCENARIO``: run a scenario's cases in this environment."""
 import json
 import os
+import re
 import sys
 import time
 from typing import Dict, Optional, Sequence
 
 from harness.fileio import atomic_write_text
+from harness.record_store import OutputLock, OutputLocked, held_case_keys
 from harness.vocab import ExitCode
 
 NAME = "run"
@@ -26,6 +28,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--only", action="append", default=[], metavar="AXIS=V1,V2",
                         help="keep cases whose AXIS matches one of the values (globs allowed); repeatable")
     parser.add_argument("--dry-run", action="store_true", help="list the cases and exit")
+
+
+#: What an environment label may hold: it names a file in the output folder.
+ENV_LABEL_RE = re.compile(r"^[A-Za-z0-9+_-][A-Za-z0-9.+_-]*$")
 
 
 def run(args) -> int:
@@ -66,24 +72,51 @@ def run_scenario(scenario_path: str, out_dir: Optional[str] = None, env_label: O
                  print_fn=print) -> int:
     """Run a scenario in this environment; records go to ``out_dir/env_label.jsonl``."""
     from harness import scenario as scen
-    from harness.record_store import held_case_keys
-    from harness.runner.manager import run_cases, summary_table
 
     path = scen.resolve_path(scenario_path)
     try:
         sc = scen.load(path)
         cases = scen.expand(sc, scen.parse_only(only))
     except scen.ScenarioError as exc:
-        print("error: scenario not usable, nothing was run:\n  " + "\n  ".join(exc.problems), file=sys.stderr)
+        # one line per problem, each naming the file, the key, the value and what is allowed
+        for problem in exc.problems:
+            print("error: %s" % problem, file=sys.stderr)
         return ExitCode.INPUT
     if dry_run:
         for case, reason in cases:
             print_fn(case.key + ("   [skipped: %s]" % reason if reason else ""))
         print_fn("%d cases" % len(cases))
         return ExitCode.OK
+    if env_label is not None and not ENV_LABEL_RE.match(env_label):
+        print("error: --env-label %r: use letters, digits and . _ + - (it names the record file)" % env_label,
+              file=sys.stderr)
+        return ExitCode.INPUT
     label = env_label or default_env_label()
     out_dir = out_dir or os.path.join("results", sc.name)
     out_path = os.path.join(out_dir, label + ".jsonl")
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        print("error: --out %s is a file, not a folder for record files" % out_dir, file=sys.stderr)
+        return ExitCode.INPUT
+    lock = OutputLock(out_path)
+    try:
+        lock.acquire()
+    except OutputLocked as exc:
+        print("error: %s" % exc, file=sys.stderr)
+        return ExitCode.INPUT
+    except OSError as exc:  # --out under a missing or read-only mount, or naming a file
+        print("error: cannot write records to %s: %s" % (out_dir, exc.strerror or exc), file=sys.stderr)
+        return ExitCode.INPUT
+    try:
+        return _run_locked(sc, path, cases, out_dir, out_path, label, resume, append, print_fn)
+    finally:
+        lock.release()
+
+
+def _run_locked(sc, path: str, cases, out_dir: str, out_path: str, label: str, resume: bool, append: bool,
+                print_fn) -> int:
+    """The run proper, with the output's lock held."""
+    from harness.runner.manager import DiskFull, run_cases, summary_table
+
     held = held_case_keys(out_path) if resume else set()
     if not resume and not append:
         moved = _rotate(out_path)
@@ -94,6 +127,9 @@ def run_scenario(scenario_path: str, out_dir: Optional[str] = None, env_label: O
     t0 = time.perf_counter()
     try:
         written, interrupted = run_cases(sc, cases, out_path, label, held=held, print_fn=print_fn)
+    except DiskFull as exc:
+        print("error: %s" % exc, file=sys.stderr)
+        return ExitCode.FAILURE
     except RuntimeError as exc:
         print("error: %s" % exc, file=sys.stderr)
         return ExitCode.FAILURE

@@ -29,7 +29,8 @@ from models import UnsupportedError
 _UNSUPPORTED_PATTERNS = re.compile(
     r"not implemented for|Could not run '|not supported|does not support|unsupported|only support|"
     r"no kernel|No operator found|is not available|not compiled with|Unsupported|"
-    r"could not create a descriptor for",  # oneDNN has no primitive for this dtype/shape on this CPU
+    r"could not create a descriptor for|"  # oneDNN has no primitive for this dtype/shape on this CPU
+    r"No working C\+\+ compiler",  # torch.compile's inductor needs one on the CPU; this machine has none
     re.IGNORECASE)
 _OOM_PATTERNS = re.compile(r"out of memory|can't allocate memory|CUDA error: out of memory|"
                            r"DefaultCPUAllocator: not enough memory", re.IGNORECASE)

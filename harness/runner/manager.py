@@ -6,6 +6,7 @@ signal and the worker's last words) or ``timeout``, and a fresh worker takes the
 next case. Records are appended and fsynced as they come. Ctrl-C stops the worker,
 keeps every finished record and tells how to ``--resume``.
 """
+import errno
 import json
 import os
 import select
@@ -33,6 +34,10 @@ class WorkerDied(Exception):
     pass
 
 
+class DiskFull(Exception):
+    """The record file could not be written for lack of space; the message says what was kept."""
+
+
 def _signal_name(returncode: int) -> str:
     if returncode < 0:
         try:
@@ -51,7 +56,8 @@ class Worker:
         cmd = [python]
         if sys.flags.optimize:
             cmd.append("-" + "O" * sys.flags.optimize)
-        cmd += ["-m", "harness.runner.worker", "--result-fd", str(write_fd), "--threads", str(threads),
+        cmd += ["-m", "harness.runner.worker", "--result-fd", str(write_fd), "--manager-pid", str(os.getpid()),
+                "--threads", str(threads),
                 "--backend", json.dumps(backend)]
         env = dict(os.environ)
         # The worker runs in the repository; the folder the user ran from stays importable (as for
@@ -186,6 +192,9 @@ def run_cases(scenario: Scenario, cases: Sequence[Tuple[Case, Optional[str]]], o
         return w
 
     with RecordWriter(out_path) as writer:
+        if writer.set_aside:
+            print_fn("note: %s ended with an unterminated line (%d bytes: a run killed mid-write or a full disk); "
+                     "moved to %s" % (out_path, writer.set_aside[0], writer.set_aside[1]))
         try:
             if any(reason is None for _, reason in todo):
                 worker = new_worker()  # before the first record, so every record carries the environment
@@ -227,12 +236,18 @@ def run_cases(scenario: Scenario, cases: Sequence[Tuple[Case, Optional[str]]], o
                 record.setdefault("duration_s", time.perf_counter() - t0)
                 record["wall_s"] = time.perf_counter() - t0
                 try:
-                    writer.append(Record.from_dict(record, strict=True))
-                except RecordError as exc:  # a runner bug: keep the case, say why its figures are gone
-                    record = {k: record[k] for k in _RECORD_HEAD}
-                    record.update(status="error", reason="harness bug: record failed the schema check: %s" % exc,
-                                  wall_s=time.perf_counter() - t0)
-                    writer.append(Record.from_dict(record, strict=True))
+                    try:
+                        writer.append(Record.from_dict(record, strict=True))
+                    except RecordError as exc:  # a runner bug: keep the case, say why its figures are gone
+                        record = {k: record[k] for k in _RECORD_HEAD}
+                        record.update(status="error", reason="harness bug: record failed the schema check: %s" % exc,
+                                      wall_s=time.perf_counter() - t0)
+                        writer.append(Record.from_dict(record, strict=True))
+                except OSError as exc:
+                    if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                        raise
+                    raise DiskFull("disk full writing %s: %d records kept, run again with --resume when there is "
+                                   "space" % (out_path, len(held) + len(written))) from None
                 written.append(record)
                 print_fn(progress_line(index, len(todo), case, record))
         except KeyboardInterrupt:

@@ -5,10 +5,10 @@ second (another tenant on the sibling hyperthread, frequency changes): on the 2-
 CI machine kind, the median of the same case moved by 20% (sd of the log) between
 rounds, so an A/B run with ten rounds a side could not tell a 10% slowdown from noise.
 Those changes hit every workload at once: timing three tiny zoo steps and this probe
-alternately for 100 s in one process (``benchmarks/bench_speed_probe.py``), the log of
-each step's median over windows of 41 steps correlated with the probe's at r =
-0.95-0.98, and the windowed median of the per-sample ratio step / probe spread 3.6-6.1
-times less than the step's own (sd of the log 0.03-0.05 against 0.15-0.21).
+alternately for 100 s in one process, the log of each step's median over windows of 41
+steps correlated with the probe's at r = 0.95-0.98, and the windowed median of the
+per-sample ratio step / probe spread 3.6-6.1 times less than the step's own (sd of the
+log 0.03-0.05 against 0.15-0.21).
 
 So ``harness.runner.timing.time_step`` runs the probe once right after each sample and keeps
 its time (``probe_samples_s``, aligned with ``samples_s``); the gate reports the change
@@ -22,7 +22,25 @@ busy-wait injected into every step, so a case 1.24x slower read 0.77x against it
 probe now runs untimed calls before its timed ones (see ``make_probe``). The probe is a
 small float32 convolution stack: convolutions are what most zoo models spend their
 time in, and a matrix-multiply or pure-Python probe tracked the models less closely.
-It never touches the model, allocates ~40 KiB once, and costs about 1.7 ms a sample.
+It never touches the model, allocates ~40 KiB once (input, weights and output:
+8 x 24 x 24 and 8 x 8 x 3 x 3 float32), and costs about 1.7 ms a sample.
+
+The figures, measured on the 2-core shared CI machine kind, and the commands that
+measure them again (other machines give other numbers):
+
+- 20% between rounds, and 0.20 -> 0.07 with the probe (68 cases of
+  ``scenarios/gate_bench.toml``, 8 rounds a side): the "round spread" lines (step,
+  step/probe) of ``python benchmarks/bench_gate.py --faults slow10 --fault-models all
+  --rounds 8``; its "scenario" and "scenario +probe" sensitivity rows show what ten
+  rounds, or fewer, detect of the 10% slowdown with and without the probe;
+- r = 0.95-0.98, 3.6-6.1 times less, 0.03-0.05 against 0.15-0.21:
+  ``python benchmarks/bench_speed_probe.py --seconds 100`` (columns ``r(probe)``,
+  ``gain``, ``sd(log step/probe)`` and ``sd(log step)``);
+- 1.4-2.0 ms after a busy-wait, 1.24x read as 0.77x: measured with the first version
+  of the probe (no untimed calls) by ``python benchmarks/bench_gate.py --faults slow10``;
+  the present probe warms up, so the command no longer reproduces it;
+- about 1.7 ms a sample: "one whole call" in the output of
+  ``python benchmarks/bench_timing.py``.
 
 CPU only: on CUDA the step is timed by events on the GPU, where the host's
 neighbours matter far less, so ``make_probe("cuda")`` returns None.
@@ -61,6 +79,9 @@ def make_probe(device: str) -> Optional[Callable[[], float]]:
                 # Untimed first: right after scalar code (a sleep, a busy-wait) the same 24
                 # calls took 11% longer than right after a model step (vector units and
                 # clocks settling); after 16 untimed calls the three agreed within 3%.
+                # Measured once, by hand, while choosing the warm-up: no benchmark in the
+                # repository repeats it; benchmarks/bench_gate.py --faults slow10 shows
+                # its effect (the probe-relative ratio against the plain one).
                 for _ in range(_WARMUP_CALLS):
                     conv2d(x, w, padding=1)
                 t0 = clock()

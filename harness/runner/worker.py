@@ -5,13 +5,31 @@ Protocol: the manager writes one JSON object per line to the worker's stdin
 given by ``--result-fd`` with one JSON line per case, after a first ``ready`` line
 carrying the environment. Results travel on their own pipe so anything a model
 prints on stdout cannot corrupt them. The worker runs in its own session, so a
-Ctrl-C at the terminal reaches only the manager, which decides what to do.
+Ctrl-C at the terminal reaches only the manager, which decides what to do. If the
+manager itself dies (``kill -9``), the kernel ends the worker too (Linux
+``PR_SET_PDEATHSIG``), so a worker stuck in a case is never left running alone.
 """
 import argparse
+import ctypes
+import ctypes.util
 import gc
 import json
 import os
+import signal
 import sys
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_the_manager(manager_pid: int) -> None:
+    """Ask the kernel for SIGKILL when the manager goes (Linux; a no-op elsewhere)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != manager_pid:  # it died before the request was in place
+        os._exit(1)
 
 
 def main(argv=None) -> int:
@@ -19,7 +37,10 @@ def main(argv=None) -> int:
     parser.add_argument("--result-fd", type=int, required=True)
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--backend", default="{}", help="backend flags as JSON")
+    parser.add_argument("--manager-pid", type=int, default=0, help="die when this process dies (0: do not)")
     args = parser.parse_args(argv)
+    if args.manager_pid:
+        _die_with_the_manager(args.manager_pid)
     out = os.fdopen(args.result_fd, "w", encoding="utf-8")
 
     def send(obj):

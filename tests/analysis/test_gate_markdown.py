@@ -63,3 +63,32 @@ def test_values_use_the_shared_units(tmp_path):
     doc = {"verdicts": verdicts, "counts": count_verdicts(verdicts), "thresholds": thresholds_for("", {}),
            "exit_code": exit_code_for(verdicts)}
     assert "memory: > 5% and > 16 MiB" in render_markdown(doc)
+
+
+def test_fields_from_records_cannot_inject_html_or_markdown(tmp_path):
+    evil = '"><img src=x onerror=alert(1)>'
+    b, c = frames([make_record(model=evil), make_record(model="m2")],
+                  [make_record(model=evil, status="error", reason="<script>alert(1)</script> [link](http://x) *b*"),
+                   make_record(model="m2", label="<b>head</b>")], tmp_path)
+    verdicts = compare(b, c, SAMPLES)
+    doc = {"verdicts": verdicts, "counts": count_verdicts(verdicts), "thresholds": thresholds_for("", {}),
+           "baseline": {"env_labels": ["base"], "records": 2},
+           "candidate": {"env_labels": ["<b>head</b>"], "records": 2, "scenarios": ["`smoke`"]},
+           "exit_code": exit_code_for(verdicts)}
+    text = render_markdown(doc)
+    body = text[len(MARKER):]
+    for raw in ("<img", "<script", "<b>", "[link](http", "`smoke`", " *b*"):
+        assert raw not in body, raw
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; \\[link\\](http://x) \\*b\\*" in text
+    assert "&lt;img src=x onerror=alert(1)&gt;" in text
+
+
+def test_each_summary_line_appears_once_on_a_one_environment_aa(tmp_path):
+    rng = np.random.default_rng(3)
+    recs = [make_record(batch_size=i + 1, samples=lognormal(rng, 0.01, 20)) for i in range(5)]
+    b, c = frames(recs, recs, tmp_path)
+    verdicts = compare(b, c, {})
+    doc = {"verdicts": verdicts, "counts": count_verdicts(verdicts), "thresholds": thresholds_for("", {}),
+           "exit_code": exit_code_for(verdicts)}
+    text = render_markdown(doc)
+    assert text.count("New cases: 0 · vanished: 0") == 1 and text.count("fewer than 3 rounds a side") == 1

@@ -1,7 +1,7 @@
 """Matching the sides (harness.analysis.gate.matching): environments, fields, counts, exit codes."""
 from harness.analysis.gate import compare, count_verdicts, exit_code_for
 from harness.vocab import VERDICT_KINDS, VERDICTS, ExitCode
-from tests.analysis.gate_records import frames, make_record, only
+from tests.analysis.gate_records import SAMPLES, frames, make_record, only
 
 
 def test_different_environments_are_not_comparable_never_compared(tmp_path):
@@ -40,3 +40,23 @@ def test_counts_and_exit_code():
     assert exit_code_for(verdicts) == ExitCode.OK
     assert exit_code_for(verdicts + [v("accuracy", "regressed")]) == ExitCode.FAILURE
     assert exit_code_for([v("status", "new"), v("status", "vanished")]) == ExitCode.INPUT  # nothing compared
+
+
+def test_nan_or_infinity_makes_that_kind_not_comparable_and_says_where(tmp_path):
+    nan_samples = make_record(batch_size=1)
+    nan_samples["timing"]["samples_s"][3] = float("nan")
+    inf_peak = make_record(batch_size=2, peak_bytes=float("inf"))
+    nan_median = make_record(batch_size=3)
+    nan_median["timing"]["median_s"] = float("nan")
+    base = [make_record(batch_size=i) for i in (1, 2, 3)]
+    b, c = frames(base, [nan_samples, inf_peak, nan_median], tmp_path)
+    verdicts = compare(b, c, SAMPLES)
+    bad = {(v["case_key"].split(";")[2], v["kind"]): v for v in verdicts if v["verdict"] == "not_comparable"}
+    assert set(bad) == {("batch=1", "time"), ("batch=2", "memory"), ("batch=3", "time")}
+    assert bad[("batch=1", "time")]["reason"].startswith("candidate holds NaN or Infinity: samples_s at ")
+    assert bad[("batch=1", "time")]["reason"].endswith("c.jsonl:1")
+    assert "peak_mem_bytes" in bad[("batch=2", "memory")]["reason"]
+    # the other kinds of those cases are still judged, and the count says it
+    assert {v["kind"] for v in verdicts if v["case_key"].endswith("batch=2") or ";batch=2;" in v["case_key"]} >= {
+        "status", "time", "memory"}
+    assert count_verdicts(verdicts)["time"]["not_comparable"] == 2

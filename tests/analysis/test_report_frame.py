@@ -63,3 +63,22 @@ def test_prepared_columns_orders_and_labels(tmp_path):
 def test_reason_group_ignores_numbers():
     assert fr.reason_group("Tried to allocate 2.00 GiB") == fr.reason_group("Tried to allocate 4.5 GiB")
     assert fr.short_reason("first line\nsecond") == "first line"
+
+
+def test_records_of_another_scenario_are_kept_apart_not_superseded(tmp_path):
+    older = record(median_s=0.5, time_utc="2026-01-01T00:00:00Z")
+    other = dict(record(median_s=0.1, time_utc="2026-01-02T00:00:00Z"), scenario="other")
+    write_jsonl(str(tmp_path / "a.jsonl"), [older, other])
+    raw, _ = load_records([str(tmp_path / "a.jsonl")])
+    df, notes = fr.prepare_frame(raw)
+    assert len(df) == 2 and notes["superseded"] == 0 and notes["scenarios"] == ["other", "unit"]
+    assert sorted(notes["env_order"]) == ["torch-2.1 \u00b7 other", "torch-2.1 \u00b7 unit"]
+
+
+def test_the_report_says_on_the_terminal_when_scenarios_differ(tmp_path):
+    from harness.analysis.report import build_report
+
+    write_jsonl(str(tmp_path / "a.jsonl"), [record(), dict(record(), scenario="other")])
+    info = build_report([str(tmp_path / "a.jsonl")], str(tmp_path / "r" / "index.html"))
+    assert info["records"] == 2 and info["superseded"] == 0
+    assert any("records of 2 scenarios (other, unit)" in p for p in info["problems"])

@@ -1,8 +1,12 @@
 """The manager survives crashes, hangs and Ctrl-C, losing at most the case in flight."""
 import os
+import resource
 import signal
 import subprocess
+import sys
 import time
+
+import pytest
 
 from tests.runner.helpers import ROOT, harness_cmd, read_jsonl, run_harness, write_scenario
 
@@ -53,28 +57,107 @@ def test_external_sigkill_of_the_worker_mid_case(tmp_path):
     assert "SIGKILL" in recs[0]["reason"]
 
 
-def test_ctrl_c_then_resume_runs_only_missing_cases(tmp_path):
-    path = write_scenario(tmp_path, MISBEHAVING % "8, 9, 10, 3, 11, 12", timeout=120)
+def _sigint_default():
+    # A shell starts background jobs with SIGINT ignored, and Python then installs no
+    # KeyboardInterrupt handler: restore the default so the manager sees Ctrl-C however
+    # this test process was started.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def test_ctrl_c_mid_case_then_resume_reruns_the_interrupted_case_once(tmp_path):
+    # Size 6 is healthy but sleeps MISBEHAVING_SLOW_S in every forward: in the first run it is
+    # surely in flight when Ctrl-C comes; resumed without the delay, the same case finishes.
+    path = write_scenario(tmp_path, MISBEHAVING % "8, 9, 6, 10", timeout=120)
     out = tmp_path / "out"
-    marker = tmp_path / "hanging"
-    env = dict(os.environ, PYTHONPATH=ROOT, MISBEHAVING_HANG_MARKER=str(marker))
+    marker = tmp_path / "in_flight"
+    env = dict(os.environ, PYTHONPATH=ROOT, MISBEHAVING_HANG_MARKER=str(marker), MISBEHAVING_SLOW_S="3600")
+    # Its own session, as a terminal's foreground job: Ctrl-C goes to its process group
+    # (the worker runs in a session of its own and is not in it).
     proc = subprocess.Popen(harness_cmd("run", path, "--out", str(out), "--env-label", "e"), cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    # Size 3 hangs, so the run is surely mid-case when we interrupt it.
-    _wait_for(marker.exists)
-    proc.send_signal(signal.SIGINT)
-    stdout, _ = proc.communicate(timeout=60)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True, preexec_fn=_sigint_default)
+    try:
+        _wait_for(marker.exists)
+        os.killpg(proc.pid, signal.SIGINT)
+        stdout, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
     assert proc.returncode == 130, stdout[-2000:]
-    assert "--resume" in stdout
+    assert "2 cases recorded" in stdout and "2 not run" in stdout and "--resume" in stdout, stdout[-2000:]
     first = read_jsonl(out / "e.jsonl")
-    assert [r["case"]["size"] for r in first] == [8, 9, 10]
-    # The hang is not a record: it was in flight. Resume finishes the rest, no duplicates.
-    path2 = write_scenario(tmp_path, MISBEHAVING % "8, 9, 10, 11, 12")
-    proc2 = run_harness("run", path2, "--out", str(out), "--env-label", "e", "--resume")
+    assert [r["case"]["size"] for r in first] == [8, 9]  # the case in flight left no record
+
+    env = dict(os.environ, PYTHONPATH=ROOT)  # no delay now: the interrupted case can finish
+    proc2 = subprocess.run(harness_cmd("run", path, "--out", str(out), "--env-label", "e", "--resume"), cwd=ROOT,
+                           env=env, capture_output=True, text=True, timeout=600)
     assert proc2.returncode == 0, proc2.stderr[-2000:]
-    assert "3 of 5 cases already recorded" in proc2.stdout
-    sizes = [r["case"]["size"] for r in read_jsonl(out / "e.jsonl")]
-    assert sizes == [8, 9, 10, 11, 12]
+    records = read_jsonl(out / "e.jsonl")
+    assert [r["case"]["size"] for r in records] == [8, 9, 6, 10]  # the interrupted case once, finished
+    assert [r["status"] for r in records] == ["ok"] * 4
+    # The finished cases were not run again: their records are the first run's, untouched.
+    assert records[:2] == first
+    assert records[2]["run_id"] == records[3]["run_id"] != first[0]["run_id"]
+    # Only the two missing cases were run (progress lines count over the cases to do).
+    assert "2 of 4 cases already recorded" in proc2.stdout
+    assert "[1/2] tests.fixtures.misbehaving:factory train b2 s6" in proc2.stdout
+    assert "[2/2] tests.fixtures.misbehaving:factory train b2 s10" in proc2.stdout
+
+
+# The worker's address space after importing torch and running a small case (what the
+# cap must leave room for): 1.9 GB with torch 1.10, 3.6 GB with the newest CUDA build.
+VM_PEAK_AFTER_A_SMALL_CASE = """
+from harness import scenario
+from harness.runner import execute
+settings = {"measure": dict(scenario.MEASURE_DEFAULTS, warmup_iters=1, warmup_s=0.0, min_sample_s=0.002, samples=3),
+            "tolerance": scenario.TOLERANCE_DEFAULTS, "task": scenario.TASK_DEFAULTS}
+case = dict(model="tests.fixtures.misbehaving:factory", mode="train", batch_size=2, size=8, precision="fp32",
+            checkpoint="none", device="cpu", channels_last=False, compile=False)
+assert execute.run_case(case, settings)["status"] == "ok"
+with open("/proc/self/status") as fh:
+    print([int(line.split()[1]) * 1024 for line in fh if line.startswith("VmPeak:")][0])
+"""
+
+OOM_MATRIX = MISBEHAVING % "8" + """
+[[include]]
+model = "cbam_classifier_tiny"
+batch_size = 16
+size = 512
+
+[[include]]
+model = "tests.fixtures.misbehaving:factory"
+size = 9
+"""
+
+
+def test_out_of_memory_under_an_address_space_cap_costs_one_case(tmp_path):
+    # A real cap: RLIMIT_AS set on the manager, inherited by its worker, 1 GiB above what a
+    # small case needs. cbam at batch 16, side 512 needs several GiB of activations, so its
+    # allocations fail inside torch's CPU allocator; the worker survives and goes on.
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    probe = subprocess.run([sys.executable, "-c", VM_PEAK_AFTER_A_SMALL_CASE], cwd=ROOT, env=env,
+                           capture_output=True, text=True, timeout=300)
+    assert probe.returncode == 0, probe.stderr[-2000:]
+    cap = int(probe.stdout.split()[-1]) + 2 ** 30
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if hard != resource.RLIM_INFINITY and hard < cap:
+        pytest.skip("the hard RLIMIT_AS (%d bytes) is below the cap this test needs (%d)" % (hard, cap))
+
+    def cap_address_space():
+        resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+
+    path = write_scenario(tmp_path, OOM_MATRIX, timeout=120)
+    out = tmp_path / "out"
+    proc = subprocess.run(harness_cmd("run", path, "--out", str(out), "--env-label", "e"), cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600, preexec_fn=cap_address_space)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-2000:]
+    recs = read_jsonl(out / "e.jsonl")
+    assert [(r["case"]["model"], r["status"]) for r in recs] == [
+        ("tests.fixtures.misbehaving:factory", "ok"), ("cbam_classifier_tiny", "oom"),
+        ("tests.fixtures.misbehaving:factory", "ok")], proc.stdout[-2000:]
+    assert "DefaultCPUAllocator: can't allocate memory" in recs[1]["reason"], recs[1]["reason"]
+    assert "oom 1" in proc.stdout
 
 
 def test_rerun_moves_earlier_records_aside(tmp_path):

@@ -3,6 +3,7 @@ import os
 
 import pytest
 
+import models
 from harness import scenario as scen
 from tests.runner.helpers import run_harness, write_scenario
 
@@ -90,3 +91,33 @@ def test_shipped_scenarios_load_and_expand(name):
     sc = scen.load(resolve_scenario(name))
     assert scen.expand(sc)
     assert os.path.basename(sc.path) == name + ".toml"
+
+
+def test_gate_bench_loads_and_expands_to_the_68_cases_it_describes():
+    from collections import Counter
+
+    from harness.scenario import resolve_path as resolve_scenario
+
+    sc = scen.load(resolve_scenario("gate_bench"))
+    cases = scen.expand(sc)
+    assert sc.name == "gate_bench" and len(cases) == 68
+    assert not any(reason for _, reason in cases)  # every size valid: nothing is skipped
+    assert len({c.key for c, _ in cases}) == 68
+    assert all(c.device == "cpu" and c.size == models.get_spec(c.model).default_sizes[0] for c, _ in cases)
+    # 56 small cases: 14 tiny zoo models x train/eval x fp32/amp_bf16 at batch 2, no checkpointing.
+    small = [c for c, _ in cases if c.batch_size == 2 and c.checkpoint == "none"]
+    per_model = Counter(c.model for c in small)
+    assert len(small) == 56 and len(per_model) == 14 and set(per_model.values()) == {4}
+    assert all(m.endswith("_tiny") and not models.get_spec(m).fault for m in per_model)
+    assert {(c.mode, c.precision) for c in small} == {(m, p) for m in ("train", "eval") for p in ("fp32", "amp_bf16")}
+    # 8 checkpointing cases of mswr_net_tiny (train): reentrant at batch 1, 2, 4, non_reentrant at 2.
+    ckpt = sorted((c.checkpoint, c.batch_size, c.precision) for c, _ in cases if c.checkpoint != "none")
+    assert ckpt == sorted((ck, b, p) for p in ("fp32", "amp_bf16")
+                          for ck, b in (("reentrant", 1), ("reentrant", 2), ("reentrant", 4), ("non_reentrant", 2)))
+    assert {(c.model, c.mode) for c, _ in cases if c.checkpoint != "none"} == {("mswr_net_tiny", "train")}
+    # 4 memory-sized cases: train at batch 48.
+    big = sorted((c.model, c.precision) for c, _ in cases if c.batch_size == 48)
+    assert big == [("hsifusion_tiny", "fp32"), ("mswr_net_tiny", "amp_bf16"), ("mswr_net_tiny", "fp32"),
+                   ("sharp_tiny", "fp32")]
+    assert all(c.mode == "train" and c.checkpoint == "none" for c, _ in cases if c.batch_size == 48)
+    assert sc.measure["samples"] == 41 and sc.measure["threads"] == 1

@@ -115,6 +115,17 @@ class Group:
         rows = self.ok if ok_only else self.rows
         return [r.get(name) for r in rows if not missing(r.get(name))]
 
+    def nonfinite(self, names: Tuple[str, ...]) -> Optional[str]:
+        """``column at file:line`` of the first ok record holding NaN or Infinity in one of
+        ``names`` (a number or a list of numbers), else None."""
+        for row in self.ok:
+            for name in names:
+                value = row.get(name)
+                values = value if isinstance(value, list) else [value]
+                if any(isinstance(x, float) and not math.isfinite(x) for x in values):
+                    return "%s at %s:%s" % (name, row.get("source"), row.get("line"))
+        return None
+
     def numbers(self, name: str) -> List[float]:
         """The finite numbers of a column over the ok records."""
         return [x for x in (num(v) for v in self.column(name)) if x is not None]

@@ -45,7 +45,7 @@ def load_gate_table(scenario_path: Optional[str], overrides: Optional[Dict] = No
         table = _read_scenario(scenario_path).get("gate") or {}
         errors = validate_gate_table(table, "%s [gate]" % scenario_path)
         if errors:
-            raise InputError("invalid [gate] table:\n  " + "\n  ".join(errors))
+            raise InputError("invalid [gate] table: " + "; ".join(errors))
     try:
         return apply_overrides(table, overrides)
     except ValueError as exc:
@@ -153,6 +153,10 @@ def run_gate(baseline_paths, candidate_paths, scenario_path: Optional[str] = Non
     dict of ``[gate]`` keys that win over the scenario's values for every model.
     Input errors go to stderr, naming the file, and return ``ExitCode.INPUT``.
     """
+    for flag, path in (("--json", json_out), ("--markdown", markdown_out)):
+        if path and os.path.isdir(path):  # checked first: nothing is written when an output is unusable
+            print("gate: input error: %s %s is a folder: name the file to write" % (flag, path), file=sys.stderr)
+            return ExitCode.INPUT
     try:
         doc = evaluate(baseline_paths, candidate_paths, scenario_path, overrides)
     except InputError as exc:
@@ -161,11 +165,14 @@ def run_gate(baseline_paths, candidate_paths, scenario_path: Optional[str] = Non
     except Exception:  # noqa: BLE001 - the contract is exit code 3, with the traceback
         print("gate: internal error:\n%s" % traceback.format_exc(), file=sys.stderr)
         return ExitCode.INTERNAL
+    target = None
     try:
         markdown = doc.pop("markdown")
         if json_out:
+            target = json_out
             atomic_write_text(json_out, json.dumps(doc, indent=1, sort_keys=True, allow_nan=False) + "\n")
         if markdown_out:
+            target = markdown_out
             atomic_write_text(markdown_out, markdown)
         print(markdown)
         for problem in doc["problems"]:
@@ -174,7 +181,7 @@ def run_gate(baseline_paths, candidate_paths, scenario_path: Optional[str] = Non
             print("gate: input error: no case of the candidate could be compared with the baseline "
                   "(see not comparable / new / vanished above)", file=sys.stderr)
     except OSError as exc:
-        print("gate: cannot write output: %s" % exc, file=sys.stderr)
+        print("gate: error: cannot write %s: %s" % (target or "the summary", exc.strerror or exc), file=sys.stderr)
         return ExitCode.INPUT
     except Exception:  # noqa: BLE001
         print("gate: internal error:\n%s" % traceback.format_exc(), file=sys.stderr)

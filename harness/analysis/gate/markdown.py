@@ -8,6 +8,8 @@ not-comparable, new and vanished cases. Long lists are cut (``MAX_ROWS``) with a
 pointer to the verdicts JSON; the whole text stays far below GitHub's 65,536
 characters per comment.
 """
+import html
+import re
 from typing import Dict, List
 
 from harness.units import format_bytes, format_duration
@@ -21,9 +23,16 @@ MAX_CHARS = 60000
 _KIND_ORDER = {"status": 0, "accuracy": 1, "memory": 2, "time": 2}
 
 
-def _cell(text) -> str:
+#: Markdown's inline syntax: emphasis, code, links and images, tables, escapes (not ``_``: GitHub
+#: leaves intraword underscores alone, and model names are full of them).
+_MD_SYNTAX = re.compile(r"([\\`*\[\]|!])")
+
+
+def md_text(text) -> str:
+    """Text from records (model names, reasons, labels) made inert in a PR comment: HTML
+    escaped, Markdown syntax backslash-escaped, on one line."""
     text = " ".join(str(text).split())
-    return text.replace("|", "\\|")
+    return _MD_SYNTAX.sub(r"\\\1", html.escape(text, quote=False))
 
 
 def format_value(verdict: Dict, which: str) -> str:
@@ -37,7 +46,7 @@ def format_value(verdict: Dict, which: str) -> str:
         return format_bytes(value)
     if isinstance(value, float):
         return "%.4g" % value
-    return _cell(value)
+    return md_text(value)
 
 
 def _ratio(v: Dict) -> str:
@@ -86,10 +95,10 @@ def _table(rows: List[Dict], show_env: bool, full_reason: bool = False) -> List[
     head = "| case |%s what | baseline | candidate | ratio | q | why |" % (" env |" if show_env else "")
     out = [head, "|---|%s---|---:|---:|---:|---:|---|" % ("---|" if show_env else "")]
     for v in rows[:MAX_ROWS]:
-        env = " %s |" % _cell(v.get("env") or v.get("env_label") or "") if show_env else ""
+        env = " %s |" % md_text(v.get("env") or v.get("env_label") or "") if show_env else ""
         out.append("| %s |%s %s | %s | %s | %s | %s | %s |" % (
-            _cell(short_case(v["case_key"])), env, _what(v), format_value(v, "baseline"),
-            format_value(v, "candidate"), _ratio(v), _q(v), _cell(_why(v, full_reason))))
+            md_text(short_case(v["case_key"])), env, _what(v), format_value(v, "baseline"),
+            format_value(v, "candidate"), _ratio(v), _q(v), md_text(_why(v, full_reason))))
     if len(rows) > MAX_ROWS:
         out.append("")
         out.append("… and %d more in the verdicts JSON." % (len(rows) - MAX_ROWS))
@@ -97,8 +106,8 @@ def _table(rows: List[Dict], show_env: bool, full_reason: bool = False) -> List[
 
 
 def _list(rows: List[Dict]) -> List[str]:
-    out = ["- %s (%s): %s" % (_cell(short_case(v["case_key"])), _cell(v.get("env") or v.get("env_label") or ""),
-                              _cell(v.get("reason") or "")) for v in rows[:MAX_ROWS]]
+    out = ["- %s (%s): %s" % (md_text(short_case(v["case_key"])), md_text(v.get("env") or v.get("env_label") or ""),
+                              md_text(v.get("reason") or "")) for v in rows[:MAX_ROWS]]
     if len(rows) > MAX_ROWS:
         out.append("- … and %d more in the verdicts JSON" % (len(rows) - MAX_ROWS))
     return out
@@ -138,15 +147,16 @@ def render_markdown(doc: Dict) -> str:
     def side(name):
         info = doc.get(name) or {}
         n = info.get("records", 0)
-        return "%s **%s** (%d record%s)" % (name, "/".join(info.get("env_labels") or ["?"]), n, "" if n == 1 else "s")
+        return "%s **%s** (%d record%s)" % (name, md_text("/".join(info.get("env_labels") or ["?"])), n,
+                                            "" if n == 1 else "s")
 
     scenarios = (doc.get("candidate") or {}).get("scenarios") or []
     lines = [MARKER, "### " + head, "",
              "%s%s vs %s%s · %d case×environment pairs compared · time: > %.2f× and BH q ≤ %g · "
              "memory: > %g%% and > %s · per-model thresholds may differ" % (
-                 ("`%s` · " % ", ".join(scenarios)) if scenarios else "", side("baseline"), side("candidate"),
-                 (" · " + envs[0]) if len(envs) == 1 and envs[0] else "", compared, th.get("time_factor", 0),
-                 th.get("q", 0), 100 * th.get("memory_frac", 0),
+                 ("%s · " % md_text(", ".join(scenarios))) if scenarios else "", side("baseline"),
+                 side("candidate"), (" · " + md_text(envs[0])) if len(envs) == 1 and envs[0] else "", compared,
+                 th.get("time_factor", 0), th.get("q", 0), 100 * th.get("memory_frac", 0),
                  format_bytes(th.get("memory_floor_bytes"))),
              "",
              "| | regressed | improved | inconclusive | unchanged | not comparable |",
@@ -188,7 +198,7 @@ def render_markdown(doc: Dict) -> str:
     problems = doc.get("problems") or []
     if problems:
         lines += _details("Input warnings (%d)" % len(problems),
-                          ["- %s" % _cell(p) for p in problems[:MAX_ROWS]])
+                          ["- %s" % md_text(p) for p in problems[:MAX_ROWS]])
     text = "\n".join(lines) + "\n"
     if len(text) > MAX_CHARS:
         text = text[:MAX_CHARS].rsplit("\n", 1)[0] + "\n\n… (cut: see the verdicts JSON)\n"

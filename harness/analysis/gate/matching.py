@@ -15,6 +15,20 @@ from harness.vocab import VERDICT_KINDS, VERDICTS, ExitCode
 #: The rules of a matched pair, in the order their verdicts are listed; time comes last, after the
 #: run-wide correction.
 PAIR_RULES = (status_rule, fidelity_rule, task_rule, memory_rule)
+#: The columns a kind's verdict rests on: NaN or Infinity in any makes that kind not comparable.
+FINITE_COLUMNS = {"time": ("samples_s", "median_s", "probe_samples_s"), "memory": ("peak_mem_bytes",)}
+
+
+def _nonfinite_verdicts(cmp: Comparison) -> Dict[str, Verdict]:
+    """``{kind: not_comparable verdict}`` for the kinds whose figures hold NaN or Infinity."""
+    out = {}
+    for kind, columns in FINITE_COLUMNS.items():
+        for side, group in (("baseline", cmp.baseline), ("candidate", cmp.candidate)):
+            where = group.nonfinite(columns)
+            if where:
+                out[kind] = cmp.verdict(kind, "not_comparable", "%s holds NaN or Infinity: %s" % (side, where))
+                break
+    return out
 
 
 def pair_unmatched(only_b: List[str], only_c: List[str], gb_of: Callable[[str], Group],
@@ -87,8 +101,11 @@ def compare(baseline_df: pd.DataFrame, candidate_df: pd.DataFrame, thresholds_ta
         common = [fp for fp in fps_b if fp in fps_c]
         for fp in common:
             cmp = Comparison.of(key, fp, gbs[(key, fp)], gcs[(key, fp)], thresholds_table)
-            verdicts.extend(v for v in (rule(cmp) for rule in PAIR_RULES) if v is not None)
-            test = time_test(cmp)
+            bad = _nonfinite_verdicts(cmp)
+            verdicts.extend(bad.values())
+            rules = [rule for rule in PAIR_RULES if not (rule is memory_rule and "memory" in bad)]
+            verdicts.extend(v for v in (rule(cmp) for rule in rules) if v is not None)
+            test = time_test(cmp) if "time" not in bad else None
             if test is not None:
                 pending.append(test)
         verdicts.extend(_unmatched_verdicts(key, {fp: gbs[(key, fp)] for fp in fps_b if fp not in common},

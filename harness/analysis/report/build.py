@@ -61,6 +61,10 @@ def make_context(paths: Sequence[str], baseline_paths: Optional[Sequence[str]] =
     problems = list(problems)
     df, notes = prepare_frame(raw)
     del raw
+    if len(notes["scenarios"]) > 1:
+        problems.append("records of %d scenarios (%s): each environment is shown once per scenario "
+                        "('label \u00b7 scenario'), none supersedes another" % (
+                            len(notes["scenarios"]), ", ".join(notes["scenarios"])))
     env_files, env_problems = environments.read_env_files(expand_paths(paths),
                                                           [p for p in paths if os.path.isdir(p)])
     problems.extend(env_problems)

@@ -166,14 +166,18 @@ def prepare_frame(df: pd.DataFrame) -> Tuple[pd.DataFrame, Dict]:
         sub = df.loc[missing_key, list(CASE_COLUMNS)]
         df.loc[missing_key, "case_key"] = ["|".join(str(v) for v in row) for row in sub.itertuples(index=False)]
     df["env"] = df["env_label"]
+    scenarios = sorted(str(x) for x in df["scenario"].dropna().unique())
+    if len(scenarios) > 1:
+        # records of another scenario are other results, not newer ones of the same: keep them apart
+        df["env"] = df["env_label"] + " \u00b7 " + df["scenario"].fillna("?").astype(str)
     superseded = 0
-    if df.duplicated(["env_label", "case_key"]).any():
+    if df.duplicated(["env", "case_key"]).any():
         # one label with two fingerprints for the same case (two machines, say) is two environments
-        trip = df[["env_label", "case_key", "env_fingerprint"]].drop_duplicates()
-        shared = set(trip.loc[trip.duplicated(["env_label", "case_key"]), "env_label"])
+        trip = df[["env", "case_key", "env_fingerprint"]].drop_duplicates()
+        shared = set(trip.loc[trip.duplicated(["env", "case_key"]), "env"])
         if shared:
-            mask = df["env_label"].isin(shared)
-            df.loc[mask, "env"] = df.loc[mask, "env_label"] + " @" + fp[mask].str[:10]
+            mask = df["env"].isin(shared)
+            df.loc[mask, "env"] = df.loc[mask, "env"] + " @" + fp[mask].str[:10]
         # keep the latest record per (case, environment); file order breaks ties
         df["_order"] = np.arange(len(df))
         df = df.sort_values(["time_utc", "_order"], na_position="first", kind="stable")
@@ -198,7 +202,7 @@ def prepare_frame(df: pd.DataFrame) -> Tuple[pd.DataFrame, Dict]:
     env_versions = df.groupby("env")["torch"].first()
     env_order = sorted(env_versions.index, key=lambda e: (parse_torch_version(env_versions[e]), e))
     df["env"] = pd.Categorical(df["env"], categories=env_order, ordered=True)
-    notes = {"superseded": superseded, "env_order": env_order,
+    notes = {"superseded": superseded, "env_order": env_order, "scenarios": scenarios,
              "status_order": _ordered_categories(df["status"], STATUS_ORDER),
              "precision_order": _ordered_categories(df["precision"], PRECISIONS),
              "checkpoint_order": _ordered_categories(df["checkpoint"], CHECKPOINTS),
