@@ -11,6 +11,7 @@ A scenario file may hold::
     q = 0.05                      # Benjamini-Hochberg false discovery rate, all timing tests
     memory_frac = 0.05            # peak memory growth fraction ...
     memory_floor_bytes = 16777216 # ... AND growth in bytes, both must be exceeded
+    tensor_memory_floor_bytes = 65536 # the byte floor when the CPU tensor peak is judged
     task_drop = 0.02              # task metric worsening, absolute (metric units) ...
     task_drop_frac = 0.01         # ... AND relative to the baseline value, both exceeded
     time_test = "auto"            # "samples" | "rounds" | "auto" (see below)
@@ -59,6 +60,7 @@ DEFAULTS: Dict[str, Any] = {
     "q": 0.05,
     "memory_frac": 0.05,
     "memory_floor_bytes": 16 * 1024 * 1024,
+    "tensor_memory_floor_bytes": 64 * 1024,
     "task_drop": 0.02,
     "task_drop_frac": 0.01,
     "time_test": "auto",
@@ -85,6 +87,7 @@ _RULES = {
     "q": (lambda v: _is_number(v) and 0.0 < v < 1.0, "a number strictly between 0 and 1 (e.g. 0.05)"),
     "memory_frac": (lambda v: _is_number(v) and v >= 0.0, "a number >= 0 (0.05 = 5% growth)"),
     "memory_floor_bytes": (lambda v: _is_int(v) and v >= 0, "an integer number of bytes >= 0"),
+    "tensor_memory_floor_bytes": (lambda v: _is_int(v) and v >= 0, "an integer number of bytes >= 0"),
     "task_drop": (lambda v: _is_number(v) and v >= 0.0, "a number >= 0, in the task metric's own units"),
     "task_drop_frac": (lambda v: _is_number(v) and v >= 0.0, "a number >= 0 (0.01 = 1% of the baseline value)"),
     "time_test": (lambda v: v in TIME_TESTS, "one of %s" % ", ".join('"%s"' % t for t in TIME_TESTS)),

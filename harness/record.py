@@ -131,6 +131,14 @@ class Memory:
     method: Optional[str] = _f("cuda_allocator | linux_vmhwm | ru_maxrss | none", "mem_method")
     baseline_bytes: Optional[float] = _f("memory in use before the case")
     cuda_reserved_peak_bytes: Optional[float] = _f("CUDA caching allocator's reserved peak")
+    tensor_peak_bytes: Optional[int] = _f("CPU only: exact peak of tensor bytes allocated during one extra step "
+                                          "(run under torch.profiler after the timed samples) and live at once; "
+                                          "deterministic; None on CUDA or when the profiler failed",
+                                          column="tensor_peak_bytes", table="tensor peak")
+    tensor_peak_method: Optional[str] = _f("how tensor_peak_bytes was read: 'torch.profiler memory events' "
+                                           "(raw allocation records) or 'torch.profiler self_cpu_memory_usage' "
+                                           "(op-attributed fallback); None on CUDA or when it failed")
+    tensor_peak_error: Optional[str] = _f("why the profiler gave no tensor peak, when it failed")
 
 
 @dataclass

@@ -6,6 +6,7 @@ The order keeps each figure honest:
    moved/cast for the case (precision, checkpoint mode, channels_last, compile);
 2. the first step's outputs (and gradients in train mode) are kept for fidelity;
 3. warm-up and timed samples, with the memory peak tracked from the start of warm-up;
+   on the CPU one more step under the profiler gives the exact tensor peak;
 4. the model is rebuilt in fp32 without checkpointing, same weights and inputs, and
    its outputs/gradients are the reference.
 
@@ -23,7 +24,7 @@ import torch
 
 import models
 from harness.runner import accuracy, precision, speed_probe, timing
-from harness.runner.memory import PeakMemory
+from harness.runner.memory import PeakMemory, tensor_peak_bytes
 from models import UnsupportedError
 
 _UNSUPPORTED_PATTERNS = re.compile(
@@ -116,6 +117,19 @@ def _release():
         torch.cuda.empty_cache()
 
 
+def _tensor_peak(step, device: str) -> Dict[str, Any]:
+    """The CPU tensor peak of one extra step run under the profiler (after the timed
+    samples, never during them); on CUDA the allocator's peak already says it."""
+    if device != "cpu":
+        return {"tensor_peak_bytes": None, "tensor_peak_method": None}
+    out: Dict[str, Any] = {"tensor_peak_bytes": None, "tensor_peak_method": None}
+    try:
+        out["tensor_peak_bytes"], out["tensor_peak_method"] = tensor_peak_bytes(step)
+    except Exception as exc:  # noqa: BLE001 - a failed measurement is reported, the case stays ok
+        out["tensor_peak_error"] = "%s: %s" % (type(exc).__name__, (str(exc).strip().split("\n")[0][:300]))
+    return out
+
+
 def run_case(case: Dict, settings: Dict) -> Dict[str, Any]:
     """Measure ``case``; return the record's measured part (status, timing, memory, ...)."""
     t_start = time.perf_counter()
@@ -141,6 +155,7 @@ def run_case(case: Dict, settings: Dict) -> Dict[str, Any]:
                                  samples=measure["samples"], budget_s=measure["case_budget_s"], done_iters=1,
                                  probe=probe, probe_description=speed_probe.DESCRIPTION if probe else None)
         result["memory"] = mem.result()
+        result["memory"].update(_tensor_peak(step, case["device"]))
         del model, inputs, target, step, step_keep
         _release()
 

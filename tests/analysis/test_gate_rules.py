@@ -109,3 +109,31 @@ def test_a_rule_reads_one_comparison_and_returns_a_typed_verdict(tmp_path):
     assert task_rule(cmp) is None  # no task run on either side: nothing to compare
     with pytest.raises(dataclasses.FrozenInstanceError):
         cmp.model = "other"
+
+
+def _with_tensor_peak(rec, tensor_peak):
+    rec["memory"]["tensor_peak_bytes"] = tensor_peak
+    rec["memory"]["tensor_peak_method"] = "torch.profiler memory events"
+    return rec
+
+
+def test_memory_judges_the_tensor_peak_when_both_sides_carry_it(tmp_path):
+    # +10% tensor peak (1 MiB): regressed, while the noisy process peak did not move
+    base = [_with_tensor_peak(make_record(peak_bytes=200 * MIB), 10 * MIB)]
+    cand = [_with_tensor_peak(make_record(peak_bytes=200 * MIB), 11 * MIB)]
+    v = only(compare(*frames(base, cand, tmp_path), {}), "memory")
+    assert v["verdict"] == "regressed" and v["measure"] == "tensor_peak_bytes" and "tensor peak" in v["reason"]
+    assert v["ratio"] == pytest.approx(1.1)
+    assert v["threshold"] == {"memory_frac": 0.05, "tensor_memory_floor_bytes": 64 * 1024}
+    # below the tensor floor: unchanged even though above 5%
+    base = [_with_tensor_peak(make_record(), 100 * 1024)]
+    cand = [_with_tensor_peak(make_record(), 150 * 1024)]
+    assert only(compare(*frames(base, cand, tmp_path), {}), "memory")["verdict"] == "unchanged"
+
+
+def test_memory_falls_back_to_the_process_peak_when_one_side_lacks_the_tensor_peak(tmp_path):
+    base = [make_record(peak_bytes=200 * MIB)]
+    cand = [_with_tensor_peak(make_record(peak_bytes=200 * MIB), 11 * MIB)]
+    v = only(compare(*frames(base, cand, tmp_path), {}), "memory")
+    assert v["verdict"] == "unchanged" and v["measure"] == "peak_mem_bytes"
+    assert v["threshold"] == {"memory_frac": 0.05, "memory_floor_bytes": 16 * MIB}

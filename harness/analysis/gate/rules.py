@@ -112,14 +112,46 @@ def status_rule(cmp: Comparison) -> Verdict:
     return cmp.verdict("status", "unchanged", reason, **fields)
 
 
+def _tensor_peaks(group: Group) -> Optional[List[float]]:
+    """The tensor peaks of the ok records, or None unless every ok record carries one."""
+    peaks = group.numbers("tensor_peak_bytes")
+    return peaks if group.ok and len(peaks) == len(group.ok) else None
+
+
+def _tensor_memory_rule(cmp: Comparison, pb: List[float], pc: List[float]) -> Verdict:
+    """The CPU tensor peak (deterministic): a change must exceed ``memory_frac`` and
+    ``tensor_memory_floor_bytes``; the 16 MiB floor is for the noisy process peak only."""
+    frac, floor = cmp.thresholds["memory_frac"], cmp.thresholds["tensor_memory_floor_bytes"]
+    b, c = median(pb), median(pc)
+    growth = c - b
+    fields: Dict[str, Any] = dict(unit="bytes", measure="tensor_peak_bytes", n_baseline=len(pb),
+                                  n_candidate=len(pc), baseline=b, candidate=c, ratio=c / b if b > 0 else None,
+                                  threshold={"memory_frac": frac, "tensor_memory_floor_bytes": floor})
+    kib = 1024.0
+    if growth > frac * b and growth > floor:
+        return cmp.verdict("memory", "regressed", "tensor peak +%.1f KiB (+%s), above %.0f%% and %.0f KiB" % (
+            growth / kib, ("%.1f%%" % (100 * growth / b)) if b > 0 else "from 0", 100 * frac, floor / kib),
+            **fields)
+    if -growth > frac * b and -growth > floor:
+        return cmp.verdict("memory", "improved", "tensor peak %.1f KiB (%.1f%%)" % (
+            growth / kib, 100 * growth / b), **fields)
+    return cmp.verdict("memory", "unchanged", "tensor peak %+.1f KiB, within %.0f%% or %.0f KiB" % (
+        growth / kib, 100 * frac, floor / kib), **fields)
+
+
 def memory_rule(cmp: Comparison) -> Optional[Verdict]:
-    """Median peak per side; a change must exceed both ``memory_frac`` and ``memory_floor_bytes``."""
+    """Median peak per side; a change must exceed both ``memory_frac`` and ``memory_floor_bytes``.
+    When every ok record of both sides carries the CPU tensor peak (``tensor_peak_bytes``,
+    exact), that is judged instead, with ``tensor_memory_floor_bytes`` as the floor."""
     gb, gc, th = cmp.baseline, cmp.candidate, cmp.thresholds
+    tb, tc = _tensor_peaks(gb), _tensor_peaks(gc)
+    if tb and tc:
+        return _tensor_memory_rule(cmp, tb, tc)
     pb, pc = gb.numbers("peak_mem_bytes"), gc.numbers("peak_mem_bytes")
     if not pb or not pc:
         return None
     frac, floor = th["memory_frac"], th["memory_floor_bytes"]
-    fields: Dict[str, Any] = dict(unit="bytes", n_baseline=len(pb), n_candidate=len(pc),
+    fields: Dict[str, Any] = dict(unit="bytes", measure="peak_mem_bytes", n_baseline=len(pb), n_candidate=len(pc),
                                   threshold={"memory_frac": frac, "memory_floor_bytes": floor})
     mb, mc = set(map(str, gb.column("mem_method"))), set(map(str, gc.column("mem_method")))
     if mb and mc and mb != mc:
