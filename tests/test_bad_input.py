@@ -97,6 +97,7 @@ needs_pandas = pytest.mark.skipif(importlib.util.find_spec("pandas") is None,
     (["report", "MISSING"], "no such file or folder"),
     (["report", "EMPTYSTORE"], "folder holds no *.jsonl record files"),
     (["report", "BADSTORE"], "no good records in"),
+    (["report", "STORE", "--verdicts", "GARBAGE"], "garbage.json: not a verdicts JSON of `torchmatrix gate --json`"),
     (["gate", "--baseline", "STORE", "--candidate", "STORE", "--json", "FOLDER"], "is a folder: name the file"),
     (["gate", "--baseline", "STORE", "--candidate", "STORE", "--markdown", "/proc/no-such/m.md"],
      "cannot write /proc/no-such/m.md: No such file or directory"),
@@ -113,7 +114,8 @@ def test_bad_analysis_input_is_exit_2_and_one_line(tmp_path, args, says):
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "x.jsonl").write_text('{"schema_version": 1}\n["not", "a", "record"]\n{"case": "x"\n')
     names = {"STORE": store, "FOLDER": tmp_path / "folder", "MISSING": tmp_path / "missing",
-             "EMPTYSTORE": tmp_path / "empty", "BADSTORE": tmp_path / "bad"}
+             "EMPTYSTORE": tmp_path / "empty", "BADSTORE": tmp_path / "bad", "GARBAGE": tmp_path / "garbage.json"}
+    (tmp_path / "garbage.json").write_text("[1, 2, 3]")
     proc = _run([str(names.get(a, a)) for a in args], cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr[-2000:]
     # one line says what is wrong (argparse's usage lines may come before it; warnings name bad records)

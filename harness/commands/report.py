@@ -36,6 +36,9 @@ def run(args) -> int:
             except (OSError, ValueError) as exc:
                 raise InputError("%s: cannot read the verdicts JSON (%s)" % (args.verdicts, exc)) from None
             verdicts = doc.get("verdicts") if isinstance(doc, dict) else doc
+            if not isinstance(verdicts, list) or not all(isinstance(v, dict) for v in verdicts):
+                raise InputError("%s: not a verdicts JSON of `torchmatrix gate --json` (expected a list of verdict "
+                                 "objects under \"verdicts\")" % args.verdicts)
         info = build_report(args.results, args.out, baseline_paths=args.baseline, reference_env=args.reference_env,
                             verdicts=verdicts)
     except InputError as exc:

@@ -133,7 +133,9 @@ def _running_peak(deltas) -> int:
 
 def tensor_peak_from_events(events) -> int:
     """Running maximum of the self CPU memory of ``events`` (FunctionEvents) summed in start
-    order; ties put parents (longer events) first, as the program ran them."""
+    order; ties put parents (longer events) first, as the program ran them. The fallback where
+    the raw records are missing: op-granular, so not exact to the byte (on 1.10 a few bytes can
+    land on a neighbouring op between runs)."""
     ordered = sorted(events, key=lambda ev: (_event_start(ev), -float(ev.time_range.end)))
     return _running_peak(_self_cpu_bytes(ev) for ev in ordered)
 
