@@ -45,22 +45,26 @@ def _f(doc: str, column: Optional[str] = None, required: bool = False, prefix: s
     return field(default=None, metadata=meta)
 
 
+def _axis(doc: str, default: Any = dataclasses.MISSING) -> Any:
+    """A case axis: required unless it has a default, its column named as the field."""
+    return field(default=default, metadata={"doc": doc, "column": True, "report": True})
+
+
 # --- the parts ------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Case:
     """One point of the matrix (``harness.vocab.CASE_AXES``)."""
 
-    model: str = field(metadata={"doc": "registered zoo name or import path", "column": "model", "report": True})
-    mode: str = field(metadata={"doc": "train | eval", "column": "mode", "report": True})
-    batch_size: int = field(metadata={"doc": "samples per step", "column": "batch_size", "report": True})
-    size: Any = field(metadata={"doc": "the model's size axis: int or 'HxW'", "column": "size", "report": True})
-    precision: str = field(metadata={"doc": "harness.vocab.PRECISIONS", "column": "precision", "report": True})
-    checkpoint: str = field(metadata={"doc": "harness.vocab.CHECKPOINTS", "column": "checkpoint", "report": True})
-    device: str = field(metadata={"doc": "cpu | cuda", "column": "device", "report": True})
-    channels_last: bool = field(default=False, metadata={"doc": "channels_last memory format",
-                                                         "column": "channels_last", "report": True})
-    compile: bool = field(default=False, metadata={"doc": "torch.compile", "column": "compile", "report": True})
+    model: str = _axis("registered zoo name or import path")
+    mode: str = _axis("train | eval")
+    batch_size: int = _axis("samples per step")
+    size: Any = _axis("the model's size axis: int or 'HxW'")
+    precision: str = _axis("harness.vocab.PRECISIONS")
+    checkpoint: str = _axis("harness.vocab.CHECKPOINTS")
+    device: str = _axis("cpu | cuda")
+    channels_last: bool = _axis("channels_last memory format", default=False)
+    compile: bool = _axis("torch.compile", default=False)
 
     @property
     def key(self) -> str:
@@ -295,7 +299,8 @@ def _columns(cls: Any, path: Tuple[str, ...] = (), prefix: str = "") -> List[Col
         if dataclasses.is_dataclass(tp):
             cols.extend(_columns(tp, path + (f.name,), prefix + f.metadata.get("prefix", "")))
         elif f.metadata.get("column"):
-            cols.append(Column(prefix + f.metadata["column"], path + (f.name,), _kind(tp),
+            name = f.name if f.metadata["column"] is True else f.metadata["column"]
+            cols.append(Column(prefix + name, path + (f.name,), _kind(tp),
                                f.metadata.get("doc", ""), bool(f.metadata.get("report")), f.metadata.get("table")))
     return cols
 

@@ -12,11 +12,12 @@ from harness.analysis.gate.rules import Comparison, Verdict, fidelity_rule, memo
 from harness.analysis.gate.time_rules import TimeTest, time_test, time_verdicts
 from harness.vocab import VERDICT_KINDS, VERDICTS, ExitCode
 
-#: The rules of a matched pair, in the order their verdicts are listed; time comes last, after the
-#: run-wide correction.
-PAIR_RULES = (status_rule, fidelity_rule, task_rule, memory_rule)
+#: The rules of a matched pair by the kind of verdict they give, in the order their verdicts are
+#: listed; time comes last, after the run-wide correction.
+PAIR_RULES = (("status", status_rule), ("accuracy", fidelity_rule), ("accuracy", task_rule), ("memory", memory_rule))
 #: The columns a kind's verdict rests on: NaN or Infinity in any makes that kind not comparable.
-FINITE_COLUMNS = {"time": ("samples_s", "median_s", "probe_samples_s"), "memory": ("peak_mem_bytes",)}
+FINITE_COLUMNS = {"time": ("samples_s", "median_s", "probe_samples_s"),
+                  "memory": ("peak_mem_bytes", "tensor_peak_bytes")}
 
 
 def _nonfinite_verdicts(cmp: Comparison) -> Dict[str, Verdict]:
@@ -103,8 +104,8 @@ def compare(baseline_df: pd.DataFrame, candidate_df: pd.DataFrame, thresholds_ta
             cmp = Comparison.of(key, fp, gbs[(key, fp)], gcs[(key, fp)], thresholds_table)
             bad = _nonfinite_verdicts(cmp)
             verdicts.extend(bad.values())
-            rules = [rule for rule in PAIR_RULES if not (rule is memory_rule and "memory" in bad)]
-            verdicts.extend(v for v in (rule(cmp) for rule in rules) if v is not None)
+            verdicts.extend(v for v in (rule(cmp) for kind, rule in PAIR_RULES if kind not in bad)
+                            if v is not None)
             test = time_test(cmp) if "time" not in bad else None
             if test is not None:
                 pending.append(test)

@@ -118,56 +118,53 @@ def _tensor_peaks(group: Group) -> Optional[List[float]]:
     return peaks if group.ok and len(peaks) == len(group.ok) else None
 
 
-def _tensor_memory_rule(cmp: Comparison, pb: List[float], pc: List[float]) -> Verdict:
-    """The CPU tensor peak (deterministic): a change must exceed ``memory_frac`` and
-    ``tensor_memory_floor_bytes``; the 16 MiB floor is for the noisy process peak only."""
-    frac, floor = cmp.thresholds["memory_frac"], cmp.thresholds["tensor_memory_floor_bytes"]
+#: How each memory measure is judged and written: (floor threshold key, reason's unit and scale,
+#: digits of the percentage and of the floor).
+_MEASURES = {
+    "tensor_peak_bytes": ("tensor_memory_floor_bytes", "tensor peak", "KiB", 1024.0, 1, 0),
+    "peak_mem_bytes": ("memory_floor_bytes", "peak", "MiB", MIB, 0, 1),
+}
+
+
+def _peak_verdict(cmp: Comparison, measure: str, pb: List[float], pc: List[float]) -> Verdict:
+    """Median peak per side; a change must exceed both ``memory_frac`` and the measure's floor."""
+    floor_key, label, unit, scale, pct_digits, floor_digits = _MEASURES[measure]
+    frac, floor = cmp.thresholds["memory_frac"], cmp.thresholds[floor_key]
     b, c = median(pb), median(pc)
     growth = c - b
-    fields: Dict[str, Any] = dict(unit="bytes", measure="tensor_peak_bytes", n_baseline=len(pb),
-                                  n_candidate=len(pc), baseline=b, candidate=c, ratio=c / b if b > 0 else None,
-                                  threshold={"memory_frac": frac, "tensor_memory_floor_bytes": floor})
-    kib = 1024.0
+    fields: Dict[str, Any] = dict(unit="bytes", measure=measure, n_baseline=len(pb), n_candidate=len(pc),
+                                  baseline=b, candidate=c, ratio=c / b if b > 0 else None,
+                                  threshold={"memory_frac": frac, floor_key: floor})
+    pct = "%%.%df%%%%" % pct_digits
     if growth > frac * b and growth > floor:
-        return cmp.verdict("memory", "regressed", "tensor peak +%.1f KiB (+%s), above %.0f%% and %.0f KiB" % (
-            growth / kib, ("%.1f%%" % (100 * growth / b)) if b > 0 else "from 0", 100 * frac, floor / kib),
-            **fields)
+        return cmp.verdict("memory", "regressed", "%s +%.1f %s (+%s), above %.0f%% and %.*f %s" % (
+            label, growth / scale, unit, (pct % (100 * growth / b)) if b > 0 else "from 0", 100 * frac,
+            floor_digits, floor / scale, unit), **fields)
     if -growth > frac * b and -growth > floor:
-        return cmp.verdict("memory", "improved", "tensor peak %.1f KiB (%.1f%%)" % (
-            growth / kib, 100 * growth / b), **fields)
-    return cmp.verdict("memory", "unchanged", "tensor peak %+.1f KiB, within %.0f%% or %.0f KiB" % (
-        growth / kib, 100 * frac, floor / kib), **fields)
+        return cmp.verdict("memory", "improved", "%s %.1f %s (%s)" % (
+            label, growth / scale, unit, pct % (100 * growth / b)), **fields)
+    return cmp.verdict("memory", "unchanged", "%s %+.1f %s, within %.0f%% or %.*f %s" % (
+        label, growth / scale, unit, 100 * frac, floor_digits, floor / scale, unit), **fields)
 
 
 def memory_rule(cmp: Comparison) -> Optional[Verdict]:
-    """Median peak per side; a change must exceed both ``memory_frac`` and ``memory_floor_bytes``.
-    When every ok record of both sides carries the CPU tensor peak (``tensor_peak_bytes``,
-    exact), that is judged instead, with ``tensor_memory_floor_bytes`` as the floor."""
-    gb, gc, th = cmp.baseline, cmp.candidate, cmp.thresholds
+    """Memory on the CPU tensor peak (exact) when every ok record of both sides carries it, else
+    on the process or allocator peak; measured differently on the two sides: not comparable."""
+    gb, gc = cmp.baseline, cmp.candidate
     tb, tc = _tensor_peaks(gb), _tensor_peaks(gc)
     if tb and tc:
-        return _tensor_memory_rule(cmp, tb, tc)
+        return _peak_verdict(cmp, "tensor_peak_bytes", tb, tc)
     pb, pc = gb.numbers("peak_mem_bytes"), gc.numbers("peak_mem_bytes")
     if not pb or not pc:
         return None
-    frac, floor = th["memory_frac"], th["memory_floor_bytes"]
-    fields: Dict[str, Any] = dict(unit="bytes", measure="peak_mem_bytes", n_baseline=len(pb), n_candidate=len(pc),
-                                  threshold={"memory_frac": frac, "memory_floor_bytes": floor})
     mb, mc = set(map(str, gb.column("mem_method"))), set(map(str, gc.column("mem_method")))
     if mb and mc and mb != mc:
+        floor_key = _MEASURES["peak_mem_bytes"][0]
         return cmp.verdict("memory", "not_comparable", "measured differently: %s vs %s" % (
-            "/".join(sorted(mb)), "/".join(sorted(mc))), **fields)
-    b, c = median(pb), median(pc)
-    growth = c - b
-    fields.update(baseline=b, candidate=c, ratio=c / b if b > 0 else None)
-    if growth > frac * b and growth > floor:
-        return cmp.verdict("memory", "regressed", "peak +%.1f MiB (+%s), above %.0f%% and %.1f MiB" % (
-            growth / MIB, ("%.0f%%" % (100 * growth / b)) if b > 0 else "from 0", 100 * frac, floor / MIB), **fields)
-    if -growth > frac * b and -growth > floor:
-        return cmp.verdict("memory", "improved", "peak %.1f MiB (%.0f%%)" % (growth / MIB, 100 * growth / b),
-                           **fields)
-    return cmp.verdict("memory", "unchanged", "peak %+.1f MiB, within %.0f%% or %.1f MiB" % (
-        growth / MIB, 100 * frac, floor / MIB), **fields)
+            "/".join(sorted(mb)), "/".join(sorted(mc))), unit="bytes", measure="peak_mem_bytes",
+            n_baseline=len(pb), n_candidate=len(pc),
+            threshold={"memory_frac": cmp.thresholds["memory_frac"], floor_key: cmp.thresholds[floor_key]})
+    return _peak_verdict(cmp, "peak_mem_bytes", pb, pc)
 
 
 def _max_err(group: Group) -> Optional[float]:
