@@ -10,14 +10,19 @@ to the clone by this file, as it is in the working tree).
 
 What is measured. By default ``scenarios/gate_bench.toml``, a scenario tuned for measuring
 the gate (68 cases, 41 samples of 10 ms, ``time_factor = 1.05``), 10 rounds a side.
-The pull-request workflow (``.github/workflows/ab-gate.yml``) runs something else: its
-own scenario (``scenarios/smoke.toml``: 12 cases, 5 samples, the gate's default
-thresholds) with ``ab``'s default round count (3). ``--workflow`` measures that: the
-scenario and ``--rounds`` are read from the workflow file's ``nox -s ab`` command
-(ab's own default where it passes none), and the gate uses that scenario's ``[gate]``
-table, as the workflow's run does. ``--scenario`` takes any file or a name in
-``scenarios/``. The machine still differs: the workflow runs on a hosted runner, this
-benchmark wherever it is started.
+``--instructions`` adds ab's instruction pass (``run_ab(..., instructions=True)``: the
+first round of each side also counts each ok case's instructions per step under
+valgrind/callgrind); the gate then judges time on the counts, which repeat exactly, so
+the default becomes 1 round a side. The pull-request workflow
+(``.github/workflows/ab-gate.yml``) runs something else: its own scenario
+(``scenarios/smoke.toml``: 12 cases, 5 samples, the gate's default thresholds) with
+``--instructions`` and ``ab``'s default round count for it (1). ``--workflow`` measures
+that: the scenario, ``--instructions`` and ``--rounds`` are read from the workflow
+file's ``nox -s ab`` command (ab's own default where it passes no ``--rounds``: 1 with
+``--instructions``, else 3), and the gate uses that scenario's ``[gate]`` table, as the
+workflow's run does. ``--scenario`` takes any file or a name in ``scenarios/``. The
+machine still differs: the workflow runs on a hosted runner, this benchmark wherever it
+is started.
 
 1. A/A: HEAD against itself. A case the gate calls regressed is a false alarm (it would
    fail a pull request); a case it calls improved is a false improvement (a wrong line
@@ -27,9 +32,10 @@ benchmark wherever it is started.
    either (goal: at most 1% each); and the wall time.
 2. Injected faults, each a commit on top of HEAD in the clone. A fault is injected into
    the models of ``AFFECTED_MODELS`` only (``--fault-models``; ``all`` injects it into
-   every model, as before), so each has an unaffected set: the cases of the other
-   models, and the cases of affected models the fault's code does not change (drift:
-   the amp_bf16 cases; ckpt: everything but mswr_net_tiny's reentrant train cases).
+   every model, as before; for work10 and tmem10, every model they are calibrated for),
+   so each has an unaffected set: the cases of the other models, and the cases of
+   affected models the fault's code does not change (drift: the amp_bf16 cases; ckpt:
+   everything but mswr_net_tiny's reentrant train cases; tmem10: the eval cases).
    Printed per fault: detection, the share of the affected cases it should flag that the
    gate calls regressed in the expected kind (goal: at least 95%); false alarms, the
    share of unaffected cases called regressed (any kind), and false improvements, the
@@ -65,6 +71,30 @@ benchmark wherever it is started.
                model only, whatever ``--fault-models`` says. Expected: accuracy (missing
                gradients) regressed on the mswr_net_tiny train cases with
                ``checkpoint=reentrant``; nothing else changes.
+   ``work10``  models/_registry.py: an affected model is built with a forward hook on some of
+               its own sub-modules (``WORK10_SITES``, calibrated per model) that computes the
+               sub-module a second time on the same inputs and adds the result with weight
+               0.0: a repeated block. Outputs and gradients keep their values; the work is
+               done in every precision and mode, forward and, in training, backward. Every
+               gate_bench case of an affected model counts 8-15% more instructions per step
+               (callgrind, one thread: WORK10_FIGURES below). Expected: time regressed on
+               every affected case (on the instruction counts with ``--instructions``, else on
+               wall time).
+   ``tmem10``  models/_registry.py: an affected model is built with a forward hook on some of
+               its sub-modules (``TMEM10_SITES``) that, in training, scrubs the output of NaN
+               through an unconditional clone and an in-place ``nan_to_num_`` (the cswin
+               audit's issue #3): each keeps a copy of the output saved for backward, alive
+               until backward reaches it. Values are unchanged; eval steps are untouched (the
+               eval cases are unaffected). Every gate_bench train case's tensor peak
+               (``memory.tensor_peak_bytes``, one step) grows by 8-17%, but for
+               graph_vae_tiny's amp_bf16 case (4%: one copy of its small block output is the
+               smallest dose). The gate's memory rule on the tensor peak needs > 5% AND >
+               64 KiB (``tensor_memory_floor_bytes``), so the targets ("eligible") are the
+               cases whose baseline tensor peak times the model's smallest calibrated growth
+               (``TMEM10_GROWTH``) exceeds both: in gate_bench, the 17 train cases of
+               mswr_net_tiny, sharp_tiny and cbam_classifier_tiny (peaks 0.6-200 MiB); the
+               small models peak at 40-490 KiB. Expected: memory regressed on those;
+               reported for all affected cases too.
 
    With only some cases changed, the Benjamini-Hochberg correction has fewer true
    changes among its tests than when every case is slowed, so ``slow10``'s detection can
@@ -132,8 +162,10 @@ WORKFLOW = os.path.join(ROOT, ".github", "workflows", "ab-gate.yml")
 QUICK_ONLY = ("model=mswr_net_tiny,cbam_classifier_tiny,attention_mha_tiny",)
 QUICK_ROUNDS = 3
 #: ``--workflow``: the faults that have affected cases in smoke.toml (no memory-sized case
-#: for mem10, no mswr_net_tiny for ckpt).
-WORKFLOW_FAULTS = ("slow10", "drift")
+#: for mem10, no mswr_net_tiny for ckpt). With the workflow's instruction pass, time is judged
+#: on the counts: work10 is the slowdown they should see, slow10 (a busy-wait in the timed
+#: pass only) one they cannot, which shows what wall time beside them still does.
+WORKFLOW_FAULTS = ("slow10", "work10", "tmem10", "drift")
 #: The models a fault is injected into by default (``--fault-models``); the cases of the
 #: others are its unaffected set. Every scenario the benchmark runs has both kinds:
 #: gate_bench (7 of its 14 models; memory-sized cases of mswr_net_tiny and sharp_tiny
@@ -301,13 +333,20 @@ def _memory_target(case: Dict[str, str], vs: List[Dict], table: Dict) -> bool:
     return False
 
 
+def ab_default_rounds(instructions: bool) -> int:
+    """``harness ab``'s round count when no ``--rounds`` is given: 1 with ``--instructions`` (the
+    counts decide time, and they repeat exactly), else 3 (wall-time verdicts need 3)."""
+    return 1 if instructions else 3
+
+
 def workflow_run(path: str = WORKFLOW) -> Dict:
-    """What the pull-request workflow runs: ``{"scenario": path, "rounds": n, "command": text}``.
+    """What the pull-request workflow runs: ``{"scenario": path, "rounds": n, "rounds_given":
+    bool, "instructions": bool, "command": text}``.
 
     Read from the workflow's ``nox -s ab -- ...`` command (a YAML folded block, read as
     text: no YAML parser needed) with ``harness ab``'s own argument parser, so a
-    ``--rounds`` the workflow does not pass takes ab's default. BenchError when there is
-    no such command.
+    ``--rounds`` the workflow does not pass takes ab's default (``ab_default_rounds``:
+    1 with ``--instructions``, else 3). BenchError when there is no such command.
     """
     from harness.commands import ab
 
@@ -332,15 +371,25 @@ def workflow_run(path: str = WORKFLOW) -> Dict:
     from harness.scenario import resolve_path
 
     scenario = resolve_path(args.scenario)  # as `harness ab` does, run from the repository root
+    # getattr: an ab without the option (an older checkout) reads the command without it
+    instructions = bool(getattr(args, "instructions", False))
+    rounds_given = args.rounds is not None
     return {"scenario": scenario if os.path.isabs(scenario) else os.path.join(ROOT, scenario),
-            "rounds": args.rounds, "command": command}
+            "rounds": args.rounds if rounds_given else ab_default_rounds(instructions),
+            "rounds_given": rounds_given, "instructions": instructions, "command": command}
 
 
 # ---------------------------------------------------------------- the faults' patches
 
 EXECUTE = "harness/runner/execute.py"
 MAKE_STEP_DEF = "\n\ndef _make_step("
-MAKE_STEP_CALL = "        step, step_keep = _make_step(model, inputs, target, case, use_case_config=True)\n"
+#: Where run_case has the step it times, after the fidelity step: built through ``_case_step``
+#: (which the instruction pass shares: its own call is followed by a bare ``step_keep()``, and
+#: slow10 leaves it alone, as it busy-waits on the clock, not on work), or, in a checkout from
+#: before the instruction pass, by ``_make_step`` directly.
+MAKE_STEP_CALLS = ("        model, inputs, target, step, step_keep = _case_step(case, seed)\n"
+                   "        torch.manual_seed(seed)\n        got_out, got_grads = step_keep()\n",
+                   "        step, step_keep = _make_step(model, inputs, target, case, use_case_config=True)\n")
 
 
 def scope_helper(models: Optional[Sequence[str]]) -> str:
@@ -375,7 +424,8 @@ def _patch_slow(text: str, models: Optional[Sequence[str]] = None) -> str:
     text = replace_once(text, MAKE_STEP_DEF, scope_helper(models) + SLOW_HELPER + MAKE_STEP_DEF, EXECUTE)
     inject = "        if _injected_applies(case):  # injected by bench_gate.py (slow10)\n" \
              "            step = _injected_slowdown(step)\n"
-    return replace_once(text, MAKE_STEP_CALL, MAKE_STEP_CALL + inject, EXECUTE)
+    call = next((a for a in MAKE_STEP_CALLS if a in text), MAKE_STEP_CALLS[0])
+    return replace_once(text, call, call + inject, EXECUTE)
 
 
 MEM_RESET = "        mem.reset_peak()\n"
@@ -457,6 +507,121 @@ def _mswr_reentrant_train(case: Dict[str, str]) -> bool:
         and case.get("checkpoint") == "reentrant"
 
 
+# work10 and tmem10 patch the zoo's registry (models/_registry.py): a model it builds gets a
+# forward hook on some of its own sub-modules, so the fault lives in the model, in every
+# precision, mode and checkpoint mode, and a model that is not named is built exactly as
+# before. The sites (sub-module paths, each hooked as many times as given) are calibrated per
+# model: what 10% of a step is differs from model to model. The models given
+# (``--fault-models``) pick from the tables; ``all`` means every model in them.
+ZOO_REGISTRY = "models/_registry.py"
+REGISTRY_BUILD = "        return self.model_cls(self.config)\n"
+REGISTER_MODEL_DEF = "\n\ndef register_model("
+#: work10: per model, the sub-modules computed twice (the second result weighted 0.0: a
+#: repeated block). Calibrated with callgrind (one thread, one step counted after a warm-up,
+#: a sub-module's share of the step read from the step with it repeated) so that every
+#: gate_bench case of the model counts 8-15% more instructions per step; the figures are in
+#: the module docstring. Sub-modules with tensor outputs and no running statistics
+#: (BatchNorm would update them twice).
+WORK10_SITES = {
+    "attention_gqa_tiny": (("blocks.0.mlp.0", 1), ("blocks.0.norm1", 1), ("blocks.0.norm2", 1), ("blocks.1.norm1", 1)),
+    "attention_linear_tiny": (("blocks.0.mlp", 1), ("blocks.0.norm1", 1), ("blocks.0.norm2", 1), ("blocks.1.norm1", 1)),
+    "cbam_classifier_tiny": (("stages.0.0.conv1", 1), ("stages.1.0.spatial_att", 1)),
+    "graph_vae_tiny": (("embed", 1), ("mu", 1)),
+    "llm_decoder_tiny": (("blocks.0.attn_norm", 1), ("blocks.0.mlp.gate", 1), ("head", 1)),
+    "mswr_net_tiny": (("encoders.1.0.attn", 1), ("rgb_proj", 1)),
+    "sharp_tiny": (("encoders.1.0.attn", 1), ("stem", 1)),
+}
+#: tmem10: per model, the sub-modules whose output is kept once more per hook, in training.
+#: Calibrated with ``harness.runner.memory.tensor_peak_bytes`` on each gate_bench train case's
+#: step, aiming at 8-15% growth (one copy of a site is the smallest step); mswr_net_tiny's
+#: sites are outside its checkpointed stages, so its checkpointing cases keep the copies too.
+#: Three of AFFECTED_MODELS only: their tensor peaks (0.6-200 MiB) are where a ~10% growth
+#: clears the gate's 64 KiB floor. The other four peak at 40-490 KiB, where 10% stays under
+#: it, and the copies' own ops would be a visible share of their short steps (+6% ops in
+#: llm_decoder_tiny's train step): a time change in a memory fault.
+TMEM10_SITES = {
+    "cbam_classifier_tiny": (("stages.0", 1),),
+    "mswr_net_tiny": (("downs.0", 2), ("ups.0", 2), ("head", 2)),
+    "sharp_tiny": (("encoders.0", 3), ("encoders.1", 3), ("decoders.0", 3)),
+}
+#: The smallest growth of the tensor peak tmem10 gave a gate_bench train case of the model (torch
+#: 2.15): a case is a target when even this much exceeds both memory thresholds.
+TMEM10_GROWTH = {"cbam_classifier_tiny": 0.105, "mswr_net_tiny": 0.096, "sharp_tiny": 0.109}
+
+SITES_HELPER = '''
+
+#: Injected by benchmarks/bench_gate.py (%(fault)s): per registered model, the sub-modules it
+#: hooks, each as many times as given.
+_INJECTED_SITES = %(sites)r
+
+
+def _injected_hooks(name, model):
+    """``model``, built for ``name``, with the fault's forward hook on each of its sites."""
+    modules = dict(model.named_modules())
+    for path, times in _INJECTED_SITES.get(name, ()):
+        for _ in range(times):
+            modules[path].register_forward_hook(%(hook)s)
+    return model
+'''
+WORK_HOOK = '''
+
+def _injected_twice(module, inputs, output):
+    """Injected by benchmarks/bench_gate.py (work10): the module computed a second time on the same
+    inputs and added with weight 0.0 (a repeated block): outputs and gradients keep their values
+    (x + 0.0 equals x), yet the work is done, forward and, in training, backward."""
+    return output + 0.0 * module.forward(*inputs)
+'''
+KEEP_HOOK = '''
+
+def _injected_keep(module, inputs, output):
+    """Injected by benchmarks/bench_gate.py (tmem10): in training, the module's output is scrubbed of
+    NaN through an unconditional clone (the cswin audit's issue #3). The in-place nan_to_num_ on
+    the clone saves a copy of its input for backward: one output's worth of tensor memory more
+    stays alive until backward reaches it. The values are finite, so they are unchanged."""
+    if not module.training:
+        return output
+    output = output.clone()
+    output.nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)
+    return output
+'''
+
+Sites = Dict[str, Tuple[Tuple[str, int], ...]]
+
+
+def _sites(table: Sites, models: Optional[Sequence[str]]) -> Sites:
+    """The calibrated ``table`` narrowed to ``models`` (None: all of it)."""
+    return {m: sites for m, sites in sorted(table.items()) if models is None or m in models}
+
+
+def _patch_registry(text: str, fault: str, sites: Sites, helper: str, hook: str) -> str:
+    text = replace_once(text, REGISTER_MODEL_DEF, SITES_HELPER % {"fault": fault, "sites": sites, "hook": hook}
+                        + helper + REGISTER_MODEL_DEF, ZOO_REGISTRY)
+    build = "        # injected by bench_gate.py (%s)\n" \
+            "        return _injected_hooks(self.name, self.model_cls(self.config))\n" % fault
+    return replace_once(text, REGISTRY_BUILD, build, ZOO_REGISTRY)
+
+
+def _patch_work(text: str, models: Optional[Sequence[str]] = None) -> str:
+    return _patch_registry(text, "work10", _sites(WORK10_SITES, models), WORK_HOOK, "_injected_twice")
+
+
+def _patch_keep(text: str, models: Optional[Sequence[str]] = None) -> str:
+    return _patch_registry(text, "tmem10", _sites(TMEM10_SITES, models), KEEP_HOOK, "_injected_keep")
+
+
+def _tensor_memory_target(case: Dict[str, str], vs: List[Dict], table: Dict) -> bool:
+    """tmem10's targets: cases judged on the tensor peak whose growth, at the model's smallest
+    calibrated one (``TMEM10_GROWTH``), exceeds both memory thresholds."""
+    from harness.gate_config import thresholds_for
+
+    th = thresholds_for(case.get("model", ""), table)
+    frac = TMEM10_GROWTH.get(case.get("model", ""), 0.0)
+    for v in vs:
+        if v["kind"] == "memory" and v.get("measure") == "tensor_peak_bytes" and v.get("baseline") is not None:
+            return frac * float(v["baseline"]) > th["tensor_memory_floor_bytes"] and frac > th["memory_frac"]
+    return False
+
+
 FAULTS: Dict[str, Fault] = {f.name: f for f in (
     Fault("slow10", "10% slower step (busy-wait)", ("time",), [(EXECUTE, _patch_slow)]),
     Fault("mem10", "+10% peak memory (held buffer)", ("memory",), [(EXECUTE, _patch_mem)], target=_memory_target),
@@ -464,6 +629,11 @@ FAULTS: Dict[str, Fault] = {f.name: f for f in (
           touched=lambda case: case.get("precision") == "fp32"),
     Fault("ckpt", "mswr_net_tiny -> legacy reentrant ckpt", ("accuracy", "status"), [(MSWR, _patch_ckpt)],
           touched=_mswr_reentrant_train, scoped=False),
+    Fault("work10", "+10% arithmetic (a block computed twice)", ("time",), [(ZOO_REGISTRY, _patch_work)],
+          touched=lambda case: case.get("model") in WORK10_SITES),
+    Fault("tmem10", "+10% tensor peak in training (kept clones)", ("memory",), [(ZOO_REGISTRY, _patch_keep)],
+          touched=lambda case: case.get("model") in TMEM10_SITES and case.get("mode") == "train",
+          target=_tensor_memory_target),
 )}
 
 
@@ -558,8 +728,9 @@ class Console:
 
 
 def run_pair(clone: str, base: str, head: str, label: str, scenario: str, rounds: int, out: str,
-             extra_args: Sequence[str], log_path: str, console: Console) -> Dict:
-    """One A/B run; returns its exit code, wall time, round times and load averages."""
+             extra_args: Sequence[str], log_path: str, console: Console, instructions: bool = False) -> Dict:
+    """One A/B run (``instructions``: with ab's instruction pass); returns its exit code, wall
+    time, round times and load averages."""
     out_dir = os.path.join(out, label)
     loads: List[float] = []
 
@@ -568,11 +739,12 @@ def run_pair(clone: str, base: str, head: str, label: str, scenario: str, rounds
             loads.append(os.getloadavg()[0])
         console.progress("%s: %s" % (label, text))
 
-    console("%s: A %s vs B %s, %d rounds each -> %s" % (label, base[:10], head[:10], rounds, out_dir))
+    console("%s: A %s vs B %s, %d rounds each%s -> %s" % (
+        label, base[:10], head[:10], rounds, ", instructions counted in the first" if instructions else "", out_dir))
     t0 = time.time()
     with output_to(log_path):
         code = run_ab(clone, base, head, scenario, rounds=rounds, out_dir=out_dir, python=sys.executable,
-                      extra_args=list(extra_args), timeout_s=1800.0, print_fn=progress)
+                      extra_args=list(extra_args), timeout_s=1800.0, instructions=instructions, print_fn=progress)
     wall = time.time() - t0
     rounds_log = {}
     path = os.path.join(out_dir, "ab-rounds.json")
@@ -768,6 +940,9 @@ def print_fault_table(console: Console, rows: List[Dict]) -> None:
         if r["fault"] == "mem10":
             console("          every affected case holds +10%%; the gate flagged %d of all %d affected (only %d are "
                     "above the floor)" % (f["affected_flagged"], f["affected"], f["targets"]))
+        if r["fault"] == "tmem10":
+            console("          every affected train step keeps 7-16%% more tensor memory; the gate flagged %d of all "
+                    "%d affected (%d are above both thresholds)" % (f["affected_flagged"], f["affected"], f["targets"]))
         for key in f["false_alarm_cases"][:5]:
             console("          false alarm: %s" % key)
         for key in f["false_improved_cases"][:5]:
@@ -809,14 +984,19 @@ def print_sensitivity(console: Console, label: str, rows: List[Dict], fault: Opt
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Measure the regression gate: A/A false alarms and injected faults, "
                                             "through the real A/B runner on a throw-away clone of HEAD.")
-    p.add_argument("--rounds", type=int, help="rounds per side of every A/B run (default 10; 3 with --quick; "
-                                              "the workflow's with --workflow)")
+    p.add_argument("--rounds", type=int, help="rounds per side of every A/B run (default 10; 3 with --quick; 1 with "
+                                              "--instructions; the workflow's with --workflow)")
     p.add_argument("--quick", action="store_true", help="a fast look: %d rounds, three models (%s)" % (
         QUICK_ROUNDS, QUICK_ONLY[0]))
     p.add_argument("--workflow", action="store_true",
-                   help="measure what the pull-request workflow (.github/workflows/ab-gate.yml) runs: its scenario "
-                        "and round count, read from its `nox -s ab` command (smoke.toml, 3 rounds), and by default "
-                        "the faults that have affected cases there (%s)" % ", ".join(WORKFLOW_FAULTS))
+                   help="measure what the pull-request workflow (.github/workflows/ab-gate.yml) runs: its scenario, "
+                        "--instructions and round count, read from its `nox -s ab` command (smoke.toml, with "
+                        "--instructions, 1 round), and by default the faults that have affected cases there (%s)"
+                        % ", ".join(WORKFLOW_FAULTS))
+    p.add_argument("--instructions", action="store_true",
+                   help="count instructions under valgrind in the first round of each side (`harness ab "
+                        "--instructions`): the gate judges time on the counts, so the default --rounds becomes 1 "
+                        "(with --workflow: taken from the workflow's command when it passes it)")
     p.add_argument("--out", default=DEFAULT_OUT, help="output folder (default: results/bench-gate)")
     p.add_argument("--only-aa", action="store_true", help="run the A/A comparison only")
     p.add_argument("--skip-aa", action="store_true", help="run the faults only")
@@ -847,15 +1027,24 @@ def make_plan(args: argparse.Namespace, workflow: str = WORKFLOW) -> Dict:
     if args.workflow and args.scenario:
         raise BenchError("--workflow takes the workflow's scenario; leave --scenario out")
     what = "the scenario given" if args.scenario else "the tuned gate_bench scenario (not what the workflow runs)"
+    instructions = bool(args.instructions)
     if args.workflow:
         wf = workflow_run(workflow)
-        scenario, rounds = wf["scenario"], wf["rounds"] if args.rounds is None else args.rounds
+        scenario = wf["scenario"]
+        instructions = instructions or wf["instructions"]
+        # the workflow's --rounds, else ab's default for the instruction pass as run here (this
+        # option may add it to a workflow that does not pass it)
+        rounds = wf["rounds"] if wf["rounds_given"] else ab_default_rounds(instructions)
         default_faults: Sequence[str] = WORKFLOW_FAULTS
         what = "what %s runs: `%s`" % (os.path.relpath(workflow, ROOT), wf["command"])
+        if instructions and not wf["instructions"]:
+            what += ", with --instructions added"
     else:
         scenario = resolve_path(args.scenario) if args.scenario else DEFAULT_SCENARIO
-        rounds = (QUICK_ROUNDS if args.quick else 10) if args.rounds is None else args.rounds
+        rounds = 1 if instructions else QUICK_ROUNDS if args.quick else 10
         default_faults = tuple(FAULTS)
+    if args.rounds is not None:
+        rounds = args.rounds
     scenario = os.path.abspath(scenario)
     if not os.path.isfile(scenario):
         raise BenchError("scenario %s: no such file" % scenario)
@@ -878,7 +1067,7 @@ def make_plan(args: argparse.Namespace, workflow: str = WORKFLOW) -> Dict:
     for item in (list(QUICK_ONLY) if args.quick else []) + args.only:
         extra += ["--only", item]
     return {"scenario": scenario, "rounds": rounds, "faults": faults, "extra": extra, "models": models,
-            "what": what}
+            "what": what, "instructions": instructions}
 
 
 def threshold_tables(table: Dict) -> Dict[str, Dict]:
@@ -900,7 +1089,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except BenchError as exc:
         print("bench_gate: %s" % exc, file=sys.stderr)
         return 2
-    scenario, rounds, faults, extra, models = (plan[k] for k in ("scenario", "rounds", "faults", "extra", "models"))
+    scenario, rounds, faults, extra, models, instructions = (
+        plan[k] for k in ("scenario", "rounds", "faults", "extra", "models", "instructions"))
     out = os.path.abspath(args.out)
     os.makedirs(out, exist_ok=True)
     log_path = os.path.join(out, "rounds.log")
@@ -911,14 +1101,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     # "+probe": the same records gated on step time / speed-probe time (time_basis = "probe")
     tables = threshold_tables(table)
     console = Console()
-    console("bench_gate: scenario %s, %d rounds per side%s; python %s; out %s" % (
+    console("bench_gate: scenario %s, %d rounds per side%s%s; python %s; out %s" % (
         os.path.relpath(scenario, ROOT), rounds, " (%s)" % " ".join(extra) if extra else "",
+        ", instructions counted (valgrind) in the first round of each side" if instructions else "",
         sys.executable, out))
     console("  measuring %s" % plan["what"])
     console("  gate thresholds: %s; faults injected into %s; rounds' output goes to %s" % (
         json.dumps(table, sort_keys=True) if table else "the gate's defaults (the scenario has no [gate] table)",
         "every model" if models is None else ", ".join(models), log_path))
-    doc: Dict = {"scenario": scenario, "rounds": rounds, "extra_args": extra, "gate_table": table,
+    doc: Dict = {"scenario": scenario, "rounds": rounds, "instructions": instructions, "extra_args": extra,
+                 "gate_table": table,
                  "measuring": plan["what"], "fault_models": list(models) if models is not None else "all",
                  "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "runs": {}}
     clone = None
@@ -927,7 +1119,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         console("  throw-away clone of %s at %s: %s" % (args.repo, base[:10], clone))
         doc["commit"] = base
         if not args.skip_aa:
-            run = run_pair(clone, base, base, "aa", scenario, rounds, out, extra, log_path, console)
+            run = run_pair(clone, base, base, "aa", scenario, rounds, out, extra, log_path, console, instructions)
             with open(os.path.join(run["out_dir"], "gate-verdicts.json"), encoding="utf-8") as fh:
                 verdicts = json.load(fh)["verdicts"]
             fig = aa_figures(verdicts)
@@ -945,7 +1137,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 os.remove(held_log)
             os.makedirs(os.path.dirname(held_log), exist_ok=True)
             with environment(MEM_LOG_ENV, held_log):
-                run = run_pair(clone, base, head, name, scenario, rounds, out, extra, log_path, console)
+                run = run_pair(clone, base, head, name, scenario, rounds, out, extra, log_path, console,
+                               instructions)
             with open(os.path.join(run["out_dir"], "gate-verdicts.json"), encoding="utf-8") as fh:
                 verdicts = json.load(fh)["verdicts"]
             fig = fault_figures(verdicts, fault, table, models)

@@ -17,6 +17,9 @@ A scenario file may hold::
     time_test = "auto"            # "samples" | "rounds" | "auto" (see below)
     min_rounds = 3                # rounds per side for "auto" to test round medians
     time_basis = "step"           # "step" | "probe": what the timing test compares (see below)
+    instructions_frac = 0.02      # instruction counts (when both sides carry them): change beyond this ...
+    instructions_spread_factor = 5  # ... AND beyond this many times the counts' own spread
+    aggregate_factor = 1.20       # the run's geometric-mean wall-time ratio beyond which all cases moved
 
     [gate.per_model."cbam_*"]     # fnmatch glob over model names; any key above
     time_factor = 1.25
@@ -35,6 +38,13 @@ again, run ``python benchmarks/bench_gate.py --only-aa --rounds 8``: the first i
 "widest" case of its "round spread" lines (8 processes a side), the second its
 sensitivity row "scenario +samples k=1" (32-41% in two runs). docs/gate.md
 lists every figure of the gate with its command.
+
+``instructions_frac`` and ``instructions_spread_factor``: where both sides of a case carry
+instruction counts (``run --instructions``), its time verdict rests on them: regressed when the
+count per step grew by more than ``instructions_frac`` and by more than
+``instructions_spread_factor`` times the counts' spread (between repeats in one process, and
+between rounds). ``aggregate_factor``: the run-wide verdict on the geometric mean of every
+case's time ratio (docs/gate.md, "Aggregate").
 
 ``time_basis``: ``"step"`` tests the step times as measured. ``"probe"`` tests step time /
 speed-probe time (``harness.runner.speed_probe``) where every record of both sides carries the
@@ -66,6 +76,9 @@ DEFAULTS: Dict[str, Any] = {
     "time_test": "auto",
     "min_rounds": 3,
     "time_basis": "step",
+    "instructions_frac": 0.02,
+    "instructions_spread_factor": 5.0,
+    "aggregate_factor": 1.20,
 }
 
 TIME_TESTS = ("auto", "samples", "rounds")
@@ -93,6 +106,9 @@ _RULES = {
     "time_test": (lambda v: v in TIME_TESTS, "one of %s" % ", ".join('"%s"' % t for t in TIME_TESTS)),
     "min_rounds": (lambda v: _is_int(v) and v >= 2, "an integer >= 2"),
     "time_basis": (lambda v: v in TIME_BASES, "one of %s" % ", ".join('"%s"' % t for t in TIME_BASES)),
+    "instructions_frac": (lambda v: _is_number(v) and 0.0 < v < 1.0, "a number between 0 and 1 (0.02 = 2% more)"),
+    "instructions_spread_factor": (lambda v: _is_number(v) and v >= 1.0, "a number >= 1"),
+    "aggregate_factor": (lambda v: _is_number(v) and v > 1.0, "a number greater than 1 (1.20 = 20% slower)"),
 }
 
 if set(_RULES) != set(DEFAULTS):  # an edit that added a key to one table and not the other

@@ -27,7 +27,8 @@ SCHEMA_VERSION = 1
 #: What each version changed (as pyperf keeps its JSON format history).
 SCHEMA_HISTORY = (
     (1, "2026-11: first version: case, env, status, timing (raw samples), memory, accuracy (fp32 reference, "
-        "output probe), task; the speed probe's samples in timing"),
+        "output probe), task; the speed probe's samples in timing; later, without a version change (new "
+        "optional parts only): memory.tensor_peak_bytes, instructions"),
 )
 
 #: ``version -> function`` turning a record of that version into one of ``version + 1``.
@@ -146,6 +147,28 @@ class Memory:
 
 
 @dataclass
+class Instructions:
+    """CPU instructions of the case's step counted under valgrind's callgrind
+    (``harness.runner.instructions``): deterministic where wall time is noise."""
+
+    status: Optional[str] = _f("ok | unsupported (valgrind missing or refusing) | skipped (the step is longer "
+                               "than instructions_max_step_s) | error | timeout | crashed",
+                               "instr_status", report=True)
+    reason: Optional[str] = _f("why there is no count, for any status but ok", "instr_reason", report=True)
+    per_iter: Optional[float] = _f("instructions per step: the median of repeats_per_iter",
+                                   column="instructions_per_iter", table="instructions")
+    repeats_per_iter: Optional[List[float]] = _f("each repeat's count divided by its iterations",
+                                                 "instructions_repeats")
+    iterations: Optional[int] = _f("steps counted in each repeat (after warm-up)")
+    warmup_iters: Optional[int] = _f("uncounted steps before the first repeat, besides the case's first step "
+                                     "(never counted: it allocates)")
+    spread: Optional[float] = _f("(max - min) / median of repeats_per_iter", "instructions_spread", report=True)
+    tool: Optional[str] = _f("the counting tool and its version, e.g. 'valgrind-3.19.0 callgrind'", "instr_tool")
+    threads: Optional[int] = _f("torch threads in the counting worker (1: one deterministic thread)")
+    wall_s: Optional[float] = _f("seconds the instruction pass took for this case (under valgrind)")
+
+
+@dataclass
 class ErrorStats:
     """Error of the case's tensors against the fp32 reference's (``harness.runner.accuracy``)."""
 
@@ -210,6 +233,8 @@ class Record:
     memory: Optional[Memory] = _f("peak memory (ok)")
     accuracy: Optional[Accuracy] = _f("numerical fidelity (ok)")
     task: Optional[Task] = _f("task accuracy (when the scenario asks)")
+    instructions: Optional[Instructions] = _f("instruction counts (when the scenario or --instructions asks; "
+                                               "ok cases only)")
 
     def to_dict(self) -> Dict[str, Any]:
         """The JSON object written for this record (absent parts as null)."""

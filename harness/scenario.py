@@ -60,6 +60,16 @@ MEASURE_DEFAULTS = {
     "threads": 0,             # torch.set_num_threads; 0 keeps the build's default
     "speed_probe": True,      # CPU: time harness.runner.speed_probe after each sample (gate: time_basis)
     "seed": 0,
+    # Instruction counts (harness.runner.instructions): after each ok case, its step again in
+    # one valgrind/callgrind worker per environment, one thread. Deterministic, ~50x slower.
+    "instructions": False,
+    "instructions_warmup_iters": 0,   # uncounted steps after the first (always uncounted: it allocates)
+    "instructions_iters": 1,          # steps per counted repeat
+    "instructions_repeats": 2,        # repeats: their spread is the count's own noise
+    "instructions_timeout_s": 900.0,  # one case under valgrind; the worker's start-up has its own limit
+    # Not counted (instructions "skipped"): a case whose timed step took longer than this. Under
+    # valgrind a step runs 50-150x slower: a 0.3 s step (batch 48 of mswr_net_tiny) took 12 min to count.
+    "instructions_max_step_s": 0.1,
 }
 BACKEND_DEFAULTS = {"allow_tf32": False, "cudnn_benchmark": False, "deterministic": False}
 TOLERANCE_DEFAULTS = {"fp32": 1e-4, "amp_fp16": 2e-2, "amp_bf16": 1e-1, "fp16": 2e-2, "bf16": 1e-1}
@@ -184,9 +194,11 @@ def _check_settings(table: Any, defaults: Dict[str, Any], where: str, problems: 
 
 
 def _measure_check(key, value, default):
-    if key == "speed_probe":
+    if key in ("speed_probe", "instructions"):
         return _bool_check(key, value, default)
-    if key in ("warmup_iters", "threads", "seed"):
+    if key in ("instructions_iters", "instructions_repeats"):
+        return None if _is_int(value) and value >= 1 else "an integer >= 1"
+    if key in ("warmup_iters", "threads", "seed", "instructions_warmup_iters"):
         return None if _is_int(value) and value >= 0 else "an integer >= 0"
     if key == "samples":
         return None if _is_int(value) and value >= 1 else "an integer >= 1"

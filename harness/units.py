@@ -33,3 +33,14 @@ def format_duration(seconds: Optional[float], missing: str = MISSING) -> str:
     if abs(seconds) >= 1e-3:
         return "%.3g ms" % (seconds * 1e3)
     return "%.3g µs" % (seconds * 1e6)
+
+
+def format_count(value: Optional[float], missing: str = MISSING) -> str:
+    """A count in decimal units with four significant digits: ``118.5 M``, ``2.301 G``, ``950``
+    (instruction counts)."""
+    if not _is_num(value):
+        return missing
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(value) >= scale:
+            return "%.4g %s" % (value / scale, unit)
+    return "%.4g" % value

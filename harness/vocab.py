@@ -30,6 +30,9 @@ NOT_RUN_STATUSES = ("unsupported", "skipped")
 
 #: What a verdict is about, in order of severity.
 VERDICT_KINDS = ("status", "accuracy", "memory", "time")
+#: The case key of the gate's run-wide verdict (kind ``time``): the geometric mean of every
+#: compared case's time ratio in one environment. Not a case: no case key has this form.
+AGGREGATE_CASE_KEY = "(all cases)"
 #: What a verdict says.
 VERDICTS = ("regressed", "improved", "unchanged", "inconclusive", "not_comparable", "new", "vanished")
 

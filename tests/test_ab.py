@@ -88,6 +88,10 @@ FAKE_MAIN = textwrap.dedent('''
            "timing": {{"samples_s": samples, "median_s": sorted(samples)[5], "iqr_s": 0.0, "iters_per_sample": 1,
                       "warmup_iters": 1, "warmup_s": 0.0, "throughput_per_s": 1.0, "reduced": None}},
            "memory": {{"peak_bytes": 1000000, "method": "linux_vmhwm"}}, "accuracy": None, "task": None}}
+    if "--instructions" in args:  # counts that follow the code's work: 1e8 instructions per 10 ms
+        count = 1e10 * MEDIAN_S
+        rec["instructions"] = {{"status": "ok", "per_iter": count, "repeats_per_iter": [count, count],
+                               "iterations": 1, "spread": 0.0, "tool": "fake callgrind"}}
     with open(path, "a") as fh:
         fh.write(json.dumps(rec) + "\\n")
 ''').format(schema=SCHEMA_VERSION)
@@ -140,6 +144,30 @@ def test_round_order_abba_cancels_linear_drift():
     assert "".join(round_order(3, "abab")) == "ABABAB"
     with pytest.raises(ValueError):
         round_order(2, "aabb")
+
+
+@needs_gate
+def test_instructions_are_counted_in_the_first_round_of_each_side_and_decide(fake_repo, log_path, tmp_path):
+    repo, base, head = fake_repo
+    out = tmp_path / "ab"
+    code = run_ab(str(repo), base, head, str(repo / "scenarios" / "tiny.toml"), rounds=2, out_dir=str(out),
+                  instructions=True, print_fn=lambda *a: None)
+    assert code == 1
+    rounds = _log(log_path)
+    assert [(r["label"], "--instructions" in r["args"]) for r in rounds] == [
+        ("base", True), ("head", True), ("head", False), ("base", False)]
+    doc = json.load(open(str(out / "gate-verdicts.json")))
+    time_v = [v for v in doc["verdicts"] if v["kind"] == "time"][0]
+    assert time_v["basis"] == "instructions" and time_v["verdict"] == "regressed"
+    assert time_v["ratio"] == pytest.approx(1.3) and time_v["counted_baseline"] == 1
+
+
+def test_ab_rounds_default_to_one_with_instructions_else_three():
+    from harness.cli import build_parser
+    from harness.commands.ab import default_rounds
+
+    assert build_parser().parse_args(["ab", "--base", "a", "--head", "b", "s.toml"]).rounds is None
+    assert default_rounds(instructions=True) == 1 and default_rounds(instructions=False) == 3
 
 
 @needs_gate
@@ -410,7 +438,11 @@ def test_workflow_runs_the_ab_session_on_the_pull_request_revisions():
     args = build_parser().parse_args(["ab"] + argv[4:])
     assert args.command == "ab" and args.run is ab_command.run
     assert args.base == "<github.event.pull_request.base.sha>" and args.head == "<github.sha>"
-    assert args.scenario == "scenarios/smoke.toml" and args.rounds >= 3
+    # one round a side with the instruction pass: the counts decide time (ab's default rounds with --instructions)
+    assert args.scenario == "scenarios/smoke.toml" and args.instructions and args.rounds is None
+    installs = [s["run"] for s in steps if "apt-get install" in str(s.get("run", ""))]
+    assert installs and "valgrind" in installs[0] and steps.index(ab) > steps.index(
+        [s for s in steps if s.get("run") == installs[0]][0])
     # the summary the later steps post is the one ab writes (its default output folder)
     assert os.path.normpath(job["env"]["SUMMARY"]) == os.path.join(args.out, "gate-summary.md")
     upload = [s for s in steps if str(s.get("uses", "")).startswith("actions/upload-artifact@")][0]

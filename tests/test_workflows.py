@@ -35,3 +35,4 @@ def test_the_local_ci_script_lints_and_tests_and_fails_on_missing_tools_under_ci
     assert '"${CI:-}" = "true"' in text and "exit 1" in text
     for tool in ("chromium", "valgrind", "nodejs", "check-jsonschema"):
         assert tool in text
+

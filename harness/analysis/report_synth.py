@@ -4,7 +4,10 @@ Writes ``<out>/<env_label>.jsonl`` files of records built and checked by the sch
 ``harness.record`` (several PyTorch environments, models with their own size axes,
 precisions, checkpointing modes, every status, raw samples, output probes, task
 metrics) and the ``<env_label>.env.json`` file the nox matrix writes per environment,
-including a skipped one. Deterministic for a given seed. Never imports torch.
+including a skipped one. On request, several rounds of the matrix (as ``run --append``
+writes them, each round one process with its own speed) and CPU instruction counts (in
+the first round, as ``ab --instructions`` counts them). Deterministic for a given seed.
+Never imports torch.
 """
 import hashlib
 import itertools
@@ -46,6 +49,17 @@ MODELS = (
 
 TOLERANCES = {"fp32": 1e-5, "amp_fp16": 1e-2, "amp_bf16": 3e-2, "fp16": 1e-2, "bf16": 5e-2}
 BATCHES = (1, 4, 8, 16, 32)
+#: Instructions a step executes per second of its (noise-free) time: a made-up machine.
+INSTRUCTIONS_PER_S = 3e9
+#: Relative spread of the instruction count between repeats (measured: 1e-4 to 2e-4, docs/gate.md).
+INSTRUCTION_NOISE = 1.5e-4
+#: A planted change of the exact tensor peak: (model, environment label, factor).
+TENSOR_PEAK_CHANGE = ("cbam_classifier_base", "torch-2.0", 1.03)
+#: Planted instruction passes that gave no count: (environment label or model, status, reason).
+INSTRUCTION_FAILURES = (
+    ("torch-1.11", "unsupported", "torch 1.11.0 says valgrind is not supported on this platform"),
+    ("datacube_unet3d", "timeout", "no count in 900 s under valgrind; counting worker killed"),
+)
 
 
 def _size_pixels(size) -> float:
@@ -96,87 +110,122 @@ def _probe(model: str, mode: str, batch: int, size) -> List[float]:
     return [rng.gauss(0.0, 1.0) for _ in range(32)]
 
 
+def _instructions(seed: int, case_key: str, model: str, label: str, step_s: float) -> Dict:
+    """The instruction part of a CPU case whose noise-free step takes ``step_s`` seconds: three
+    repeats a few 1e-4 apart, or a planted failure (``INSTRUCTION_FAILURES``)."""
+    for who, status, reason in INSTRUCTION_FAILURES:
+        if who in (label, model):
+            return {"status": status, "reason": reason, "tool": "valgrind-3.19.0 callgrind", "threads": 1}
+    rng = random.Random("%s|instructions|%s|%s" % (seed, case_key, label))
+    repeats = sorted(step_s * INSTRUCTIONS_PER_S * (1.0 + rng.gauss(0.0, INSTRUCTION_NOISE)) for _ in range(3))
+    return {"status": "ok", "reason": None, "per_iter": repeats[1], "repeats_per_iter": repeats, "iterations": 3,
+            "warmup_iters": 2, "spread": (repeats[-1] - repeats[0]) / repeats[1],
+            "tool": "valgrind-3.19.0 callgrind", "threads": 1, "wall_s": round(step_s * 400 + 2.0, 3)}
+
+
 def iter_synthetic_records(n_records: Optional[int] = None, seed: int = 0, envs: Sequence = ENVS,
                            models: Sequence = MODELS, devices: Sequence[str] = ("cpu", "cuda"),
                            failure_rate: float = 0.04, n_samples: int = 15, run_id: str = "run-synthetic",
                            commit: str = "0123abcd4567", scenario: str = "synthetic-matrix",
                            modes: Sequence[str] = MODES, precisions: Sequence[str] = PRECISIONS,
                            checkpoints: Sequence[str] = CHECKPOINTS, batches: Sequence[int] = BATCHES,
-                           n_sizes: int = 4, speed_factors: Optional[Dict[str, float]] = None):
-    """Yield ``(env_label, record)`` pairs, case-major and environment-minor.
+                           n_sizes: int = 4, speed_factors: Optional[Dict[str, float]] = None,
+                           rounds: int = 1, round_spread: float = 0.0, instructions: bool = False,
+                           tensor_peaks: bool = False):
+    """Yield ``(env_label, record)`` pairs, round-major, then case-major and environment-minor.
 
     ``n_records`` caps the count (the matrix is cut evenly across environments);
     ``speed_factors`` multiplies the speed of the named environments (a baseline or a
-    regression to detect).
+    regression to detect). ``rounds``: the matrix that many times, a day apart, each round
+    one process per environment whose speed is the environment's times exp(N(0,
+    ``round_spread``)), the same for all its cases (a fresh process's own speed).
+    ``instructions``: CPU ok cases of the first round carry instruction counts, proportional
+    to the step's noise-free time (so they show the same regressions, without the noise),
+    and the planted ``INSTRUCTION_FAILURES`` carry a status and reason instead.
+    ``tensor_peaks``: CPU ok cases carry the exact tensor peak, the same in every round and
+    environment but the planted ``TENSOR_PEAK_CHANGE``.
     """
     rng = random.Random(seed)
     count = 0
     env_indices = [ENVS.index(e) if e in ENVS else 0 for e in envs]
-    combos = itertools.product(models, modes, precisions, checkpoints, devices, batches, range(n_sizes))
-    for (model, sizes, base_s, task), mode, precision, ckpt, device, batch, size_i in combos:
-        size = sizes[size_i]
-        case = {"model": model, "mode": mode, "batch_size": batch, "size": size, "precision": precision,
-                "checkpoint": ckpt, "device": device, "channels_last": False, "compile": False}
-        case_key = Case(**case).key
-        probe = _probe(model, mode, batch, size)
-        for env, env_index in zip(envs, env_indices):
-            if n_records is not None and count >= n_records:
-                return
-            label = env[0]
-            status, reason = _status_for(rng, env_index, model, case, failure_rate)
-            rec = {
-                "schema_version": SCHEMA_VERSION, "run_id": run_id,
-                "time_utc": "2026-11-21T10:%02d:%02dZ" % (count // 60 % 60, count % 60),
-                "scenario": scenario, "env_label": label, "case_key": case_key, "case": dict(case),
-                "env": _env_dict(env, device, commit), "status": status, "reason": reason,
-                "duration_s": round(rng.uniform(0.5, 20.0), 3),
-            }
-            if status == "ok":
-                per_sample = base_s * _size_pixels(size) / _size_pixels(sizes[0])
-                per_sample *= {"fp32": 1.0, "amp_fp16": 0.7, "amp_bf16": 0.75, "fp16": 0.6, "bf16": 0.65}[precision]
-                per_sample *= 3.0 if mode == "train" else 1.0
-                per_sample *= 0.05 if device == "cuda" else 1.0
-                mem = 20e6 + 4.0 * per_sample * 1e9 * batch * (1.0 if mode == "train" else 0.3)
-                per_sample *= {"none": 1.0, "reentrant": 1.35, "non_reentrant": 1.28}[ckpt]
-                speed = env[5] * (speed_factors or {}).get(label, 1.0)
-                if model == "graph_vae" and label == "torch-2.1":
-                    speed *= 0.7  # a regression the report must show
-                batch_eff = 1.0 / (0.5 + 0.5 * min(batch, 16) / 16.0)  # small batches are less efficient
-                median = per_sample * batch * batch_eff / speed
-                samples = [median * math.exp(rng.gauss(0.0, 0.05)) for _ in range(n_samples)]
-                srt = sorted(samples)
-                med = srt[len(srt) // 2]
-                iqr = srt[(3 * len(srt)) // 4] - srt[len(srt) // 4]
-                mem *= {"none": 1.0, "reentrant": 0.45, "non_reentrant": 0.5}[ckpt]
-                mem *= {"fp32": 1.0, "amp_fp16": 0.8, "amp_bf16": 0.8, "fp16": 0.55, "bf16": 0.55}[precision]
-                tol = TOLERANCES[precision]
-                err = tol * math.exp(rng.gauss(math.log(0.08), 0.9))
-                if precision == "fp16" and model == "colorization_paper":
-                    err = tol * rng.uniform(1.5, 4.0)  # lost accuracy the report must show
-                drift = 1e-7 if label != "torch-2.1" or model != "mswr_net_v2" else 3e-3
-                env_probe = [round(v * (1.0 + drift * math.sin(i + env_index)), 9) for i, v in enumerate(probe)]
-                outputs = {"max_abs_err": err * 3, "rel_err": err, "cosine": 1.0 - err * err}
-                grads = dict(outputs, rel_err=err * 1.5) if mode == "train" else None
-                failures = [] if err <= tol else ["outputs"]
-                if grads is not None and grads["rel_err"] > tol:
-                    failures.append("grads")
-                rec["timing"] = {"samples_s": [round(s, 9) for s in samples], "iters_per_sample": 3,
-                                 "warmup_iters": 5, "warmup_s": round(median * 5, 6), "median_s": med,
-                                 "iqr_s": iqr, "throughput_per_s": batch / med, "reduced": None}
-                rec["memory"] = {"peak_bytes": int(mem),
-                                 "method": "cuda_allocator" if device == "cuda" else "linux_vmhwm",
-                                 "cuda_reserved_peak_bytes": int(mem * 1.2) if device == "cuda" else None}
-                rec["accuracy"] = {"outputs": outputs, "grads": grads, "tolerance": tol,
-                                   "passed": not failures, "failures": failures, "output_probe": env_probe,
-                                   "output_norm": round(sum(v * v for v in env_probe) ** 0.5, 6)}
-                rec["task"] = None
-                if task and mode == "train" and precision == "fp32" and ckpt == "none" and batch == 8:
-                    before = 10.0 if task[1] else 5.0
-                    after = (before * (2.5 + 0.02 * env_index)) if task[1] else before / (3.0 + 0.05 * env_index)
-                    rec["task"] = {"metric": task[0], "higher_is_better": task[1], "before": before,
-                                   "after": round(after, 4), "steps": 50}
-            count += 1
-            yield label, rec
+    for round_i in range(rounds):
+        # a process's own speed, drawn apart from ``rng``: statuses, errors and the rest stay those of the seed
+        process_rng = random.Random("%s|round|%d" % (seed, round_i))
+        process = {e[0]: math.exp(process_rng.gauss(0.0, round_spread)) if round_spread > 0 else 1.0 for e in envs}
+        round_run_id = run_id if round_i == 0 else "%s-round%d" % (run_id, round_i + 1)
+        day = 21 + round_i
+        combos = itertools.product(models, modes, precisions, checkpoints, devices, batches, range(n_sizes))
+        for (model, sizes, base_s, task), mode, precision, ckpt, device, batch, size_i in combos:
+            size = sizes[size_i]
+            case = {"model": model, "mode": mode, "batch_size": batch, "size": size, "precision": precision,
+                    "checkpoint": ckpt, "device": device, "channels_last": False, "compile": False}
+            case_key = Case(**case).key
+            probe = _probe(model, mode, batch, size)
+            for env, env_index in zip(envs, env_indices):
+                if n_records is not None and count >= n_records:
+                    return
+                label = env[0]
+                status, reason = _status_for(rng, env_index, model, case, failure_rate)
+                rec = {
+                    "schema_version": SCHEMA_VERSION, "run_id": round_run_id,
+                    "time_utc": "2026-11-%02dT10:%02d:%02dZ" % (day, count // 60 % 60, count % 60),
+                    "scenario": scenario, "env_label": label, "case_key": case_key, "case": dict(case),
+                    "env": _env_dict(env, device, commit), "status": status, "reason": reason,
+                    "duration_s": round(rng.uniform(0.5, 20.0), 3),
+                }
+                if status == "ok":
+                    per_sample = base_s * _size_pixels(size) / _size_pixels(sizes[0])
+                    per_sample *= {"fp32": 1.0, "amp_fp16": 0.7, "amp_bf16": 0.75, "fp16": 0.6, "bf16": 0.65}[precision]
+                    per_sample *= 3.0 if mode == "train" else 1.0
+                    per_sample *= 0.05 if device == "cuda" else 1.0
+                    mem = 20e6 + 4.0 * per_sample * 1e9 * batch * (1.0 if mode == "train" else 0.3)
+                    per_sample *= {"none": 1.0, "reentrant": 1.35, "non_reentrant": 1.28}[ckpt]
+                    speed = env[5] * (speed_factors or {}).get(label, 1.0)
+                    if model == "graph_vae" and label == "torch-2.1":
+                        speed *= 0.7  # a regression the report must show
+                    batch_eff = 1.0 / (0.5 + 0.5 * min(batch, 16) / 16.0)  # small batches are less efficient
+                    step_s = per_sample * batch * batch_eff / speed  # without the process's own speed
+                    median = step_s / process[label]
+                    samples = [median * math.exp(rng.gauss(0.0, 0.05)) for _ in range(n_samples)]
+                    srt = sorted(samples)
+                    med = srt[len(srt) // 2]
+                    iqr = srt[(3 * len(srt)) // 4] - srt[len(srt) // 4]
+                    mem *= {"none": 1.0, "reentrant": 0.45, "non_reentrant": 0.5}[ckpt]
+                    mem *= {"fp32": 1.0, "amp_fp16": 0.8, "amp_bf16": 0.8, "fp16": 0.55, "bf16": 0.55}[precision]
+                    tol = TOLERANCES[precision]
+                    err = tol * math.exp(rng.gauss(math.log(0.08), 0.9))
+                    if precision == "fp16" and model == "colorization_paper":
+                        err = tol * rng.uniform(1.5, 4.0)  # lost accuracy the report must show
+                    drift = 1e-7 if label != "torch-2.1" or model != "mswr_net_v2" else 3e-3
+                    env_probe = [round(v * (1.0 + drift * math.sin(i + env_index)), 9) for i, v in enumerate(probe)]
+                    outputs = {"max_abs_err": err * 3, "rel_err": err, "cosine": 1.0 - err * err}
+                    grads = dict(outputs, rel_err=err * 1.5) if mode == "train" else None
+                    failures = [] if err <= tol else ["outputs"]
+                    if grads is not None and grads["rel_err"] > tol:
+                        failures.append("grads")
+                    rec["timing"] = {"samples_s": [round(s, 9) for s in samples], "iters_per_sample": 3,
+                                     "warmup_iters": 5, "warmup_s": round(median * 5, 6), "median_s": med,
+                                     "iqr_s": iqr, "throughput_per_s": batch / med, "reduced": None}
+                    rec["memory"] = {"peak_bytes": int(mem),
+                                     "method": "cuda_allocator" if device == "cuda" else "linux_vmhwm",
+                                     "cuda_reserved_peak_bytes": int(mem * 1.2) if device == "cuda" else None}
+                    if tensor_peaks and device == "cpu":
+                        grown = TENSOR_PEAK_CHANGE[2] if (model, label) == TENSOR_PEAK_CHANGE[:2] else 1.0
+                        rec["memory"]["tensor_peak_bytes"] = int(mem * 0.6 * grown) // 512 * 512
+                        rec["memory"]["tensor_peak_method"] = "torch.profiler memory events"
+                    rec["accuracy"] = {"outputs": outputs, "grads": grads, "tolerance": tol,
+                                       "passed": not failures, "failures": failures, "output_probe": env_probe,
+                                       "output_norm": round(sum(v * v for v in env_probe) ** 0.5, 6)}
+                    rec["task"] = None
+                    if task and mode == "train" and precision == "fp32" and ckpt == "none" and batch == 8:
+                        before = 10.0 if task[1] else 5.0
+                        after = (before * (2.5 + 0.02 * env_index)) if task[1] else before / (3.0 + 0.05 * env_index)
+                        rec["task"] = {"metric": task[0], "higher_is_better": task[1], "before": before,
+                                       "after": round(after, 4), "steps": 50}
+                    if instructions and device == "cpu" and round_i == 0:
+                        rec["instructions"] = _instructions(seed, case_key, model, label, step_s)
+                count += 1
+                yield label, rec
 
 
 def write_synthetic_store(out_dir: str, n_records: Optional[int] = None, seed: int = 0,

@@ -161,12 +161,14 @@ def _run_gate(out_dir: str, scenario_path: Optional[str], gate_python: Optional[
 def run_ab(repo: str, base_rev: str, head_rev: str, scenario: str, rounds: int = 3,
            out_dir: str = os.path.join("results", "ab"), python: str = sys.executable,
            extra_args: Sequence[str] = (), order: str = "abba", timeout_s: Optional[float] = None,
-           gate_python: Optional[str] = None, print_fn: Callable = print) -> int:
+           gate_python: Optional[str] = None, instructions: bool = False, print_fn: Callable = print) -> int:
     """Measure ``base_rev`` (A) and ``head_rev`` (B) of ``repo`` in interleaved rounds; gate.
 
     ``python`` runs the rounds (an environment with torch); ``extra_args`` are added
     to every ``harness run`` command (``--only model=cbam*``...); ``timeout_s`` limits
-    one round (its process group is killed). Returns the gate's exit code, or 2 for a
+    one round (its process group is killed). ``instructions`` adds the instruction pass
+    (``run --instructions``) to the first round of each side: counts are deterministic, so one
+    pass a side is enough, and the gate judges time on them. Returns the gate's exit code, or 2 for a
     bad repository, revision or scenario, 130 when interrupted. See the module docstring.
     """
     if rounds < 1:
@@ -198,6 +200,8 @@ def run_ab(repo: str, base_rev: str, head_rev: str, scenario: str, rounds: int =
             folder, label = SIDES[side]
             cmd = [python, "-m", "harness", "run", scen[side], "--out", os.path.join(out_dir, folder),
                    "--env-label", label, "--append"] + list(extra_args)
+            if instructions and side not in seq[:i]:
+                cmd.append("--instructions")
             env = dict(os.environ)
             env["PYTHONPATH"] = os.pathsep.join([trees[side]] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
             print_fn("ab: round %d/%d: %s (%s)" % (i + 1, len(seq), label, commits[side][:10]))
@@ -233,11 +237,24 @@ def add_arguments(parser) -> None:
     parser.add_argument("scenario", help="scenario file, or the name of one in scenarios/")
     parser.add_argument("--base", required=True, help="baseline revision (A)")
     parser.add_argument("--head", required=True, help="candidate revision (B)")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds per revision (default 3; time verdicts need 3)")
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="rounds per revision (default 1 with --instructions, where the counts decide time, "
+                             "else 3: wall-time verdicts need 3)")
+    parser.add_argument("--instructions", action="store_true",
+                        help="count instructions under valgrind in the first round of each side; the gate's time "
+                             "verdicts then rest on the counts, so one round a side decides")
     parser.add_argument("--out", default=os.path.join("results", "ab"),
                         help="output folder: A/, B/, gate-verdicts.json, gate-summary.md (default results/ab)")
     parser.add_argument("--repo", default=".", help="the git repository (default: the current folder)")
 
 
+def default_rounds(instructions: bool) -> int:
+    """Rounds a side when ``--rounds`` is not given: the counts are deterministic, so one round
+    decides with ``--instructions``; wall-time verdicts need ``min_rounds`` (3)."""
+    return 1 if instructions else 3
+
+
 def run(args) -> int:
-    return run_ab(args.repo, args.base, args.head, resolve_path(args.scenario), rounds=args.rounds, out_dir=args.out)
+    rounds = args.rounds if args.rounds is not None else default_rounds(args.instructions)
+    return run_ab(args.repo, args.base, args.head, resolve_path(args.scenario), rounds=rounds, out_dir=args.out,
+                  instructions=args.instructions)

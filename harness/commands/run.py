@@ -27,6 +27,9 @@ def add_arguments(parser) -> None:
                       help="append to the output as is (A/B rounds); default moves earlier records to previous/")
     parser.add_argument("--only", action="append", default=[], metavar="AXIS=V1,V2",
                         help="keep cases whose AXIS matches one of the values (globs allowed); repeatable")
+    parser.add_argument("--instructions", action="store_true",
+                        help="also count each ok case's instructions under valgrind (callgrind), as [measure] "
+                             "instructions = true does: deterministic figures for the gate's time verdicts")
     parser.add_argument("--dry-run", action="store_true", help="list the cases and exit")
 
 
@@ -35,7 +38,8 @@ ENV_LABEL_RE = re.compile(r"^[A-Za-z0-9+_-][A-Za-z0-9.+_-]*$")
 
 
 def run(args) -> int:
-    return run_scenario(args.scenario, args.out, args.env_label, args.resume, args.append, args.only, args.dry_run)
+    return run_scenario(args.scenario, args.out, args.env_label, args.resume, args.append, args.only, args.dry_run,
+                        instructions=args.instructions)
 
 
 def default_env_label() -> str:
@@ -69,8 +73,9 @@ def write_env_json(out_dir: str, label: str, env: Dict, status: str = "ok", reas
 
 def run_scenario(scenario_path: str, out_dir: Optional[str] = None, env_label: Optional[str] = None,
                  resume: bool = False, append: bool = False, only: Sequence[str] = (), dry_run: bool = False,
-                 print_fn=print) -> int:
-    """Run a scenario in this environment; records go to ``out_dir/env_label.jsonl``."""
+                 print_fn=print, instructions: bool = False) -> int:
+    """Run a scenario in this environment; records go to ``out_dir/env_label.jsonl``.
+    ``instructions`` switches the instruction pass on (``[measure] instructions``)."""
     from harness import scenario as scen
 
     path = scen.resolve_path(scenario_path)
@@ -82,6 +87,8 @@ def run_scenario(scenario_path: str, out_dir: Optional[str] = None, env_label: O
         for problem in exc.problems:
             print("error: %s" % problem, file=sys.stderr)
         return ExitCode.INPUT
+    if instructions:
+        sc.measure["instructions"] = True
     if dry_run:
         for case, reason in cases:
             print_fn(case.key + ("   [skipped: %s]" % reason if reason else ""))

@@ -23,7 +23,7 @@ from typing import Any, Dict
 import torch
 
 import models
-from harness.runner import accuracy, precision, speed_probe, timing
+from harness.runner import accuracy, instructions, precision, speed_probe, timing
 from harness.runner.memory import PeakMemory, tensor_peak_bytes
 from models import UnsupportedError
 
@@ -109,6 +109,14 @@ def _make_step(model, inputs, target, case: Dict, use_case_config: bool):
     return step, step_keep
 
 
+def _case_step(case: Dict, seed: int):
+    """The case's model, inputs and target as the case configures them, and its step: the
+    one the timed pass times and the instruction pass counts."""
+    model, inputs, target = _build(case, seed, use_case_config=True)
+    step, step_keep = _make_step(model, inputs, target, case, use_case_config=True)
+    return model, inputs, target, step, step_keep
+
+
 def _release():
     # The young generations hold what this case made; a full collection of the torch
     # heap would cost ~0.1 s per case for nothing (the worker freezes its start-up heap).
@@ -145,8 +153,7 @@ def run_case(case: Dict, settings: Dict) -> Dict[str, Any]:
         probe = speed_probe.make_probe(case["device"]) if measure.get("speed_probe", True) else None
         mem = PeakMemory(case["device"])
         mem.start()
-        model, inputs, target = _build(case, seed, use_case_config=True)
-        step, step_keep = _make_step(model, inputs, target, case, use_case_config=True)
+        model, inputs, target, step, step_keep = _case_step(case, seed)
         torch.manual_seed(seed)
         got_out, got_grads = step_keep()
         mem.reset_peak()
@@ -191,3 +198,28 @@ def run_case(case: Dict, settings: Dict) -> Dict[str, Any]:
     result["duration_s"] = time.perf_counter() - t_start
     result["overhead_s"] = max(result["duration_s"] - timed["warmup_s"] - timed["timed_s"], 0.0)
     return result
+
+
+def count_case(case: Dict, settings: Dict, dump_dir: str) -> Dict[str, Any]:
+    """The instruction pass of one case (in the valgrind worker): build it as ``run_case`` does,
+    take its first step (which allocates, and makes the optimizer's state) and
+    ``instructions_warmup_iters`` more uncounted, then count ``instructions_repeats`` repeats of
+    ``instructions_iters`` steps. Returns the record's ``instructions`` part."""
+    t_start = time.perf_counter()
+    measure = settings["measure"]
+    seed = int(measure.get("seed", 0))
+    try:
+        precision.check_autocast(case["device"], case["precision"])
+        model, inputs, target, step, step_keep = _case_step(case, seed)
+        torch.manual_seed(seed)
+        step()
+        out = instructions.count_steps(step, warmup_iters=measure["instructions_warmup_iters"],
+                                       iters=measure["instructions_iters"], repeats=measure["instructions_repeats"],
+                                       dump_dir=dump_dir)
+        del model, inputs, target, step, step_keep
+    except Exception as exc:  # noqa: BLE001 - a failed count is reported; the case's own record stands
+        out = {"status": "error", "reason": classify(exc)["reason"]}
+    _release()
+    out["wall_s"] = time.perf_counter() - t_start
+    return out
+

@@ -7,133 +7,25 @@ next case. Records are appended and fsynced as they come. Ctrl-C stops the worke
 keeps every finished record and tells how to ``--resume``.
 """
 import errno
-import json
-import os
-import select
 import signal
-import subprocess
-import sys
-import tempfile
 import time
 import uuid
 from collections import Counter
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from harness.fileio import REPO_ROOT
 from harness.record import SCHEMA_VERSION, Record, RecordError
 from harness.record_store import RecordWriter
+from harness.runner.instruction_pass import InstructionPass
+from harness.runner.worker_process import Worker, WorkerDied, signal_name
 from harness.scenario import Case, Scenario
-from harness.units import format_bytes, format_duration
+from harness.units import format_bytes, format_count, format_duration
 
-WORKER_START_TIMEOUT_S = 600.0
 #: The fields a record has before the worker's result is added.
 _RECORD_HEAD = ("schema_version", "run_id", "time_utc", "scenario", "env_label", "case_key", "case", "env")
 
 
-class WorkerDied(Exception):
-    pass
-
-
 class DiskFull(Exception):
     """The record file could not be written for lack of space; the message says what was kept."""
-
-
-def _signal_name(returncode: int) -> str:
-    if returncode < 0:
-        try:
-            return signal.Signals(-returncode).name
-        except ValueError:
-            return "signal %d" % -returncode
-    return "exit status %d" % returncode
-
-
-class Worker:
-    """One worker subprocess and its result pipe."""
-
-    def __init__(self, threads: int, backend: Dict, python: str = sys.executable):
-        self.log = tempfile.TemporaryFile(mode="w+b")
-        read_fd, write_fd = os.pipe()
-        cmd = [python]
-        if sys.flags.optimize:
-            cmd.append("-" + "O" * sys.flags.optimize)
-        cmd += ["-m", "harness.runner.worker", "--result-fd", str(write_fd), "--manager-pid", str(os.getpid()),
-                "--threads", str(threads),
-                "--backend", json.dumps(backend)]
-        env = dict(os.environ)
-        # The worker runs in the repository; the folder the user ran from stays importable (as for
-        # `python -m`), so a model named by import path resolves there as it did in the manager.
-        paths = [REPO_ROOT, os.getcwd()] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
-        env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=self.log, stderr=subprocess.STDOUT,
-                                     pass_fds=(write_fd,), start_new_session=True, env=env, cwd=REPO_ROOT)
-        os.close(write_fd)
-        self._rfile = os.fdopen(read_fd, "rb", buffering=0)
-        self._buf = b""
-        self.env: Dict = {}
-
-    def _read_line(self, timeout_s: float) -> Optional[Dict]:
-        """The next result line, or None on timeout; WorkerDied if the pipe closes."""
-        deadline = time.monotonic() + timeout_s
-        while b"\n" not in self._buf:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None
-            ready, _, _ = select.select([self._rfile], [], [], left)
-            if not ready:
-                return None
-            chunk = self._rfile.read(65536)
-            if not chunk:
-                raise WorkerDied()
-            self._buf += chunk
-        line, self._buf = self._buf.split(b"\n", 1)
-        return json.loads(line.decode("utf-8"))
-
-    def start(self) -> None:
-        try:
-            msg = self._read_line(WORKER_START_TIMEOUT_S)
-        except WorkerDied:
-            msg = {"reason": "worker exited during start-up (%s)" % _signal_name(self.proc.wait())}
-        if msg is None or not msg.get("ready"):
-            reason = (msg or {}).get("reason") or "no answer in %.0f s" % WORKER_START_TIMEOUT_S
-            self.kill()
-            raise RuntimeError("worker failed to start: %s\n%s" % (reason, self.last_words()))
-        self.env = msg["env"]
-
-    def run(self, case: Dict, settings: Dict, timeout_s: float) -> Optional[Dict]:
-        """The case's result, None on timeout; WorkerDied if the worker died."""
-        try:
-            self.proc.stdin.write((json.dumps({"case": case, "settings": settings}) + "\n").encode("utf-8"))
-            self.proc.stdin.flush()
-        except (BrokenPipeError, OSError):
-            raise WorkerDied() from None
-        return self._read_line(timeout_s)
-
-    def last_words(self, limit: int = 600) -> str:
-        try:
-            self.log.seek(0, os.SEEK_END)
-            size = self.log.tell()
-            self.log.seek(max(0, size - limit))
-            return self.log.read().decode("utf-8", "replace").strip()
-        except (OSError, ValueError):
-            return ""
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-        self.proc.wait()
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                self.proc.stdin.close()
-                self.proc.wait(timeout=10)
-            except (OSError, subprocess.TimeoutExpired):
-                self.kill()
-        self._rfile.close()
-        self.log.close()
 
 
 def progress_line(index: int, total: int, case: Case, rec: Dict) -> str:
@@ -152,6 +44,10 @@ def progress_line(index: int, total: int, case: Case, rec: Dict) -> str:
         "ok" if acc.get("passed") else "FAIL (%s)" % "; ".join(acc.get("failures", []))[:80])
     if rec["timing"].get("reduced"):
         tail += "  [%s]" % rec["timing"]["reduced"]
+    counted = rec.get("instructions")
+    if counted:
+        tail += "  instr %s" % (format_count(counted.get("per_iter")) if counted.get("status") == "ok" else
+                                "%s (%s)" % (counted.get("status"), (counted.get("reason") or "")[:60]))
     return head + " " + tail
 
 
@@ -191,11 +87,14 @@ def run_cases(scenario: Scenario, cases: Sequence[Tuple[Case, Optional[str]]], o
         w.start()
         return w
 
+    instruction_pass = InstructionPass(measure, scenario.backend, print_fn) if measure.get("instructions") else None
     with RecordWriter(out_path) as writer:
         if writer.set_aside:
             print_fn("note: %s ended with an unterminated line (%d bytes: a run killed mid-write or a full disk); "
                      "moved to %s" % (out_path, writer.set_aside[0], writer.set_aside[1]))
         try:
+            if instruction_pass is not None and any(reason is None for _, reason in todo):
+                instruction_pass.start()  # before any timing: its start-up would load the CPU beside it
             if any(reason is None for _, reason in todo):
                 worker = new_worker()  # before the first record, so every record carries the environment
             for index, (case, skip_reason) in enumerate(todo, 1):
@@ -219,7 +118,7 @@ def run_cases(scenario: Scenario, cases: Sequence[Tuple[Case, Optional[str]]], o
                         code = worker.proc.wait()
                         words = worker.last_words(300).replace("\n", " | ")
                         result = {"status": "crashed",
-                                  "reason": "worker died (%s)%s" % (_signal_name(code),
+                                  "reason": "worker died (%s)%s" % (signal_name(code),
                                                                      ": " + words if words else "")}
                         if code == -signal.SIGKILL:
                             result["reason"] += " (SIGKILL: killed from outside or by the kernel's OOM killer)"
@@ -235,6 +134,9 @@ def run_cases(scenario: Scenario, cases: Sequence[Tuple[Case, Optional[str]]], o
                 record.setdefault("reason", None)
                 record.setdefault("duration_s", time.perf_counter() - t0)
                 record["wall_s"] = time.perf_counter() - t0
+                if instruction_pass is not None and record["status"] == "ok":
+                    record["instructions"] = instruction_pass.count(case.to_dict(), settings,
+                                                                    record["timing"].get("median_s"))
                 try:
                     try:
                         writer.append(Record.from_dict(record, strict=True))
@@ -259,4 +161,6 @@ def run_cases(scenario: Scenario, cases: Sequence[Tuple[Case, Optional[str]]], o
                 if interrupted:
                     worker.kill()
                 worker.close()
+            if instruction_pass is not None:
+                instruction_pass.close(kill=interrupted)
     return written, interrupted

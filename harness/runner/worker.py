@@ -3,7 +3,9 @@
 Protocol: the manager writes one JSON object per line to the worker's stdin
 (``{"case": {...}, "settings": {...}}``); the worker answers on the file descriptor
 given by ``--result-fd`` with one JSON line per case, after a first ``ready`` line
-carrying the environment. Results travel on their own pipe so anything a model
+carrying the environment. With ``--count-dir`` the worker is the instruction counter (the
+manager starts it under valgrind, ``harness.runner.instructions``) and answers each case with
+its instruction counts. Results travel on their own pipe so anything a model
 prints on stdout cannot corrupt them. The worker runs in its own session, so a
 Ctrl-C at the terminal reaches only the manager, which decides what to do. If the
 manager itself dies (``kill -9``), the kernel ends the worker too (Linux
@@ -38,6 +40,8 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--backend", default="{}", help="backend flags as JSON")
     parser.add_argument("--manager-pid", type=int, default=0, help="die when this process dies (0: do not)")
+    parser.add_argument("--count-dir", default=None,
+                        help="count instructions (this worker runs under valgrind; callgrind dumps go here)")
     args = parser.parse_args(argv)
     if args.manager_pid:
         _die_with_the_manager(args.manager_pid)
@@ -62,6 +66,13 @@ def main(argv=None) -> int:
         # to the case's own objects (0.15 s -> a few ms per call).
         gc.collect()
         gc.freeze()
+        if args.count_dir:
+            from harness.runner.instructions import torch_problem
+
+            problem = torch_problem()
+            if problem:
+                send({"ready": False, "unsupported": True, "reason": problem})
+                return 1
         envs = {"cpu": envinfo.environment("cpu")}
         if torch.cuda.is_available():
             envs["cuda"] = envinfo.environment("cuda")
@@ -74,7 +85,10 @@ def main(argv=None) -> int:
         if not line.strip():
             continue
         msg = json.loads(line)
-        send(execute.run_case(msg["case"], msg["settings"]))
+        if args.count_dir:
+            send(execute.count_case(msg["case"], msg["settings"], args.count_dir))
+        else:
+            send(execute.run_case(msg["case"], msg["settings"]))
     return 0
 
 

@@ -18,8 +18,9 @@ def make_record(model="cbam_classifier_tiny", mode="train", batch_size=8, size=6
                 checkpoint="none", device="cpu", status="ok", samples=None, peak_bytes=200 * MIB,
                 passed=True, rel_err=1e-7, grad_rel_err=2e-7, tolerance=1e-5, task=None, torch_v="2.1.2",
                 python="3.11.7", label="torch-2.1", scenario="smoke", reason=None, mem_method="linux_vmhwm",
-                run_id="run1", probe_samples=None, probe="conv probe"):
-    """One record following harness.record's schema (``probe_samples``: speed-probe times)."""
+                run_id="run1", probe_samples=None, probe="conv probe", instructions=None, instr_spread=0.001):
+    """One record following harness.record's schema (``probe_samples``: speed-probe times,
+    ``instructions``: counted instructions per step, with ``instr_spread`` between repeats)."""
     case = {"model": model, "mode": mode, "batch_size": batch_size, "size": size, "precision": precision,
             "checkpoint": checkpoint, "device": device, "channels_last": False, "compile": False}
     key = "model=%s;mode=%s;batch=%d;size=%s;precision=%s;checkpoint=%s;device=%s" % (
@@ -47,6 +48,12 @@ def make_record(model="cbam_classifier_tiny", mode="train", batch_size=8, size=6
             acc["grads"] = {"max_abs_err": grad_rel_err, "rel_err": grad_rel_err, "cosine": 1.0}
         rec["accuracy"] = acc
         rec["task"] = task
+        if instructions is not None:
+            repeats = [instructions * (1 - instr_spread / 2), instructions * (1 + instr_spread / 2)]
+            rec["instructions"] = {"status": "ok", "reason": None, "per_iter": float(instructions),
+                                   "repeats_per_iter": repeats, "iterations": 1, "warmup_iters": 1,
+                                   "spread": instr_spread, "tool": "valgrind-3.19.0 callgrind", "threads": 1,
+                                   "wall_s": 5.0}
     return rec
 
 

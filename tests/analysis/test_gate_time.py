@@ -84,7 +84,7 @@ def test_benjamini_hochberg_is_applied_across_all_cases(tmp_path):
     base.append(make_record(batch_size=100, samples=lognormal(rng, 0.010, 12, spread=0.2)))
     cand.append(make_record(batch_size=100, samples=lognormal(rng, 0.0135, 12, spread=0.2)))
     b, c = frames(base, cand, tmp_path)
-    times = [v for v in compare(b, c, {}) if v["kind"] == "time"]
+    times = [v for v in compare(b, c, {}) if v["kind"] == "time" and not v.get("aggregate")]
     assert len(times) == 41
     ps = [v["p_value"] for v in times]
     assert [v["q_value"] for v in times] == pytest.approx(bh_qvalues(ps))
@@ -187,3 +187,58 @@ def test_per_model_threshold_applies(tmp_path):
     assert times["graph_vae"]["verdict"] == "regressed"
     assert times["cbam_tiny"]["verdict"] == "unchanged"
     assert times["cbam_tiny"]["threshold"]["time_factor"] == 1.25
+
+
+# --- instruction counts ---------------------------------------------------------------------
+
+def test_counts_decide_with_one_round_a_side_whatever_the_wall_time_says(tmp_path):
+    """+10% instructions: regressed on one round, though the wall samples are pure noise."""
+    rng = np.random.default_rng(21)
+    b, c = frames([make_record(samples=lognormal(rng, 0.010, 30, spread=0.3), instructions=50e6)],
+                  [make_record(samples=lognormal(rng, 0.010, 30, spread=0.3), instructions=55e6)], tmp_path)
+    v = only(compare(b, c, {}), "time")
+    assert v["basis"] == "instructions" and v["unit"] == "instructions"
+    assert v["verdict"] == "regressed"
+    assert v["baseline"] == 50e6 and v["candidate"] == 55e6 and v["ratio"] == pytest.approx(1.10)
+    assert v["wall_baseline_s"] == pytest.approx(0.010, rel=0.2) and v["wall_test"] == "mannwhitneyu"
+    assert "instructions +10.0%" in v["reason"]
+    faster = only(compare(c, b, {}), "time")
+    assert faster["verdict"] == "improved"
+
+
+def test_a_count_change_within_the_limit_or_the_spread_is_unchanged(tmp_path):
+    b, c = frames([make_record(instructions=50e6, instr_spread=0.001)],
+                  [make_record(instructions=50.5e6, instr_spread=0.001)], tmp_path)
+    assert only(compare(b, c, {}), "time")["verdict"] == "unchanged"  # +1% < 2%
+    # +4% is beyond instructions_frac, but not 5x the counts' own 1% spread
+    b, c = frames([make_record(instructions=50e6, instr_spread=0.01)],
+                  [make_record(instructions=52e6, instr_spread=0.001)], tmp_path)
+    v = only(compare(b, c, {}), "time")
+    assert v["verdict"] == "unchanged" and v["instructions_spread"] == pytest.approx(0.01)
+    assert only(compare(b, c, {"instructions_spread_factor": 2.0}), "time")["verdict"] == "regressed"
+
+
+def test_wall_time_moving_alone_is_reported_as_such(tmp_path):
+    """Same counts, wall time 1.5x in 3 rounds a side: not regressed (the work did not change),
+    inconclusive with the 'wall time only' reason; one round a side: unchanged with the note."""
+    rng = np.random.default_rng(22)
+    base = [make_record(samples=lognormal(rng, 0.010, 20, spread=0.02), instructions=50e6 if i == 0 else None)
+            for i in range(3)]
+    cand = [make_record(samples=lognormal(rng, 0.015, 20, spread=0.02), instructions=50e6 if i == 0 else None)
+            for i in range(3)]
+    b, c = frames(base, cand, tmp_path)
+    v = only(compare(b, c, {}), "time")
+    assert v["basis"] == "instructions" and v["counted_baseline"] == 1 and v["rounds_baseline"] == 3
+    assert v["wall_verdict"] == "regressed" and v["verdict"] == "inconclusive" and v["wall_time_only"]
+    assert "wall time only" in v["reason"] and "confirm with rounds" in v["reason"]
+    b, c = frames(base[:1], cand[:1], tmp_path)
+    one = only(compare(b, c, {}), "time")
+    assert one["verdict"] == "unchanged" and one["wall_time_only"] and "wall time only" in one["reason"]
+
+
+def test_counts_on_one_side_only_leave_the_verdict_on_wall_time(tmp_path):
+    rng = np.random.default_rng(23)
+    b, c = frames([make_record(samples=lognormal(rng, 0.010, 30), instructions=50e6)],
+                  [make_record(samples=lognormal(rng, 0.013, 30))], tmp_path)
+    v = only(compare(b, c, SAMPLES), "time")
+    assert v["basis"] == "wall time" and v["verdict"] == "regressed" and v["unit"] == "s"

@@ -347,3 +347,56 @@ def test_verdict_report_renders(reports, browser):
     y = browser.js("document.getElementById('compare').getBoundingClientRect().top + scrollY - 40")
     browser.screenshot(os.path.join(SHOTS, "section-verdicts.png"), int(y), 1200)
     assert browser.problems() == []
+
+
+@pytest.fixture(scope="module")
+def counted(tmp_path_factory):
+    """A report of three rounds a case, instruction counts in the first, exact tensor peaks (CPU)."""
+    store = str(tmp_path_factory.mktemp("counted") / "store")
+    write_synthetic_store(store, models=MODELS[:6], modes=("train", "eval"), precisions=("fp32", "amp_bf16"),
+                          checkpoints=("none",), devices=("cpu",), batches=(1, 8), n_sizes=2, failure_rate=0.01,
+                          rounds=3, round_spread=0.15, instructions=True, tensor_peaks=True)
+    out = os.path.join(SHOTS, "counted", "index.html")
+    build_report([store], out_path=out)
+    return out
+
+
+COLUMN_TEXTS = """((label) => {
+  const ths = Array.from(document.querySelectorAll('#tm-table-records thead th'));
+  const k = ths.findIndex(th => th.textContent === label);
+  return k < 0 ? null : Array.from(document.querySelectorAll('#tm-table-records tbody tr'))
+    .map(tr => tr.children[k].textContent);
+})(%s)"""
+
+
+def test_counts_and_noise_in_the_heatmap_and_the_table(counted, browser):
+    from harness.units import format_bytes, format_count
+
+    browser.open(counted)
+    assert browser.js("window.__tmErrors") == []
+    tags = browser.js("Array.from(document.querySelectorAll('#speed td.heat small.basis')).map(s => s.textContent)")
+    assert {"instr", "wall"} <= set(tags)
+    assert browser.js("document.querySelectorAll('#speed td.heat.noise').length") > 0  # wall cells within noise
+    assert browser.js("getComputedStyle(document.querySelector('#speed td.heat.noise')).backgroundImage") \
+        .startswith("repeating-linear-gradient")
+    legends = browser.js("Array.from(document.querySelectorAll('#speed .legend')).map(e => e.textContent)")
+    assert any("within noise" in text for text in legends)
+    counts = [t for t in browser.js(COLUMN_TEXTS % json.dumps("instructions")) if t]
+    assert counts and all(t.endswith((" M", " k", " G")) for t in counts), counts
+    peaks = [t for t in browser.js(COLUMN_TEXTS % json.dumps("tensor peak")) if t]
+    assert peaks and all(t.endswith(("KiB", "MiB", "GiB")) for t in peaks), peaks
+    browser.js("""(() => { const q = document.querySelector('#tm-table-records input[type=search]');
+                 q.value = 'valgrind'; q.dispatchEvent(new Event('input')); })()""")
+    browser.wait_for("document.querySelector('#tm-table-records .tm-count').textContent.includes('filtered')")
+    notes = browser.js(COLUMN_TEXTS % json.dumps("no instruction count"))
+    assert notes and all(t.startswith(("unsupported: ", "timeout: ")) for t in notes), notes
+    # the page formats as harness.units does
+    values = [0, 512, 1023.5 * 1024, 3 * 2 ** 20, 1.5e9, 118_533_695.0, 950.0, 2.3011e9]
+    assert browser.js("%s.map(v => window.tmReport.fmtBytes(v))" % json.dumps(values)) == [
+        format_bytes(v) for v in values]
+    assert browser.js("%s.map(v => window.tmReport.fmtCount(v))" % json.dumps(values)) == [
+        format_count(v) for v in values]
+    y = browser.js("document.getElementById('speed').querySelector('table.grid').getBoundingClientRect().top"
+                   " + scrollY - 120")
+    browser.screenshot(os.path.join(SHOTS, "heatmap-counted.png"), int(y), 700)
+    assert browser.problems() == []

@@ -57,3 +57,27 @@ def test_display_orders_cover_the_vocabulary():
     from harness.vocab import VERDICTS
 
     assert sorted(datasets.VERDICT_RANK) == sorted(VERDICTS)
+
+
+def test_instruction_counts_and_tensor_peaks_show_in_the_table_with_their_units(tmp_path):
+    write_jsonl(str(tmp_path / "a.jsonl"), [
+        record(model="a", instructions=118_533_695.0, tensor_peak=3 * 2 ** 20),
+        record(model="b", instr_status="unsupported", instr_reason="valgrind is not installed"),
+        record(model="c")])
+    df, notes = prepare_frame(load_records([str(tmp_path / "a.jsonl")])[0])
+    text = datasets.records_json(df, notes)
+    columns = {c["key"]: c for c in json.loads(text)["columns"]}
+    assert columns["instructions_per_iter"]["fmt"] == "count" and columns["tensor_peak_bytes"]["fmt"] == "bytes"
+    assert _decode(text, 0, "instructions_per_iter") == 118_534_000  # six digits: the CSV keeps them
+    assert _decode(text, 0, "tensor_peak_bytes") == 3 * 2 ** 20
+    # no count is never a silent blank: the status and its reason stand right after the count
+    keys = list(columns)
+    assert keys[keys.index("instructions_per_iter") + 1] == "instr_note"
+    assert _decode(text, 1, "instr_note") == "unsupported: valgrind is not installed"
+    assert _decode(text, 0, "instr_note") == -1 and _decode(text, 2, "instr_note") == -1  # -1: no text
+
+
+def test_no_note_column_when_every_pass_counted(tmp_path):
+    write_jsonl(str(tmp_path / "a.jsonl"), [record(model="a", instructions=1e8), record(model="b")])
+    df, notes = prepare_frame(load_records([str(tmp_path / "a.jsonl")])[0])
+    assert "instr_note" not in [c["key"] for c in json.loads(datasets.records_json(df, notes))["columns"]]

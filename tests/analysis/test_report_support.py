@@ -18,8 +18,10 @@ def small_store(folder: str, **kwargs):
 
 def record(model="m", env="torch-2.1", torch_v="2.1.2", status="ok", median_s=0.01, peak=1000, precision="fp32",
            checkpoint="none", mode="train", batch=8, size=32, reason=None, probe=None, passed=True, rel_err=1e-7,
-           fingerprint=None, time_utc="2026-01-01T00:00:00Z", tol=1e-5):
-    """One result record as the runner writes it."""
+           fingerprint=None, time_utc="2026-01-01T00:00:00Z", tol=1e-5, tensor_peak=None, instructions=None,
+           instr_status="ok", instr_reason=None, instr_spread=1e-4):
+    """One result record as the runner writes it; ``instructions`` (per step) or an ``instr_status`` other
+    than ok adds the instruction part, ``tensor_peak`` the exact tensor peak (bytes)."""
     case = {"model": model, "mode": mode, "batch_size": batch, "size": size, "precision": precision,
             "checkpoint": checkpoint, "device": "cpu", "channels_last": False, "compile": False}
     rec = {"schema_version": SCHEMA_VERSION, "run_id": "r1", "time_utc": time_utc, "scenario": "unit",
@@ -30,7 +32,13 @@ def record(model="m", env="torch-2.1", torch_v="2.1.2", status="ok", median_s=0.
     if status == "ok":
         rec["timing"] = {"samples_s": [median_s] * 5, "median_s": median_s, "iqr_s": median_s * 0.1,
                          "throughput_per_s": batch / median_s}
-        rec["memory"] = {"peak_bytes": peak, "method": "linux_vmhwm"}
+        rec["memory"] = {"peak_bytes": peak, "method": "linux_vmhwm", "tensor_peak_bytes": tensor_peak}
+        if instructions is not None or instr_status != "ok":
+            counted = instr_status == "ok"
+            rec["instructions"] = {"status": instr_status, "reason": instr_reason,
+                                   "per_iter": instructions if counted else None,
+                                   "repeats_per_iter": [instructions] * 3 if counted else None,
+                                   "spread": instr_spread if counted else None, "tool": "valgrind-3.19.0 callgrind"}
         rec["accuracy"] = {"outputs": {"rel_err": rel_err, "max_abs_err": rel_err, "cosine": 1.0}, "grads": None,
                            "tolerance": tol, "passed": passed, "failures": [] if passed else ["outputs"],
                            "output_probe": probe}

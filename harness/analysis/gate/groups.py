@@ -110,6 +110,17 @@ class Group:
             return None
         return descriptions.pop(), pooled, round_medians
 
+    def instruction_counts(self) -> Optional[Tuple[List[float], List[float]]]:
+        """(instructions per step, their repeats' spread) of the ok records that were counted, or
+        None when none was (a side may count in one round only: counts are deterministic)."""
+        counts, spreads = [], []
+        for row in self.ok:
+            value = num(row.get("instructions_per_iter"))
+            if row.get("instr_status") == "ok" and value is not None and value > 0:
+                counts.append(value)
+                spreads.append(num(row.get("instructions_spread")) or 0.0)
+        return (counts, spreads) if counts else None
+
     def column(self, name: str, ok_only: bool = True) -> List[Any]:
         """The non-missing values of a column, over the ok records (or all)."""
         rows = self.ok if ok_only else self.rows

@@ -12,7 +12,7 @@ import html
 import re
 from typing import Dict, List
 
-from harness.units import format_bytes, format_duration
+from harness.units import format_bytes, format_count, format_duration
 from harness.vocab import ExitCode
 
 #: First line of every summary: lets CI find and update its previous comment.
@@ -41,7 +41,7 @@ def format_value(verdict: Dict, which: str) -> str:
     if value is None:
         return "–"
     if verdict["kind"] == "time":
-        return format_duration(value)
+        return format_count(value) if verdict.get("unit") == "instructions" else format_duration(value)
     if verdict["kind"] == "memory":
         return format_bytes(value)
     if isinstance(value, float):
@@ -153,11 +153,11 @@ def render_markdown(doc: Dict) -> str:
     scenarios = (doc.get("candidate") or {}).get("scenarios") or []
     lines = [MARKER, "### " + head, "",
              "%s%s vs %s%s · %d case×environment pairs compared · time: > %.2f× and BH q ≤ %g · "
-             "memory: > %g%% and > %s · per-model thresholds may differ" % (
+             "memory: > %g%% and > %s (CPU tensor peak: > %s) · per-model thresholds may differ" % (
                  ("%s · " % md_text(", ".join(scenarios))) if scenarios else "", side("baseline"),
                  side("candidate"), (" · " + md_text(envs[0])) if len(envs) == 1 and envs[0] else "", compared,
                  th.get("time_factor", 0), th.get("q", 0), 100 * th.get("memory_frac", 0),
-                 format_bytes(th.get("memory_floor_bytes"))),
+                 format_bytes(th.get("memory_floor_bytes")), format_bytes(th.get("tensor_memory_floor_bytes"))),
              "",
              "| | regressed | improved | inconclusive | unchanged | not comparable |",
              "|---|---:|---:|---:|---:|---:|"]
@@ -170,6 +170,16 @@ def render_markdown(doc: Dict) -> str:
     lines += ["", "New cases: %d · vanished: %d · inconclusive: %d" % (
         len(new), len(vanished), len(by.get("inconclusive", [])))]
 
+    for v in verdicts:
+        if v.get("aggregate"):
+            lines += ["", "**Run-wide time (%s): %s**: %s" % (md_text(v.get("env") or v.get("env_label") or ""),
+                                                            v["verdict"], md_text(v.get("reason") or ""))]
+    counted = [v for v in verdicts if v["kind"] == "time" and v.get("basis") == "instructions"
+               and not v.get("aggregate")]
+    if counted:
+        wall_only = sum(1 for v in counted if v.get("wall_time_only"))
+        lines += ["", "Time verdicts of %d cases rest on instruction counts (deterministic; wall time beside "
+                  "them)%s." % (len(counted), ", %d moved in wall time only" % wall_only if wall_only else "")]
     single = [v for v in verdicts if v["kind"] == "time" and v.get("test") == "mannwhitneyu"
               and min(v.get("rounds_baseline") or 1, v.get("rounds_candidate") or 1) < 3]
     if single:

@@ -7,9 +7,11 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import pandas as pd
 
+from harness.analysis.gate.aggregate import aggregate_verdicts
 from harness.analysis.gate.groups import Group, env_diff, env_text, group_records
 from harness.analysis.gate.rules import Comparison, Verdict, fidelity_rule, memory_rule, status_rule, task_rule
-from harness.analysis.gate.time_rules import TimeTest, time_test, time_verdicts
+from harness.analysis.gate.time_rules import TimeTest, time_rule, time_test, with_q_values
+from harness.gate_config import thresholds_for
 from harness.vocab import VERDICT_KINDS, VERDICTS, ExitCode
 
 #: The rules of a matched pair by the kind of verdict they give, in the order their verdicts are
@@ -85,7 +87,8 @@ def compare(baseline_df: pd.DataFrame, candidate_df: pd.DataFrame, thresholds_ta
 
     ``baseline_df`` and ``candidate_df`` come from ``load_records``; ``thresholds_table``
     is a validated ``[gate]`` table (None: defaults). The fields of each verdict:
-    docs/gate.md. Order: by case key, then environment, then kind.
+    docs/gate.md. Order: by case key, then environment, then kind; the run-wide time verdicts
+    (case key ``harness.vocab.AGGREGATE_CASE_KEY``) first.
     """
     gbs, gcs = group_records(baseline_df), group_records(candidate_df)
     by_key_b: Dict[str, List[str]] = {}
@@ -111,7 +114,9 @@ def compare(baseline_df: pd.DataFrame, candidate_df: pd.DataFrame, thresholds_ta
                 pending.append(test)
         verdicts.extend(_unmatched_verdicts(key, {fp: gbs[(key, fp)] for fp in fps_b if fp not in common},
                                             {fp: gcs[(key, fp)] for fp in fps_c if fp not in common}))
-    verdicts.extend(time_verdicts(pending))
+    tests = with_q_values(pending)
+    verdicts.extend(time_rule(t) for t in tests)
+    verdicts.extend(aggregate_verdicts(tests, thresholds_for("", thresholds_table)))
     order = {k: i for i, k in enumerate(VERDICT_KINDS)}
     verdicts.sort(key=lambda v: (v.case_key, str(v.env_fingerprint), order[v.kind], v.details.get("check") or ""))
     return [v.as_dict() for v in verdicts]

@@ -104,3 +104,10 @@ def bh_qvalues(p_values: Sequence[float]) -> List[float]:
     out = np.empty(m)
     out[order] = np.minimum(ranked, 1.0)
     return [float(x) for x in out]
+
+
+def one_sample_log_p(ratios: Sequence[float]) -> float:
+    """Two-sided one-sample t-test p-value that the logs of ``ratios`` have mean 0 (NaN possible)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return float(stats.ttest_1samp(np.log(ratios), 0.0).pvalue)

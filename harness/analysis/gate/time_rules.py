@@ -1,7 +1,9 @@
 """The time verdict: one timing test per matched pair, then one Benjamini-Hochberg correction
-over the whole run, then the rule.
+over the whole run, then the rule. Where both sides carry instruction counts, the verdict
+rests on them (deterministic: one round a side decides) and the wall-time test is reported
+beside it.
 
-Why rounds, not samples, and what the speed probe adds: docs/gate.md, "Time".
+Why rounds, not samples, what the speed probe adds, and the counts: docs/gate.md, "Time".
 """
 import dataclasses
 import math
@@ -12,10 +14,43 @@ import numpy as np
 
 from harness.analysis.gate.rules import Comparison, Verdict
 from harness.analysis.gate.stats import bh_qvalues, mannwhitney_p, median, min_exact_mannwhitney_p, welch_log_p
-from harness.units import format_duration
+from harness.units import format_count, format_duration
 
 SAMPLE_TEST = "mannwhitneyu"
 ROUND_TEST = "welch_t_log_round_medians"
+#: The ``basis`` of a time verdict: what its ``baseline``, ``candidate`` and ``ratio`` are.
+BASIS_WALL = "wall time"
+BASIS_INSTRUCTIONS = "instructions"
+
+
+@dataclass(frozen=True)
+class Counts:
+    """Instruction counts per step of both sides of a pair (medians over the counted rounds)."""
+
+    baseline: float
+    candidate: float
+    #: the counts' own noise, relative: the largest of the repeats' spread on either side and the
+    #: range between counted rounds of one side
+    spread: float
+    n_baseline: int
+    n_candidate: int
+
+    @property
+    def ratio(self) -> float:
+        return self.candidate / self.baseline
+
+
+def _spread(counts: Sequence[float], spreads: Sequence[float]) -> float:
+    between = (max(counts) - min(counts)) / median(counts) if len(counts) > 1 else 0.0
+    return max([between] + list(spreads))
+
+
+def counts_of(cmp: Comparison) -> Optional[Counts]:
+    """The pair's instruction counts, or None unless both sides carry some."""
+    cb, cc = cmp.baseline.instruction_counts(), cmp.candidate.instruction_counts()
+    if cb is None or cc is None:
+        return None
+    return Counts(median(cb[0]), median(cc[0]), max(_spread(*cb), _spread(*cc)), len(cb[0]), len(cc[0]))
 
 
 @dataclass(frozen=True)
@@ -40,6 +75,8 @@ class TimeTest:
     #: ``time_test = "auto"`` with fewer than ``min_rounds`` rounds: why a change is at most inconclusive
     few_rounds: Optional[str] = None
     q_value: Optional[float] = None
+    #: instruction counts of both sides, when both carry them: then they decide
+    counts: Optional[Counts] = None
 
 
 def _round_test(rb: Sequence[float], rc: Sequence[float]) -> Tuple[Optional[float], Optional[str]]:
@@ -100,7 +137,7 @@ def time_test(cmp: Comparison) -> Optional[TimeTest]:
     else:
         test, (p, too_few) = SAMPLE_TEST, _sample_test(xb, xc, th["q"])
     return TimeTest(cmp, mb, mc, ratio, mc / mb, probe_ratio, relative_to, test=test, p_value=p, too_few=too_few,
-                    few_rounds=few_rounds, **counts)
+                    few_rounds=few_rounds, counts=counts_of(cmp), **counts)
 
 
 def with_q_values(tests: Sequence[TimeTest]) -> List[TimeTest]:
@@ -129,40 +166,86 @@ def _describe(t: TimeTest) -> Tuple[str, str]:
     return what, how
 
 
-def time_rule(t: TimeTest) -> Verdict:
-    """Regressed only when the ratio is beyond ``time_factor`` AND ``q_value <= q``; inconclusive
-    when the test cannot decide or is not to be trusted; improved symmetrically."""
+def _wall_judgement(t: TimeTest) -> Tuple[str, str]:
+    """(verdict, reason) of the wall-time test alone: regressed only when the ratio is beyond
+    ``time_factor`` AND ``q_value <= q``; inconclusive when the test cannot decide or is not to
+    be trusted; improved symmetrically."""
     th = t.comparison.thresholds
     factor, q_thr, q = th["time_factor"], th["q"], t.q_value
     big_slow, big_fast = t.ratio > factor, t.ratio < 1.0 / factor
     what, how = _describe(t)
     if t.too_few is not None:
-        verdict, reason = "inconclusive", "%s; too few to test: %s" % (what, t.too_few)
-    elif t.relative_to is not None and q <= q_thr and (big_slow or big_fast) and (t.median_ratio > 1.0) != big_slow:
-        verdict, reason = "inconclusive", "%s, q = %.2g (%s), but the plain medians moved the other way: " \
+        return "inconclusive", "%s; too few to test: %s" % (what, t.too_few)
+    if t.relative_to is not None and q <= q_thr and (big_slow or big_fast) and (t.median_ratio > 1.0) != big_slow:
+        return "inconclusive", "%s, q = %.2g (%s), but the plain medians moved the other way: " \
             "the code under test changed the probe's own speed" % (what, q, how)
-    elif t.few_rounds and q <= q_thr and (big_slow or big_fast):
-        verdict, reason = "inconclusive", "%s, q = %.2g (%s), but %s; run more rounds (ab --rounds %d) or " \
+    if t.few_rounds and q <= q_thr and (big_slow or big_fast):
+        return "inconclusive", "%s, q = %.2g (%s), but %s; run more rounds (ab --rounds %d) or " \
             "set time_test = \"samples\" to trust them" % (what, q, how, t.few_rounds, th["min_rounds"])
-    elif q <= q_thr and big_slow:
-        verdict, reason = "regressed", "%s, q = %.2g (%s)" % (what, q, how)
-    elif q <= q_thr and big_fast:
-        verdict, reason = "improved", "%s, q = %.2g (%s)" % (what, q, how)
-    elif big_slow or big_fast:
-        verdict, reason = "inconclusive", "%s, beyond %.2f× but not significant: q = %.2g > %g (%s)" % (
+    if q <= q_thr and big_slow:
+        return "regressed", "%s, q = %.2g (%s)" % (what, q, how)
+    if q <= q_thr and big_fast:
+        return "improved", "%s, q = %.2g (%s)" % (what, q, how)
+    if big_slow or big_fast:
+        return "inconclusive", "%s, beyond %.2f× but not significant: q = %.2g > %g (%s)" % (
             what, factor, q, q_thr, how)
-    elif q <= q_thr:
-        verdict, reason = "unchanged", "%s, significant (q = %.2g) but within %.2f×" % (what, q, factor)
-    else:
-        verdict, reason = "unchanged", "%s, within %.2f× and q = %.2g" % (what, factor, q)
+    if q <= q_thr:
+        return "unchanged", "%s, significant (q = %.2g) but within %.2f×" % (what, q, factor)
+    return "unchanged", "%s, within %.2f× and q = %.2g" % (what, factor, q)
+
+
+def _wall_moved(t: TimeTest) -> bool:
+    """The wall time moved beyond the factor and its test says so, trusted or not."""
+    th = t.comparison.thresholds
+    return (t.too_few is None and t.q_value is not None and t.q_value <= th["q"]
+            and (t.ratio > th["time_factor"] or t.ratio < 1.0 / th["time_factor"]))
+
+
+def _count_judgement(t: TimeTest, wall_verdict: str, wall_reason: str) -> Tuple[str, str]:
+    """(verdict, reason) on the instruction counts: a change beyond ``instructions_frac`` AND
+    ``instructions_spread_factor`` times the counts' spread; the wall time beside it."""
+    c, th = t.counts, t.comparison.thresholds
+    limit = max(th["instructions_frac"], th["instructions_spread_factor"] * c.spread)
+    change = c.ratio - 1.0
+    counts = "instructions %+.1f%% (%s → %s per step; spread %.2g%%, limit %.1f%%)" % (
+        100 * change, format_count(c.baseline), format_count(c.candidate), 100 * c.spread, 100 * limit)
+    wall = "wall time: %s" % wall_reason
+    if change > limit:
+        return "regressed", "%s; %s" % (counts, wall)
+    if change < -limit / (1.0 + limit):
+        return "improved", "%s; %s" % (counts, wall)
+    if wall_verdict in ("regressed", "improved"):
+        return "inconclusive", "%s; wall time only: %s: likely machine or memory-bound; confirm with rounds" % (
+            counts, wall_reason)
+    if _wall_moved(t):
+        return "unchanged", "%s; wall time only: %s: likely machine or memory-bound; confirm with rounds" % (
+            counts, wall_reason)
+    return "unchanged", "%s; %s" % (counts, wall)
+
+
+def time_rule(t: TimeTest) -> Verdict:
+    """The time verdict of one pair: on the instruction counts where both sides carry them,
+    else on the wall time (``_wall_judgement``)."""
+    th = t.comparison.thresholds
+    factor, q_thr = th["time_factor"], th["q"]
+    wall_verdict, wall_reason = _wall_judgement(t)
+    _, how = _describe(t)
+    fields = dict(n_baseline=t.n_baseline, n_candidate=t.n_candidate, rounds_baseline=t.rounds_baseline,
+                  rounds_candidate=t.rounds_candidate, p_value=t.p_value, q_value=t.q_value, how=how,
+                  median_ratio=t.median_ratio, probe_ratio=t.probe_ratio, relative_to=t.relative_to)
+    if t.counts is None:
+        return t.comparison.verdict(
+            "time", wall_verdict, wall_reason, unit="s", basis=BASIS_WALL,
+            threshold={"time_factor": factor, "q": q_thr}, baseline=t.baseline, candidate=t.candidate,
+            ratio=t.ratio, test=t.test, **fields)
+    verdict, reason = _count_judgement(t, wall_verdict, wall_reason)
+    c = t.counts
     return t.comparison.verdict(
-        "time", verdict, reason, unit="s", threshold={"time_factor": factor, "q": q_thr}, baseline=t.baseline,
-        candidate=t.candidate, ratio=t.ratio, median_ratio=t.median_ratio, probe_ratio=t.probe_ratio,
-        relative_to=t.relative_to, n_baseline=t.n_baseline, n_candidate=t.n_candidate,
-        rounds_baseline=t.rounds_baseline, rounds_candidate=t.rounds_candidate, p_value=t.p_value, test=t.test,
-        q_value=q, how=how)
-
-
-def time_verdicts(tests: Sequence[TimeTest]) -> List[Verdict]:
-    """The time verdicts of a whole run, in the order of ``tests``."""
-    return [time_rule(t) for t in with_q_values(tests)]
+        "time", verdict, reason, unit="instructions", basis=BASIS_INSTRUCTIONS,
+        threshold={"instructions_frac": th["instructions_frac"],
+                   "instructions_spread_factor": th["instructions_spread_factor"]},
+        baseline=c.baseline, candidate=c.candidate, ratio=c.ratio, instructions_spread=c.spread,
+        counted_baseline=c.n_baseline, counted_candidate=c.n_candidate, test=BASIS_INSTRUCTIONS,
+        wall_baseline_s=t.baseline, wall_candidate_s=t.candidate, wall_ratio=t.ratio, wall_test=t.test,
+        wall_verdict=wall_verdict, wall_time_only=verdict in ("unchanged", "inconclusive") and _wall_moved(t),
+        **fields)

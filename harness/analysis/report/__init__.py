@@ -10,10 +10,12 @@ are reported as problems (file and line) in the page and in the returned dict; t
 records are still reported. Never imports torch.
 
 Modules, in the order data flows: ``loader`` (read the records, in parallel when
-large), ``frame`` (prepare them), ``environments``, ``aggregate`` and ``compare`` (the
-numbers each section shows), ``datasets`` and ``payload`` (the embedded JSON),
-``figures`` (matplotlib), ``markup`` (HTML pieces and the page), ``sections`` (one
-builder per section), ``build`` (``build_report``).
+large), ``frame`` (prepare them; ``rounds``: what several rounds of a case show
+together), ``environments``, ``aggregate``, ``compare`` and ``heatmap`` (the numbers
+each section shows; ``heatmap``: the relative heatmaps' cells, their measure and their
+noise), ``datasets`` and ``payload`` (the embedded JSON), ``figures`` (matplotlib),
+``markup`` (HTML pieces and the page), ``sections`` (one builder per section), ``build``
+(``build_report``).
 """
 from harness.analysis.report.build import DEFAULT_OUT, build_report
 

@@ -84,9 +84,11 @@ def verdicts_frame(verdicts: Sequence[Dict], cand: Optional[pd.DataFrame] = None
             "reason": str(v.get("reason") or ""),
             "env_label": v.get("env_label"), "model": v.get("model"),
             "check": str(v.get("check") or ""), "unit": v.get("unit"),
+            "baseline_env_label": v.get("baseline_env_label"),
         })
     out = pd.DataFrame(rows, columns=["case_key", "env_fingerprint", "kind", "verdict", "baseline", "candidate",
-                                      "ratio", "p_value", "q_value", "reason", "env_label", "model", "check", "unit"])
+                                      "ratio", "p_value", "q_value", "reason", "env_label", "model", "check", "unit",
+                                      "baseline_env_label"])
     if cand is not None and not out.empty:
         cand = plain_columns(cand[["case_key", "env_fingerprint", "env_label", "model"]])
         names = cand.drop_duplicates(subset=["case_key", "env_fingerprint"])

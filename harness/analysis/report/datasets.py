@@ -26,6 +26,11 @@ VERDICT_RANK = {v: i for i, v in enumerate(("regressed", "inconclusive", "not_co
                                             "improved", "unchanged"))}
 #: Per-case changes against baseline records, in the order the comparison table lists them.
 CHANGE_RANK = {"status": 0, "slower": 1, "vanished": 2, "new": 3, "faster": 4, "same": 5}
+#: How the table of every case formats a schema-declared column (``TABLE_COLUMNS``), by the end of its name
+#: (names carry units): bytes in binary units, instruction counts in decimal ones ('118.5 M').
+UNIT_FORMATS = (("_bytes", "bytes"), ("instructions_per_iter", "count"))
+#: Significant digits the page keeps of such a column of floats (a count keeps enough for its CSV).
+UNIT_DIGITS = {"count": 6}
 
 
 def size_order(*frames: pd.DataFrame) -> List[str]:
@@ -41,6 +46,41 @@ def envs_json(envs: Sequence[str], colors: Sequence[str], ref: str) -> str:
     return script_safe(json.dumps(data))
 
 
+def _unit_format(name: str) -> str:
+    return next((fmt for suffix, fmt in UNIT_FORMATS if name.endswith(suffix)), "")
+
+
+def instruction_notes(df: pd.DataFrame) -> pd.Series:
+    """Per record, why it has no instruction count: '<status>: <reason>' for an instruction status
+    other than ok, None otherwise (no count pass, or a count)."""
+    status = df["instr_status"] if "instr_status" in df.columns else pd.Series(None, index=df.index, dtype=object)
+    reason = df["instr_reason"] if "instr_reason" in df.columns else pd.Series(None, index=df.index, dtype=object)
+    notes = [None if not isinstance(s, str) or s == "ok" else s + (": " + r if isinstance(r, str) and r else "")
+             for s, r in zip(status, reason)]
+    return pd.Series(notes, index=df.index, dtype=object)
+
+
+def _schema_columns(df: pd.DataFrame, frame: pd.DataFrame) -> List[Column]:
+    """The columns the record schema declares for the table (``TABLE_COLUMNS``), formatted by their unit;
+    after the instruction count, why a record has none, when any record has a status other than ok."""
+    cols = []
+    for col in TABLE_COLUMNS:
+        frame[col.name] = df[col.name]
+        fmt = _unit_format(col.name)
+        if col.kind == "int":  # exact (a tensor peak to the byte)
+            cols.append(Column(col.name, col.table, kind="int", fmt=fmt))
+        elif col.kind == "num":
+            cols.append(Column(col.name, col.table, kind="num", fmt=fmt, digits=UNIT_DIGITS.get(fmt, 4)))
+        else:
+            cols.append(Column(col.name, col.table))
+        if col.name == "instructions_per_iter":
+            notes = instruction_notes(df)
+            if notes.notna().any():
+                frame["instr_note"] = notes
+                cols.append(Column("instr_note", "no instruction count", kind="text", filter=False))
+    return cols
+
+
 def records_json(df: pd.DataFrame, notes: Dict) -> str:
     """Every record, for the table of every case and the chart grids."""
     frame = pd.DataFrame({
@@ -54,8 +94,7 @@ def records_json(df: pd.DataFrame, notes: Dict) -> str:
         "acc": np.where(df["acc_passed"] == True, "pass", np.where(df["acc_passed"] == False, "fail", None)),  # noqa
         "reason": df["reason_short"].where(df["reason_short"] != "", None),
     })
-    for col in TABLE_COLUMNS:  # fields the record schema declares with a table heading
-        frame[col.name] = df[col.name]
+    schema_cols = _schema_columns(df, frame)  # fields the record schema declares with a table heading
     cols = [
         Column("model", "model", ref="case"), Column("mode", "mode", order=notes["mode_order"], ref="case"),
         Column("batch_size", "batch", kind="int", ref="case"),
@@ -71,7 +110,7 @@ def records_json(df: pd.DataFrame, notes: Dict) -> str:
         Column("peak_mib", "peak MiB", kind="num", digits=3),
         Column("err_rel", "rel. error", kind="num", digits=2, fmt="sci"), Column("acc", "accuracy"),
         Column("reason", "reason", kind="text", filter=False),
-    ] + [Column(c.name, c.table, kind="num" if c.kind in ("num", "int") else "cat") for c in TABLE_COLUMNS]
+    ] + schema_cols
     return encode_dataset(frame, cols, ref_key="case_key")
 
 

@@ -1,9 +1,10 @@
 """The loaded records made ready for the report: one row per case and environment.
 
 ``prepare_frame`` takes the DataFrame of ``harness.analysis.load.load_records`` (less
-``loader.UNUSED_COLUMNS``), keeps the latest record per case and environment, adds the
-derived columns every section reads (``env``, ``size_label``, ``opts``,
-``reason_short``, ``err_rel``...) and orders environments by torch version. The words
+``loader.UNUSED_COLUMNS``), keeps the latest record per case and environment (with what
+all its rounds show together, ``rounds``), adds the derived columns every section reads
+(``env``, ``size_label``, ``opts``, ``reason_short``, ``err_rel``...) and orders
+environments by torch version. The words
 (statuses, precisions, checkpoint modes, case axes) come from ``harness.vocab``.
 Never imports torch.
 """
@@ -14,6 +15,7 @@ from typing import Dict, List, Sequence, Tuple
 import numpy as np
 import pandas as pd
 
+from harness.analysis.report.rounds import ROUND_COLUMNS, combine_rounds
 from harness.record import REPORT_COLUMNS
 from harness.vocab import CASE_AXES, CHECKPOINTS, MODES, NOT_RUN_STATUSES, PRECISIONS, STATUSES
 
@@ -33,7 +35,7 @@ PROBE_COLUMNS = tuple(c for c in CASE_COLUMNS if c not in ("precision", "checkpo
 #: Low-cardinality text columns held as pandas categoricals after ``prepare_frame``.
 CATEGORY_COLUMNS = ("model", "mode", "precision", "checkpoint", "device", "opts", "status", "size_label")
 #: Columns computed here from the records' columns.
-DERIVED_COLUMNS = ("size_label", "size_rank", "opts", "reason_short", "env", "err_rel", "err_over_tol")
+DERIVED_COLUMNS = ("size_label", "size_rank", "opts", "reason_short", "env", "err_rel", "err_over_tol") + ROUND_COLUMNS
 #: Record columns a derived one replaces (size -> size_label, channels_last/compile -> opts, errors -> err_rel).
 REPLACED_COLUMNS = ("size", "channels_last", "compile", "out_rel_err", "grad_rel_err")
 #: Columns the report keeps: the record schema's report columns (``harness.record``) and the derived ones.
@@ -151,7 +153,8 @@ def prepare_frame(df: pd.DataFrame) -> Tuple[pd.DataFrame, Dict]:
     compile flags), ``reason_short``, ``err_rel`` (worst of output and gradient
     relative error), ``err_over_tol``, ``probe_id`` (same for the cases sharing an
     fp32 reference output, see ``PROBE_COLUMNS``) and ``pair_id`` (``probe_id`` and
-    precision: same for a case with and without checkpointing); keeps ``KEEP_COLUMNS``. Returns the frame and notes
+    precision: same for a case with and without checkpointing) and ``rounds.ROUND_COLUMNS`` (the ok rounds of the
+    case in its environment: count, median of medians, spread); keeps ``KEEP_COLUMNS``. Returns the frame and notes
     ``{"superseded": count of older duplicates dropped, "env_order": [...], ...}``.
     """
     needed = set(REPORT_COLUMNS)
@@ -178,13 +181,15 @@ def prepare_frame(df: pd.DataFrame) -> Tuple[pd.DataFrame, Dict]:
         if shared:
             mask = df["env"].isin(shared)
             df.loc[mask, "env"] = df.loc[mask, "env"] + " @" + fp[mask].str[:10]
-        # keep the latest record per (case, environment); file order breaks ties
+        # keep the latest record per (case, environment), with what all its rounds show; file order breaks ties
         df["_order"] = np.arange(len(df))
-        df = df.sort_values(["time_utc", "_order"], na_position="first", kind="stable")
+        df = combine_rounds(df.sort_values(["time_utc", "_order"], na_position="first", kind="stable"))
         before = len(df)
         df = df.drop_duplicates(subset=["case_key", "env"], keep="last")
         superseded = before - len(df)
         df = df.sort_values("_order", kind="stable").drop(columns="_order").reset_index(drop=True)
+    else:
+        df = combine_rounds(df)
     for col in ("model", "mode", "precision", "checkpoint", "device", "status"):
         df[col] = df[col].fillna("-").astype(str)
     df["batch_size"] = pd.to_numeric(df["batch_size"], errors="coerce")
@@ -192,7 +197,8 @@ def prepare_frame(df: pd.DataFrame) -> Tuple[pd.DataFrame, Dict]:
     short_by_reason = {r: short_reason(r) for r in df["reason"].dropna().unique()}
     df["reason_short"] = [short_by_reason.get(r, "") if isinstance(r, str) else "" for r in df["reason"].tolist()]
     for col in ("median_s", "iqr_s", "throughput_per_s", "peak_mem_bytes", "out_rel_err", "grad_rel_err",
-                "acc_tolerance", "task_before", "task_after"):
+                "acc_tolerance", "task_before", "task_after", "tensor_peak_bytes", "instructions_per_iter",
+                "instructions_spread"):
         df[col] = pd.to_numeric(df[col], errors="coerce")
     df["err_rel"] = df[["out_rel_err", "grad_rel_err"]].max(axis=1)
     df["err_over_tol"] = df["err_rel"] / df["acc_tolerance"].where(df["acc_tolerance"] > 0)

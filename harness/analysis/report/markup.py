@@ -115,17 +115,21 @@ def status_bar(counts: Dict[str, int]) -> str:
     return '<div class="sbar">%s</div>' % parts
 
 
-def legend(items: Iterable[Tuple[str, str]], line: bool = False) -> str:
-    """A row of colour keys: (label, colour)."""
-    cls = ' class="line"' if line else ""
-    return '<div class="legend">%s</div>' % "".join(
-        '<span><i%s style="background:%s"></i>%s</span>' % (cls, esc(c), esc(label)) for label, c in items)
+def legend(items: Iterable[Sequence], line: bool = False) -> str:
+    """A row of colour keys: (label, colour) or (label, colour or None, CSS class of the key)."""
+    keys = []
+    for label, color, *klass in items:
+        classes = " ".join((["line"] if line else []) + list(klass))
+        cls = ' class="%s"' % esc(classes) if classes else ""
+        style = ' style="background:%s"' % esc(color) if color else ""
+        keys.append('<span><i%s%s></i>%s</span>' % (cls, style, esc(label)))
+    return '<div class="legend">%s</div>' % "".join(keys)
 
 
-def td_heat(text: str, color: str, title: str = "", extra_class: str = "") -> str:
-    """A coloured heat-map cell with a hover text."""
-    return '<td class="heat %s" style="background:%s" title="%s">%s</td>' % (
-        esc(extra_class), esc(color), esc(title), text)
+def td_heat(text: str, color: Optional[str], title: str = "", extra_class: str = "") -> str:
+    """A heat-map cell with a hover text, coloured unless ``color`` is None (``extra_class`` styles it)."""
+    style = ' style="background:%s"' % esc(color) if color else ""
+    return '<td class="heat %s"%s title="%s">%s</td>' % (esc(extra_class), style, esc(title), text)
 
 
 def table(headers: Sequence[str], rows: Iterable[str], cls: str = "grid", num_cols: Sequence[int] = (),

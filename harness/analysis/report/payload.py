@@ -31,7 +31,7 @@ class Column:
     key: str
     label: str
     kind: str = "cat"  # cat | num | int | text
-    fmt: str = ""  # how the page formats numbers: ms, pct, mib, sci, ratio, int, num
+    fmt: str = ""  # how the page shows values: status, verdict, pct, sci, tratio, mratio, p, bytes, count
     digits: int = 4  # significant digits kept for num columns
     order: Optional[Sequence[str]] = None  # display order of categories (others follow, sorted)
     src: Optional[str] = None

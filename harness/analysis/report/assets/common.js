@@ -24,6 +24,25 @@
     const s = Number(v.toPrecision(d));
     return s.toLocaleString('en-US', {maximumFractionDigits: 6});
   }
+  // bytes in binary units, as harness/units.py format_bytes: '12.3 MiB', '512 B'
+  function fmtBytes(v) {
+    const units = [['GiB', 2 ** 30], ['MiB', 2 ** 20], ['KiB', 2 ** 10]];
+    for (const [unit, scale] of units) {
+      if (Math.abs(v) >= scale) {
+        const x = v / scale;
+        return `${Math.abs(x) >= 100 ? x.toFixed(0) : Number(x.toPrecision(3))} ${unit}`;
+      }
+    }
+    return `${Math.round(v)} B`;
+  }
+  // a count in decimal units, as harness/units.py format_count: '118.5 M', '950'
+  function fmtCount(v) {
+    const units = [['G', 1e9], ['M', 1e6], ['k', 1e3]];
+    for (const [unit, scale] of units) {
+      if (Math.abs(v) >= scale) { return `${Number((v / scale).toPrecision(4))} ${unit}`; }
+    }
+    return String(Number(v.toPrecision(4)));
+  }
   function colorRatio(v, lowerBetter) {
     if (v === null || !Number.isFinite(v)) { return ''; }
     const worse = lowerBetter ? v > 1.1 : v < 1 / 1.1;
@@ -61,5 +80,5 @@
     obj[key].push(value);
   }
 
-  window.tmReport = {dataset, esc, make, sig, colorRatio, Accessor, median, pushTo};
+  window.tmReport = {dataset, esc, make, sig, fmtBytes, fmtCount, colorRatio, Accessor, median, pushTo};
 })();

@@ -4,7 +4,7 @@
 (() => {
   // biome-ignore lint/suspicious/noRedundantUseStrict: a classic script inlined in <script>, not a module
   'use strict';
-  const {dataset, make, sig, colorRatio, Accessor} = window.tmReport;
+  const {dataset, make, sig, fmtBytes, fmtCount, colorRatio, Accessor} = window.tmReport;
 
   function formatCell(td, c, A, i) {
     const v = A.raw(c, i);
@@ -29,6 +29,8 @@
       const cls = colorRatio(v, true);
       if (cls) { td.className += ` ${cls}`; }
     } else if (c.fmt === 'p') { td.textContent = v < 1e-4 ? v.toExponential(0) : sig(v, 2); }
+    else if (c.fmt === 'bytes') { td.textContent = fmtBytes(v); }
+    else if (c.fmt === 'count') { td.textContent = fmtCount(v); }
     else if (c.kind === 'int') { td.textContent = String(v); }
     else { td.textContent = sig(v, 4); }
   }

@@ -4,50 +4,14 @@ import json
 from typing import Dict
 
 from harness.analysis.report import aggregate as agg
-from harness.analysis.report import figures
-from harness.analysis.report.markup import esc, fmt_change, is_num, legend, ratio_color, table, td_heat
+from harness.analysis.report import figures, heatmap
+from harness.analysis.report.markup import esc, is_num
 from harness.analysis.report.sections.context import Context, Part
+from harness.analysis.report.sections.relative import heatmap_html
 from harness.vocab import CHECKPOINTS
 
 #: The checkpointing modes compared with no checkpointing.
 CHECKPOINTED = tuple(c for c in CHECKPOINTS if c != "none")
-
-
-def _ratio_heatmap(ctx: Context, value: str, higher_is_better: bool, what: str) -> str:
-    ratios = ctx.ratios
-    if ratios is None or ratios.empty:
-        return '<p class="note">No case ran ok both here and in the reference environment.</p>'
-    by_prec = agg.geomean_table(ratios, value, ["model", "precision", "env"]).reset_index()
-    by_mode = agg.geomean_table(ratios, value, ["model", "precision", "mode", "env"]).reset_index()
-    mode_text: Dict = {}
-    for r in by_mode.itertuples(index=False):
-        mode_text.setdefault((r.model, r.precision, str(r.env)), []).append(
-            "%s %s (n=%d)" % (r.mode, fmt_change(r.geomean), r.n))
-    prec_rank = {p: i for i, p in enumerate(ctx.notes["precision_order"])}
-    table_d = {(r.model, r.precision, str(r.env)): r for r in by_prec.itertuples(index=False)}
-    precs_of: Dict[str, set] = {}
-    for model, prec, _env in table_d:
-        precs_of.setdefault(model, set()).add(prec)
-    rows = []
-    for model in sorted(precs_of):
-        precs = sorted(precs_of[model], key=lambda p: (prec_rank.get(p, 99), p))
-        for k, prec in enumerate(precs):
-            first = '<td rowspan="%d"><b>%s</b></td>' % (len(precs), esc(model)) if k == 0 else ""
-            cells = []
-            for env in ctx.envs:
-                if env == ctx.ref:
-                    cells.append('<td class="ref">ref</td>')
-                    continue
-                r = table_d.get((model, prec, env))
-                if r is None:
-                    cells.append('<td class="na">-</td>')
-                    continue
-                tip = "%s %s on %s vs %s: %s %s (geometric mean of %d cases, range %s to %s)\n%s" % (
-                    model, prec, env, ctx.ref, fmt_change(r.geomean), what, r.n, fmt_change(r.min),
-                    fmt_change(r.max), "; ".join(mode_text.get((model, prec, env), [])))
-                cells.append(td_heat(esc(fmt_change(r.geomean)), ratio_color(r.geomean, higher_is_better), tip))
-            rows.append("<tr>%s<td>%s</td>%s</tr>" % (first, esc(prec), "".join(cells)))
-    return table(["model", "precision"] + ctx.env_th(), rows)
 
 
 def _slice_text(where: Dict[str, str]) -> str:
@@ -81,17 +45,23 @@ _FILES_NOTE = "Also saved as <code>figures/%s.svg</code> and <code>.png</code> n
 def speed(ctx: Context) -> Part:
     """Step time per model across releases, throughput curves per model, the heatmap against the reference."""
     chart = _release_figure(ctx, "median_s", 1e3, "speed_by_release", "Median step time", "median time (ms)")
-    heat = _ratio_heatmap(ctx, "speed_ratio", True, "throughput")
-    keys = legend([("slower than reference", "#e8705f"), ("same", "#ffffff"), ("faster", "#6fa8dc")])
+    heat = heatmap_html(ctx, heatmap.TIME)
     body = ("<h3>Across PyTorch releases</h3>" + _figure_html(chart, _FILES_NOTE % "speed_by_release") +
             "<h3>Throughput per model</h3>"
             '<p class="note">Throughput (samples per second, median of the raw samples) against batch size, size '
             "or environment for one slice of the matrix; the axes not drawn are fixed at their most common value "
             "for each model. Pick the slice above the charts; hover a point for its value.</p>" +
-            _charts(ctx, "throughput") + "<h3>Speed relative to %s</h3>" % esc(ctx.ref) +
-            '<p class="note">Geometric mean over the cases (all modes, batch sizes, sizes, checkpointing) that ran ok '
-            "in both environments; hover a cell for the count, the range and train/eval separately. Pick another "
-            "reference with <code>--reference-env</code>.</p>" + keys + heat)
+            _charts(ctx, "throughput") + "<h3>Time per step relative to %s</h3>" % esc(ctx.ref) +
+            '<p class="note">Change of the time a step takes, geometric mean over the cases (all modes, batch sizes, '
+            "sizes, checkpointing) that ran ok in both environments; + is slower. A cell rests on instruction counts "
+            "(<i>instr</i>: deterministic) where every case of it has an ok count in both environments, else on wall "
+            "time (<i>wall</i>). Wall-time cells within %g× the between-round spread are within noise: that "
+            "spread is measured where a case has %d or more rounds (records) in an environment, and assumed where "
+            "it has one (the spread measured on the 2-core CI machine, docs/gate.md); instruction counts less than "
+            "%g%% apart are unchanged; the gate's verdicts, when given, judge the cells they cover. Hover a cell for "
+            "its basis, its noise band and where that came from, the count, the range and train/eval separately. "
+            "Pick another reference with <code>--reference-env</code>.</p>" % (
+                heatmap.NOISE_MULTIPLE, heatmap.MIN_ROUNDS, 100 * heatmap.INSTRUCTION_BAND) + heat)
     intro = ("How long a step takes in each environment, and how fast each model runs against the reference "
              "<b>%s</b>." % esc(ctx.ref))
     return Part(body, intro, figures=(chart,) if chart else ())
@@ -129,7 +99,7 @@ def memory(ctx: Context) -> Part:
     """Peak memory across releases, peak-memory curves, memory against the reference, the checkpointing trade-off."""
     chart = _release_figure(ctx, "peak_mem_bytes", 1.0 / 2 ** 20, "memory_by_release", "Peak memory",
                             "peak memory (MiB)")
-    heat = _ratio_heatmap(ctx, "mem_ratio", False, "peak memory")
+    heat = heatmap_html(ctx, heatmap.MEMORY)
     trade = agg.checkpoint_tradeoff(ctx.df)
     trade_chart = figures.tradeoff_chart(trade) if len(trade) else None
     if len(trade):
@@ -137,11 +107,13 @@ def memory(ctx: Context) -> Part:
             _tradeoff_table(trade), _figure_html(trade_chart, _FILES_NOTE % "checkpoint_tradeoff"))
     else:
         trade_html = '<p class="note">No checkpointed case has an ok un-checkpointed twin to compare with.</p>'
-    keys = legend([("uses less than reference", "#6fa8dc"), ("same", "#ffffff"), ("uses more", "#e8705f")])
     body = ("<h3>Across PyTorch releases</h3>" + _figure_html(chart, _FILES_NOTE % "memory_by_release") +
             "<h3>Peak memory per model</h3>"
             '<p class="note">Same slice controls as the throughput charts.</p>' + _charts(ctx, "peak") +
-            "<h3>Peak memory relative to %s</h3>" % esc(ctx.ref) + keys + heat +
+            "<h3>Peak memory relative to %s</h3>" % esc(ctx.ref) +
+            '<p class="note">Geometric mean over the cases that ran ok in both environments. A cell rests on the exact '
+            "CPU tensor peak (<i>tensor</i>) where every case of it carries one in both environments, as the gate "
+            "judges memory, else on the process peak (<i>process</i>).</p>" + heat +
             "<h3>Gradient checkpointing: memory saved against time lost</h3>"
             '<p class="note">Each checkpointed train case against the same case without checkpointing in the same '
             "environment; medians over batch sizes, sizes, precisions and environments (hover the table for each "

@@ -1,0 +1,123 @@
+"""The relative heatmaps of the speed and memory sections: each environment against the reference, per
+model and precision, drawn from ``heatmap.cells``. Every cell names its measure (a tag, and its hover
+text), says whether it is within noise (drawn hatched grey, not coloured) and where its noise band came
+from; the note under each heatmap says the same for the whole table."""
+from typing import Dict, List
+
+from harness.analysis.report import heatmap
+from harness.analysis.report.markup import esc, fmt_change, legend, ratio_color, table, td_heat
+from harness.analysis.report.sections.context import Context
+
+#: The tag a cell shows for its measure.
+TAGS = {"instructions": "instr", "wall time": "wall", "tensor peak": "tensor", "process peak": "process"}
+#: What each measure is, in a cell's hover text.
+MEANINGS = {"instructions": "CPU instructions per step (callgrind; deterministic)",
+            "wall time": "wall time per step (per case the median of its round medians)",
+            "tensor peak": "the exact CPU tensor-memory peak of one step",
+            "process peak": "the process high-water mark on the CPU, the CUDA allocator peak on a GPU"}
+#: How each kind reads in the hover text, and its legend (the colours of ``markup.ratio_color``).
+WHAT = {heatmap.TIME: "time per step", heatmap.MEMORY: "peak memory"}
+KEYS = {heatmap.TIME: [("slower than the reference", "#e8705f"), ("same", "#ffffff"), ("faster", "#6fa8dc"),
+                       ("within noise: not coloured", None, "noise")],
+        heatmap.MEMORY: [("uses less than the reference", "#6fa8dc"), ("same", "#ffffff"),
+                         ("uses more", "#e8705f"), ("within noise (gate verdicts): not coloured", None, "noise")]}
+
+
+def _band_text(cell) -> str:
+    """Where the cell's noise band came from, and the band."""
+    band = "%s to %s" % (fmt_change(1.0 / cell.band), fmt_change(cell.band)) if cell.band == cell.band else ""
+    rounds = ("%d" % cell.rounds_lo if cell.rounds_lo == cell.rounds_hi else "%d to %d" % (cell.rounds_lo,
+                                                                                          cell.rounds_hi))
+    source = cell.band_source
+    if source == "gate":
+        counts = ", ".join("%d %s" % (n, v) for v, n in sorted(cell.gate.items()))
+        return "Judged by the gate's verdicts (%s): %s." % (cell.gate_pair, counts)
+    if source == "instruction repeats":
+        return "Noise band %s: instruction counts less than %g%% apart (or than their repeat spread) are " \
+            "unchanged." % (band, 100 * heatmap.INSTRUCTION_BAND)
+    multiple = "%g\u00d7 the between-round spread" % heatmap.NOISE_MULTIPLE
+    if source == "measured":
+        return "Noise band %s: %s, measured from the rounds (%s per case and environment)." % (band, multiple, rounds)
+    assumed = ("assumed, not measured: a sd of %.2f of the log of a case's round medians, as measured on the 2-core "
+               "CI machine (docs/gate.md)" % heatmap.ASSUMED_ROUND_SD_LOG)
+    if source == "assumed":
+        return "Noise band %s: %s, %s, since each case has one round here." % (band, multiple, assumed)
+    return "Noise band %s: %s, measured where a case has %d rounds, elsewhere %s." % (
+        band, multiple, heatmap.MIN_ROUNDS, assumed)
+
+
+def _tip(ctx: Context, cell, kind: str) -> str:
+    best, _plain = heatmap.BASES[kind]
+    if cell.basis == best:
+        basis = "Basis: %s, on every case of the cell in both environments." % MEANINGS[cell.basis]
+    elif cell.n_preferred:
+        basis = "Basis: %s; %s for %d of %d cases only, so not used." % (
+            MEANINGS[cell.basis], best, cell.n_preferred, cell.n)
+    else:
+        basis = "Basis: %s (no %s here)." % (MEANINGS[cell.basis], best)
+    judged = "Within noise: not coloured." if cell.within else "Beyond noise." if cell.band_source else ""
+    lines = ["%s %s on %s vs %s: %s %s (geometric mean of %d cases, range %s to %s)" % (
+        cell.model, cell.precision, cell.env, ctx.ref, fmt_change(cell.ratio), WHAT[kind], cell.n,
+        fmt_change(cell.lo), fmt_change(cell.hi)), basis]
+    if cell.band_source:
+        lines.append(_band_text(cell) + " " + judged)
+    lines.append("; ".join("%s %s (n=%d)" % (mode, fmt_change(r), n) for mode, r, n in cell.modes))
+    return "\n".join(lines)
+
+
+def _cell_html(ctx: Context, cell, kind: str) -> str:
+    text = '%s<small class="basis">%s</small>' % (esc(fmt_change(cell.ratio)), esc(TAGS[cell.basis]))
+    tip = _tip(ctx, cell, kind)
+    if cell.within:
+        return td_heat(text, None, tip, "noise")
+    return td_heat(text, ratio_color(cell.ratio, higher_is_better=False), tip)
+
+
+def _summary(cells, kind: str) -> str:
+    """One line: how many cells rest on each measure, and where the noise bands came from."""
+    bases = cells["basis"].value_counts()
+    parts = ["%d on %s (<i>%s</i>)" % (bases[b], esc(b), esc(TAGS[b])) for b in heatmap.BASES[kind] if b in bases]
+    sources = cells["band_source"].value_counts()
+    words = {"measured": "measured from the rounds", "assumed": "assumed (one round a case)",
+             "partly assumed": "partly assumed", "instruction repeats": "from instruction counts",
+             "gate": "judged by the gate's verdicts"}
+    noise = ["%d %s" % (sources[s], words[s]) for s in words if s in sources]
+    within = int(cells["within"].sum())
+    text = "Cells: %s." % ", ".join(parts)
+    if noise:
+        text += " Noise: %s; %d within noise." % (", ".join(noise), within)
+    return '<p class="note">%s</p>' % text
+
+
+def heatmap_html(ctx: Context, kind: str) -> str:
+    """The heatmap of ``kind`` (``heatmap.TIME`` or ``heatmap.MEMORY``) against the reference, with its
+    legend and a line saying which measures and noise bands its cells rest on."""
+    verdicts = ctx.baseline.verdicts if ctx.baseline is not None else None
+    cells = heatmap.cells(ctx.df, ctx.ref, kind, verdicts)
+    if cells.empty:
+        return '<p class="note">No case ran ok both here and in the reference environment.</p>'
+    prec_rank = {p: i for i, p in enumerate(ctx.notes["precision_order"])}
+    by_key = {(c.model, c.precision, c.env): c for c in cells.itertuples(index=False)}
+    precs_of: Dict[str, set] = {}
+    for model, prec, _env in by_key:
+        precs_of.setdefault(model, set()).add(prec)
+    rows: List[str] = []
+    for model in sorted(precs_of):
+        precs = sorted(precs_of[model], key=lambda p: (prec_rank.get(p, 99), p))
+        for k, prec in enumerate(precs):
+            first = '<td rowspan="%d"><b>%s</b></td>' % (len(precs), esc(model)) if k == 0 else ""
+            row = []
+            for env in ctx.envs:
+                cell = by_key.get((model, prec, env))
+                if env == ctx.ref:
+                    row.append('<td class="ref">ref</td>')
+                elif cell is None:
+                    row.append('<td class="na">-</td>')
+                else:
+                    row.append(_cell_html(ctx, cell, kind))
+            rows.append("<tr>%s<td>%s</td>%s</tr>" % (first, esc(prec), "".join(row)))
+    tags = "; ".join("<i>%s</i>: %s" % (esc(TAGS[b]), esc(MEANINGS[b])) for b in heatmap.BASES[kind])
+    # memory has no noise band of its own: its "within noise" key appears only when the gate judged a cell
+    shown = [k for k in KEYS[kind] if kind == heatmap.TIME or len(k) < 3 or cells["within"].any()]
+    keys = legend(shown) + '<p class="note">Tag under each value, the measure of that cell: %s.</p>' % tags
+    return keys + table(["model", "precision"] + ctx.env_th(), rows) + _summary(cells, kind)

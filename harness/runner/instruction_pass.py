@@ -1,0 +1,101 @@
+"""The instruction pass, as the manager drives it: one counting worker per environment.
+
+After a case's timed pass is ok, ``InstructionPass.count`` sends the same case to a worker
+running under valgrind (``harness.runner.instructions``), which answers with the case's
+instruction counts. The counting worker is started once, before the first case is timed
+(its start-up, ``import torch`` under valgrind, takes 30-140 s and would otherwise load the
+CPU beside the timed pass), and reused for every case. Whatever goes wrong with it costs
+the count only, never the case: valgrind missing or refusing makes every count
+``unsupported`` with the reason; a case whose step is too long to count in reasonable time
+(``instructions_max_step_s``) is ``skipped``; a count that crashes or times out is recorded as such and
+a fresh counting worker takes the next case.
+"""
+import shutil
+import signal
+import tempfile
+from typing import Dict, Optional
+
+from harness.runner.instructions import valgrind_problem, valgrind_version
+from harness.runner.worker_process import Worker, WorkerDied, WorkerUnsupported, signal_name
+
+
+class InstructionPass:
+    """Counts the instructions of ok cases; ``close()`` at the end of the environment."""
+
+    def __init__(self, measure: Dict, backend: Dict, print_fn=print):
+        self.measure = measure
+        self.backend = backend
+        self.print_fn = print_fn
+        self.unsupported: Optional[str] = valgrind_problem()
+        self.tool = None if self.unsupported else valgrind_version()
+        self.dump_dir: Optional[str] = None
+        self.worker: Optional[Worker] = None
+        #: why the counting worker could not start: every later count is an error with it (no retry
+        #: per case: a start costs up to minutes)
+        self.start_failed: Optional[str] = None
+
+    def start(self) -> None:
+        """Start the counting worker now (no-op when counting is unsupported, failed to start or runs)."""
+        if self.unsupported or self.start_failed or self.worker is not None:
+            return
+        self.print_fn("instruction pass: starting the counting worker under valgrind (import torch under "
+                      "valgrind takes about 30-140 s)")
+        if self.dump_dir is None:
+            self.dump_dir = tempfile.mkdtemp(prefix="torchmatrix-callgrind-")
+        # One thread: valgrind runs threads one at a time anyway, and one thread is one order of work.
+        worker = Worker(1, self.backend, count_dir=self.dump_dir)
+        try:
+            worker.start()
+        except WorkerUnsupported as exc:
+            self.unsupported = str(exc)
+            self.print_fn("instruction pass: unsupported here: %s" % exc)
+            return
+        except RuntimeError as exc:
+            self.start_failed = " ".join(str(exc).split())[:400]
+            self.print_fn("instruction pass: %s" % self.start_failed)
+            return
+        self.worker = worker
+
+    def _drop_worker(self, kill: bool) -> None:
+        if self.worker is not None:
+            if kill:
+                self.worker.kill()
+            self.worker.close()
+            self.worker = None
+
+    def count(self, case: Dict, settings: Dict, step_s: Optional[float] = None) -> Dict:
+        """The record's ``instructions`` part for ``case``, whose timed pass was ok with a median
+        step of ``step_s`` seconds: ``skipped`` beyond ``instructions_max_step_s``."""
+        limit_s = float(self.measure["instructions_max_step_s"])
+        if step_s is not None and step_s > limit_s:
+            return {"status": "skipped", "reason": "step %.3g s > instructions_max_step_s %.3g s: under valgrind "
+                    "(50-150x slower) counting it would take minutes; raise the limit to count it" % (
+                        step_s, limit_s)}
+        self.start()
+        if self.unsupported:
+            return {"status": "unsupported", "reason": self.unsupported}
+        if self.start_failed:
+            return {"status": "error", "reason": "counting worker: %s" % self.start_failed, "tool": self.tool}
+        timeout_s = float(self.measure["instructions_timeout_s"])
+        try:
+            out = self.worker.run(case, settings, timeout_s)
+        except WorkerDied:
+            code = self.worker.proc.wait()
+            words = self.worker.last_words(300).replace("\n", " | ")
+            self._drop_worker(kill=False)
+            reason = "counting worker died (%s)%s" % (signal_name(code), ": " + words if words else "")
+            if code == -signal.SIGKILL:
+                reason += " (SIGKILL: killed from outside or by the kernel's OOM killer)"
+            return {"status": "crashed", "reason": reason, "tool": self.tool}
+        if out is None:
+            self._drop_worker(kill=True)
+            return {"status": "timeout", "reason": "no count in %.0f s under valgrind; counting worker killed "
+                    "([measure] instructions_timeout_s)" % timeout_s, "tool": self.tool}
+        out["tool"] = self.tool
+        return out
+
+    def close(self, kill: bool = False) -> None:
+        """Stop the counting worker and remove its dump folder."""
+        self._drop_worker(kill)
+        if self.dump_dir is not None:
+            shutil.rmtree(self.dump_dir, ignore_errors=True)

@@ -1,0 +1,134 @@
+"""A worker subprocess as the manager sees it: started, sent cases, read, killed.
+
+The worker's side of the protocol is ``harness.runner.worker``. A counting worker (the
+instruction pass) is the same process started under valgrind (``count_dir``).
+"""
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Dict, List, Optional
+
+from harness.fileio import REPO_ROOT
+
+WORKER_START_TIMEOUT_S = 600.0
+class WorkerDied(Exception):
+    pass
+
+
+class WorkerUnsupported(Exception):
+    """The worker cannot do what it was started for here (a counting worker without valgrind
+    hooks); the message says why."""
+
+
+def signal_name(returncode: int) -> str:
+    if returncode < 0:
+        try:
+            return signal.Signals(-returncode).name
+        except ValueError:
+            return "signal %d" % -returncode
+    return "exit status %d" % returncode
+
+
+class Worker:
+    """One worker subprocess and its result pipe."""
+
+    def __init__(self, threads: int, backend: Dict, python: str = sys.executable, count_dir: Optional[str] = None):
+        self.log = tempfile.TemporaryFile(mode="w+b")
+        read_fd, write_fd = os.pipe()
+        cmd: List[str] = []
+        if count_dir is not None:
+            from harness.runner.instructions import command
+
+            cmd += command(count_dir)
+        cmd.append(python)
+        if sys.flags.optimize:
+            cmd.append("-" + "O" * sys.flags.optimize)
+        cmd += ["-m", "harness.runner.worker", "--result-fd", str(write_fd), "--manager-pid", str(os.getpid()),
+                "--threads", str(threads),
+                "--backend", json.dumps(backend)]
+        env = dict(os.environ)
+        if count_dir is not None:
+            cmd += ["--count-dir", count_dir]
+            env["PYTHONHASHSEED"] = "0"  # the same dict and set orders, so the same instructions
+        # The worker runs in the repository; the folder the user ran from stays importable (as for
+        # `python -m`), so a model named by import path resolves there as it did in the manager.
+        paths = [REPO_ROOT, os.getcwd()] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
+        env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=self.log, stderr=subprocess.STDOUT,
+                                     pass_fds=(write_fd,), start_new_session=True, env=env, cwd=REPO_ROOT)
+        os.close(write_fd)
+        self._rfile = os.fdopen(read_fd, "rb", buffering=0)
+        self._buf = b""
+        self.env: Dict = {}
+
+    def _read_line(self, timeout_s: float) -> Optional[Dict]:
+        """The next result line, or None on timeout; WorkerDied if the pipe closes."""
+        deadline = time.monotonic() + timeout_s
+        while b"\n" not in self._buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            ready, _, _ = select.select([self._rfile], [], [], left)
+            if not ready:
+                return None
+            chunk = self._rfile.read(65536)
+            if not chunk:
+                raise WorkerDied()
+            self._buf += chunk
+        line, self._buf = self._buf.split(b"\n", 1)
+        return json.loads(line.decode("utf-8"))
+
+    def start(self) -> None:
+        try:
+            msg = self._read_line(WORKER_START_TIMEOUT_S)
+        except WorkerDied:
+            msg = {"reason": "worker exited during start-up (%s)" % signal_name(self.proc.wait())}
+        if msg is not None and msg.get("unsupported"):
+            self.kill()
+            raise WorkerUnsupported(msg.get("reason") or "unsupported")
+        if msg is None or not msg.get("ready"):
+            reason = (msg or {}).get("reason") or "no answer in %.0f s" % WORKER_START_TIMEOUT_S
+            self.kill()
+            raise RuntimeError("worker failed to start: %s\n%s" % (reason, self.last_words()))
+        self.env = msg["env"]
+
+    def run(self, case: Dict, settings: Dict, timeout_s: float) -> Optional[Dict]:
+        """The case's result, None on timeout; WorkerDied if the worker died."""
+        try:
+            self.proc.stdin.write((json.dumps({"case": case, "settings": settings}) + "\n").encode("utf-8"))
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            raise WorkerDied() from None
+        return self._read_line(timeout_s)
+
+    def last_words(self, limit: int = 600) -> str:
+        try:
+            self.log.seek(0, os.SEEK_END)
+            size = self.log.tell()
+            self.log.seek(max(0, size - limit))
+            return self.log.read().decode("utf-8", "replace").strip()
+        except (OSError, ValueError):
+            return ""
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        self.proc.wait()
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.close()
+                self.proc.wait(timeout=10)
+            except (OSError, subprocess.TimeoutExpired):
+                self.kill()
+        self._rfile.close()
+        self.log.close()

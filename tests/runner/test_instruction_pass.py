@@ -1,0 +1,106 @@
+"""The instruction pass (harness.runner.instruction_pass, .instructions): counts under valgrind,
+and whatever goes wrong with counting costs the count only, never the case."""
+import os
+import shutil
+import stat
+import subprocess
+
+import pytest
+
+from tests.runner.helpers import ROOT, harness_cmd, read_jsonl, write_scenario
+
+MATRIX = '''
+model = [%s]
+mode = ["%s"]
+batch_size = [2]
+size = [%s]
+precision = ["fp32"]
+checkpoint = ["none"]
+device = ["cpu"]
+'''
+#: Stands in for valgrind where a test needs the counting worker to misbehave and nothing to be
+#: counted: it drops valgrind's options and runs the worker natively.
+FAKE_VALGRIND = '''#!/bin/sh
+if [ "$1" = "--version" ]; then echo valgrind-fake; exit 0; fi
+while [ "${1#--}" != "$1" ]; do shift; done
+exec "$@"
+'''
+
+
+def _run(tmp_path, scenario, path_dirs=None, extra_env=None, timeout=900):
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    if path_dirs is not None:
+        env["PATH"] = os.pathsep.join(path_dirs)
+    env.update(extra_env or {})
+    out = tmp_path / "out"
+    proc = subprocess.run(harness_cmd("run", scenario, "--out", str(out), "--env-label", "e", "--instructions"),
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    return proc, (read_jsonl(out / "e.jsonl") if (out / "e.jsonl").exists() else [])
+
+
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="needs valgrind (Debian: apt-get install valgrind)")
+def test_counts_of_a_zoo_model_under_valgrind(tmp_path):
+    """Real valgrind, one counting worker for every case: counts per step, their repeats, the tool."""
+    path = write_scenario(tmp_path, MATRIX % ('"attention_mha_tiny", "tests.fixtures.misbehaving:factory"', "eval",
+                                              "8"), extra="instructions_repeats = 3\n", timeout=60)
+    proc, recs = _run(tmp_path, path)
+    assert proc.returncode == 0, proc.stderr[-2000:] + proc.stdout[-2000:]
+    assert [r["status"] for r in recs] == ["ok", "ok"]
+    for rec in recs:
+        counted = rec["instructions"]
+        assert counted["status"] == "ok", counted
+        assert counted["per_iter"] > 1e4 and len(counted["repeats_per_iter"]) == 3
+        assert counted["iterations"] == 1 and counted["threads"] == 1
+        assert counted["spread"] < 0.02  # the same step, counted three times in one process
+        assert counted["tool"].startswith("valgrind-") and counted["tool"].endswith(" callgrind")
+    assert proc.stdout.count("starting the counting worker") == 1  # one worker, reused
+    assert "instr " in proc.stdout
+
+
+def test_without_valgrind_the_count_is_unsupported_and_the_case_stands(tmp_path):
+    empty = tmp_path / "bin"  # a PATH without valgrind; the worker runs sys.executable by its full path
+    empty.mkdir()
+    path = write_scenario(tmp_path, MATRIX % ('"tests.fixtures.misbehaving:factory"', "train", "8"))
+    proc, recs = _run(tmp_path, path, path_dirs=[str(empty)])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert recs[0]["status"] == "ok" and recs[0]["timing"]["samples_s"]
+    assert recs[0]["instructions"]["status"] == "unsupported"
+    assert "valgrind is not installed" in recs[0]["instructions"]["reason"]
+
+
+def test_a_count_that_crashes_or_hangs_costs_the_count_only(tmp_path):
+    """Size 9 segfaults and size 10 hangs in the counting worker only: both cases keep their
+    timed figures, their counts say crashed and timeout, and a fresh counting worker takes the
+    next case (here the fake valgrind counts nothing, so that one says why)."""
+    fake_dir = tmp_path / "fakebin"
+    fake_dir.mkdir()
+    fake = fake_dir / "valgrind"
+    fake.write_text(FAKE_VALGRIND)
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    path = write_scenario(tmp_path, MATRIX % ('"tests.fixtures.misbehaving:factory"', "train", "9, 10, 8"),
+                          extra="instructions_timeout_s = 5.0\n")
+    proc, recs = _run(tmp_path, path, path_dirs=[str(fake_dir)] + os.environ["PATH"].split(os.pathsep))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    by_size = {r["case"]["size"]: r for r in recs}
+    assert all(r["status"] == "ok" and r["timing"]["samples_s"] for r in recs)
+    assert by_size[9]["instructions"]["status"] == "crashed"
+    assert "SIGSEGV" in by_size[9]["instructions"]["reason"]
+    assert by_size[10]["instructions"]["status"] == "timeout"
+    assert "5 s" in by_size[10]["instructions"]["reason"]
+    assert by_size[8]["instructions"]["status"] == "error"
+    assert "callgrind dump" in by_size[8]["instructions"]["reason"]
+    assert by_size[8]["instructions"]["tool"] == "valgrind-fake callgrind"
+
+
+def test_a_step_too_long_to_count_is_skipped_with_the_reason(tmp_path):
+    """Under valgrind a step runs 50-150x slower: a case beyond instructions_max_step_s is not
+    counted, and says so (checked before any valgrind work: none is on this PATH)."""
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    path = write_scenario(tmp_path, MATRIX % ('"tests.fixtures.misbehaving:factory"', "train", "8"),
+                          extra="instructions_max_step_s = 1e-9\n")
+    proc, recs = _run(tmp_path, path, path_dirs=[str(empty)])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert recs[0]["status"] == "ok"
+    assert recs[0]["instructions"]["status"] == "skipped"
+    assert "instructions_max_step_s 1e-09 s" in recs[0]["instructions"]["reason"]
