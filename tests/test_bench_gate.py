@@ -361,8 +361,9 @@ def test_work10_repeats_work_in_the_affected_models_only_and_changes_no_value(tm
         assert new["digest"] == base["digest"], key  # outputs and gradients, value for value
         if key.startswith("attention_mha_tiny/"):
             assert _same(new, base), key
-        else:  # the repeated sub-module's ops, forward (and backward in training): a few % more
-            assert new["ops"] > 1.02 * base["ops"] + 8, (key, base["ops"], new["ops"])
+        else:  # each hooked call adds its module's op, a mul and an add at least (4: 1.10's jitter)
+            hooks = sum(times for _, times in bg.WORK10_SITES[key.split("/")[0]])
+            assert new["ops"] - base["ops"] > 3 * hooks + 4, (key, base["ops"], new["ops"])
 
 
 def test_tmem10_raises_the_tensor_peak_of_affected_train_steps_only(tmp_path, zoo_baseline):

@@ -149,3 +149,20 @@ def test_release_series_picks_one_case_per_model(prepared):
     graph = series[series["model"] == "graph_vae"].set_index("env")["median_s"]
     assert graph["torch-2.1"] / graph["torch-latest"] == pytest.approx(1.15 / (1.12 * 0.7), rel=0.1)
     assert agg.release_series(df, dict(agg.default_slice(df), precision="nope")).empty
+
+
+def test_checkpoint_tradeoff_rests_on_tensor_peaks_and_counts_where_both_twins_have_them(tmp_path):
+    """The process peaks say checkpointing saves nothing (both 1000 bytes, MiB-granular noise on
+    the CPU); the exact tensor peaks say 40%, the counts +25% work: those are what the row shows."""
+    df = _frame(tmp_path, [
+        record(model="a", checkpoint="none", peak=1000, tensor_peak=10_000, instructions=8e6, median_s=0.01),
+        record(model="a", checkpoint="reentrant", peak=1000, tensor_peak=6_000, instructions=10e6, median_s=0.02),
+        record(model="b", checkpoint="none", peak=1000, median_s=0.01),
+        record(model="b", checkpoint="reentrant", peak=800, median_s=0.02)])
+    trade = agg.checkpoint_tradeoff(df).set_index(["model", "checkpoint"])
+    exact = trade.loc[("a", "reentrant")]
+    assert exact["mem_saved"] == pytest.approx(0.4) and exact["time_cost"] == pytest.approx(0.25)
+    assert exact["mem_basis"] == "tensor peak" and exact["time_basis"] == "instructions"
+    plain = trade.loc[("b", "reentrant")]
+    assert plain["mem_saved"] == pytest.approx(0.2) and plain["time_cost"] == pytest.approx(1.0)
+    assert plain["mem_basis"] == "process peak" and plain["time_basis"] == "wall time"

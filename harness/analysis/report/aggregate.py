@@ -84,24 +84,40 @@ def checkpoint_tradeoff(df: pd.DataFrame) -> pd.DataFrame:
     case and environment (train mode when there is any, since checkpointing only acts
     when gradients are taken). Columns: ``mem_saved`` (fraction of peak memory saved,
     median), ``time_cost`` (fraction of median time added, median), ``n`` pairs,
-    ``by_env`` ({env: (mem_saved, time_cost, n)}).
+    ``by_env`` ({env: (mem_saved, time_cost, n)}), ``mem_basis`` and ``time_basis`` (what the
+    pairs rest on). Memory is the exact CPU tensor peak where both records of a pair carry it
+    (the process high-water mark cannot see a checkpoint's saving on a small model), else the
+    process or allocator peak; time is instructions per step where both carry counts, else the
+    median step time.
     """
-    ok = df.loc[df["status"] == "ok", ["model", "mode", "checkpoint", "pair_id", "env", "median_s", "peak_mem_bytes"]]
+    cols = ["model", "mode", "checkpoint", "pair_id", "env", "median_s", "peak_mem_bytes"]
+    extra = [c for c in ("tensor_peak_bytes", "instructions_per_iter") if c in df.columns]
+    ok = df.loc[df["status"] == "ok", cols + extra]
+    for col in ("tensor_peak_bytes", "instructions_per_iter"):
+        if col not in ok.columns:
+            ok = ok.assign(**{col: np.nan})
     if (ok["mode"] == "train").any():
         ok = ok[ok["mode"] == "train"]
     ok = ok.assign(env=ok["env"].cat.codes if hasattr(ok["env"], "cat") else ok["env"])
     is_none = ok["checkpoint"] == "none"
-    base = ok.loc[is_none, ["pair_id", "env", "median_s", "peak_mem_bytes"]]
+    base = ok.loc[is_none, ["pair_id", "env", "median_s", "peak_mem_bytes", "tensor_peak_bytes",
+                            "instructions_per_iter"]]
     ck = ok.loc[~is_none]
     pairs = ck.merge(base, on=["pair_id", "env"], suffixes=("", "_none"))
     if hasattr(df["env"], "cat"):
         pairs["env"] = pd.Categorical.from_codes(pairs["env"], categories=df["env"].cat.categories)
-    cols = ["model", "checkpoint", "mem_saved", "time_cost", "n", "by_env"]
+    cols = ["model", "checkpoint", "mem_saved", "time_cost", "n", "by_env", "mem_basis", "time_basis"]
     if pairs.empty:
         return pd.DataFrame(columns=cols)
+    exact_mem = pairs["tensor_peak_bytes"].notna() & pairs["tensor_peak_bytes_none"].notna()
+    counted = pairs["instructions_per_iter"].notna() & pairs["instructions_per_iter_none"].notna()
     with np.errstate(divide="ignore", invalid="ignore"):
-        pairs["mem_saved"] = 1.0 - pairs["peak_mem_bytes"] / pairs["peak_mem_bytes_none"]
-        pairs["time_cost"] = pairs["median_s"] / pairs["median_s_none"] - 1.0
+        pairs["mem_saved"] = np.where(exact_mem, 1.0 - pairs["tensor_peak_bytes"] / pairs["tensor_peak_bytes_none"],
+                                      1.0 - pairs["peak_mem_bytes"] / pairs["peak_mem_bytes_none"])
+        pairs["time_cost"] = np.where(counted, pairs["instructions_per_iter"] / pairs["instructions_per_iter_none"],
+                                      pairs["median_s"] / pairs["median_s_none"]) - 1.0
+    pairs["mem_basis"] = np.where(exact_mem, "tensor peak", "process peak")
+    pairs["time_basis"] = np.where(counted, "instructions", "wall time")
     for col in ("mem_saved", "time_cost"):
         pairs[col] = pairs[col].where(np.isfinite(pairs[col]))
     agg = pairs.groupby(["model", "checkpoint"], observed=True).agg(
@@ -112,6 +128,10 @@ def checkpoint_tradeoff(df: pd.DataFrame) -> pd.DataFrame:
     for (model, ckpt, env), row in per_env.iterrows():
         by_env.setdefault((model, ckpt), {})[str(env)] = (row["mem_saved"], row["time_cost"], int(row["n"]))
     agg["by_env"] = [by_env.get(idx, {}) for idx in agg.index]
+    bases = pairs.groupby(["model", "checkpoint"], observed=True).agg(
+        mem_basis=("mem_basis", lambda b: "/".join(sorted(set(b)))),
+        time_basis=("time_basis", lambda b: "/".join(sorted(set(b)))))
+    agg = agg.join(bases)
     return agg.reset_index()[cols]
 
 

@@ -82,8 +82,9 @@ def _tradeoff_table(trade) -> str:
         for mode in CHECKPOINTED:
             if mode in sub.index:
                 r = sub.loc[mode]
-                tip = "\n".join("%s: saves %.0f%%, costs %+.0f%% (n=%d)" % (env, v[0] * 100, v[1] * 100, v[2])
-                                for env, v in r["by_env"].items() if is_num(v[0]) and is_num(v[1]))
+                tip = "\n".join(["memory: %s; time: %s" % (r["mem_basis"], r["time_basis"])] + [
+                    "%s: saves %.0f%%, costs %+.0f%% (n=%d)" % (env, v[0] * 100, v[1] * 100, v[2])
+                    for env, v in r["by_env"].items() if is_num(v[0]) and is_num(v[1])])
                 cells.append('<td title="%s">%s</td><td title="%s">%s</td><td class="num">%d</td>' % (
                     esc(tip), _bar(r["mem_saved"], "#59a14f"), esc(tip), _bar(r["time_cost"], "#e15759"), r["n"]))
             else:
