@@ -16,6 +16,9 @@ from typing import Dict, List, Optional
 from harness.fileio import REPO_ROOT
 
 WORKER_START_TIMEOUT_S = 600.0
+#: A counting worker imports torch under valgrind: 30-140 s on an idle 2-core machine, several
+#: times that on a loaded one.
+COUNTING_START_TIMEOUT_S = 1800.0
 class WorkerDied(Exception):
     pass
 
@@ -65,6 +68,7 @@ class Worker:
         self._rfile = os.fdopen(read_fd, "rb", buffering=0)
         self._buf = b""
         self.env: Dict = {}
+        self.start_timeout_s = COUNTING_START_TIMEOUT_S if count_dir is not None else WORKER_START_TIMEOUT_S
 
     def _read_line(self, timeout_s: float) -> Optional[Dict]:
         """The next result line, or None on timeout; WorkerDied if the pipe closes."""
@@ -85,14 +89,14 @@ class Worker:
 
     def start(self) -> None:
         try:
-            msg = self._read_line(WORKER_START_TIMEOUT_S)
+            msg = self._read_line(self.start_timeout_s)
         except WorkerDied:
             msg = {"reason": "worker exited during start-up (%s)" % signal_name(self.proc.wait())}
         if msg is not None and msg.get("unsupported"):
             self.kill()
             raise WorkerUnsupported(msg.get("reason") or "unsupported")
         if msg is None or not msg.get("ready"):
-            reason = (msg or {}).get("reason") or "no answer in %.0f s" % WORKER_START_TIMEOUT_S
+            reason = (msg or {}).get("reason") or "no answer in %.0f s" % self.start_timeout_s
             self.kill()
             raise RuntimeError("worker failed to start: %s\n%s" % (reason, self.last_words()))
         self.env = msg["env"]
