@@ -106,6 +106,18 @@ def test_memory_target_needs_growth_above_the_floor():
     assert (fig["targets"], fig["detected"]) == (1, 1)
     fig = bg.fault_figures(big + small, fault, {"memory_floor_bytes": 1024 * 1024})
     assert fig["targets"] == 2 and fig["detected"] == 1
+    # judged on the tensor peak (both sides carry it): the held buffer is outside the step
+    tensor = [_v(KEY, "status", "unchanged"), _v(KEY, "memory", "unchanged", baseline=300 * 2 ** 20,
+                                                 measure="tensor_peak_bytes")]
+    assert bg.fault_figures(tensor, fault, {})["targets"] == 0
+
+
+def test_slow10_targets_are_the_cases_judged_on_wall_time():
+    fault = bg.FAULTS["slow10"]
+    wall = [_v(KEY2, "status", "unchanged"), _v(KEY2, "time", "regressed", basis="wall time")]
+    counted = [_v(KEY, "status", "unchanged"), _v(KEY, "time", "inconclusive", basis="instructions")]
+    fig = bg.fault_figures(wall + counted, fault, {}, None)
+    assert (fig["affected"], fig["targets"], fig["detected"]) == (2, 1, 1)
 
 
 def test_round_counts():
