@@ -20,6 +20,9 @@ A scenario file may hold::
     instructions_frac = 0.02      # instruction counts (when both sides carry them): change beyond this ...
     instructions_spread_factor = 5  # ... AND beyond this many times the counts' own spread
     aggregate_factor = 1.20       # the run's geometric-mean wall-time ratio beyond which all cases moved
+    outputs_change_factor = 2.0   # outputs/gradients changed between revisions beyond this many times
+                                  # the larger side's own error against float64 (see below)
+    accuracy_growth = 2.0         # a calibrated ratio already past its limit that grew this many times
 
     [gate.per_model."cbam_*"]     # fnmatch glob over model names; any key above
     time_factor = 1.25
@@ -45,6 +48,15 @@ count per step grew by more than ``instructions_frac`` and by more than
 ``instructions_spread_factor`` times the counts' spread (between repeats in one process, and
 between rounds). ``aggregate_factor``: the run-wide verdict on the geometric mean of every
 case's time ratio (docs/gate.md, "Aggregate").
+
+``outputs_change_factor``: in one environment, the same case of two revisions runs the same
+seeded weights and inputs, so its outputs (and, in train mode, gradients) may differ by no
+more than the arithmetic explains: each side's relative error against its own float64
+reference (``err64``; at least the precision's unit roundoff). A sketch difference beyond
+``outputs_change_factor`` times the larger of them is an accuracy regression ("outputs
+changed"); identical code on a deterministic build gives identical sketches.
+``accuracy_growth``: a case failing the calibrated accuracy rule on both sides regressed when its
+ratio to the expected error grew by this factor.
 
 ``time_basis``: ``"step"`` tests the step times as measured. ``"probe"`` tests step time /
 speed-probe time (``harness.runner.speed_probe``) where every record of both sides carries the
@@ -79,6 +91,8 @@ DEFAULTS: Dict[str, Any] = {
     "instructions_frac": 0.02,
     "instructions_spread_factor": 5.0,
     "aggregate_factor": 1.20,
+    "outputs_change_factor": 2.0,
+    "accuracy_growth": 2.0,
 }
 
 TIME_TESTS = ("auto", "samples", "rounds")
@@ -109,6 +123,8 @@ _RULES = {
     "instructions_frac": (lambda v: _is_number(v) and 0.0 < v < 1.0, "a number between 0 and 1 (0.02 = 2% more)"),
     "instructions_spread_factor": (lambda v: _is_number(v) and v >= 1.0, "a number >= 1"),
     "aggregate_factor": (lambda v: _is_number(v) and v > 1.0, "a number greater than 1 (1.20 = 20% slower)"),
+    "outputs_change_factor": (lambda v: _is_number(v) and v >= 1.0, "a number >= 1"),
+    "accuracy_growth": (lambda v: _is_number(v) and v > 1.0, "a number greater than 1"),
 }
 
 if set(_RULES) != set(DEFAULTS):  # an edit that added a key to one table and not the other

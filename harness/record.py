@@ -22,17 +22,28 @@ from harness.vocab import CASE_AXES, STATUSES
 
 #: Version of the record written now. Bump on an incompatible change, add a line to
 #: ``SCHEMA_HISTORY`` and an entry to ``_UPGRADES`` that lifts the previous version.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 #: What each version changed (as pyperf keeps its JSON format history).
 SCHEMA_HISTORY = (
     (1, "2026-11: first version: case, env, status, timing (raw samples), memory, accuracy (fp32 reference, "
         "output probe), task; the speed probe's samples in timing; later, without a version change (new "
         "optional parts only): memory.tensor_peak_bytes, instructions"),
+    (2, "2026-11: accuracy calibrated against a float64 reference: accuracy.rule/reference/limit/ratio/worst, "
+        "per-side err64/fp32_err64/ratio/expected_err/worst/sketch/ref_missing, output sketches; "
+        "accuracy.tolerance is None under the calibrated rule. Lifting 1 marks accuracy.rule "
+        "'fixed tolerance', which is what version 1 judged by"),
 )
 
 #: ``version -> function`` turning a record of that version into one of ``version + 1``.
-_UPGRADES: Dict[int, Callable[[Dict], Dict]] = {}
+def _lift_1(obj: Dict) -> Dict:
+    obj = dict(obj, schema_version=2)
+    if isinstance(obj.get("accuracy"), dict) and obj["accuracy"].get("rule") is None:
+        obj["accuracy"] = dict(obj["accuracy"], rule="fixed tolerance")
+    return obj
+
+
+_UPGRADES: Dict[int, Callable[[Dict], Dict]] = {1: _lift_1}
 
 
 def _f(doc: str, column: Optional[str] = None, required: bool = False, prefix: str = "",
@@ -170,29 +181,61 @@ class Instructions:
 
 @dataclass
 class ErrorStats:
-    """Error of the case's tensors against the fp32 reference's (``harness.runner.accuracy``)."""
+    """Error of the case's tensors against the fp32 reference's and, calibrated, against the
+    float64 reference's (``harness.runner.accuracy``; the rule: docs/accuracy.md)."""
 
-    max_abs_err: Optional[float] = _f("largest absolute difference", "max_abs_err")
-    rel_err: Optional[float] = _f("||got - ref|| / ||ref||", "rel_err", report=True)
-    cosine: Optional[float] = _f("cosine similarity", "cosine")
+    max_abs_err: Optional[float] = _f("largest absolute difference from fp32", "max_abs_err")
+    rel_err: Optional[float] = _f("||got - fp32|| / ||fp32||", "rel_err", report=True)
+    cosine: Optional[float] = _f("cosine similarity with fp32", "cosine")
     problem: Optional[str] = _f("shape mismatch or non-finite values, when any")
     missing: Optional[int] = _f("parameters that got no gradient (grads only)")
     missing_names: Optional[List[str]] = _f("the first few of them")
+    err64: Optional[float] = _f("||got - fp64|| / ||fp64|| over all tensors", "err64", report=True)
+    fp32_err64: Optional[float] = _f("the same for the fp32 reference: fp32's own error", "fp32_err64", report=True)
+    ratio: Optional[float] = _f("err64 / expected_err: what the calibrated rule judges", "ratio", report=True)
+    expected_err: Optional[float] = _f("max(fp32_err64 x u / u_fp32, u), u the precision's unit roundoff",
+                                       "expected_err", report=True)
+    worst: Optional[str] = _f("the tensor with the largest ratio alone: 'output', 'output[i]' or a parameter",
+                              "worst", report=True)
+    worst_ratio: Optional[float] = _f("that tensor's own ratio (judged against the per-tensor limit)",
+                                      "worst_ratio", report=True)
+    worst_err64: Optional[float] = _f("that tensor's error against fp64", "worst_err64")
+    sketch: Optional[List[float]] = _f("64 signed sums of the case's own tensors (accuracy.sketch): compared "
+                                       "between revisions in one environment", "sketch", report=True)
+    ref_missing: Optional[int] = _f("trainable parameters with no gradient in the fp32 reference (grads only)",
+                                    "ref_missing", report=True)
+    ref_missing_names: Optional[List[str]] = _f("the first few of them")
 
 
 @dataclass
 class Accuracy:
-    """Numerical fidelity against an fp32, un-checkpointed reference of the same weights and inputs."""
+    """Numerical fidelity against fp32 and float64 un-checkpointed references of the same weights
+    and inputs."""
 
-    outputs: Optional[ErrorStats] = _f("outputs against the reference", prefix="out_")
-    grads: Optional[ErrorStats] = _f("gradients against the reference (train mode)", prefix="grad_")
-    tolerance: Optional[float] = _f("relative error allowed for this precision", "acc_tolerance", report=True)
-    passed: Optional[bool] = _f("every check within tolerance", "acc_passed", report=True)
-    failures: Optional[List[str]] = _f("which checks failed")
+    outputs: Optional[ErrorStats] = _f("outputs against the references", prefix="out_")
+    grads: Optional[ErrorStats] = _f("gradients against the references (train mode)", prefix="grad_")
+    reference: Optional[str] = _f("'float64', or 'float32 (no float64 reference: why)'", "acc_reference",
+                                  report=True)
+    rule: Optional[str] = _f("'fp64-calibrated' or 'fixed tolerance' (scenario override, or no float64)",
+                             "acc_rule", report=True)
+    tolerance: Optional[float] = _f("fixed relative error against fp32 allowed (rule 'fixed tolerance')",
+                                    "acc_tolerance", report=True)
+    limit: Optional[float] = _f("largest ratio to the expected error allowed (rule 'fp64-calibrated')",
+                                "acc_limit", report=True)
+    ratio: Optional[float] = _f("worst ratio to the expected error of outputs and gradients", "acc_ratio",
+                                report=True)
+    worst: Optional[str] = _f("where: 'outputs: output' or 'grads: <parameter>'", "acc_worst", report=True)
+    passed: Optional[bool] = _f("every check within its rule", "acc_passed", report=True)
+    failures: Optional[List[str]] = _f("which checks failed", "acc_failures")
     output_probe: Optional[List[float]] = _f("32 values of the fp32 reference output at fixed positions: "
                                              "the same in every environment unless numerics drift",
                                              "output_probe", report=True)
     output_norm: Optional[float] = _f("L2 norm of the fp32 reference output", "output_norm")
+    output_sketch: Optional[List[float]] = _f("sketch of the fp32 reference output (accuracy.sketch): the same "
+                                              "in every environment unless numerics drift", "output_sketch",
+                                              report=True)
+    output_sketch64: Optional[List[float]] = _f("sketch of the float64 reference output: what drift is "
+                                                "measured against", "output_sketch64", report=True)
 
 
 @dataclass

@@ -10,6 +10,9 @@ import enum
 
 MODES = ("train", "eval")
 PRECISIONS = ("fp32", "amp_fp16", "amp_bf16", "fp16", "bf16")
+#: Unit roundoff of the arithmetic each precision runs in (autocast: its low dtype).
+UNIT_ROUNDOFF = {"fp32": 2.0 ** -24, "amp_fp16": 2.0 ** -11, "fp16": 2.0 ** -11,
+                 "amp_bf16": 2.0 ** -8, "bf16": 2.0 ** -8}
 #: Gradient-checkpointing modes: off, torch.utils.checkpoint with use_reentrant=True / False.
 CHECKPOINTS = ("none", "reentrant", "non_reentrant")
 DEVICES = ("cpu", "cuda")

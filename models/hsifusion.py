@@ -24,12 +24,20 @@ caches or throttled warnings, and the key choice per window rather than per quer
 (one top-k per window and head instead of one per token: the same sparsity pattern
 class at a fraction of the CPU cost).
 
+Two more fault twins, of the accuracy check's two fault classes: in
+``hsifusion_half_norm_fault_tiny`` the spectral attention normalises its cosine logits
+after the matrix product by sqrt(sum q^2 * sum k^2), a product of two squared norms over
+every pixel that leaves fp16's range (65504) at ordinary activations (about 1.7e3 each at
+32 px), so fp16 and amp_fp16 attend uniformly or go non-finite while fp32 and bf16 stay
+exact; in ``hsifusion_detached_fault_tiny`` the spectral temperature is used detached, so
+that parameter never gets a gradient (in the fp32 reference too).
+
 The synthetic task and metric are the MSWR task of ``models._spectral`` (through
 ``SpectralReconstructionModel``): RGB seen through a fixed camera response, target the
 smooth 31-band cube, MRAE loss, PSNR in dB.
 """
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional, Tuple
 
 import torch
@@ -90,9 +98,9 @@ class TopKWindowAttention(nn.Module):
 class SpectralAttention(nn.Module):
     """Self-attention across channels (spectral tokens) over all pixels, MST-style."""
 
-    def __init__(self, dim: int, heads: int):
+    def __init__(self, dim: int, heads: int, fault: str = ""):
         super().__init__()
-        self.heads = heads
+        self.heads, self.fault = heads, fault
         self.qkv = nn.Linear(dim, 3 * dim)
         self.temperature = nn.Parameter(torch.ones(heads, 1, 1))
         self.proj = nn.Linear(dim, dim)
@@ -102,9 +110,16 @@ class SpectralAttention(nn.Module):
         tokens = self.qkv(x).reshape(b, h * w, 3 * c)
         # (b, H, d, n): each channel of a head is one token described by all pixels.
         q, k, v = (split_heads(t, self.heads).transpose(-2, -1) for t in tokens.chunk(3, dim=-1))
-        q = nn.functional.normalize(q, dim=-1)
-        k = nn.functional.normalize(k, dim=-1)
-        attn = torch.softmax((q @ k.transpose(-2, -1)) * self.temperature, dim=-1)  # (b, H, d, d)
+        temperature = self.temperature.detach() if self.fault == "detached" else self.temperature
+        if self.fault == "half_norm":
+            # The fault: cosine after the product, in the tensors' own dtype.
+            norms = (q * q).sum(-1, keepdim=True) * (k * k).sum(-1, keepdim=True).transpose(-2, -1)  # (b, H, d, d)
+            logits = (q @ k.transpose(-2, -1)) / norms.sqrt()
+        else:
+            q = nn.functional.normalize(q, dim=-1)
+            k = nn.functional.normalize(k, dim=-1)
+            logits = q @ k.transpose(-2, -1)  # (b, H, d, d)
+        attn = torch.softmax(logits * temperature, dim=-1)
         out = merge_heads((attn @ v).transpose(-2, -1))  # (b, n, c)
         return self.proj(out.reshape(b, h, w, c))
 
@@ -112,11 +127,11 @@ class SpectralAttention(nn.Module):
 class FusionBlock(nn.Module):
     """Pre-norm block: spatial top-k and spectral attention fused linearly, then an MLP."""
 
-    def __init__(self, dim: int, heads: int, sparsity_ratio: float, mlp_ratio: float):
+    def __init__(self, dim: int, heads: int, sparsity_ratio: float, mlp_ratio: float, fault: str = ""):
         super().__init__()
         self.norm1 = Float32LayerNorm(dim)
         self.spatial = TopKWindowAttention(dim, heads, sparsity_ratio)
-        self.spectral = SpectralAttention(dim, heads)
+        self.spectral = SpectralAttention(dim, heads, fault)
         self.fuse = nn.Linear(2 * dim, dim)
         self.norm2 = Float32LayerNorm(dim)
         self.mlp = Mlp(dim, mlp_ratio)
@@ -141,6 +156,8 @@ class HSIFusionConfig:
     in_channels: int = 3
     bands: int = 31
     default_sizes: Tuple[int, ...] = (128,)
+    #: Fault twins only: "half_norm" or "detached" (see the module docstring).
+    fault: str = ""
 
 
 class HSIFusionNet(SpectralReconstructionModel):
@@ -160,7 +177,7 @@ class HSIFusionNet(SpectralReconstructionModel):
             raise ValueError("depth and max_window_tokens must be >= 1, got %d and %d"
                              % (c.depth, c.max_window_tokens))
         self.stem = nn.Conv2d(c.in_channels, c.dim, 3, padding=1)
-        self.blocks = nn.ModuleList([FusionBlock(c.dim, c.heads, c.sparsity_ratio, c.mlp_ratio)
+        self.blocks = nn.ModuleList([FusionBlock(c.dim, c.heads, c.sparsity_ratio, c.mlp_ratio, c.fault)
                                      for _ in range(c.depth)])
         self.norm = Float32LayerNorm(c.dim)
         self.head = nn.Conv2d(c.dim, c.bands, 3, padding=1)
@@ -224,4 +241,14 @@ register_model(
     "hsifusion_prime_fault_tiny", HSIFusionPrimeFault, _TINY,
     family="hyperspectral", fault=True,
     description="fault: legacy factor_pair breaks the window partition at prime sides it accepts",
+)
+register_model(
+    "hsifusion_half_norm_fault_tiny", HSIFusionNet, replace(_TINY, fault="half_norm"),
+    family="hyperspectral", fault=True,
+    description="fault: spectral cosine normalised after the product, out of fp16's range",
+)
+register_model(
+    "hsifusion_detached_fault_tiny", HSIFusionNet, replace(_TINY, fault="detached"),
+    family="hyperspectral", fault=True,
+    description="fault: the spectral temperature is used detached and never gets a gradient",
 )

@@ -1,16 +1,33 @@
-"""Numerical fidelity: a case's outputs and gradients against the fp32 reference.
+"""Numerical fidelity: a case's outputs and gradients against float64 and fp32 references.
 
-Errors are computed in float64 on the CPU over all floating outputs (or all
-parameter gradients) concatenated: ``max_abs_err``, ``rel_err`` (relative L2) and
-``cosine``. A gradient the reference has and the case lacks counts as zeros, so
-checkpointing that drops gradients shows as a large error, not as a pass.
+Errors are computed in float64 on the CPU. Against the fp32 reference, over all
+floating outputs (or all parameter gradients) concatenated: ``max_abs_err``,
+``rel_err`` (relative L2) and ``cosine``. A gradient the reference has and the case
+lacks counts as zeros, so checkpointing that drops gradients shows as a large error,
+not as a pass.
+
+The verdict is calibrated against a float64 reference (``calibrate``): per tensor,
+the case's error against float64 is divided by the error this precision is expected
+to make there, which is the fp32 run's own error scaled by the ratio of unit roundoffs
+(the model's conditioning, measured) and never below one unit roundoff. The rule and
+why: docs/accuracy.md.
 """
 import math
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
+import numpy as np
 import torch
 
+from harness.vocab import UNIT_ROUNDOFF
+
 PROBE_POINTS = 32
+#: Values in a sketch: signed sums over interleaved elements (``sketch``).
+SKETCH_SIZE = 64
+#: A tensor whose float64 norm is below this share of its group's typical size (RMS per
+#: element, scaled to the tensor's length) is judged against that floor, so a gradient
+#: that is nearly zero in exact arithmetic (a bias before a norm layer) cannot fail on
+#: rounding noise alone.
+SCALE_FLOOR = 1e-2
 
 
 def flat_tensors(value: Any) -> List[torch.Tensor]:
@@ -36,8 +53,51 @@ def snapshot(value: Any) -> List[torch.Tensor]:
 
 
 def grads_snapshot(model: torch.nn.Module) -> Dict[str, Optional[torch.Tensor]]:
+    """Float64 CPU copies of every trainable parameter's gradient (None: it got none)."""
     return {n: (None if p.grad is None else p.grad.detach().to("cpu", torch.float64).clone())
             for n, p in model.named_parameters() if p.requires_grad}
+
+
+def named_outputs(tensors: List[torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """A snapshot's outputs by name: ``output`` alone, else ``output[i]``."""
+    if len(tensors) == 1:
+        return {"output": tensors[0]}
+    return {"output[%d]" % i: t for i, t in enumerate(tensors)}
+
+
+_SIGNS: Dict[int, torch.Tensor] = {}
+
+
+def _signs(n: int) -> torch.Tensor:
+    # +-1 per element from a counter hash (SplitMix64, as models/_seeded.py): identical on
+    # every version, so sketches compare across environments and revisions.
+    if n not in _SIGNS:
+        with np.errstate(over="ignore"):
+            x = np.arange(n, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(0x5DEECE66D)
+            x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+            x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+            x = x ^ (x >> np.uint64(31))
+        _SIGNS.clear()  # one length at a time: the case and its references share it
+        _SIGNS[n] = torch.from_numpy(((x >> np.uint64(63)).astype(np.float64) * 2.0 - 1.0))
+    return _SIGNS[n]
+
+
+def sketch(tensors: List[Optional[torch.Tensor]]) -> Optional[List[float]]:
+    """``SKETCH_SIZE`` signed sums of the concatenated tensors, element i going to sum
+    i mod ``SKETCH_SIZE`` with a fixed random sign: every element counts, so a change
+    anywhere moves the sketch by about its own norm (relative: ``harness.sketches.relative_change``)."""
+    parts = [t.reshape(-1) for t in tensors if t is not None]
+    if not parts:
+        return None
+    flat = torch.cat(parts)
+    if not bool(torch.isfinite(flat).all()):
+        return None
+    n = flat.numel()
+    pad = (-n) % SKETCH_SIZE
+    signed = flat * _signs(n)
+    if pad:
+        signed = torch.cat([signed, signed.new_zeros(pad)])
+    return [float(v) for v in signed.reshape(-1, SKETCH_SIZE).sum(0)]
 
 
 def compare(got: List[torch.Tensor], ref: List[torch.Tensor]) -> Dict[str, Any]:
@@ -85,16 +145,103 @@ def probe(ref: List[torch.Tensor]) -> Dict[str, Any]:
     return {"output_probe": [float(flat[i]) for i in idx], "output_norm": float(flat.norm())}
 
 
-def judge(outputs: Dict[str, Any], grads: Optional[Dict[str, Any]], tolerance: float) -> Dict[str, Any]:
-    """Pass/fail against ``tolerance`` (relative error) with the failing checks named."""
+def _rel_errors(got: Dict[str, Optional[torch.Tensor]], ref: Dict[str, torch.Tensor]) -> Dict[str, float]:
+    """Per tensor: ||got - ref|| / max(||ref||, floor), the floor a share of the group's
+    typical size (``SCALE_FLOOR``); a missing tensor counts as zeros."""
+    total = sum(t.numel() for t in ref.values())
+    rms = math.sqrt(sum(float(t.pow(2).sum()) for t in ref.values()) / total) if total else 0.0
+    out = {}
+    for name, r in ref.items():
+        g = got.get(name)
+        if g is not None and g.shape != r.shape:
+            out[name] = math.inf
+            continue
+        diff = float(r.norm()) if g is None else float((g - r).norm())
+        denom = max(float(r.norm()), SCALE_FLOOR * rms * math.sqrt(r.numel()), 1e-300)
+        out[name] = diff / denom
+    return out
+
+
+def calibrate(got: Dict[str, Optional[torch.Tensor]], fp32: Dict[str, Optional[torch.Tensor]],
+              fp64: Dict[str, Optional[torch.Tensor]], precision: str) -> Dict[str, Any]:
+    """The case's error against float64 in units of what ``precision`` is expected to make.
+
+    ``e`` is a relative error against float64, ``u`` the precision's unit roundoff:
+    ``expected = max(e(fp32) * u / u_fp32, u)`` and ``ratio = e(case) / expected``, for
+    the group's tensors concatenated (``ratio``, what the verdict judges) and for each
+    tensor alone (``worst_ratio``: the largest, with its name; ``_rel_errors``).
+    """
+    ref = {n: t for n, t in fp64.items() if t is not None}
+    if not ref:
+        return {"ratio": 0.0, "err64": 0.0, "fp32_err64": 0.0, "expected_err": None, "worst": None,
+                "worst_ratio": 0.0, "worst_err64": None}
+    u, u32 = UNIT_ROUNDOFF[precision], UNIT_ROUNDOFF["fp32"]
+    if any(g is not None and not bool(torch.isfinite(g).all()) for g in got.values()):
+        return {"ratio": math.inf, "err64": math.inf, "fp32_err64": None, "expected_err": None,
+                "worst": None, "worst_ratio": math.inf, "worst_err64": math.inf}
+    e_case, e_32 = _rel_errors(got, ref), _rel_errors(fp32, ref)
+    ratios = {n: e_case[n] / max(e_32[n] * u / u32, u) for n in ref}
+    worst = max(ratios, key=lambda n: ratios[n])
+    names = [n for n in ref if got.get(n) is None or got[n].shape == ref[n].shape]
+    ref_all = torch.cat([ref[n].reshape(-1) for n in names])
+    norm = max(float(ref_all.norm()), 1e-300)
+
+    def whole_err(side):
+        parts = [(side.get(n) if side.get(n) is not None else torch.zeros_like(ref[n])).reshape(-1) for n in names]
+        return float((torch.cat(parts) - ref_all).norm()) / norm
+
+    err64, fp32_err64 = whole_err(got), whole_err(fp32)
+    if len(names) < len(ref):
+        err64 = math.inf
+    expected = max(fp32_err64 * u / u32, u)
+    return {"ratio": err64 / expected, "err64": err64, "fp32_err64": fp32_err64, "expected_err": expected,
+            "worst": worst, "worst_ratio": ratios[worst], "worst_err64": e_case[worst]}
+
+
+def limits(precision: str, tolerance: Dict[str, Any]) -> Tuple[float, float]:
+    """(group limit, single-tensor limit) on the calibrated ratio for ``precision``.
+
+    fp16 without loss scaling loses small gradients to underflow (its range, not its
+    rounding), so its limit is ``fp16_range_factor`` times the others'.
+    """
+    group = float(tolerance["fp64_multiple"])
+    if precision in ("fp16", "amp_fp16"):
+        group *= float(tolerance["fp16_range_factor"])
+    return group, group * float(tolerance["tensor_factor"])
+
+
+def judge(outputs: Dict[str, Any], grads: Optional[Dict[str, Any]], tolerance: Optional[float],
+          limit: Tuple[float, float]) -> Dict[str, Any]:
+    """Pass/fail with the failing checks named: the calibrated ratios within ``limit``
+    (group, single tensor) when the figures carry them, else the relative error against
+    fp32 within ``tolerance``. A parameter without gradient (in the case or in the fp32
+    reference) always fails."""
+    group_limit, tensor_limit = limit
     failures = []
+    ratios = []
     for name, figures in (("outputs", outputs), ("grads", grads)):
         if figures is None:
             continue
         if figures.get("problem"):
             failures.append("%s: %s" % (name, figures["problem"]))
-        elif not figures["rel_err"] <= tolerance:
+        elif tolerance is None and figures.get("ratio") is not None:
+            ratios.append((figures["ratio"], name, figures.get("worst")))
+            if not figures["ratio"] <= group_limit:
+                failures.append("%s: error %.3g against float64 is %.3gx the expected %.3g (limit %gx)" % (
+                    name, figures["err64"], figures["ratio"], figures["expected_err"] or math.nan, group_limit))
+            elif not figures["worst_ratio"] <= tensor_limit:
+                failures.append("%s: %s alone: error %.3g is %.3gx its expected (limit %gx per tensor)" % (
+                    name, figures["worst"], figures["worst_err64"], figures["worst_ratio"], tensor_limit))
+        elif tolerance is not None and not figures["rel_err"] <= tolerance:
             failures.append("%s: rel_err %.3g > %.3g" % (name, figures["rel_err"], tolerance))
         if figures.get("missing"):
             failures.append("%s: %d parameters got no gradient" % (name, figures["missing"]))
-    return {"passed": not failures, "failures": failures, "tolerance": tolerance}
+        if figures.get("ref_missing"):
+            failures.append("%s: %d trainable parameters get no gradient in the fp32 reference (a detached "
+                            "branch or an unused layer): %s" % (name, figures["ref_missing"],
+                                                                ", ".join(figures.get("ref_missing_names") or [])))
+    worst = max(ratios) if ratios else None
+    return {"passed": not failures, "failures": failures, "tolerance": tolerance,
+            "limit": group_limit if tolerance is None else None,
+            "ratio": worst[0] if worst else None,
+            "worst": ("%s: %s" % (worst[1], worst[2]) if worst and worst[2] else None)}

@@ -23,6 +23,7 @@ from typing import Any, Dict
 import torch
 
 import models
+from harness import scenario as scenario_defaults
 from harness.runner import accuracy, instructions, precision, speed_probe, timing
 from harness.runner.memory import PeakMemory, tensor_peak_bytes
 from models import UnsupportedError
@@ -138,6 +139,56 @@ def _tensor_peak(step, device: str) -> Dict[str, Any]:
     return out
 
 
+def _reference(case: Dict, seed: int, wide: bool):
+    """Outputs and gradients of the case's reference: its model in fp32 without
+    checkpointing, same weights and inputs; ``wide``: the same, cast to float64 (tensors
+    the model makes itself follow through the default dtype)."""
+    model, inputs, target = _build(case, seed, use_case_config=False)
+    default_dtype = torch.get_default_dtype()
+    try:
+        if wide:
+            model, inputs, target = precision.to_float64(model, inputs, target, case["device"])
+            torch.set_default_dtype(torch.float64)
+        _, keep = _make_step(model, inputs, target, case, use_case_config=False)
+        torch.manual_seed(seed)
+        return keep()
+    finally:
+        torch.set_default_dtype(default_dtype)
+        del model, inputs, target
+        _release()
+
+
+def _accuracy(case: Dict, tolerance: Dict, got_out, got_grads, ref_out, ref_grads, out64, grads64,
+              no_fp64) -> Dict[str, Any]:
+    """The accuracy part of the record: errors against fp32, calibrated against float64."""
+    prec = case["precision"]
+    outputs = accuracy.compare(got_out, ref_out)
+    grads = accuracy.compare_grads(got_grads, ref_grads) if ref_grads is not None else None
+    outputs["sketch"] = accuracy.sketch(got_out)
+    if grads is not None:
+        grads["sketch"] = accuracy.sketch(list(got_grads.values()))
+        ref_missing = [n for n, g in ref_grads.items() if g is None]
+        grads["ref_missing"] = len(ref_missing)
+        if ref_missing:
+            grads["ref_missing_names"] = ref_missing[:5]
+    fixed = tolerance.get(prec)
+    if no_fp64 is None:
+        outputs.update(accuracy.calibrate(accuracy.named_outputs(got_out), accuracy.named_outputs(ref_out),
+                                          accuracy.named_outputs(out64), prec))
+        if grads is not None:
+            grads.update(accuracy.calibrate(got_grads, ref_grads, grads64, prec))
+    elif fixed is None:
+        fixed = scenario_defaults.FALLBACK_TOLERANCE[prec]
+    acc = {"outputs": outputs, "grads": grads,
+           "reference": "float64" if no_fp64 is None else "float32 (no float64 reference: %s)" % no_fp64,
+           "rule": "fp64-calibrated" if fixed is None else "fixed tolerance"}
+    acc.update(accuracy.judge(outputs, grads, fixed, accuracy.limits(prec, tolerance)))
+    acc.update(accuracy.probe(ref_out))
+    acc["output_sketch"] = accuracy.sketch(ref_out)
+    acc["output_sketch64"] = accuracy.sketch(out64) if out64 is not None else None
+    return acc
+
+
 def run_case(case: Dict, settings: Dict) -> Dict[str, Any]:
     """Measure ``case``; return the record's measured part (status, timing, memory, ...)."""
     t_start = time.perf_counter()
@@ -166,25 +217,20 @@ def run_case(case: Dict, settings: Dict) -> Dict[str, Any]:
         del model, inputs, target, step, step_keep
         _release()
 
-        ref_model, ref_inputs, ref_target = _build(case, seed, use_case_config=False)
-        _, ref_keep = _make_step(ref_model, ref_inputs, ref_target, case, use_case_config=False)
-        torch.manual_seed(seed)
-        ref_out, ref_grads = ref_keep()
-        del ref_model, ref_inputs, ref_target, ref_keep
-        _release()
+        ref_out, ref_grads = _reference(case, seed, wide=False)
+        try:
+            out64, grads64 = _reference(case, seed, wide=True)
+            no_fp64 = None
+        except Exception as exc:  # noqa: BLE001 - no float64 kernel on this build: fp32 judges, said so
+            out64, grads64, no_fp64 = None, None, classify(exc)["reason"]
     except Exception as exc:  # noqa: BLE001 - every failure becomes a record
         result.update(classify(exc))
         result["duration_s"] = time.perf_counter() - t_start
         _release()
         return result
 
-    outputs = accuracy.compare(got_out, ref_out)
-    grads = accuracy.compare_grads(got_grads, ref_grads) if ref_grads is not None else None
-    tol = float(settings["tolerance"][case["precision"]])
-    acc = {"outputs": outputs, "grads": grads}
-    acc.update(accuracy.judge(outputs, grads, tol))
-    acc.update(accuracy.probe(ref_out))
-    result["accuracy"] = acc
+    result["accuracy"] = _accuracy(case, settings["tolerance"], got_out, got_grads, ref_out, ref_grads,
+                                   out64, grads64, no_fp64)
     timing_out = dict(timed)
     timing_out.update(timing.summarize(timed["samples_s"], case["batch_size"]))
     result["timing"] = timing_out

@@ -137,3 +137,52 @@ def test_memory_falls_back_to_the_process_peak_when_one_side_lacks_the_tensor_pe
     v = only(compare(*frames(base, cand, tmp_path), {}), "memory")
     assert v["verdict"] == "unchanged" and v["measure"] == "peak_mem_bytes"
     assert v["threshold"] == {"memory_frac": 0.05, "memory_floor_bytes": 16 * MIB}
+
+
+def _calibrated(rec, ratio=1.0, passed=True, sketch=None, grad_sketch=None, err64=1e-7, limit=10.0):
+    """``rec`` judged by the float64-calibrated rule (schema 2), with sketches of its tensors."""
+    acc = rec["accuracy"]
+    acc.update(rule="fp64-calibrated", reference="float64", tolerance=None, limit=limit, ratio=ratio,
+               worst="grads: w", passed=passed, failures=[] if passed else ["grads: error past the limit"])
+    acc["outputs"].update(err64=err64, sketch=list(sketch or [1.0, -2.0, 3.0, 0.5]))
+    if "grads" in acc:
+        acc["grads"].update(err64=err64, sketch=list(grad_sketch or [0.3, 0.1, -0.2, 0.4]))
+    return rec
+
+
+def test_identical_outputs_stay_silent_and_a_change_beyond_arithmetic_regresses(tmp_path):
+    same = frames([_calibrated(make_record())], [_calibrated(make_record())], tmp_path)
+    v = only(compare(*same, {}), "accuracy", "outputs")
+    assert v["verdict"] == "unchanged" and v["candidate"] == 0.0
+    # A stray bfloat16 round trip moves the outputs by ~1e-3: far beyond 2 x err64 (2e-7).
+    moved = [1.0 + 1e-3, -2.0, 3.0, 0.5]
+    changed = frames([_calibrated(make_record())], [_calibrated(make_record(), sketch=moved)], tmp_path)
+    v = only(compare(*changed, {}), "accuracy", "outputs")
+    assert v["verdict"] == "regressed" and "outputs changed: rel" in v["reason"]
+    assert v["threshold"]["bound"] == pytest.approx(2e-7)
+    # The same move on a bf16 case whose own error against float64 is 1e-2 is rounding.
+    bf16 = frames([_calibrated(make_record(precision="bf16"), err64=1e-2)],
+                  [_calibrated(make_record(precision="bf16"), sketch=moved, err64=1e-2)], tmp_path)
+    assert only(compare(*bf16, {}), "accuracy", "outputs")["verdict"] == "unchanged"
+
+
+def test_changed_gradients_alone_regress(tmp_path):
+    b, c = frames([_calibrated(make_record())], [_calibrated(make_record(), grad_sketch=[0.3, 0.1, -0.2, 0.5])],
+                  tmp_path)
+    v = only(compare(b, c, {}), "accuracy", "outputs")
+    assert v["verdict"] == "regressed" and "gradients changed" in v["reason"] and "outputs changed" not in v["reason"]
+
+
+def test_calibrated_fidelity_reads_ratios_and_a_failing_ratio_that_grew(tmp_path):
+    b, c = frames([_calibrated(make_record(), ratio=2.0)], [_calibrated(make_record(), ratio=31.0, passed=False)],
+                  tmp_path)
+    v = only(compare(b, c, {}), "accuracy", "fidelity")
+    assert v["verdict"] == "regressed" and "ratio to expected 2 → 31, limit 10" in v["reason"]
+    assert v["unit"] == "ratio to expected error"
+    grew = frames([_calibrated(make_record(), ratio=12.0, passed=False)],
+                  [_calibrated(make_record(), ratio=40.0, passed=False)], tmp_path)
+    v = only(compare(*grew, {}), "accuracy", "fidelity")
+    assert v["verdict"] == "regressed" and "grew 3.33x" in v["reason"]
+    steady = frames([_calibrated(make_record(), ratio=12.0, passed=False)],
+                    [_calibrated(make_record(), ratio=15.0, passed=False)], tmp_path)
+    assert only(compare(*steady, {}), "accuracy", "fidelity")["verdict"] == "unchanged"

@@ -194,7 +194,7 @@ def test_edge_inputs_still_build(tmp_path):
     result = build_report([str(tmp_path / "one")], out_path=str(tmp_path / "one.html"))
     text = open(str(tmp_path / "one.html"), encoding="utf-8").read()
     assert result["records"] == 2 and result["reference_env"] == "torch-2.1"
-    assert "No output probes to compare" in text and "64x32" in text
+    assert "No output sketches or probes to compare" in text and "64x32" in text
 
 
 def test_importing_the_report_does_not_import_torch():

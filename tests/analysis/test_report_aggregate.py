@@ -1,12 +1,13 @@
 """``report.aggregate``: the numbers the sections and figures show, on a synthetic store with planted effects."""
 import math
 
+import numpy as np
 import pytest
 
 from harness.analysis.load import load_records
 from harness.analysis.report import aggregate as agg
 from harness.analysis.report.frame import prepare_frame
-from tests.analysis.test_report_support import record, small_store, write_jsonl
+from tests.analysis.test_report_support import drift_records, fidelity_records, record, small_store, write_jsonl
 
 
 @pytest.fixture(scope="module")
@@ -166,3 +167,74 @@ def test_checkpoint_tradeoff_rests_on_tensor_peaks_and_counts_where_both_twins_h
     plain = trade.loc[("b", "reentrant")]
     assert plain["mem_saved"] == pytest.approx(0.2) and plain["time_cost"] == pytest.approx(1.0)
     assert plain["mem_basis"] == "process peak" and plain["time_basis"] == "wall time"
+
+
+def test_fidelity_reports_the_ratio_to_the_expected_error_and_the_fixed_tolerance_apart(tmp_path):
+    fid = agg.fidelity_table(_frame(tmp_path, fidelity_records()), ["precision", "env"])
+    fid = fid.assign(env=fid["env"].astype(str)).set_index(["precision", "env", "rule"])
+    cal = fid.loc[("bf16", "torch-2.1", "fp64-calibrated")]
+    assert (cal["n"], cal["failed"]) == (2, 1)  # failures counted as before: acc_passed false
+    assert cal["worst"] == 31.0 and cal["limit"] == 10.0 and cal["score"] == pytest.approx(3.1)
+    assert cal["median"] == pytest.approx(16.5)
+    assert (cal["worst_model"], cal["worst_mode"], cal["worst_checkpoint"], cal["worst_where"]) == (
+        "a", "train", "reentrant", "grads: stem.1.weight")
+    override = fid.loc[("bf16", "torch-2.1", "fixed tolerance")]  # a scenario's fixed tolerance, same cell
+    assert override["n"] == 1 and override["worst"] == pytest.approx(0.1) and override["limit"] == 1.0
+    assert fid.loc[("fp32", "torch-2.1", "fp64-calibrated"), "worst"] == pytest.approx(1.2)
+    lifted = fid.loc[("fp32", "torch-1.10", "fixed tolerance")]
+    assert lifted["worst"] == pytest.approx(0.5) and lifted["score"] == pytest.approx(0.5)
+    assert lifted["tolerance"] == 1e-5 and lifted["worst_where"] == ""
+    failing = fid.loc[("bf16", "torch-1.10", "fixed tolerance")]
+    assert failing["failed"] == 1 and failing["worst"] == pytest.approx(2.0)
+    assert len(fid) == 5
+
+
+def test_failure_groups_word_an_accuracy_failure_by_its_rule(tmp_path):
+    groups = agg.failure_groups(_frame(tmp_path, fidelity_records()))
+    reasons = sorted(g["reason"] for g in groups if g["status"] == "accuracy")
+    assert reasons == ["accuracy failed: error up to 31x expected (limit 10x) in grads at bf16",
+                       "accuracy failed: error/tolerance up to 2x at bf16 (fixed tolerance)"]
+
+
+def test_drift_is_judged_against_the_float64_outputs_where_both_records_carry_sketches(tmp_path):
+    drift = agg.drift_table(_frame(tmp_path, drift_records()), "torch-2.1")
+    other = drift[drift["env"] == "torch-2.0"].set_index("model")
+    assert len(other) == 5  # one row per case and environment, whatever its precisions
+    a = other.loc["a"]
+    assert a["basis"] == "sketch"
+    assert a["drift"] == pytest.approx(2e-7, rel=1e-6) and a["expected"] == pytest.approx(2e-7, rel=1e-6)
+    assert a["ratio"] == pytest.approx(1.0, rel=1e-6) and a["fp64_diff"] == 0.0
+    b = other.loc["b"]
+    assert b["fp64_diff"] == pytest.approx(1e-3, rel=1e-6) and b["fp64_diff"] > agg.FP64_CHANGED
+    assert b["expected"] == agg.FP32_UNIT_ROUNDOFF and b["ratio"] == pytest.approx(1e-3 * 2 ** 24, rel=1e-6)
+    c = other.loc["c"]
+    assert c["drift"] == pytest.approx(1e-12, rel=1e-3) and c["expected"] == 2.0 ** -24
+    assert c["ratio"] == pytest.approx(1e-12 * 2 ** 24, rel=1e-3) and c["fp64_diff"] < agg.FP64_CHANGED
+    for model in ("d", "e"):
+        row = other.loc[model]
+        assert row["basis"] == "probe" and row["drift"] == pytest.approx(0.1 if model == "d" else 0.0)
+        assert math.isnan(row["ratio"]) and math.isnan(row["expected"]) and math.isnan(row["fp64_diff"])
+    own = drift[drift["env"] == "torch-2.1"].set_index("model")
+    assert own.loc["a", "ratio"] == 0.0 and own.loc["a", "expected"] == pytest.approx(2e-7, rel=1e-6)
+
+
+def test_sketch_drift_by_hand():
+    s64_ref, s64 = np.array([[3.0, 4.0]]), np.array([[3.0, 4.0]])  # norm 5
+    s32_ref, s32 = np.array([[3.0, 4.0 + 5e-6]]), np.array([[3.0 + 1.5e-5, 4.0 - 2e-5]])
+    d, e, ratio, fp64 = agg.sketch_drift(s32, s64, s32_ref, s64_ref)
+    # |s32 - s32_ref| = |(1.5e-5, -2.5e-5)| = 2.9155e-5; own errors 2.5e-5/5 and 5e-6/5
+    assert d[0] == pytest.approx(math.hypot(1.5e-5, 2.5e-5) / 5)
+    assert e[0] == pytest.approx(5e-6 + 1e-6) and ratio[0] == pytest.approx(d[0] / 6e-6) and fp64[0] == 0.0
+
+
+def test_drift_summary_judges_sketches_by_their_ratio_and_probes_by_their_difference(tmp_path):
+    drift = agg.drift_table(_frame(tmp_path, drift_records()), "torch-2.1")
+    summary = agg.drift_summary(drift)
+    assert list(summary["basis"]).index("probe") > max(i for i, b in enumerate(summary["basis"]) if b == "sketch")
+    rows = summary.set_index(["model", "env"])
+    b = rows.loc[("b", "torch-2.0")]
+    assert b["basis"] == "sketch" and b["max"] == pytest.approx(1e-3 * 2 ** 24, rel=1e-6) and b["n"] == 1
+    assert b["worst_drift"] == pytest.approx(1e-3, rel=1e-6) and b["worst_expected"] == 2.0 ** -24
+    assert b["worst_fp64"] == pytest.approx(1e-3, rel=1e-6) and b["fp64_max"] == b["worst_fp64"]
+    d = rows.loc[("d", "torch-2.0")]
+    assert d["basis"] == "probe" and d["max"] == pytest.approx(0.1) and math.isnan(d["fp64_max"])

@@ -4,7 +4,7 @@ import pytest
 from harness.analysis.load import load_records
 from harness.analysis.report import frame as fr
 from harness.vocab import CASE_AXES, NOT_RUN_STATUSES, STATUSES
-from tests.analysis.test_report_support import record, write_jsonl
+from tests.analysis.test_report_support import calibrated, record, write_jsonl
 
 
 def test_parse_torch_version_orders_releases():
@@ -82,3 +82,18 @@ def test_the_report_says_on_the_terminal_when_scenarios_differ(tmp_path):
     info = build_report([str(tmp_path / "a.jsonl")], str(tmp_path / "r" / "index.html"))
     assert info["records"] == 2 and info["superseded"] == 0
     assert any("records of 2 scenarios (other, unit)" in p for p in info["problems"])
+
+
+def test_accuracy_rule_and_score_per_record(tmp_path):
+    """The score is the error as a fraction of what the record's rule allows: ratio / limit under the
+    fp64-calibrated rule, error / tolerance under a fixed one (old records are lifted to it)."""
+    recs = [record(model="new", accuracy=calibrated(3.0, limit=10.0)),
+            record(model="old", schema=1, rel_err=5e-6, tol=1e-5),
+            record(model="unnamed", rel_err=2e-6, tol=1e-5),  # schema 2 naming no rule, no ratio: fixed
+            record(model="bad", status="error", reason="boom")]
+    write_jsonl(str(tmp_path / "a.jsonl"), recs)
+    df = fr.prepare_frame(load_records([str(tmp_path / "a.jsonl")])[0])[0].set_index("model")
+    assert df.loc["new", "acc_rule"] == fr.RULE_CALIBRATED and df.loc["new", "acc_score"] == pytest.approx(0.3)
+    assert df.loc["old", "acc_rule"] == fr.RULE_FIXED and df.loc["old", "acc_score"] == pytest.approx(0.5)
+    assert df.loc["unnamed", "acc_rule"] == fr.RULE_FIXED and df.loc["unnamed", "acc_score"] == pytest.approx(0.2)
+    assert df.loc["bad", "acc_rule"] is None and df.loc["bad", "acc_score"] != df.loc["bad", "acc_score"]

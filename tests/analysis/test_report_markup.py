@@ -34,3 +34,12 @@ def test_sections_and_tables():
     assert '<table class="grid" id="t"><thead><tr><th>a&lt;</th><th class="num">n</th>' in html
     text = markup.page("T", "", [("x", "X & Y")], [], ['<script type="application/json" id="d">1</script>'], "f")
     assert '<nav class="toc"><a href="#x">X &amp; Y</a></nav>' in text and text.endswith("</html>\n")
+
+
+def test_limit_colour_far_below_near_and_above_the_limit():
+    green, yellow = "#d5f0d9", "#fbe7a1"
+    assert markup.limit_color(0) == "#c8ecd0" and markup.limit_color(0.05) == green
+    assert markup.limit_color(0.1) == green and markup.limit_color(1.0) == yellow
+    assert markup.limit_color(0.5) not in (green, yellow)  # on the way from green to yellow
+    assert markup.limit_color(1.01) == "#f7b3a8" and markup.limit_color(10.0) == markup.limit_color(1e6) == "#e0503c"
+    assert markup.limit_color(float("inf")) == "#e0503c" and markup.limit_color(None) == "#ffffff"

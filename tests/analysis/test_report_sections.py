@@ -1,13 +1,16 @@
 """``report.sections``: one table of sections drives both the navigation and the body; builders are pure."""
 import json
 import re
+from html import unescape
 
 import pandas as pd
 import pytest
 
 from harness.analysis.report.build import make_context
+from harness.analysis.report.markup import limit_color
 from harness.analysis.report.sections import SECTIONS, Context, Part, Section, render
-from tests.analysis.test_report_support import record, small_store, write_jsonl
+from harness.analysis.report.sections.accuracy import accuracy
+from tests.analysis.test_report_support import drift_records, fidelity_records, record, small_store, write_jsonl
 
 
 @pytest.fixture(scope="module")
@@ -89,3 +92,48 @@ def test_render_takes_any_table(ctx):
 def test_context_is_read_only_data(ctx):
     assert isinstance(ctx, Context)
     assert ctx.envs == ctx.notes["env_order"] and ctx.env_th()[-1] == "torch-latest (ref)"
+
+
+def _cells(body):
+    """(text, background, hover text) of every heat cell, entities decoded."""
+    return [(unescape(text), color, unescape(title)) for color, title, text in re.findall(
+        r'<td class="heat [^"]*" style="background:([^"]+)" title="([^"]*)">(.*?)</td>', body)]
+
+
+def test_accuracy_section_shows_the_ratio_to_the_expected_error_and_labels_the_fixed_tolerance(tmp_path):
+    folder = str(tmp_path / "in")
+    write_jsonl(folder + "/records.jsonl", fidelity_records())
+    body = accuracy(make_context([folder])[0]).body
+    assert "in units of the error this precision is expected to make there (fp32's own error scaled by the ratio " \
+           "of unit roundoffs, never below one unit roundoff); a case fails above the limit" in body
+    assert "docs/accuracy.md" in body
+    cells = _cells(body)
+    # bf16 on torch-2.1: the calibrated worst, the scenario's fixed-tolerance case labelled, failures of both
+    top = next(c for c in cells if c[2].startswith("bf16 on torch-2.1"))
+    assert top[0] == "31.0\u00d7 expected<br>0.1\u00d7 tol <small>(fixed)</small><br><b>1/3 fail</b>"
+    assert top[1] == limit_color(3.1)
+    assert "limit 10\u00d7" in top[2] and "worst: a train, checkpoint reentrant: grads: stem.1.weight" in top[2]
+    # the model's row names the worst case under the figure
+    row = next(c for c in cells if c[2].startswith("a bf16 on torch-2.1"))
+    assert row[0] == ("31.0\u00d7 expected<br><small>train, checkpoint reentrant: grads: stem.1.weight</small>"
+                      "<br><b>1/1 fail</b>")
+    # old records, lifted to the fixed tolerance: today's figure, labelled
+    old = next(c for c in cells if c[2].startswith("fp32 on torch-1.10"))
+    assert old[0] == "0.5\u00d7 tol <small>(fixed)</small>" and "(fixed tolerance)" in old[2]
+    assert old[1] == limit_color(0.5)
+    assert next(c for c in cells if c[2].startswith("fp32 on torch-2.1"))[0] == "1.2\u00d7 expected"
+
+
+def test_drift_table_shows_the_ratio_to_the_expected_drift_and_falls_back_to_probes(tmp_path):
+    folder = str(tmp_path / "in")
+    write_jsonl(folder + "/records.jsonl", drift_records())
+    body = accuracy(make_context([folder])[0]).body
+    drift = body[body.index("fp32 output drift"):body.index("Task metrics")]
+    cells = {c[2].split(" on ")[0]: c for c in _cells(drift)}
+    assert cells["a"][0] == "1.0\u00d7 expected" and cells["a"][1] == limit_color(0.1)
+    assert "drift 2.0e-07, expected 2.0e-07" in cells["a"][2] and "float64 outputs differ by 0" in cells["a"][2]
+    assert cells["b"][0] == "16777\u00d7 expected<br><small>fp64 changed</small>"
+    assert cells["b"][1] == limit_color(float("inf")) and "the computation itself changed" in cells["b"][2]
+    assert cells["d"][0] == "1.0e-01 <small>probe</small>"
+    assert "max probe difference against the reference env" in cells["d"][2]
+    assert "within 1\u00d7 expected" in drift and "probe: \u2264 1e-6" in drift

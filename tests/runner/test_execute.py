@@ -203,8 +203,9 @@ def test_channels_last_case_runs_in_channels_last_and_matches_reference(monkeypa
     assert r["status"] == "ok", r.get("reason")
     assert r["accuracy"]["passed"], r["accuracy"]["failures"]
     assert r["accuracy"]["grads"]["missing"] == 0
-    # The case's model saw channels_last activations; its fp32 reference the default layout.
-    assert seen == [{"channels_last"}, {"contiguous"}], seen
+    # The case's model saw channels_last activations; its fp32 and float64 references the default layout.
+    assert seen == [{"channels_last"}, {"contiguous"}, {"contiguous"}], seen
+    assert r["accuracy"]["reference"] == "float64" and r["accuracy"]["rule"] == "fp64-calibrated"
 
 
 def test_channels_last_record_says_so(tmp_path):

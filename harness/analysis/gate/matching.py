@@ -9,14 +9,23 @@ import pandas as pd
 
 from harness.analysis.gate.aggregate import aggregate_verdicts
 from harness.analysis.gate.groups import Group, env_diff, env_text, group_records
-from harness.analysis.gate.rules import Comparison, Verdict, fidelity_rule, memory_rule, status_rule, task_rule
+from harness.analysis.gate.rules import (
+    Comparison,
+    Verdict,
+    fidelity_rule,
+    memory_rule,
+    outputs_rule,
+    status_rule,
+    task_rule,
+)
 from harness.analysis.gate.time_rules import TimeTest, time_rule, time_test, with_q_values
 from harness.gate_config import thresholds_for
 from harness.vocab import VERDICT_KINDS, VERDICTS, ExitCode
 
 #: The rules of a matched pair by the kind of verdict they give, in the order their verdicts are
 #: listed; time comes last, after the run-wide correction.
-PAIR_RULES = (("status", status_rule), ("accuracy", fidelity_rule), ("accuracy", task_rule), ("memory", memory_rule))
+PAIR_RULES = (("status", status_rule), ("accuracy", fidelity_rule), ("accuracy", outputs_rule),
+              ("accuracy", task_rule), ("memory", memory_rule))
 #: The columns a kind's verdict rests on: NaN or Infinity in any makes that kind not comparable.
 FINITE_COLUMNS = {"time": ("samples_s", "median_s", "probe_samples_s"),
                   "memory": ("peak_mem_bytes", "tensor_peak_bytes")}

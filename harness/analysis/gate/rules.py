@@ -5,12 +5,15 @@ or None (nothing to compare of that kind). The time rule, which needs the whole 
 its multiple-testing correction, lives in ``time_rules``. The rules in words:
 docs/gate.md.
 """
+import math
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional
 
 from harness.analysis.gate.groups import Group, env_text, short
 from harness.analysis.gate.stats import median
 from harness.gate_config import thresholds_for
+from harness.sketches import relative_change
+from harness.vocab import UNIT_ROUNDOFF
 
 MIB = 1024.0 * 1024.0
 #: Fields every verdict has, in this order (the kind's own fields follow).
@@ -176,32 +179,99 @@ def _fmt(x: Optional[float]) -> str:
     return "n/a" if x is None else "%.3g" % x
 
 
+def _calibrated(group: Group) -> bool:
+    rules = group.column("acc_rule")
+    return bool(rules) and all(r == "fp64-calibrated" for r in rules)
+
+
 def fidelity_rule(cmp: Comparison) -> Optional[Verdict]:
-    """A fidelity check that passed in every baseline round and fails now, or an error that grew
-    past its tolerance, regressed."""
+    """A fidelity check that passed in every baseline round and fails now regressed; so did an
+    error that grew past its tolerance, and a calibrated ratio already past its limit that grew
+    by ``accuracy_growth``. Under the calibrated rule (docs/accuracy.md) the figures are the
+    ratios to the expected error; under a fixed tolerance, the relative errors against fp32."""
     gb, gc = cmp.baseline, cmp.candidate
     ab, ac = [bool(v) for v in gb.column("acc_passed")], [bool(v) for v in gc.column("acc_passed")]
     if not ab or not ac:
         return None
-    eb, ec = _max_err(gb), _max_err(gc)
-    tols_b, tols_c = gb.numbers("acc_tolerance"), gc.numbers("acc_tolerance")
-    tol_b = min(tols_b) if tols_b else None
-    tol_c = min(tols_c) if tols_c else None
-    ratio = (ec / eb) if (eb is not None and ec is not None and eb > 0) else None
-    fields = dict(check="fidelity", unit="relative error", baseline=eb, candidate=ec, ratio=ratio,
-                  n_baseline=len(ab), n_candidate=len(ac), threshold={"tolerance": tol_c})
-    errs = "rel err %s → %s, tolerance %s" % (_fmt(eb), _fmt(ec), _fmt(tol_c))
-    grew_past = (eb is not None and ec is not None and tol_b is not None and tol_c is not None
-                 and eb <= tol_b and ec > tol_c)
+    if _calibrated(gb) and _calibrated(gc):
+        rb, rc = gb.numbers("acc_ratio"), gc.numbers("acc_ratio")
+        eb, ec = (max(rb) if rb else None), (max(rc) if rc else None)
+        limits = gc.numbers("acc_limit")
+        limit = min(limits) if limits else None
+        fields = dict(check="fidelity", unit="ratio to expected error", baseline=eb, candidate=ec,
+                      n_baseline=len(ab), n_candidate=len(ac), threshold={"limit": limit},
+                      ratio=(ec / eb) if (eb and ec is not None) else None)
+        worst = [w for w in gc.column("acc_worst") if w]
+        errs = "ratio to expected %s → %s, limit %s%s" % (_fmt(eb), _fmt(ec), _fmt(limit),
+                                                          ", worst %s" % worst[0] if worst else "")
+        grew_past = (not any(ab) and not any(ac) and eb and ec is not None
+                     and ec > eb * float(cmp.thresholds["accuracy_growth"]))
+        if grew_past:
+            return cmp.verdict("accuracy", "regressed", "ratio past its limit grew %.3gx (%s)" % (ec / eb, errs),
+                               **fields)
+    else:
+        eb, ec = _max_err(gb), _max_err(gc)
+        tols_b, tols_c = gb.numbers("acc_tolerance"), gc.numbers("acc_tolerance")
+        tol_b = min(tols_b) if tols_b else None
+        tol_c = min(tols_c) if tols_c else None
+        ratio = (ec / eb) if (eb is not None and ec is not None and eb > 0) else None
+        fields = dict(check="fidelity", unit="relative error", baseline=eb, candidate=ec, ratio=ratio,
+                      n_baseline=len(ab), n_candidate=len(ac), threshold={"tolerance": tol_c})
+        errs = "rel err %s → %s, tolerance %s" % (_fmt(eb), _fmt(ec), _fmt(tol_c))
+        if _calibrated(gb) != _calibrated(gc):
+            errs += "; accuracy rule changed: %s → %s" % (gb.column("acc_rule")[0], gc.column("acc_rule")[0])
+        grew_past = (eb is not None and ec is not None and tol_b is not None and tol_c is not None
+                     and eb <= tol_b and ec > tol_c)
     if all(ab) and (not all(ac) or grew_past):
         failed = ac.count(False)
         rounds = "" if len(ac) == 1 else " in %d of %d candidate rounds" % (failed, len(ac))
         what = "fidelity check now fails%s" % rounds if failed else "error grew past its tolerance"
+        failures = [f for fs in gc.column("acc_failures") if fs for f in fs]
+        if failures:
+            errs += "; " + short(failures[0], 200)
         return cmp.verdict("accuracy", "regressed", "%s (%s)" % (what, errs), **fields)
     if not any(ab) and all(ac):
         return cmp.verdict("accuracy", "improved", "fidelity check now passes (%s)" % errs, **fields)
     state = "passes" if all(ab) and all(ac) else ("fails in both" if not any(ab) and not any(ac) else "flaky")
     return cmp.verdict("accuracy", "unchanged", "%s (%s)" % (state, errs), **fields)
+
+
+def _first(group: Group, name: str) -> Any:
+    values = [v for v in group.column(name) if v is not None and not (isinstance(v, float) and v != v)]
+    return values[0] if values else None
+
+
+def outputs_rule(cmp: Comparison) -> Optional[Verdict]:
+    """Outputs (and gradients) changed between the revisions beyond what this environment's
+    arithmetic explains: the sketches of the case's own tensors differ by more than
+    ``outputs_change_factor`` times the larger side's error against float64 (at least the
+    precision's unit roundoff). Identical code on a deterministic build: identical sketches."""
+    gb, gc = cmp.baseline, cmp.candidate
+    factor = float(cmp.thresholds["outputs_change_factor"])
+    precision = _first(gc, "precision")
+    unit = UNIT_ROUNDOFF.get(precision, UNIT_ROUNDOFF["fp32"])
+    findings, figures = [], []
+    for what, prefix in (("outputs", "out_"), ("gradients", "grad_")):
+        sb, sc = _first(gb, prefix + "sketch"), _first(gc, prefix + "sketch")
+        change = relative_change(sc, sb)
+        if change is None:
+            continue
+        errs = [e for e in (_first(gb, prefix + "err64"), _first(gc, prefix + "err64")) if e is not None]
+        bound = factor * max(errs + [unit])
+        figures.append((what, change, bound))
+        if not change <= bound:
+            findings.append("%s changed: rel %.3g, expected <= %.3g" % (what, change, bound))
+    if not figures:
+        return None
+    worst = max(figures, key=lambda f: f[1] / f[2] if f[2] > 0 else math.inf)
+    fields = dict(check="outputs", unit="relative change", baseline=None, candidate=worst[1],
+                  ratio=(worst[1] / worst[2]) if worst[2] > 0 else None, threshold={"bound": worst[2]},
+                  n_baseline=len(gb.column("acc_passed")), n_candidate=len(gc.column("acc_passed")))
+    if findings:
+        return cmp.verdict("accuracy", "regressed", "; ".join(findings) + " (same seeded weights and inputs, "
+                           "same environment: beyond its arithmetic)", **fields)
+    text = "; ".join("%s rel %.3g <= %.3g" % f for f in figures)
+    return cmp.verdict("accuracy", "unchanged", "same outputs within arithmetic (%s)" % text, **fields)
 
 
 def task_rule(cmp: Comparison) -> Optional[Verdict]:

@@ -15,11 +15,12 @@ import pandas as pd
 from harness.analysis.report.frame import (
     FAILING_BY_SEVERITY,
     PROBE_COLUMNS,
+    RULE_CALIBRATED,
     STATUS_ORDER,
     plain_columns,
     reason_group,
 )
-from harness.vocab import NOT_RUN_STATUSES
+from harness.vocab import NOT_RUN_STATUSES, UNIT_ROUNDOFF
 
 #: The order of failure groups: the worst failures first, then accuracy failures, then cases that could not run.
 FAILURE_SEVERITY = tuple(reversed(FAILING_BY_SEVERITY)) + ("accuracy",) + tuple(NOT_RUN_STATUSES)
@@ -136,51 +137,158 @@ def checkpoint_tradeoff(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def fidelity_table(df: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
-    """Numerical fidelity per group: ``n`` checked, ``failed`` (accuracy not passed),
-    ``worst`` (max error / tolerance), ``median_err``, ``tolerance`` and the worst case key."""
-    cols = list(by) + ["n", "failed", "worst", "median_err", "tolerance", "worst_case"]
-    ok = df.loc[(df["status"] == "ok") & df["acc_passed"].notna(),
-                list(by) + ["acc_passed", "err_over_tol", "err_rel", "acc_tolerance", "case_key"]]
+    """Numerical fidelity per group of ``by`` and accuracy rule (``frame.accuracy_columns``): one row per
+    group and ``rule`` present among its ok records with accuracy figures.
+
+    Columns: ``by``, ``rule``, ``n`` checked, ``failed`` (accuracy not passed, whatever the rule),
+    ``worst`` (the rule's figure at its largest: the ratio of the error against float64 to the expected error
+    under 'fp64-calibrated', error / tolerance under 'fixed tolerance'), ``median`` (of the same figure),
+    ``limit`` (the largest figure allowed: ``acc_limit``, or 1 under the fixed tolerance), ``score`` (the
+    largest ``acc_score``: worst / limit, above 1 fails), ``median_err`` (median relative error against
+    fp32), ``tolerance`` (fixed rule only), and the worst case: ``worst_case`` (its key), ``worst_model``,
+    ``worst_mode``, ``worst_checkpoint`` and ``worst_where`` (``acc_worst``: 'grads: stem.1.weight', ...;
+    '' when the record does not say).
+    """
+    worst_cols = ["worst_case", "worst_model", "worst_mode", "worst_checkpoint", "worst_where"]
+    cols = list(by) + ["rule", "n", "failed", "worst", "median", "limit", "score", "median_err", "tolerance"] + \
+        worst_cols
+    need = ["acc_passed", "acc_rule", "acc_ratio", "acc_limit", "err_over_tol", "acc_score", "err_rel",
+            "acc_tolerance", "case_key", "model", "mode", "checkpoint", "acc_worst"]
+    ok = df.loc[(df["status"] == "ok") & df["acc_passed"].notna() & df["acc_rule"].notna(),
+                list(dict.fromkeys(list(by) + need))]
     if ok.empty:
         return pd.DataFrame(columns=cols)
-    ok = ok.assign(_failed=(ok["acc_passed"] == False).astype(int),  # noqa: E712 (object column)
-                   _ratio=ok["err_over_tol"].fillna(-1.0))
-    grouped = ok.groupby(list(by), observed=True)
-    out = grouped.agg(n=("_failed", "size"), failed=("_failed", "sum"), worst=("err_over_tol", "max"),
+    calibrated = (ok["acc_rule"] == RULE_CALIBRATED).to_numpy()
+    ok = ok.assign(rule=ok["acc_rule"].astype(str),
+                   _failed=(ok["acc_passed"] == False).astype(int),  # noqa: E712 (object column)
+                   _figure=np.where(calibrated, ok["acc_ratio"], ok["err_over_tol"]).astype(float),
+                   _limit=np.where(calibrated, ok["acc_limit"], 1.0).astype(float),
+                   _rank=ok["acc_score"].fillna(-1.0))
+    grouped = ok.groupby(list(by) + ["rule"], observed=True)
+    out = grouped.agg(n=("_failed", "size"), failed=("_failed", "sum"), worst=("_figure", "max"),
+                      median=("_figure", "median"), limit=("_limit", "max"), score=("acc_score", "max"),
                       median_err=("err_rel", "median"), tolerance=("acc_tolerance", "max"))
-    worst_idx = grouped["_ratio"].idxmax()
-    out["worst_case"] = ok.loc[worst_idx.values, "case_key"].values
+    worst = ok.loc[grouped["_rank"].idxmax().values]
+    out["worst_case"] = worst["case_key"].values
+    out["worst_model"] = worst["model"].astype(str).values
+    out["worst_mode"] = worst["mode"].astype(str).values
+    out["worst_checkpoint"] = worst["checkpoint"].astype(str).values
+    out["worst_where"] = worst["acc_worst"].map(lambda w: w if isinstance(w, str) else "").values
     return out.reset_index()[cols]
 
 
-def drift_table(df: pd.DataFrame, ref: str) -> pd.DataFrame:
-    """fp32 output drift across environments from the records' ``output_probe``.
+#: Drift within this many times the expected drift is rounding; above it the case is flagged.
+DRIFT_LIMIT = 10.0
+#: The floor of the expected drift: one fp32 unit roundoff (2**-24).
+FP32_UNIT_ROUNDOFF = UNIT_ROUNDOFF["fp32"]
+#: A relative difference between two environments' float64 outputs above this is a changed computation.
+FP64_CHANGED = 1e-9
 
-    The probe is the fp32 reference output at fixed positions, so it depends on the
-    model, mode, batch, size and device but not on precision or checkpointing. Per
-    such case and environment the first probe is compared with the reference
-    environment's: ``drift = max|p - p_ref| / max|p_ref|``. Returns one row per
-    compared (case, env) with columns model, mode, batch_size, size_label, device,
-    env, drift, probe_len.
+
+def drift_table(df: pd.DataFrame, ref: str) -> pd.DataFrame:
+    """fp32 output drift across environments, judged against float64 where the records allow.
+
+    The fp32 reference output depends on the model, mode, batch, size, device and options but not on
+    precision or checkpointing (``PROBE_COLUMNS``). Per such case and environment, the first record is
+    compared with the reference environment's:
+
+    - ``basis`` 'sketch', when both carry ``output_sketch`` and ``output_sketch64`` (finite, of one length):
+      ``drift`` d = ||s32 - s32_ref|| / ||s64_ref||; ``expected`` e = ||s32 - s64|| / ||s64|| +
+      ||s32_ref - s64_ref|| / ||s64_ref|| (each environment's own fp32 error against its float64 output),
+      floored at ``FP32_UNIT_ROUNDOFF``; ``ratio`` d / e (above ``DRIFT_LIMIT``: more than rounding);
+      ``fp64_diff`` ||s64 - s64_ref|| / ||s64_ref|| (above ``FP64_CHANGED`` the computation itself changed).
+    - ``basis`` 'probe' otherwise (records of schema 1): ``drift`` is ``probe_drift`` of the two
+      ``output_probe``; ``expected``, ``ratio`` and ``fp64_diff`` are NaN.
+
+    Returns one row per compared (case, env) with columns model, mode, batch_size, size_label, device,
+    opts, env, basis, drift, expected, ratio, fp64_diff.
     """
     keys = list(PROBE_COLUMNS)
-    cols = keys + ["env", "drift"]
-    ok = df.loc[df["status"] == "ok", ["probe_id", "env", "output_probe"]]
-    ok = ok[ok["output_probe"].notna()].drop_duplicates(subset=["probe_id", "env"])
+    cols = keys + ["env", "basis", "drift", "expected", "ratio", "fp64_diff"]
+    ok = df.loc[df["status"] == "ok", ["probe_id", "env", "output_probe", "output_sketch", "output_sketch64"]]
+    ok = ok.assign(_sketch=ok["output_sketch"].map(_is_list) & ok["output_sketch64"].map(_is_list),
+                   _probe=ok["output_probe"].map(_is_list))
+    ok = ok[ok["_sketch"] | ok["_probe"]]
+    # the cases of one probe_id share their fp32 and float64 reference outputs: one record per case and
+    # environment, one with sketches where there is any
+    ok = ok.sort_values("_sketch", ascending=False, kind="stable").drop_duplicates(subset=["probe_id", "env"])
+    ok = ok.sort_index()
+    ok["_sketch"] = ok["_sketch"] & _sketch_ok(ok["output_sketch"], ok["output_sketch64"])
+    refs = ok[(ok["env"] == ref).to_numpy()].set_index("probe_id")
+    ok = ok[ok["probe_id"].isin(refs.index)]
     if ok.empty:
         return pd.DataFrame(columns=cols)
-    ok = ok[ok["output_probe"].map(lambda p: isinstance(p, list) and len(p) > 0)]
-    is_ref = (ok["env"] == ref).to_numpy()
-    ref_probe = dict(zip(ok.loc[is_ref, "probe_id"], ok.loc[is_ref, "output_probe"]))
-    ok = ok[ok["probe_id"].isin(list(ref_probe))]
-    out_ids = ok["probe_id"].tolist()
-    out_env = ok["env"].tolist()
-    probes = ok["output_probe"].tolist()
-    bases = [ref_probe[pid] for pid in out_ids]
-    out_drift = [math.nan] * len(probes)
+    base = refs.loc[ok["probe_id"].to_numpy()]
+    width = ok["output_sketch"].map(lambda v: len(v) if isinstance(v, list) else -1).to_numpy()
+    width_ref = base["output_sketch"].map(lambda v: len(v) if isinstance(v, list) else -1).to_numpy()
+    by_sketch = ok["_sketch"].to_numpy() & base["_sketch"].to_numpy() & (width == width_ref)
+    n = len(ok)
+    drift, expected, ratio, fp64_diff = (np.full(n, np.nan) for _ in range(4))
+    for w in sorted(set(width[by_sketch])):
+        rows = by_sketch & (width == w)
+        got = sketch_drift(*(np.array(frame.loc[rows, col].tolist(), dtype=float)
+                             for frame in (ok, base) for col in ("output_sketch", "output_sketch64")))
+        drift[rows], expected[rows], ratio[rows], fp64_diff[rows] = got
+    by_probe = ~by_sketch & ok["_probe"].to_numpy() & base["_probe"].to_numpy()
+    drift[by_probe] = _probe_drifts(ok.loc[by_probe, "output_probe"].tolist(),
+                                    base.loc[by_probe, "output_probe"].tolist())
+    keep = by_sketch | by_probe
+    firsts = df.drop_duplicates("probe_id").set_index("probe_id")[keys]
+    out = firsts.loc[ok["probe_id"].to_numpy()[keep]].reset_index(drop=True)
+    out_env = ok["env"].astype(str).to_numpy()[keep]
+    out["env"] = pd.Categorical(out_env, categories=df["env"].cat.categories) if hasattr(
+        df["env"], "cat") else out_env
+    out["basis"] = np.where(by_sketch[keep], "sketch", "probe")
+    out["drift"] = drift[keep]
+    out["expected"] = expected[keep]
+    out["ratio"] = ratio[keep]
+    out["fp64_diff"] = fp64_diff[keep]
+    return out[cols]
+
+
+def _is_list(value) -> bool:
+    return isinstance(value, list) and len(value) > 0
+
+
+def _sketch_ok(sketch: pd.Series, sketch64: pd.Series) -> pd.Series:
+    """True where a row carries both sketches: lists of one length, finite, the float64 one not all zero."""
+    def usable(a, b) -> bool:
+        if not (isinstance(a, list) and isinstance(b, list) and a and len(a) == len(b)):
+            return False
+        try:
+            x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+        except (TypeError, ValueError):
+            return False
+        return bool(np.isfinite(x).all() and np.isfinite(y).all() and np.any(y != 0))
+    return pd.Series([usable(a, b) for a, b in zip(sketch.tolist(), sketch64.tolist())], index=sketch.index,
+                     dtype=bool)
+
+
+def sketch_drift(s32: np.ndarray, s64: np.ndarray, s32_ref: np.ndarray, s64_ref: np.ndarray
+                 ) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Drift of fp32 outputs from their sketches (rows: cases; all finite, float64 sketches non-zero).
+
+    Returns (d, e, ratio, fp64_diff) per row: d = ||s32 - s32_ref|| / ||s64_ref||; e = ||s32 - s64|| / ||s64||
+    + ||s32_ref - s64_ref|| / ||s64_ref||, at least ``FP32_UNIT_ROUNDOFF``; ratio = d / e; fp64_diff =
+    ||s64 - s64_ref|| / ||s64_ref||. A sketch is linear, so these estimate the same relative L2 norms of
+    the whole outputs. The norms are those of ``harness.sketches.relative_change``, over many rows at once.
+    """
+    s32, s64, s32_ref, s64_ref = (np.atleast_2d(np.asarray(a, dtype=float)) for a in (s32, s64, s32_ref, s64_ref))
+    norm64 = np.linalg.norm(s64, axis=1)
+    norm64_ref = np.linalg.norm(s64_ref, axis=1)
+    d = np.linalg.norm(s32 - s32_ref, axis=1) / norm64_ref
+    own = np.linalg.norm(s32 - s64, axis=1) / norm64
+    own_ref = np.linalg.norm(s32_ref - s64_ref, axis=1) / norm64_ref
+    e = np.maximum(own + own_ref, FP32_UNIT_ROUNDOFF)
+    return d, e, d / e, np.linalg.norm(s64 - s64_ref, axis=1) / norm64_ref
+
+
+def _probe_drifts(probes: List, bases: List) -> np.ndarray:
+    """``probe_drift`` of each pair; one numpy pass over the pairs of one length with finite values."""
+    out = np.full(len(probes), np.nan)
     width = len(probes[0]) if probes else 0
     regular = [i for i, (p, b) in enumerate(zip(probes, bases)) if len(p) == width and len(b) == width]
-    if regular:  # the usual case, all probes of one length: one numpy pass
+    if regular:  # the usual case, all probes of one length
         a = np.array([probes[i] for i in regular], dtype=float)
         b = np.array([bases[i] for i in regular], dtype=float)
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -189,16 +297,12 @@ def drift_table(df: pd.DataFrame, ref: str) -> pd.DataFrame:
             drift = np.where(diff == 0, 0.0, diff / scale)
         finite = np.isfinite(a).all(axis=1) & np.isfinite(b).all(axis=1) & (scale > 0)
         for k, i in enumerate(regular):
-            out_drift[i] = float(drift[k]) if finite[k] else probe_drift(probes[i], bases[i])
-    for i, value in enumerate(out_drift):
-        if value != value:
-            out_drift[i] = probe_drift(probes[i], bases[i])
-    firsts = df.drop_duplicates("probe_id").set_index("probe_id")[keys]
-    out = firsts.loc[out_ids].reset_index(drop=True)
-    out["env"] = pd.Categorical(out_env, categories=df["env"].cat.categories) if hasattr(
-        df["env"], "cat") else out_env
-    out["drift"] = out_drift
-    return out[cols]
+            if finite[k]:
+                out[i] = float(drift[k])
+    for i in range(len(probes)):
+        if out[i] != out[i]:
+            out[i] = probe_drift(probes[i], bases[i])
+    return out
 
 
 def probe_drift(probe: Sequence[float], ref_probe: Sequence[float]) -> float:
@@ -223,15 +327,15 @@ def failure_groups(df: pd.DataFrame, max_cases: int = 25) -> List[Dict]:
     reason), count, models, envs, cases (up to ``max_cases`` (env, case_key) pairs).
     Sorted by status severity, then count.
     """
-    cols = ["status", "reason", "reason_short", "model", "env", "case_key", "err_over_tol", "precision"]
+    cols = ["status", "reason", "reason_short", "model", "env", "case_key", "err_over_tol", "precision", "acc_rule",
+            "acc_ratio", "acc_limit", "acc_worst"]
     bad = plain_columns(df.loc[df["status"] != "ok", cols])
     acc = plain_columns(df.loc[(df["status"] == "ok") & (df["acc_passed"] == False), cols])  # noqa: E712
     frames = []
     if not bad.empty:
         frames.append(bad.assign(_status=bad["status"], _reason=bad["reason_short"]))
     if not acc.empty:
-        why = ("accuracy failed: error/tolerance up to " + acc["err_over_tol"].map(
-            lambda v: "%.3g" % v if v == v else "?") + "x at " + acc["precision"])
+        why = [_accuracy_failure(r) for r in acc.itertuples(index=False)]
         frames.append(acc.assign(_status="accuracy", _reason=why, reason=why))
     if not frames:
         return []
@@ -253,6 +357,17 @@ def failure_groups(df: pd.DataFrame, max_cases: int = 25) -> List[Dict]:
         })
     groups.sort(key=lambda g: (severity.get(g["status"], 99), -g["count"], g["reason"]))
     return groups
+
+
+def _accuracy_failure(r) -> str:
+    """The reason shown for a failed accuracy check, in the words of the record's rule."""
+    def num(v) -> str:
+        return "%.3g" % v if isinstance(v, (int, float)) and v == v else "?"
+    if r.acc_rule == RULE_CALIBRATED:
+        side = r.acc_worst.split(":")[0].strip() if isinstance(r.acc_worst, str) and r.acc_worst else ""
+        return "accuracy failed: error up to %sx expected (limit %sx)%s at %s" % (
+            num(r.acc_ratio), num(r.acc_limit), " in " + side if side else "", r.precision)
+    return "accuracy failed: error/tolerance up to %sx at %s (fixed tolerance)" % (num(r.err_over_tol), r.precision)
 
 
 def env_summary(df: pd.DataFrame, envs: Sequence[str], ratios: Optional[pd.DataFrame],
@@ -360,17 +475,26 @@ def default_x_axis(df: pd.DataFrame) -> str:
 
 
 def drift_summary(drift: pd.DataFrame) -> pd.DataFrame:
-    """Per (model, env) of ``drift_table``: ``max``, ``median`` and ``n`` (cases compared), and the case
-    with the largest drift (``mode``, ``batch_size``, ``size_label``, ``device``; missing when no drift
-    is finite). ``env`` is text."""
+    """Per (model, env, basis) of ``drift_table``: the figure the basis is judged by (``ratio`` for 'sketch',
+    ``drift`` for 'probe') at its ``max`` and ``median``, ``n`` (cases compared), ``fp64_max`` (the largest
+    float64 difference, NaN for probes) and the case with the largest figure: ``mode``, ``batch_size``,
+    ``size_label``, ``device`` and its ``drift``, ``expected`` and ``fp64_diff`` (as ``worst_drift``,
+    ``worst_expected``, ``worst_fp64``; missing when no figure is finite). ``env`` is text; sketch rows
+    come before probe rows."""
     drift = plain_columns(drift).assign(env=drift["env"].astype(str))
-    grouped = drift.groupby(["model", "env"], sort=False)["drift"]
-    out = grouped.agg(["max", "size", "median"]).rename(columns={"size": "n"}).reset_index()
-    worst = drift.loc[grouped.idxmax().dropna().astype(int).to_numpy(),
-                      ["model", "env", "mode", "batch_size", "size_label", "device"]]
-    out = out.merge(worst, on=["model", "env"], how="left")
+    drift["_figure"] = np.where(drift["basis"] == "sketch", drift["ratio"], drift["drift"]).astype(float)
+    grouped = drift.groupby(["model", "env", "basis"], sort=False)
+    out = grouped["_figure"].agg(["max", "size", "median"]).rename(columns={"size": "n"})
+    out["fp64_max"] = grouped["fp64_diff"].max()
+    out = out.reset_index()
+    worst = drift.loc[grouped["_figure"].idxmax().dropna().astype(int).to_numpy(),
+                      ["model", "env", "basis", "mode", "batch_size", "size_label", "device", "drift", "expected",
+                       "fp64_diff"]].rename(columns={"drift": "worst_drift", "expected": "worst_expected",
+                                                     "fp64_diff": "worst_fp64"})
+    out = out.merge(worst, on=["model", "env", "basis"], how="left")
     out["batch_size"] = pd.to_numeric(out["batch_size"], errors="coerce").astype("Int64")
-    return out
+    out["_order"] = (out["basis"] != "sketch").astype(int)
+    return out.sort_values(["_order"], kind="stable").drop(columns="_order").reset_index(drop=True)
 
 
 def task_results(df: pd.DataFrame) -> pd.DataFrame:

@@ -3,7 +3,7 @@
 ``prepare_frame`` takes the DataFrame of ``harness.analysis.load.load_records`` (less
 ``loader.UNUSED_COLUMNS``), keeps the latest record per case and environment (with what
 all its rounds show together, ``rounds``), adds the derived columns every section reads
-(``env``, ``size_label``, ``opts``, ``reason_short``, ``err_rel``...) and orders
+(``env``, ``size_label``, ``opts``, ``reason_short``, ``err_rel``, ``acc_score``...) and orders
 environments by torch version. The words
 (statuses, precisions, checkpoint modes, case axes) come from ``harness.vocab``.
 Never imports torch.
@@ -35,11 +35,15 @@ PROBE_COLUMNS = tuple(c for c in CASE_COLUMNS if c not in ("precision", "checkpo
 #: Low-cardinality text columns held as pandas categoricals after ``prepare_frame``.
 CATEGORY_COLUMNS = ("model", "mode", "precision", "checkpoint", "device", "opts", "status", "size_label")
 #: Columns computed here from the records' columns.
-DERIVED_COLUMNS = ("size_label", "size_rank", "opts", "reason_short", "env", "err_rel", "err_over_tol") + ROUND_COLUMNS
+DERIVED_COLUMNS = ("size_label", "size_rank", "opts", "reason_short", "env", "err_rel", "err_over_tol",
+                   "acc_score") + ROUND_COLUMNS
 #: Record columns a derived one replaces (size -> size_label, channels_last/compile -> opts, errors -> err_rel).
 REPLACED_COLUMNS = ("size", "channels_last", "compile", "out_rel_err", "grad_rel_err")
 #: Columns the report keeps: the record schema's report columns (``harness.record``) and the derived ones.
 KEEP_COLUMNS = tuple(c for c in REPORT_COLUMNS if c not in REPLACED_COLUMNS) + DERIVED_COLUMNS
+#: The accuracy rules a record is judged by (``harness.record.Accuracy.rule``; docs/accuracy.md).
+RULE_CALIBRATED = "fp64-calibrated"
+RULE_FIXED = "fixed tolerance"
 _VERSION_RE = re.compile(r"^\s*v?(\d+)(?:\.(\d+))?(?:\.(\d+))?([a-z]+\d*)?")
 
 
@@ -151,7 +155,9 @@ def prepare_frame(df: pd.DataFrame) -> Tuple[pd.DataFrame, Dict]:
     Adds ``env`` (the label, suffixed by a short fingerprint when one label holds
     several fingerprints for the same case), ``size_label``/``size_rank``, ``opts`` (channels_last and
     compile flags), ``reason_short``, ``err_rel`` (worst of output and gradient
-    relative error), ``err_over_tol``, ``probe_id`` (same for the cases sharing an
+    relative error), ``err_over_tol``, ``acc_score`` (the record's error as a fraction of what its
+    rule allows, see ``accuracy_columns``; ``acc_rule`` is filled in where a record left it out),
+    ``probe_id`` (same for the cases sharing an
     fp32 reference output, see ``PROBE_COLUMNS``) and ``pair_id`` (``probe_id`` and
     precision: same for a case with and without checkpointing) and ``rounds.ROUND_COLUMNS`` (the ok rounds of the
     case in its environment: count, median of medians, spread); keeps ``KEEP_COLUMNS``. Returns the frame and notes
@@ -198,10 +204,11 @@ def prepare_frame(df: pd.DataFrame) -> Tuple[pd.DataFrame, Dict]:
     df["reason_short"] = [short_by_reason.get(r, "") if isinstance(r, str) else "" for r in df["reason"].tolist()]
     for col in ("median_s", "iqr_s", "throughput_per_s", "peak_mem_bytes", "out_rel_err", "grad_rel_err",
                 "acc_tolerance", "task_before", "task_after", "tensor_peak_bytes", "instructions_per_iter",
-                "instructions_spread"):
+                "instructions_spread", "acc_ratio", "acc_limit"):
         df[col] = pd.to_numeric(df[col], errors="coerce")
     df["err_rel"] = df[["out_rel_err", "grad_rel_err"]].max(axis=1)
     df["err_over_tol"] = df["err_rel"] / df["acc_tolerance"].where(df["acc_tolerance"] > 0)
+    df["acc_rule"], df["acc_score"] = accuracy_columns(df)
     df = df[[c for c in KEEP_COLUMNS if c in df.columns]].copy()
     df["probe_id"] = df.groupby(list(PROBE_COLUMNS), sort=False, dropna=False).ngroup()
     df["pair_id"] = df.groupby(["probe_id", "precision"], sort=False, dropna=False).ngroup()
@@ -220,6 +227,27 @@ def prepare_frame(df: pd.DataFrame) -> Tuple[pd.DataFrame, Dict]:
         cats = orders.get(col) or sorted(pd.unique(df[col]))
         df[col] = pd.Categorical(df[col], categories=cats)
     return df, notes
+
+
+def accuracy_columns(df: pd.DataFrame) -> Tuple[pd.Series, pd.Series]:
+    """The accuracy rule of each row and its ``acc_score``: the error as a fraction of what the rule allows.
+
+    Under ``RULE_CALIBRATED`` the score is ``acc_ratio / acc_limit`` (the worst error against float64 in units
+    of the expected error, over the largest ratio allowed); under ``RULE_FIXED`` it is ``err_over_tol`` (relative
+    error against fp32 over the fixed tolerance). Either fails above 1. A record that names no rule (older
+    synthetic stores) is calibrated when it carries a ratio, else fixed. Rows with no accuracy figures keep
+    rule None; a score is NaN where its figures are missing. Reads ``acc_rule``, ``acc_ratio``, ``acc_limit``,
+    ``acc_passed`` and ``err_over_tol`` (numeric).
+    """
+    rule = df["acc_rule"].astype(object).where(df["acc_rule"].notna(), None)
+    checked = df["acc_passed"].notna() | df["acc_ratio"].notna() | df["err_over_tol"].notna()
+    guess = pd.Series(np.where(df["acc_ratio"].notna(), RULE_CALIBRATED, RULE_FIXED), index=df.index, dtype=object)
+    rule = rule.where(rule.notna() | ~checked, guess)
+    limit = df["acc_limit"].where(df["acc_limit"] > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        calibrated = df["acc_ratio"] / limit
+    score = pd.Series(np.where(rule == RULE_CALIBRATED, calibrated, df["err_over_tol"]), index=df.index, dtype=float)
+    return rule, score
 
 
 def plain_columns(df: pd.DataFrame) -> pd.DataFrame:

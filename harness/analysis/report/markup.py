@@ -89,6 +89,22 @@ def tolerance_color(err_over_tol) -> str:
     return _mix("#d5f0d9", "#fbe7a1", (lg + 4) / 4.0)
 
 
+def limit_color(fraction, far: float = 0.1) -> str:
+    """Background for a figure as a fraction of its limit (above 1 fails): green up to ``far``, turning
+    yellow as it nears 1, red above (deeper to 10x the limit); 0 is the green of identical values."""
+    if isinstance(fraction, float) and math.isinf(fraction) and fraction > 0:
+        return "#e0503c"
+    if not is_num(fraction):
+        return "#ffffff"
+    if fraction == 0:
+        return "#c8ecd0"
+    if fraction > 1:
+        return _mix("#f7b3a8", "#e0503c", min(math.log10(fraction), 1.0))
+    if fraction <= far:
+        return "#d5f0d9"
+    return _mix("#d5f0d9", "#fbe7a1", math.log10(fraction / far) / math.log10(1.0 / far))
+
+
 def drift_color(drift) -> str:
     """Background for fp32 drift: green to 1e-6, yellow to 1e-4, red above."""
     if drift is None or (isinstance(drift, float) and math.isnan(drift)):
