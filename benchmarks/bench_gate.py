@@ -70,8 +70,10 @@ is started.
                forward and inference outputs are rounded through bfloat16
                (``t.to(bfloat16).to(t.dtype)``, about 3 significant digits, relative error
                ~1e-3) before the loss, the backward and the fidelity snapshot; the fp32
-               reference is untouched. The fp32 tolerance is 1e-4. Expected: accuracy
-               regressed on every affected fp32 case.
+               and float64 references are untouched. The calibrated rule allows fp32 10x its
+               own error against float64 (~1e-7). Expected: accuracy regressed on every
+               affected fp32 case, twice: fidelity, and outputs changed between revisions
+               (20 + 20 of 68 in gate_bench, one round a side, 2026-11-27).
    ``ckpt``    models/mswr.py: ``mswr_net_tiny`` is registered with the zoo's fault twin
                class ``MSWRNetLegacyCheckpoint`` (the legacy reentrant checkpoint wrapper
                of audit bug #2, as in ``mswr_net_legacy_ckpt_tiny``), same config. One

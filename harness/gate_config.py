@@ -21,7 +21,7 @@ A scenario file may hold::
     instructions_spread_factor = 5  # ... AND beyond this many times the counts' own spread
     aggregate_factor = 1.20       # the run's geometric-mean wall-time ratio beyond which all cases moved
     outputs_change_factor = 2.0   # outputs/gradients changed between revisions beyond this many times
-                                  # the larger side's own error against float64 (see below)
+                                  # the baseline's own error against float64 (see below)
     accuracy_growth = 2.0         # a calibrated ratio already past its limit that grew this many times
 
     [gate.per_model."cbam_*"]     # fnmatch glob over model names; any key above
@@ -53,8 +53,9 @@ case's time ratio (docs/gate.md, "Aggregate").
 seeded weights and inputs, so its outputs (and, in train mode, gradients) may differ by no
 more than the arithmetic explains: each side's relative error against its own float64
 reference (``err64``; at least the precision's unit roundoff). A sketch difference beyond
-``outputs_change_factor`` times the larger of them is an accuracy regression ("outputs
-changed"); identical code on a deterministic build gives identical sketches.
+``outputs_change_factor`` times the baseline's is an accuracy regression ("outputs
+changed"; the candidate's own error would grow with the change under test); identical
+code on a deterministic build gives identical sketches.
 ``accuracy_growth``: a case failing the calibrated accuracy rule on both sides regressed when its
 ratio to the expected error grew by this factor.
 

@@ -47,6 +47,13 @@ def _checkpoint_has_use_reentrant() -> bool:
 HAS_NON_REENTRANT_CHECKPOINT = _checkpoint_has_use_reentrant()
 
 
+def at_least_float32(t: torch.Tensor) -> torch.Tensor:
+    """``t`` in float32, or as it is when already float32 or float64: statistics and losses
+    that half precision would spoil, without narrowing the float64 accuracy reference
+    (``harness.runner.execute``: a ``.float()`` there put fp32 rounding into float64 runs)."""
+    return t if t.dtype in (torch.float32, torch.float64) else t.float()
+
+
 def check_checkpoint_mode(mode: str) -> None:
     """Raise ValueError for an unknown mode, UnsupportedError when this build lacks it."""
     if mode not in CHECKPOINT_MODES:

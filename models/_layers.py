@@ -5,7 +5,7 @@ The two LayerNorms differ in what they hand on, and the models rely on it:
 ==================  =========================  ==========================
                     ``CastingLayerNorm``       ``Float32LayerNorm``
 ==================  =========================  ==========================
-computes in         the weight's dtype         float32, always
+computes in         the weight's dtype         float32 (float64 stays)
 returns             the weight's dtype         the input's dtype
 fp32 model + amp    float32 (like CUDA amp)    the autocast dtype
 pure bf16 model     the bf16 kernel            the float32 kernel
@@ -16,6 +16,8 @@ bfloat16 activation meets float32 weights and the kernel raises.
 """
 import torch
 from torch import nn
+
+from models._base import at_least_float32
 
 
 class CastingLayerNorm(nn.LayerNorm):
@@ -30,15 +32,15 @@ class CastingLayerNorm(nn.LayerNorm):
 
 
 class Float32LayerNorm(nn.LayerNorm):
-    """LayerNorm over the last dim computed in float32 and cast back to the input's dtype.
+    """LayerNorm over the last dim computed in float32 (float64 stays float64) and cast back to the input's dtype.
 
     Statistics in half precision lose digits, so even a pure bf16/fp16 model takes them
     in float32 (HSIFusionNet, SHARP).
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = nn.functional.layer_norm(x.float(), self.normalized_shape, self.weight.float(), self.bias.float(),
-                                       self.eps)
+        out = nn.functional.layer_norm(at_least_float32(x), self.normalized_shape, at_least_float32(self.weight),
+                                       at_least_float32(self.bias), self.eps)
         return out.to(x.dtype)
 
 

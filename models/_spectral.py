@@ -26,7 +26,7 @@ from typing import Tuple
 import numpy as np
 import torch
 
-from models._base import ZooModel
+from models._base import ZooModel, at_least_float32
 
 SPECTRAL_BANDS = 31
 #: Band centres in nm of the 31-band cubes (ARAD-1K / CAVE layout).
@@ -76,8 +76,8 @@ def make_spectral_batch(gen, batch_size: int, size: int, bands: int = SPECTRAL_B
 
 def mrae(outputs: torch.Tensor, target: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
     """Mean relative absolute error, in float32 whatever the model's dtype."""
-    target = target.float()
-    return ((outputs.float() - target).abs() / (target.abs() + eps)).mean()
+    target = at_least_float32(target)
+    return ((at_least_float32(outputs) - target).abs() / (target.abs() + eps)).mean()
 
 
 def pooled_psnr_db(outputs: torch.Tensor, target: torch.Tensor, data_range: float = 1.0) -> float:

@@ -49,7 +49,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models._attention import attend, cast_additive, causal_mask, merge_masks, repeat_kv, resolve_attn_impl, to_additive
-from models._base import ZooModel
+from models._base import ZooModel, at_least_float32
 from models._registry import register_model
 from models._tokens import IGNORE_INDEX, PAD_ID, induction_tokens, next_token_targets, second_copy_accuracy
 
@@ -259,7 +259,7 @@ class AttentionLM(ZooModel):
         return (tokens,), next_token_targets(tokens)
 
     def loss(self, outputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(outputs.float().reshape(-1, outputs.shape[-1]), target.reshape(-1),
+        return F.cross_entropy(at_least_float32(outputs).reshape(-1, outputs.shape[-1]), target.reshape(-1),
                                ignore_index=IGNORE_INDEX)
 
     def task_batch(self, batch_size: int, size, gen):

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models._base import ZooModel
+from models._base import ZooModel, at_least_float32
 from models._registry import register_model
 
 # --- helpers -------------------------------------------------------------------
@@ -190,7 +190,7 @@ class CBAMClassifier(ZooModel):
         return float((outputs.argmax(dim=1) == labels).float().mean())
 
     def loss(self, outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(outputs.float(), labels, weight=self.class_weights.float())
+        return F.cross_entropy(at_least_float32(outputs), labels, weight=at_least_float32(self.class_weights))
 
 
 # --- sizes ---------------------------------------------------------------------

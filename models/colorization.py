@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models._base import ZooModel
+from models._base import ZooModel, at_least_float32
 from models._registry import register_model
 
 NUM_AB_BINS = 313
@@ -272,7 +272,7 @@ class ColorizationNet(ZooModel):
         Decoded in float32 whatever the model's dtype: it is a tiny reduction and
         half-precision bilinear resizing is missing on some CPU builds.
         """
-        ab = annealed_mean(logits.float(), self.ab_bins.float(), self.config.temperature)
+        ab = annealed_mean(at_least_float32(logits), at_least_float32(self.ab_bins), self.config.temperature)
         if out_size is not None and tuple(ab.shape[-2:]) != tuple(out_size):
             ab = F.interpolate(ab, size=tuple(out_size), mode="bilinear", align_corners=False)
         return ab.to(logits.dtype)
@@ -287,10 +287,10 @@ class ColorizationNet(ZooModel):
         return (lightness,), ab
 
     def loss(self, outputs: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
-        logits = outputs.float()
+        logits = at_least_float32(outputs)
         # Area-average the full-resolution target to the logits' grid (exact: h/4 divides h).
-        ab_small = F.adaptive_avg_pool2d(ab.float(), logits.shape[-2:])
-        target = soft_encode(ab_small, self.ab_bins.float(), self.config.soft_k, self.config.soft_sigma)
+        ab_small = F.adaptive_avg_pool2d(at_least_float32(ab), logits.shape[-2:])
+        target = soft_encode(ab_small, at_least_float32(self.ab_bins), self.config.soft_k, self.config.soft_sigma)
         return -(target * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
 
     def task_batch(self, batch_size: int, size, gen):

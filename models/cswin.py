@@ -42,7 +42,7 @@ from torch import nn
 from torch.autograd.profiler import record_function
 
 from models._attention import attend, merge_heads, split_heads, window_merge, window_partition
-from models._base import ZooModel
+from models._base import ZooModel, at_least_float32
 from models._registry import register_model
 from models._spectral import SPECTRAL_BANDS, psnr_db, spectral_task_batch
 
@@ -234,7 +234,7 @@ class CSWinGenerator(ZooModel):
         return (rgb,), cube
 
     def loss(self, outputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return F.l1_loss(outputs.float(), target.float())
+        return F.l1_loss(at_least_float32(outputs), at_least_float32(target))
 
     def task_metric(self, outputs: torch.Tensor, target: torch.Tensor) -> float:
         return psnr_db(outputs, target)

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models._attention import attend
-from models._base import ZooModel
+from models._base import ZooModel, at_least_float32
 from models._registry import register_model
 
 # --- helpers -------------------------------------------------------------------
@@ -240,7 +240,7 @@ class CubeUNet(ZooModel):
         return (gen.normal(shape),), gen.normal(shape)
 
     def loss(self, outputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return F.mse_loss(outputs.float(), target.float())
+        return F.mse_loss(at_least_float32(outputs), at_least_float32(target))
 
     def task_batch(self, batch_size: int, size, gen):
         self.check_size(size)

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models._base import ZooModel
+from models._base import ZooModel, at_least_float32
 from models._registry import register_model
 
 # EfficientNet-B0: (expand ratio, kernel, stride, out channels, repeats) per stage.
@@ -221,7 +221,7 @@ class DatacubeCNN(ZooModel):
         return (cube,), gen.integers(0, c.num_classes, (batch_size,))
 
     def loss(self, outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(outputs.float(), labels)
+        return F.cross_entropy(at_least_float32(outputs), labels)
 
     def task_batch(self, batch_size: int, size, gen):
         self.check_size(size)

@@ -26,10 +26,10 @@ head's ``N * K_MAX * 2`` outputs through a learned scalar gate ``g`` (starts at 
 because a tiny network cannot learn steering vectors from scratch in a short run.
 
 Precision: everything complex (the ridge LS solve, ``F F^H``, the blend and ``eigh``)
-runs in complex64 with autocast disabled, whatever the model's dtype: inputs and
-factors are cast to float32 before ``torch.view_as_complex`` (which has no float16
-or bfloat16 form on 1.10, and ``eigh`` has no half kernels anywhere). Only the
-network runs in the model's dtype / under autocast.
+runs in complex64 (complex128 in the float64 accuracy reference) with autocast
+disabled, whatever the model's dtype: inputs and factors are cast to float32 before
+``torch.view_as_complex`` (which has no float16 or bfloat16 form on 1.10, and ``eigh``
+has no half kernels anywhere). Only the network runs in the model's dtype / under autocast.
 
 Training never differentiates through ``eigh`` (its gradient is NaN for degenerate
 eigenvalues, and a rank-``K`` covariance has ``N - K`` equal ones): the ``eigh`` of
@@ -55,7 +55,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models._attention import attend
-from models._base import ZooModel
+from models._base import ZooModel, at_least_float32
 from models._layers import CastingLayerNorm
 from models._registry import register_model
 
@@ -69,8 +69,8 @@ def _autocast_off(device: torch.device):
 
 
 def _as_complex(t: torch.Tensor) -> torch.Tensor:
-    """(..., 2) real/imag in any float dtype -> complex64 (...)."""
-    return torch.view_as_complex(t.float().contiguous())
+    """(..., 2) real/imag in any float dtype -> complex64 (...); complex128 from float64."""
+    return torch.view_as_complex(at_least_float32(t).contiguous())
 
 
 def _trace_normalise(r: torch.Tensor, n: int) -> torch.Tensor:
@@ -85,8 +85,9 @@ def _hermitian(r: torch.Tensor) -> torch.Tensor:
 
 def steering(angles_deg: torch.Tensor, elements: int) -> torch.Tensor:
     """Half-wavelength ULA steering vectors (..., N) complex64 for azimuths in degrees."""
-    n = torch.arange(elements, dtype=torch.float32, device=angles_deg.device)
-    phase = np.pi * torch.sin(torch.deg2rad(angles_deg.float())).unsqueeze(-1) * n  # (..., N)
+    angles_deg = at_least_float32(angles_deg)
+    n = torch.arange(elements, dtype=angles_deg.dtype, device=angles_deg.device)
+    phase = np.pi * torch.sin(torch.deg2rad(angles_deg)).unsqueeze(-1) * n  # (..., N)
     return torch.complex(torch.cos(phase), torch.sin(phase))
 
 

@@ -186,3 +186,12 @@ def test_calibrated_fidelity_reads_ratios_and_a_failing_ratio_that_grew(tmp_path
     steady = frames([_calibrated(make_record(), ratio=12.0, passed=False)],
                     [_calibrated(make_record(), ratio=15.0, passed=False)], tmp_path)
     assert only(compare(*steady, {}), "accuracy", "fidelity")["verdict"] == "unchanged"
+
+
+def test_the_bound_is_the_baselines_error_not_the_changed_candidates(tmp_path):
+    # Rounding the outputs through bf16 moves them by ~1e-3 and moves their own error against float64
+    # by as much: a bound from the candidate's error would hide the change it measures.
+    moved = [1.0 + 1e-3, -2.0, 3.0, 0.5]
+    b, c = frames([_calibrated(make_record())], [_calibrated(make_record(), sketch=moved, err64=1e-3)], tmp_path)
+    v = only(compare(b, c, {}), "accuracy", "outputs")
+    assert v["verdict"] == "regressed" and v["threshold"]["bound"] == pytest.approx(2e-7)

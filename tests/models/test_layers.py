@@ -27,6 +27,7 @@ from models._attention import (
     window_merge,
     window_partition,
 )
+from models._base import at_least_float32
 from models._layers import CastingLayerNorm, Float32LayerNorm, Mlp
 from models._spectral import (
     SPECTRAL_BANDS,
@@ -265,3 +266,15 @@ def test_metrics():
     pred[1] += 0.01
     assert psnr_db(pred, target) == pytest.approx(30.0, abs=1e-3)
     assert pooled_psnr_db(pred, target) == pytest.approx(-10 * np.log10((0.01 + 0.0001) / 2), abs=1e-3)
+
+
+def test_float32_layer_norm_widens_half_and_keeps_float64():
+    # The float64 accuracy reference must stay float64 through the zoo's float32 islands.
+    assert at_least_float32(torch.ones(2, dtype=torch.bfloat16)).dtype == torch.float32
+    assert at_least_float32(torch.ones(2, dtype=torch.float64)).dtype == torch.float64
+    norm = Float32LayerNorm(8).double()
+    x = torch.randn(4, 8, dtype=torch.float64) * 1e3 + 1.0
+    exact = torch.nn.functional.layer_norm(x, (8,), norm.weight, norm.bias, norm.eps)
+    assert norm(x).dtype == torch.float64 and torch.equal(norm(x), exact)
+    half = Float32LayerNorm(8).to(torch.bfloat16)
+    assert half(x.to(torch.bfloat16)).dtype == torch.bfloat16

@@ -257,3 +257,14 @@ device = ["cpu"]
         results[opt] = {r["case_key"]: (r["status"], (r.get("accuracy") or {}).get("passed")) for r in recs}
     assert results[False] == results[True]
     assert ("skipped", None) in results[True].values()
+
+
+def test_a_fixed_tolerance_overrides_the_calibrated_rule_for_its_precision_only():
+    settings = dict(SETTINGS, tolerance=dict(scenario.TOLERANCE_DEFAULTS, bf16=0.5))
+    fixed = execute.run_case(case(precision="bf16"), settings)["accuracy"]
+    assert fixed["rule"] == "fixed tolerance" and fixed["tolerance"] == 0.5 and fixed["limit"] is None
+    assert fixed["passed"] and fixed["grads"]["ratio"] is not None  # the float64 figures are still recorded
+    calibrated = execute.run_case(case(precision="fp32"), settings)["accuracy"]
+    assert calibrated["rule"] == "fp64-calibrated" and calibrated["tolerance"] is None
+    assert calibrated["limit"] == 10.0 and calibrated["ratio"] <= 10.0
+    assert len(calibrated["output_sketch"]) == len(calibrated["output_sketch64"]) == 64

@@ -46,6 +46,8 @@ def test_case_key_is_stable_text():
     (("device = [\"cpu\"]", "device = [\"cpu\"]\ncolour = [1]"), "", "matrix.colour: unknown key"),
     (("", ""), "[measure2]\nx = 1\n", "measure2: unknown table"),
     (("", ""), "[tolerance]\nfp32 = -1\n", "tolerance.fp32: value -1 is not allowed"),
+    (("", ""), "[tolerance]\nfp64_multiple = 0.5\n",
+     "tolerance.fp64_multiple: value 0.5 is not allowed; expected a multiple in [1, 1e6]"),
     (("cbam_classifier_tiny", "no_such_model"), "", "model 'no_such_model' matches no registered model"),
     (("", ""), "[[exclude]]\nmode = [\"train\", \"eval\"]\n", "expands to no case"),
 ])
@@ -121,3 +123,9 @@ def test_gate_bench_loads_and_expands_to_the_68_cases_it_describes():
                    ("sharp_tiny", "fp32")]
     assert all(c.mode == "train" and c.checkpoint == "none" for c, _ in cases if c.batch_size == 48)
     assert sc.measure["samples"] == 41 and sc.measure["threads"] == 1
+
+
+def test_tolerance_defaults_to_the_calibrated_rule_and_a_number_overrides_one_precision(tmp_path):
+    sc = scen.load(write_scenario(tmp_path, GOOD, "[tolerance]\nbf16 = 0.2\nfp64_multiple = 20\n"))
+    assert sc.tolerance["bf16"] == 0.2 and sc.tolerance["fp32"] is None
+    assert sc.tolerance["fp64_multiple"] == 20 and sc.tolerance["fp16_range_factor"] == 4.0
