@@ -261,7 +261,10 @@ device = ["cpu"]
 
 def test_a_fixed_tolerance_overrides_the_calibrated_rule_for_its_precision_only():
     settings = dict(SETTINGS, tolerance=dict(scenario.TOLERANCE_DEFAULTS, bf16=0.5))
-    fixed = execute.run_case(case(precision="bf16"), settings)["accuracy"]
+    r = execute.run_case(case(model="attention_gqa_tiny", size=32, precision="bf16"), settings)
+    if r["status"] != "ok":  # feature detection: bf16 on this build's CPU
+        pytest.skip("bf16 does not run here: %s" % r["reason"])
+    fixed = r["accuracy"]
     assert fixed["rule"] == "fixed tolerance" and fixed["tolerance"] == 0.5 and fixed["limit"] is None
     assert fixed["passed"] and fixed["grads"]["ratio"] is not None  # the float64 figures are still recorded
     calibrated = execute.run_case(case(precision="fp32"), settings)["accuracy"]
