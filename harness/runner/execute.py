@@ -8,7 +8,8 @@ The order keeps each figure honest:
 3. warm-up and timed samples, with the memory peak tracked from the start of warm-up;
    on the CPU one more step under the profiler gives the exact tensor peak;
 4. the model is rebuilt in fp32 without checkpointing, same weights and inputs, and
-   its outputs/gradients are the reference.
+   its outputs/gradients are the fp32 reference; then once more, cast to float64, for the
+   float64 reference the accuracy verdict is calibrated against (docs/accuracy.md).
 
 Failures are classified by what they say, not by version: ``unsupported`` (an op
 missing for a dtype on this build, a feature this torch lacks), ``oom``, or
