@@ -169,6 +169,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from harness.commands.ab import run_ab  # noqa: E402  (standard library only)
+from harness.vocab import AGGREGATE_CASE_KEY  # noqa: E402
 
 KINDS = ("time", "memory", "accuracy", "status")
 COMPARED = ("regressed", "improved", "unchanged", "inconclusive")
@@ -243,10 +244,15 @@ def aa_figures(verdicts: Sequence[Dict]) -> Dict:
 
     Both directions are wrong in an A/A run: ``regressed`` (a false alarm: it fails the
     gate) and ``improved`` (a false improvement). ``flagged`` counts cases with either.
+    Accuracy counts each case's checks (fidelity and outputs); ``aggregate`` lists the
+    run-wide time verdicts, which are not cases.
     """
     out: Dict = {"kinds": {}}
+    # The run-wide time verdict is not a case: reported apart, kept out of the per-kind counts.
+    out["aggregate"] = [v["verdict"] for v in verdicts if v["case_key"] == AGGREGATE_CASE_KEY]
     for kind in KINDS:
-        vs = [v for v in verdicts if v["kind"] == kind and v["verdict"] in COMPARED]
+        vs = [v for v in verdicts if v["kind"] == kind and v["verdict"] in COMPARED
+              and v["case_key"] != AGGREGATE_CASE_KEY]
         counts = {name: sum(1 for v in vs if v["verdict"] == name) for name in COMPARED}
         out["kinds"][kind] = dict(counts, compared=len(vs), regressed_share=share(counts["regressed"], len(vs)),
                                   improved_share=share(counts["improved"], len(vs)),

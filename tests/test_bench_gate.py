@@ -18,6 +18,7 @@ import pytest
 from harness import scenario as scen
 from harness.commands.ab import round_order
 from harness.record import SCHEMA_VERSION, Record
+from harness.vocab import AGGREGATE_CASE_KEY
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -77,11 +78,13 @@ def test_aa_figures_count_false_alarms_per_kind_and_overall():
     verdicts = [
         _v(KEY, "status", "unchanged"), _v(KEY, "time", "regressed"), _v(KEY, "memory", "unchanged"),
         _v(KEY2, "status", "unchanged"), _v(KEY2, "time", "inconclusive"), _v(KEY2, "accuracy", "unchanged"),
-        _v("model=x;mode=eval", "status", "new"),
+        _v("model=x;mode=eval", "status", "new"), _v(AGGREGATE_CASE_KEY, "time", "unchanged"),
     ]
     fig = bg.aa_figures(verdicts)
     assert fig["cases"] == 2 and fig["cases_regressed"] == 1 and fig["regressed_share"] == 0.5
+    # the run-wide verdict is reported apart, not counted as a third timed case
     assert fig["kinds"]["time"]["compared"] == 2 and fig["kinds"]["time"]["inconclusive"] == 1
+    assert fig["aggregate"] == ["unchanged"]
     assert fig["kinds"]["memory"]["regressed_share"] == 0.0
     assert fig["kinds"]["status"]["compared"] == 2 and fig["not_compared"] == 1
 
