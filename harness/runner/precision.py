@@ -78,12 +78,8 @@ def cast_batch(inputs: Tuple, target: Any, precision: str, device: str, channels
 def to_float64(model: torch.nn.Module, inputs: Tuple, target: Any, device: str):
     """The fp32-built model, inputs and target cast to float64 (the accuracy reference:
     the same fp32 weights and inputs, exactly, in a wider arithmetic)."""
-    return (model.to(torch.float64),) + cast_batch_to(inputs, target, torch.float64, device)
-
-
-def cast_batch_to(inputs: Tuple, target: Any, dtype, device: str):
-    """Move a batch to ``device`` and cast its floating tensors to ``dtype``."""
-    return _cast(inputs, dtype, device, False), _cast(target, dtype, device, False)
+    wide = torch.float64
+    return model.to(wide), _cast(inputs, wide, device, False), _cast(target, wide, device, False)
 
 
 def prepare(model: torch.nn.Module, inputs: Tuple, target: Any, precision: str, device: str,

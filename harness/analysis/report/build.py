@@ -16,6 +16,7 @@ from harness.analysis.load import InputError, expand_paths
 from harness.analysis.report import aggregate as agg
 from harness.analysis.report import environments, figures
 from harness.analysis.report.compare import verdicts_frame
+from harness.analysis.report.drift import drift_table
 from harness.analysis.report.frame import prepare_frame
 from harness.analysis.report.loader import load_for_report
 from harness.analysis.report.markup import esc, page
@@ -72,7 +73,7 @@ def make_context(paths: Sequence[str], baseline_paths: Optional[Sequence[str]] =
     ref = environments.choose_reference(df, notes["env_order"], reference_env)
     baseline = _baseline(_as_list(baseline_paths), verdicts, df, problems)
     ctx = Context(df=df, notes=notes, ref=ref, env_rows=env_rows, problems=tuple(problems),
-                  ratios=agg.ratios_vs_reference(df, ref), drift=agg.drift_table(df, ref), baseline=baseline)
+                  ratios=agg.ratios_vs_reference(df, ref), drift=drift_table(df, ref), baseline=baseline)
     return ctx, load_seconds
 
 

@@ -79,16 +79,6 @@ def ratio_color(ratio, higher_is_better: bool = True, full_at: float = 2.0) -> s
     return _mix("#ffffff", "#6fa8dc" if t > 0 else "#e8705f", strength)
 
 
-def tolerance_color(err_over_tol) -> str:
-    """Background for error/tolerance: green far below 1, yellow near 1, red above."""
-    if not is_num(err_over_tol):
-        return "#ffffff"
-    if err_over_tol > 1:
-        return _mix("#f7b3a8", "#e0503c", min(math.log10(err_over_tol), 1.0))
-    lg = math.log10(max(err_over_tol, 1e-4))  # -4 .. 0
-    return _mix("#d5f0d9", "#fbe7a1", (lg + 4) / 4.0)
-
-
 def limit_color(fraction, far: float = 0.1) -> str:
     """Background for a figure as a fraction of its limit (above 1 fails): green up to ``far``, turning
     yellow as it nears 1, red above (deeper to 10x the limit); 0 is the green of identical values."""

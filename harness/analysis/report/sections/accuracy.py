@@ -3,6 +3,7 @@ task metrics. The figures come from ``aggregate``; this module only words and co
 import math
 
 from harness.analysis.report import aggregate as agg
+from harness.analysis.report import drift as drift_figures
 from harness.analysis.report.frame import RULE_CALIBRATED, RULE_FIXED
 from harness.analysis.report.markup import (
     drift_color,
@@ -129,18 +130,19 @@ def _drift_cell(rows, model: str, env: str, ref: str) -> str:
         case = ("%s %s batch %s size %s %s" % (r.model, r.mode, r.batch_size, r.size_label, r.device)
                 if isinstance(r.mode, str) else "-")
         if r.basis == "sketch":
-            changed = is_num(r.fp64_max) and r.fp64_max > agg.FP64_CHANGED
+            changed = is_num(r.fp64_max) and r.fp64_max > drift_figures.FP64_CHANGED
             lines.append("%s× expected%s" % (_times(r.max), "<br><small>fp64 changed</small>" if changed else ""))
             tips.append(
                 "%s on %s vs %s: fp32 drift up to %s× the expected (median %s× over %d cases; above %s× "
                 "is more than rounding)\nworst: %s: drift %s, expected %s (each environment's own fp32 error "
                 "against its float64 output), float64 outputs differ by %s\nlargest float64 difference: %s%s" % (
-                    model, env, ref, fmt_sig(r.max, 3), fmt_sig(r.median, 2), r.n, fmt_sig(agg.DRIFT_LIMIT, 2), case,
+                    model, env, ref, fmt_sig(r.max, 3), fmt_sig(r.median, 2), r.n,
+                    fmt_sig(drift_figures.DRIFT_LIMIT, 2), case,
                     fmt_drift(r.worst_drift), fmt_drift(r.worst_expected), fmt_drift(r.worst_fp64),
                     fmt_drift(r.fp64_max), " (above %s: the computation itself changed, not its rounding)" % (
-                        fmt_drift(agg.FP64_CHANGED)) if changed else ""))
+                        fmt_drift(drift_figures.FP64_CHANGED)) if changed else ""))
             if color is None:
-                color = limit_color(r.max / agg.DRIFT_LIMIT if is_num(r.max) else r.max)
+                color = limit_color(r.max / drift_figures.DRIFT_LIMIT if is_num(r.max) else r.max)
         else:
             lines.append("%s <small>probe</small>" % esc(fmt_drift(r.max)))
             tips.append("%s on %s vs %s: max probe difference against the reference env (records without "
@@ -156,7 +158,7 @@ def _drift_html(ctx: Context) -> str:
     if drift is None or drift.empty:
         return ('<p class="note">No output sketches or probes to compare (records carry none, or no case ran ok '
                 'in the reference).</p>')
-    summary = agg.drift_summary(drift)
+    summary = drift_figures.drift_summary(drift)
     by_cell = {}
     for r in summary.itertuples(index=False):
         by_cell.setdefault((r.model, r.env), []).append(r)
@@ -175,7 +177,7 @@ def _drift_html(ctx: Context) -> str:
     shown = summary.loc[summary["env"] != ctx.ref, "basis"]
     if (shown == "sketch").any():
         keys += [("identical", "#c8ecd0"), ("within 1× expected", "#d5f0d9"),
-                 ("up to %s× expected" % fmt_sig(agg.DRIFT_LIMIT, 2), "#fbe7a1"),
+                 ("up to %s× expected" % fmt_sig(drift_figures.DRIFT_LIMIT, 2), "#fbe7a1"),
                  ("above: more than rounding", "#e8705f")]
     if (shown == "probe").any():
         keys += [("probe: ≤ 1e-6", "#d5f0d9"), ("probe: ≤ 1e-4", "#fbe7a1"), ("probe: larger", "#e8705f")]
@@ -194,7 +196,7 @@ def _drift_note(ctx: Context) -> str:
             "Records without sketches (older schema) fall back to the output probe, marked <b>probe</b>: "
             "max |probe − probe<sub>ref</sub>| / max |probe<sub>ref</sub>|. Worst case per model; hover for "
             "the drift, the expected drift and the float64 difference.</p>" % (
-                esc(ctx.ref), fmt_sig(agg.DRIFT_LIMIT, 2), fmt_drift(agg.FP64_CHANGED)))
+                esc(ctx.ref), fmt_sig(drift_figures.DRIFT_LIMIT, 2), fmt_drift(drift_figures.FP64_CHANGED)))
 
 
 def _task_html(ctx: Context) -> str:
