@@ -16,6 +16,8 @@ A scenario is TOML and pure data (never executed)::
     device = ["cpu"]
     channels_last = [false]       # optional
     compile = [false]             # optional
+    sdpa_backend = ["default"]    # optional: default, math, flash, efficient, cudnn (SDPA kernel)
+    python_optimized = [false]    # optional: true runs the case's worker under python -O
     include_faults = false        # let globs match the zoo's fault twins
 
     [[exclude]]                   # drop cases matching every key given
@@ -31,6 +33,8 @@ A scenario is TOML and pure data (never executed)::
     [tolerance] fp64_multiple (the calibrated accuracy rule's limit), or a fixed
                 relative error per precision (an override)
     [task]      optional short training run on each model's synthetic task
+    [checks]    deterministic (run each case twice from one seed, compare bitwise),
+                leak_steps (n: tensor bytes live after 2n steps vs n steps)
     [gate]      regression thresholds (read by the gate; validated here)
 
 Every problem (unknown key, bad value, unknown model, empty expansion) is reported
@@ -48,7 +52,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from harness.fileio import REPO_ROOT, TOMLDecodeError, load_toml
 from harness.record import Case
 from harness.vocab import CASE_AXES as AXES
-from harness.vocab import CHECKPOINTS, DEVICES, MODES, PRECISIONS
+from harness.vocab import CHECKPOINTS, DEVICES, MODES, PRECISIONS, SDPA_BACKENDS
 
 MEASURE_DEFAULTS = {
     "warmup_iters": 2,        # at least this many untimed iterations ...
@@ -83,7 +87,12 @@ TOLERANCE_DEFAULTS: Dict[str, Any] = {"fp32": None, "amp_fp16": None, "amp_bf16"
                                       "tensor_factor": 10.0}
 FALLBACK_TOLERANCE = {"fp32": 1e-4, "amp_fp16": 2e-2, "amp_bf16": 1e-1, "fp16": 2e-2, "bf16": 1e-1}
 TASK_DEFAULTS = {"enabled": False, "steps": 20, "batch_size": 8, "lr": 1e-3, "eval_batch_size": 16}
-TOP_LEVEL = ("scenario", "matrix", "exclude", "include", "measure", "backend", "tolerance", "task", "gate")
+# Behaviour checks asked for (harness.runner.checks); params_updated and eval_buffers always run.
+CHECKS_DEFAULTS = {"deterministic": False, "leak_steps": 0}
+TOP_LEVEL = ("scenario", "matrix", "exclude", "include", "measure", "backend", "tolerance", "task", "checks",
+             "gate")
+#: Optional axes and the value a case has when a scenario does not set them.
+OPTIONAL_AXES = {"channels_last": False, "compile": False, "sdpa_backend": "default", "python_optimized": False}
 
 
 class ScenarioError(ValueError):
@@ -110,6 +119,7 @@ class Scenario:
     tolerance: Dict[str, float]
     task: Dict[str, Any]
     gate: Dict[str, Any]
+    checks: Dict[str, Any]
 
 
 # --- value checks -----------------------------------------------------------------
@@ -144,8 +154,10 @@ def _axis_value_problem(axis: str, value: Any) -> Optional[str]:
         if (_is_int(value) and value >= 1) or value == "default" or (isinstance(value, str) and _SIZE_RE.match(value)):
             return None
         return "an integer >= 1, \"HxW\" (e.g. \"64x48\") or \"default\" (the model's own sizes)"
-    if axis in ("channels_last", "compile"):
+    if axis in ("channels_last", "compile", "python_optimized"):
         return None if isinstance(value, bool) else "true or false"
+    if axis == "sdpa_backend":
+        return None if value in SDPA_BACKENDS else "one of %s" % ", ".join(SDPA_BACKENDS)
     return "a known axis"
 
 
@@ -177,8 +189,8 @@ def _check_axes_table(table: Any, where: str, problems: List[str], require_all: 
         for axis in AXES[:7]:
             if axis not in out and not any(p.startswith("%s.%s:" % (where, axis)) for p in problems):
                 problems.append("%s.%s: missing; every scenario sets the axes %s" % (where, axis, ", ".join(AXES[:7])))
-        out.setdefault("channels_last", [False])
-        out.setdefault("compile", [False])
+        for axis, default in OPTIONAL_AXES.items():
+            out.setdefault(axis, [default])
     return out
 
 
@@ -224,6 +236,12 @@ def _tolerance_check(key, value, default):
     if key in ("fp64_multiple", "fp16_range_factor", "tensor_factor"):
         return None if _is_num(value) and 1 <= value <= 1e6 else "a multiple in [1, 1e6]"
     return None if _is_num(value) and 0 < value <= 10 else "a relative error in (0, 10]"
+
+
+def _checks_check(key, value, default):
+    if key == "deterministic":
+        return _bool_check(key, value, default)
+    return None if _is_int(value) and 0 <= value <= 1000 else "an integer in [0, 1000] (0: no leak check)"
 
 
 def _task_check(key, value, default):
@@ -295,13 +313,14 @@ def from_dict(data: Dict[str, Any], path: str = "<scenario>") -> Scenario:
     tolerance = _check_settings(data.get("tolerance"), TOLERANCE_DEFAULTS, "%s: tolerance" % path, problems,
                                 _tolerance_check)
     task = _check_settings(data.get("task"), TASK_DEFAULTS, "%s: task" % path, problems, _task_check)
+    checks = _check_settings(data.get("checks"), CHECKS_DEFAULTS, "%s: checks" % path, problems, _checks_check)
     gate = data.get("gate", {})
     problems.extend(_gate_problems(gate, "%s: gate" % path))
     if problems:
         raise ScenarioError(problems)
     return Scenario(path=path, name=name, description=head.get("description", ""), matrix=matrix,
                     include_faults=include_faults, excludes=rules["exclude"], includes=rules["include"],
-                    measure=measure, backend=backend, tolerance=tolerance, task=task, gate=gate)
+                    measure=measure, backend=backend, tolerance=tolerance, task=task, gate=gate, checks=checks)
 
 
 def _gate_problems(gate: Any, where: str) -> List[str]:
@@ -357,9 +376,11 @@ def _models_for(patterns: Sequence[str], include_faults: bool, where: str, probl
 
 
 def _parse_size(value: Any) -> Any:
+    # A square "HxW" is its side; a non-square one stays "HxW" text (the case key, the record
+    # and the model's ``models.image_hw`` all read it so).
     if isinstance(value, str) and "x" in value:
         h, w = value.split("x")
-        return (int(h), int(w)) if h != w else int(h)
+        return "%dx%d" % (int(h), int(w)) if int(h) != int(w) else int(h)
     return value
 
 
@@ -387,11 +408,10 @@ def _cases_of(table: Dict[str, List[Any]], scenario: Scenario, where: str, probl
             sizes.extend(spec.default_sizes if size == "default" else [_parse_size(size)])
         if not sizes:
             problems.append("%s: model %r declares no default sizes; give sizes explicitly" % (where, model))
-        for combo in itertools.product(table["mode"], table["batch_size"], list(dict.fromkeys(sizes)),
-                                       table["precision"], table["checkpoint"], table["device"],
-                                       table["channels_last"], table["compile"]):
-            mode, batch, size, precision, ckpt, device, cl, comp = combo
-            yield Case(model, mode, batch, size, precision, ckpt, device, cl, comp), spec
+        axes = [table[axis] for axis in AXES[1:]]
+        axes[AXES.index("size") - 1] = list(dict.fromkeys(sizes))
+        for combo in itertools.product(*axes):
+            yield Case(model, *combo), spec
 
 
 def expand(scenario: Scenario, only: Optional[Dict[str, List[str]]] = None) -> List[Tuple[Case, Optional[str]]]:

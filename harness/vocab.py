@@ -16,9 +16,13 @@ UNIT_ROUNDOFF = {"fp32": 2.0 ** -24, "amp_fp16": 2.0 ** -11, "fp16": 2.0 ** -11,
 #: Gradient-checkpointing modes: off, torch.utils.checkpoint with use_reentrant=True / False.
 CHECKPOINTS = ("none", "reentrant", "non_reentrant")
 DEVICES = ("cpu", "cuda")
+#: Which kernel ``scaled_dot_product_attention`` may use: ``default`` leaves the choice to torch;
+#: the others allow that one backend only (``harness.runner.sdpa``), where the build has it.
+SDPA_BACKENDS = ("default", "math", "flash", "efficient", "cudnn")
 #: The axes of a case, in key order. A case key joins their values; see ``harness.scenario.Case``.
+#: ``python_optimized``: the worker runs under ``python -O`` (asserts removed).
 CASE_AXES = ("model", "mode", "batch_size", "size", "precision", "checkpoint", "device",
-             "channels_last", "compile")
+             "channels_last", "compile", "sdpa_backend", "python_optimized")
 
 # --- a record -------------------------------------------------------------------------
 
@@ -28,6 +32,9 @@ CASE_AXES = ("model", "mode", "batch_size", "size", "precision", "checkpoint", "
 STATUSES = ("ok", "unsupported", "error", "crashed", "timeout", "oom", "skipped")
 #: Statuses that say the case could not run here, as opposed to failed.
 NOT_RUN_STATUSES = ("unsupported", "skipped")
+#: Behaviour checks of an ok case (``harness.runner.checks``): the first two always run (train,
+#: eval), the others when the scenario's ``[checks]`` table asks.
+CHECKS = ("params_updated", "eval_buffers", "deterministic", "leak")
 
 # --- the gate -------------------------------------------------------------------------
 

@@ -15,12 +15,12 @@ lives in underscore modules, and model files import only those, never each other
 * ``_spectral``: the RGB-to-31-band tasks, their metrics and ``SpectralReconstructionModel``;
 * ``_tokens``: the induction-copy token task of the language models.
 """
-from models._base import CHECKPOINT_MODES, UnsupportedError, ZooModel, check_checkpoint_mode, checkpoint_call
+from models._base import CHECKPOINT_MODES, UnsupportedError, ZooModel, check_checkpoint_mode, checkpoint_call, image_hw
 from models._registry import ModelSpec, create_model, get_spec, is_import_path, list_models, register_model
 from models._seeded import SeededGenerator, init_parameters
 
 __all__ = [
     "CHECKPOINT_MODES", "ModelSpec", "SeededGenerator", "UnsupportedError", "ZooModel",
-    "check_checkpoint_mode", "checkpoint_call", "create_model", "get_spec", "init_parameters",
+    "check_checkpoint_mode", "checkpoint_call", "create_model", "get_spec", "image_hw", "init_parameters",
     "is_import_path", "list_models", "register_model",
 ]

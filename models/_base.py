@@ -23,7 +23,8 @@ asked to use (non-reentrant checkpointing on 1.10, say); the runner records that
 ``assert``, so it survives ``python -O``.
 """
 import inspect
-from typing import Any, Optional, Tuple
+import re
+from typing import Any, List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -52,6 +53,21 @@ def at_least_float32(t: torch.Tensor) -> torch.Tensor:
     that half precision would spoil, without narrowing the float64 accuracy reference
     (``harness.runner.execute``: a ``.float()`` there put fp32 rounding into float64 runs)."""
     return t if t.dtype in (torch.float32, torch.float64) else t.float()
+
+
+_HW_RE = re.compile(r"^([1-9][0-9]*)x([1-9][0-9]*)$")
+
+
+def image_hw(size: Any) -> Tuple[int, int]:
+    """``(height, width)`` of an image size: an int side (square) or ``"HxW"`` (the scenario's
+    spelling of a non-square size, kept as text so case keys and records round-trip)."""
+    if isinstance(size, str):
+        match = _HW_RE.match(size)
+        if match:
+            return int(match.group(1)), int(match.group(2))
+    if isinstance(size, int) and not isinstance(size, bool) and size >= 1:
+        return size, size
+    raise ValueError("an image size is a positive integer or \"HxW\", got %r" % (size,))
 
 
 def check_checkpoint_mode(mode: str) -> None:
@@ -99,6 +115,10 @@ class ZooModel(nn.Module):
 
     #: What the scenario's ``size`` value means for this model, for humans.
     size_axis = "image side in pixels"
+    #: True for image models that take ``"HxW"`` sizes (``image_hw``) as well as a square side.
+    non_square = False
+    #: Gradient-norm clipping of the train step (``None``: none), as the audited training loop does.
+    grad_clip_norm: Optional[float] = None
 
     def __init__(self, config: Any = None):
         super().__init__()
@@ -109,7 +129,11 @@ class ZooModel(nn.Module):
     @classmethod
     def size_error(cls, config: Any, size: Any) -> Optional[str]:
         """Return why ``size`` is invalid for ``config``, or None when it is valid."""
+        if cls.non_square and isinstance(size, str) and _HW_RE.match(size):
+            return None
         if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+            if isinstance(size, str) and _HW_RE.match(size):
+                return "this model takes square sizes only (%s), got %r" % (cls.size_axis, size)
             return "size must be a positive integer (%s), got %r" % (cls.size_axis, size)
         return None
 
@@ -129,6 +153,27 @@ class ZooModel(nn.Module):
         """Run ``fn(*args)`` under this model's checkpoint mode while training."""
         mode = self.grad_checkpointing if self.training else "none"
         return checkpoint_call(fn, *args, mode=mode)
+
+    def param_groups(self) -> List[dict]:
+        """The optimizer's parameter groups (trainable parameters only); one group unless the
+        audited system trains parts at different rates (ris_music: trunk and heads)."""
+        return [{"params": [p for p in self.parameters() if p.requires_grad]}]
+
+    #: The optimizer the train step uses, by name (``make_optimizer``), and its learning rate.
+    optimizer_name = "adamw"
+    learning_rate = 1e-4
+
+    def make_optimizer(self) -> "torch.optim.Optimizer":
+        """The model's own optimizer over ``param_groups()``: AdamW by default, as the audited
+        systems train (its two state tensors per parameter are a large share of training memory)."""
+        groups = self.param_groups()
+        if self.optimizer_name == "adamw":
+            return torch.optim.AdamW(groups, lr=self.learning_rate, weight_decay=0.01)
+        if self.optimizer_name == "adam":
+            return torch.optim.Adam(groups, lr=self.learning_rate)
+        if self.optimizer_name == "sgd":
+            return torch.optim.SGD(groups, lr=self.learning_rate, momentum=0.9)
+        raise ValueError("optimizer_name must be adamw, adam or sgd, got %r" % (self.optimizer_name,))
 
     def example_inputs(self, batch_size: int, size: Any, gen) -> Tuple[Tuple[torch.Tensor, ...], Any]:
         """One step's ``(inputs, target)`` for ``batch_size`` and ``size``, drawn from ``gen``."""

@@ -19,18 +19,26 @@ apart because each model's inputs and metric must not change:
 
 Every number comes from the version-stable generator (``models._seeded``); the
 arithmetic is NumPy float64, cast to float32 once. Values are in [0, 1] (data range 1).
+Both batch makers take a square side or an ``"HxW"`` size (``models.image_hw``); the
+random draws do not depend on the size, so a square ``"16x16"`` is exactly size 16.
 """
 import math
-from typing import Tuple
+from typing import Any, Optional, Tuple
 
 import numpy as np
 import torch
 
-from models._base import ZooModel, at_least_float32
+from models._base import ZooModel, at_least_float32, image_hw
 
 SPECTRAL_BANDS = 31
 #: Band centres in nm of the 31-band cubes (ARAD-1K / CAVE layout).
 WAVELENGTHS_NM = np.arange(400.0, 701.0, 10.0)
+
+
+def _hw(size: Any) -> Tuple[int, int]:
+    # Validating sizes is the model's job (size_error); a bare side of 0 gives empty
+    # tensors, which SHARP's assert fault twin shows under python -O.
+    return (size, size) if isinstance(size, int) and not isinstance(size, bool) else image_hw(size)
 
 
 # --- the MSWR task (MSWR-Net, HSIFusionNet, SHARP) --------------------------------
@@ -44,14 +52,15 @@ def sensor_response(bands: int = SPECTRAL_BANDS) -> np.ndarray:
     return curves / curves.sum(axis=1, keepdims=True)
 
 
-def make_spectral_batch(gen, batch_size: int, size: int, bands: int = SPECTRAL_BANDS,
+def make_spectral_batch(gen, batch_size: int, size: Any, bands: int = SPECTRAL_BANDS,
                         materials: int = 3) -> Tuple[torch.Tensor, torch.Tensor]:
-    """RGB images (b, 3, size, size) and their spectral cubes (b, bands, size, size).
+    """RGB images (b, 3, h, w) and their spectral cubes (b, bands, h, w); ``size`` is a side or ``"HxW"``.
 
     Every number comes from ``gen`` (version-stable); the arithmetic is NumPy float64
     and the result is cast to float32 once.
     """
-    b, m, s = batch_size, materials, size
+    b, m = batch_size, materials
+    h, w = _hw(size)
     lam = np.linspace(0.0, 1.0, bands)
     # Spectra: a baseline and two Gaussian bumps per material, peak value below 1.
     base = gen.uniform_np((b, m, 1), 0.05, 0.15)
@@ -60,16 +69,16 @@ def make_spectral_batch(gen, batch_size: int, size: int, bands: int = SPECTRAL_B
     amps = gen.uniform_np((b, m, 2, 1), 0.15, 0.4)
     spectra = base + (amps * np.exp(-0.5 * ((lam - centres) / widths) ** 2)).sum(axis=2)  # (b, m, bands)
     # Abundances: softmax over materials of two low-frequency cosine fields each.
-    coords = (np.arange(s, dtype=np.float64) + 0.5) / max(s, 1)
-    yy, xx = np.meshgrid(coords, coords, indexing="ij")  # (s, s)
+    yy, xx = np.meshgrid((np.arange(h, dtype=np.float64) + 0.5) / max(h, 1),
+                         (np.arange(w, dtype=np.float64) + 0.5) / max(w, 1), indexing="ij")  # (h, w)
     freq = gen.uniform_np((b, m, 2, 2, 1, 1), -1.5, 1.5)
     phase = gen.uniform_np((b, m, 2, 1, 1), 0.0, 2.0 * np.pi)
     fields = np.cos(2.0 * np.pi * (freq[:, :, :, 0] * yy + freq[:, :, :, 1] * xx) + phase).sum(axis=2)
-    logits = 2.0 * fields  # (b, m, s, s)
+    logits = 2.0 * fields  # (b, m, h, w)
     weights = np.exp(logits - logits.max(axis=1, keepdims=True))
     weights = weights / weights.sum(axis=1, keepdims=True)
-    cube = np.einsum("bmhw,bml->blhw", weights, spectra)  # (b, bands, s, s)
-    rgb = np.einsum("cl,blhw->bchw", sensor_response(bands), cube)  # (b, 3, s, s)
+    cube = np.einsum("bmhw,bml->blhw", weights, spectra)  # (b, bands, h, w)
+    rgb = np.einsum("cl,blhw->bchw", sensor_response(bands), cube)  # (b, 3, h, w)
     as_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(torch.float32)
     return as_tensor(rgb), as_tensor(cube)
 
@@ -86,13 +95,20 @@ def pooled_psnr_db(outputs: torch.Tensor, target: torch.Tensor, data_range: floa
     return 10.0 * math.log10(data_range ** 2 / max(mse, 1e-12))
 
 
+def side_note(side: int, size: Any) -> str:
+    """How a size rule names the offending side: ``"18"``, or ``"18 (of size '16x18')"`` for an ``"HxW"`` size."""
+    return str(side) if side == size else "%d (of size %r)" % (side, size)
+
+
 class SpectralReconstructionModel(ZooModel):
     """Shared interface of the MSWR-task models: RGB (b, 3, h, w) in, MRAE loss, PSNR metric.
 
-    Subclass configs have ``in_channels`` and ``bands``.
+    Subclass configs have ``in_channels`` and ``bands``. Sizes are a square side or
+    ``"HxW"``; a subclass with per-side rules overrides ``side_error``.
     """
 
-    size_axis = "image side in pixels (square images)"
+    size_axis = "image side in pixels, or HxW"
+    non_square = True
     task_metric_name = "psnr_db"
     task_higher_is_better = True
 
@@ -100,6 +116,21 @@ class SpectralReconstructionModel(ZooModel):
         c = self.config.in_channels
         if rgb.dim() != 4 or rgb.shape[1] != c or min(rgb.shape[-2:]) < 1:
             raise ValueError("expected RGB of shape (b, %d, h, w) with h, w >= 1, got %s" % (c, tuple(rgb.shape)))
+
+    @classmethod
+    def size_error(cls, config: Any, size: Any) -> Optional[str]:
+        reason = super().size_error(config, size)
+        if reason is None:
+            for side in dict.fromkeys(image_hw(size)):
+                reason = cls.side_error(config, side, size)
+                if reason is not None:
+                    break
+        return reason
+
+    @classmethod
+    def side_error(cls, config: Any, side: int, size: Any) -> Optional[str]:
+        """Why one side of ``size`` is invalid (None when valid); every side is valid here."""
+        return None
 
     def example_inputs(self, batch_size: int, size, gen):
         self.check_size(size)
@@ -123,9 +154,9 @@ def camera_response(bands: int = SPECTRAL_BANDS) -> np.ndarray:
     return curves / curves.sum(axis=1, keepdims=True)
 
 
-def spectral_task_batch(batch_size: int, size: int, gen, bands: int = SPECTRAL_BANDS,
+def spectral_task_batch(batch_size: int, size: Any, gen, bands: int = SPECTRAL_BANDS,
                         materials: int = 3) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Draw ``(rgb, cube)``: (b, 3, size, size) and (b, bands, size, size), values in [0, 1].
+    """Draw ``(rgb, cube)``: (b, 3, h, w) and (b, bands, h, w), values in [0, 1]; ``size`` is a side or ``"HxW"``.
 
     Each image mixes ``materials`` spectra, each a floor plus three Gaussian bumps (blue,
     green and red-ish centres, jittered by up to 3 bands, widths of 4-7 bands, random
@@ -143,10 +174,11 @@ def spectral_task_batch(batch_size: int, size: int, gen, bands: int = SPECTRAL_B
     spectra = 0.05 + (amp * np.exp(-0.5 * ((lam - centre) / width) ** 2)).sum(axis=2)  # (b, k, bands)
     spectra = spectra / np.maximum(1.0, spectra.max(axis=2, keepdims=True) / 0.95)
 
-    coords = np.arange(size, dtype=np.float64) / max(size, 1)
+    h, w = _hw(size)
+    ys, xs = np.arange(h, dtype=np.float64) / max(h, 1), np.arange(w, dtype=np.float64) / max(w, 1)
     freq = gen.uniform_np((b, k, 3, 2), -1.5, 1.5)  # cycles per image along (y, x)
     phase = gen.uniform_np((b, k, 3), 0.0, 2.0 * np.pi)
-    waves = np.cos(2.0 * np.pi * (freq[..., 0, None, None] * coords[:, None] + freq[..., 1, None, None] * coords)
+    waves = np.cos(2.0 * np.pi * (freq[..., 0, None, None] * ys[:, None] + freq[..., 1, None, None] * xs)
                    + phase[..., None, None])  # (b, k, 3, h, w)
     logits = 2.0 * waves.sum(axis=2)  # (b, k, h, w)
     weights = np.exp(logits - logits.max(axis=1, keepdims=True))

@@ -14,7 +14,9 @@ How it differs: only the generator is built (no discriminator, no adversarial or
 perceptual losses); training is L1 reconstruction, computed in float32. A learned 1x1
 spectral projection of the RGB is added to the head's output, since most of the
 RGB-to-spectrum map is linear. Stripe widths, depths and widths are config fields and
-the audit's NaN counters and ``iteration_count`` buffer are left out.
+the audit's NaN counters and ``iteration_count`` buffer are left out of the healthy
+model. Sizes are a square side or ``"HxW"``: each side must be a multiple of every
+level's stripe width at that level's scale (``size_error``).
 
 The audit's issue #3 is that ``NaNSafeAttention`` clones every attention output before
 scrubbing it, about twice the attention memory. The healthy guard here only touches the
@@ -25,6 +27,12 @@ peak memory (``torch.cuda.max_memory_allocated``) in train and eval; on the CPU 
 profiler shows one extra attention-sized allocation per block held by the guard. The
 guard runs inside a ``record_function("nan_safe_guard")`` scope so a memory profile can
 attribute its allocations.
+
+Fault twin ``cswin_v2_iteration_fault_tiny`` keeps the audit's ``iteration_count`` buffer
+mutation (generator_v3.py lines 295 and 353): a buffer counting forward calls, bumped
+in every forward, eval included, and read by a schedule (the head's output is faded in
+over ``fade_in_iters`` calls), so two identical eval calls give different cubes and
+``state_dict()`` changes under ``torch.no_grad()``.
 
 The synthetic task is the CSWin task of ``models._spectral`` (``spectral_task_batch``,
 shared with WaveDiff): cubes whose pixels mix a few smooth spectra (Gaussian bumps over
@@ -42,7 +50,7 @@ from torch import nn
 from torch.autograd.profiler import record_function
 
 from models._attention import attend, merge_heads, split_heads, window_merge, window_partition
-from models._base import ZooModel, at_least_float32
+from models._base import ZooModel, at_least_float32, image_hw
 from models._registry import register_model
 from models._spectral import SPECTRAL_BANDS, psnr_db, spectral_task_batch
 
@@ -158,7 +166,8 @@ def _side_multiple(config: CSWinGeneratorConfig) -> int:
 class CSWinGenerator(ZooModel):
     """U-shaped CSWin transformer generator from RGB (b, 3, h, w) to a cube (b, 31, h, w)."""
 
-    size_axis = "image side in pixels (square images)"
+    size_axis = "image side in pixels, or HxW"
+    non_square = True
     task_metric_name = "psnr_db"
     task_higher_is_better = True
 
@@ -199,12 +208,18 @@ class CSWinGenerator(ZooModel):
     def size_error(cls, config: CSWinGeneratorConfig, size) -> Optional[str]:
         reason = super().size_error(config, size)
         multiple = _side_multiple(config)
-        if reason is None and size % multiple:
-            reason = "image side must be a multiple of %d (stripe widths %s over %d levels), got %d" % (
-                multiple, config.split_sizes, len(config.dims), size)
+        for side in (image_hw(size) if reason is None else ()):
+            if side % multiple:
+                note = str(side) if side == size else "%d (of size %r)" % (side, size)
+                return "image side must be a multiple of %d (stripe widths %s over %d levels), got %s" % (
+                    multiple, config.split_sizes, len(config.dims), note)
         return reason
 
     def forward(self, rgb: torch.Tensor) -> torch.Tensor:  # (b, 3, h, w) -> (b, 31, h, w)
+        return self.head(self.features(rgb)) + self.spectral_skip(rgb)  # (b, 31, h, w)
+
+    def features(self, rgb: torch.Tensor) -> torch.Tensor:  # (b, 3, h, w) -> (b, c0, h, w)
+        """Validate ``rgb`` and run the stem and the U-shaped stack (everything but the two heads)."""
         if rgb.dim() != 4 or rgb.shape[1] != self.config.in_channels:
             raise ValueError("expected rgb of shape (b, %d, h, w), got %s"
                              % (self.config.in_channels, tuple(rgb.shape)))
@@ -222,7 +237,7 @@ class CSWinGenerator(ZooModel):
         for i in reversed(range(len(self.decoder))):
             x = self.fuse[i](torch.cat([self.up[i](x), skips[i]], dim=1))  # (b, c_i, h / 2**i, w / 2**i)
             x = self.checkpointed(self.decoder[i], x)
-        return self.head(x) + self.spectral_skip(rgb)  # (b, 31, h, w)
+        return x
 
     def example_inputs(self, batch_size: int, size, gen):
         self.check_size(size)
@@ -238,6 +253,33 @@ class CSWinGenerator(ZooModel):
 
     def task_metric(self, outputs: torch.Tensor, target: torch.Tensor) -> float:
         return psnr_db(outputs, target)
+
+
+class CSWinIterationCountFault(CSWinGenerator):
+    """Fault twin of the audit's ``iteration_count`` buffer mutation (generator_v3.py lines 295, 353).
+
+    A registered buffer counts forward calls and is bumped in place by every forward,
+    in eval and under ``torch.no_grad()`` too, and a schedule reads it: the head's output
+    is faded in as ``min(1, (iteration_count + 1) / fade_in_iters)``. Two identical eval
+    calls therefore return different cubes and leave a different ``state_dict()``
+    behind (the weights themselves never change). The harness flags it as an eval
+    forward that changed a buffer, with outputs differing between two identical calls.
+    """
+
+    #: Length of the fade-in schedule, in forward calls.
+    fade_in_iters = 1000
+
+    def __init__(self, config: CSWinGeneratorConfig):
+        super().__init__(config)
+        self.register_buffer("iteration_count", torch.zeros((), dtype=torch.long))
+
+    def forward(self, rgb: torch.Tensor) -> torch.Tensor:  # (b, 3, h, w) -> (b, 31, h, w)
+        x = self.features(rgb)
+        # The count stays int64 under .to(dtype); the fade follows the features' dtype.
+        fade = ((self.iteration_count + 1).to(x.dtype) / self.fade_in_iters).clamp(max=1.0)
+        with torch.no_grad():
+            self.iteration_count += 1  # the bug: every call, not once per optimizer step in training
+        return fade * self.head(x) + self.spectral_skip(rgb)
 
 
 # --- sizes ---------------------------------------------------------------------
@@ -267,4 +309,9 @@ register_model(
     "cswin_v2_clone_fault_base", CSWinGenerator, _CLONE_FAULT_BASE,
     family="hyperspectral", fault=True,
     description="audit #3 at base size: unconditional clone in NaNSafeAttention",
+)
+register_model(
+    "cswin_v2_iteration_fault_tiny", CSWinIterationCountFault, _TINY,
+    family="hyperspectral", fault=True,
+    description="fault: an iteration_count buffer bumped by every forward (eval too) drives a fade-in schedule",
 )

@@ -13,8 +13,10 @@ head predicts the change of the state: ``output = input + head(features)``.
 How it differs: the audited model was "physics-informed" and a transformer-CNN
 hybrid of ~50M parameters; ours keeps the U-Net, the separable convs and one
 attention block, with no physics loss terms. The levels axis ``d`` is never pooled,
-so ``size`` (the side h = w) must be a multiple of ``2 ** levels`` and ``d`` is fixed
-per config (``depth``). Attention is ``models._attention.attend``:
+so ``size`` sets only the horizontal grid, h x w (latitude x longitude, an image-like
+plane that the (1, 3, 3) convs and (1, 2, 2) pooling treat as one): a side, or
+``"HxW"`` for the usual non-square grids; each side must be a multiple of
+``2 ** levels``, and ``d`` is fixed per config (``depth``). Attention is ``models._attention.attend``:
 ``F.scaled_dot_product_attention`` where this PyTorch has it (2.0+) and the explicit
 ``softmax(q k^T / sqrt(head_dim)) v`` otherwise; ``head_dim`` is derived from the width
 and the head count and validated (the audit's smoke test died on a config without
@@ -36,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models._attention import attend
-from models._base import ZooModel, at_least_float32
+from models._base import ZooModel, at_least_float32, image_hw
 from models._registry import register_model
 
 # --- helpers -------------------------------------------------------------------
@@ -58,17 +60,18 @@ def _laplacian(u: np.ndarray) -> np.ndarray:
             + pad[..., 1:-1, 2:, 1:-1] + pad[..., 1:-1, 1:-1, :-2] + pad[..., 1:-1, 1:-1, 2:] - 6.0 * centre)
 
 
-def make_diffusion_batch(batch_size: int, channels: int, depth: int, size: int, gen, steps: int = 4,
+def make_diffusion_batch(batch_size: int, channels: int, depth: int, size, gen, steps: int = 4,
                          waves: int = 6) -> Tuple[np.ndarray, np.ndarray]:
-    """Seeded ``(state, next_state)``, each (b, c, depth, size, size) float64.
+    """Seeded ``(state, next_state)``, each (b, c, depth, h, w) float64; ``size`` is h = w or ``"HxW"``.
 
     Variable ``c`` diffuses with ``kappa_c`` in [0.04, 0.16] (stable: the explicit 3-D
     scheme needs kappa <= 1/6). Wavelengths of the initial field are 6-24 voxels in h
     and w, so a step changes it visibly at any size.
     """
-    zz, yy, xx = np.meshgrid(np.arange(depth), np.arange(size), np.arange(size), indexing="ij")
+    h, w = image_hw(size)
+    zz, yy, xx = np.meshgrid(np.arange(depth), np.arange(h), np.arange(w), indexing="ij")
     params = gen.uniform_np((batch_size, channels, waves, 6))  # kz, ky, kx, phase, amplitude, sign
-    state = np.zeros((batch_size, channels, depth, size, size))
+    state = np.zeros((batch_size, channels, depth, h, w))
     for i in range(batch_size):
         for c in range(channels):
             for kz, ky, kx, phase, amp, sign in params[i, c]:
@@ -177,7 +180,8 @@ class CubeUNetConfig:
 class CubeUNet(ZooModel):
     """(b, c, d, h, w) state -> (b, c, d, h, w) next state, as input + predicted change."""
 
-    size_axis = "cube side h = w in voxels (depth fixed per config)"
+    size_axis = "cube grid side h = w in voxels, or HxW (depth fixed per config)"
+    non_square = True
     task_metric_name = "rmse"
     task_higher_is_better = False
 
@@ -207,11 +211,13 @@ class CubeUNet(ZooModel):
     def size_error(cls, config: CubeUNetConfig, size) -> Optional[str]:
         reason = super().size_error(config, size)
         factor = 2 ** (len(config.widths) - 1)
-        if reason is None and size % factor != 0:
-            reason = "cube side must be a multiple of %d (2**%d pooling levels), got %d" % (
-                factor, len(config.widths) - 1, size)
-        if reason is None and size < factor * config.min_bottleneck:
-            reason = "cube side must be at least %d for this config, got %d" % (factor * config.min_bottleneck, size)
+        for side in (image_hw(size) if reason is None else ()):
+            note = str(side) if side == size else "%d (of size %r)" % (side, size)
+            if side % factor != 0:
+                return "cube side must be a multiple of %d (2**%d pooling levels), got %s" % (
+                    factor, len(config.widths) - 1, note)
+            if side < factor * config.min_bottleneck:
+                return "cube side must be at least %d for this config, got %s" % (factor * config.min_bottleneck, note)
         return reason
 
     def forward(self, cube: torch.Tensor) -> torch.Tensor:  # (b, c, d, h, w)
@@ -236,7 +242,7 @@ class CubeUNet(ZooModel):
 
     def example_inputs(self, batch_size: int, size, gen):
         self.check_size(size)
-        shape = (batch_size, self.config.in_channels, self.config.depth, size, size)
+        shape = (batch_size, self.config.in_channels, self.config.depth) + image_hw(size)
         return (gen.normal(shape),), gen.normal(shape)
 
     def loss(self, outputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -18,6 +18,10 @@ The synthetic task (``make_pattern_cubes``) has ``3 x 3`` classes: a spatial pat
 (horizontal stripes, vertical stripes, a Gaussian blob; random frequency, phase and
 position) times a spectral profile across levels (rising, falling, peaked), scaled
 by a random amplitude per variable, plus Gaussian noise. The metric is top-1 accuracy.
+
+Sizes: ``size`` is the horizontal grid of the cube, h = w, or ``"HxW"`` for a
+non-square (latitude x longitude) grid: after folding, that plane is an image to the
+2-D convs, and global pooling makes the classifier indifferent to its shape.
 """
 import math
 from dataclasses import dataclass
@@ -28,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models._base import ZooModel, at_least_float32
+from models._base import ZooModel, at_least_float32, image_hw
 from models._registry import register_model
 
 # EfficientNet-B0: (expand ratio, kernel, stride, out channels, repeats) per stage.
@@ -61,22 +65,22 @@ def round_repeats(repeats: int, multiplier: float) -> int:
     return int(math.ceil(repeats * multiplier))
 
 
-def make_pattern_cubes(batch_size: int, variables: int, levels: int, size: int, gen,
+def make_pattern_cubes(batch_size: int, variables: int, levels: int, size, gen,
                        num_classes: int = NUM_SPATIAL_PATTERNS * NUM_SPECTRAL_PROFILES,
                        noise: float = 0.3) -> Tuple[np.ndarray, np.ndarray]:
-    """Seeded cubes (b, variables, levels, size, size) float64 and labels (b,) int64.
+    """Seeded cubes (b, variables, levels, h, w) float64 and labels (b,) int64; ``size`` is h = w or ``"HxW"``.
 
     Label ``y`` encodes spatial pattern ``y // 3`` and spectral profile ``y % 3``.
     """
+    h, w = image_hw(size)
     labels = np.minimum((gen.uniform_np((batch_size,)) * num_classes).astype(np.int64), num_classes - 1)
     params = gen.uniform_np((batch_size, 4))  # frequency, phase, centre y, centre x
     amps = 0.5 + gen.uniform_np((batch_size, variables))
-    noise_field = gen.normal_np((batch_size, variables, levels, size, size), noise)
-    coords = np.arange(size, dtype=np.float64)
-    yy, xx = np.meshgrid(coords, coords, indexing="ij")
+    noise_field = gen.normal_np((batch_size, variables, levels, h, w), noise)
+    yy, xx = np.meshgrid(np.arange(h, dtype=np.float64), np.arange(w, dtype=np.float64), indexing="ij")
     z = np.linspace(0.0, 1.0, levels) if levels > 1 else np.full(1, 0.5)
     profiles = (z, 1.0 - z, np.exp(-((z - 0.5) ** 2) / 0.05))
-    cubes = np.empty((batch_size, variables, levels, size, size))
+    cubes = np.empty((batch_size, variables, levels, h, w))
     for i in range(batch_size):
         freq, phase, cy, cx = params[i]
         spatial_kind, spectral_kind = divmod(int(labels[i]), NUM_SPECTRAL_PROFILES)
@@ -86,10 +90,10 @@ def make_pattern_cubes(batch_size: int, variables: int, levels: int, size: int, 
         elif spatial_kind == 1:
             spatial = np.cos(2 * np.pi * (cycles * xx + phase))
         else:
-            sigma = max(size / 6.0, 1.0)
-            dist2 = (yy - cy * (size - 1)) ** 2 + (xx - cx * (size - 1)) ** 2
+            sigma = max(min(h, w) / 6.0, 1.0)
+            dist2 = (yy - cy * (h - 1)) ** 2 + (xx - cx * (w - 1)) ** 2
             spatial = 2.0 * np.exp(-dist2 / (2 * sigma ** 2)) - 0.5
-        signal = profiles[spectral_kind].reshape(levels, 1, 1) * spatial  # (levels, s, s)
+        signal = profiles[spectral_kind].reshape(levels, 1, 1) * spatial  # (levels, h, w)
         cubes[i] = amps[i].reshape(variables, 1, 1, 1) * signal + noise_field[i]
     return cubes, labels
 
@@ -158,7 +162,8 @@ class DatacubeCNNConfig:
 class DatacubeCNN(ZooModel):
     """(b, variables, levels, h, w) cube -> (b, num_classes) logits."""
 
-    size_axis = "cube side h = w in pixels"
+    size_axis = "cube grid side h = w in pixels, or HxW"
+    non_square = True
     task_metric_name = "top1"
     task_higher_is_better = True
 
@@ -198,9 +203,11 @@ class DatacubeCNN(ZooModel):
         # Padded strided convs take any side (ceil); the floor keeps the last feature map
         # at least 2x2, so training batch norm sees more than one value even at batch 1.
         min_size = 2 * cls.total_stride(config)
-        if reason is None and size < min_size:
-            reason = "cube side must be at least %d (2 x total stride %d), got %d" % (
-                min_size, cls.total_stride(config), size)
+        for side in (image_hw(size) if reason is None else ()):
+            if side < min_size:
+                note = str(side) if side == size else "%d (of size %r)" % (side, size)
+                return "cube side must be at least %d (2 x total stride %d), got %s" % (
+                    min_size, cls.total_stride(config), note)
         return reason
 
     def forward(self, cube: torch.Tensor) -> torch.Tensor:  # (b, v, l, h, w) -> (b, classes)
@@ -217,7 +224,7 @@ class DatacubeCNN(ZooModel):
     def example_inputs(self, batch_size: int, size, gen):
         self.check_size(size)
         c = self.config
-        cube = gen.normal((batch_size, c.variables, c.levels, size, size))
+        cube = gen.normal((batch_size, c.variables, c.levels) + image_hw(size))
         return (cube,), gen.integers(0, c.num_classes, (batch_size,))
 
     def loss(self, outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

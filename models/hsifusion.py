@@ -15,9 +15,10 @@ closest to the square root, so windows tile the image exactly. A prime side has 
 the pair ``(1, side)``: one window spans the whole side (we fall back to global
 attention rather than pad). The audit's ``factor_pair`` fell through for primes and
 returned a pair whose product is not the side; fault twin ``hsifusion_prime_fault_tiny``
-keeps it. Windows are quadratic in memory, so ``size_error`` rejects sides whose window
-would exceed ``max_window_tokens`` (and sides above ``max_size``, the audit's hard-coded
-limit made a config field).
+keeps it. Sizes are a square side or ``"HxW"`` (each side factored on its own, so a
+window is ``factor_pair(h)[1] x factor_pair(w)[1]`` tokens). Windows are quadratic in
+memory, so ``size_error`` rejects sizes whose window would exceed ``max_window_tokens``
+(and sides above ``max_size``, the audit's hard-coded limit made a config field).
 
 How it differs from the original: compact widths and depths, no CUDA kernels, no
 caches or throttled warnings, and the key choice per window rather than per query
@@ -44,9 +45,10 @@ import torch
 from torch import nn
 
 from models._attention import merge_heads, split_heads, topk_key_attention, window_merge, window_partition
+from models._base import image_hw
 from models._layers import Float32LayerNorm, Mlp
 from models._registry import register_model
-from models._spectral import SpectralReconstructionModel
+from models._spectral import SpectralReconstructionModel, side_note
 
 # --- helpers -------------------------------------------------------------------
 
@@ -184,15 +186,20 @@ class HSIFusionNet(SpectralReconstructionModel):
         self.rgb_proj = nn.Conv2d(c.in_channels, c.bands, 1)
 
     @classmethod
+    def side_error(cls, config: HSIFusionConfig, side: int, size) -> Optional[str]:
+        if side > config.max_size:
+            return "image side must be at most max_size=%d, got %s" % (config.max_size, side_note(side, size))
+        return None
+
+    @classmethod
     def size_error(cls, config: HSIFusionConfig, size) -> Optional[str]:
-        reason = super().size_error(config, size)
-        if reason is None and size > config.max_size:
-            reason = "image side must be at most max_size=%d, got %d" % (config.max_size, size)
+        reason = super().size_error(config, size)  # the per-side rules (side_error)
         if reason is None:
-            side = cls.factor_pair(size)[1]
-            if side * side > config.max_window_tokens:
-                reason = ("image side %d gives %dx%d windows (%d tokens), above max_window_tokens=%d"
-                          % (size, side, side, side * side, config.max_window_tokens))
+            h, w = image_hw(size)
+            wh, ww = cls.factor_pair(h)[1], cls.factor_pair(w)[1]
+            if wh * ww > config.max_window_tokens:
+                reason = ("image size %s gives %dx%d windows (%d tokens), above max_window_tokens=%d"
+                          % (size, wh, ww, wh * ww, config.max_window_tokens))
         return reason
 
     def window(self, h: int, w: int) -> Tuple[int, int]:

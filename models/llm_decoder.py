@@ -8,10 +8,19 @@ KV-cache the audit found incomplete (issue 3): every attention layer returns its
 a decode step appends to it and attends over the whole cache.
 
 Training (``forward``) is next-token prediction over the sequence. Inference (``infer``)
-prefills the prompt in one pass, then runs ``decode_steps`` cached greedy steps (argmax,
-so deterministic) and returns the logits of every position, prompt and decoded:
-(b, t + decode_steps, vocab). The prompt plus the decode steps must fit
-``max_seq_len``; ``size_error`` says so otherwise.
+prefills the prompt in one pass, then runs ``decode_steps`` greedy steps (argmax, so
+deterministic) and returns the logits of every position, prompt and decoded:
+(b, t + decode_steps, vocab). ``use_cache`` picks how the steps run: against the
+KV-cache (``llm_decoder_*``), or re-running the whole sequence for every new token
+(``llm_decoder_nocache_*``), so the audit's with/without-cache comparison is two models
+with the same weights and the same logits. The prompt plus the decode steps must fit
+``max_seq_len`` (8192 + 16 for ``_base``: the audit's longest sequence); ``size_error``
+says so otherwise. The rotary tables are built per call for the positions used.
+
+No call passes a mask tensor: the attention is causal through
+``attend(..., is_causal=True)`` (SDPA's flag for a prefill, so a GPU may pick its flash
+kernel; an offset causal mask only for a multi-token chunk after a cache; nothing for a
+single decode step).
 
 How it differs: no PEFT/LoRA, no quantisation, no beam search or streaming, random
 initialisation. The report's 13.14B-parameter model would not fit a benchmark step, so
@@ -23,6 +32,7 @@ Synthetic task (``models._tokens``, shared with the attention zoo): induction se
 (a random segment repeated); the metric is greedy next-token accuracy on the second
 copy, higher is better (``second_copy_accuracy``).
 """
+import dataclasses
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
@@ -30,39 +40,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models._attention import attend, causal_mask, repeat_kv, resolve_attn_impl
-from models._base import ZooModel
+# rope_tables and apply_rope live in models._attention, shared with the attention zoo.
+from models._attention import apply_rope, attend, repeat_kv, resolve_attn_impl, rope_dtype, rope_tables
 from models._registry import register_model
-from models._tokens import IGNORE_INDEX, induction_tokens, next_token_targets, second_copy_accuracy
+from models._tokens import TokenLanguageModel, next_token_targets
 
 KVCache = Tuple[torch.Tensor, torch.Tensor]
-
-# --- helpers -------------------------------------------------------------------
-
-def rope_tables(start: int, length: int, head_dim: int, base: float, device
-                ) -> Tuple[torch.Tensor, torch.Tensor]:
-    """(length, head_dim) cos and sin of the rotary angles for positions start..start+length-1.
-
-    Angles are computed in float32 whatever the model dtype: bf16 cannot represent
-    position * frequency to useful precision beyond a few hundred positions. The
-    attention casts the tables to the query dtype.
-    """
-    inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, device=device, dtype=torch.float32) / head_dim))
-    pos = torch.arange(start, start + length, device=device, dtype=torch.float32)
-    angles = pos[:, None] * inv_freq[None, :]  # (t, d / 2)
-    angles = torch.cat([angles, angles], dim=-1)  # (t, d)
-    return angles.cos(), angles.sin()
-
-
-def _rotate_half(x: torch.Tensor) -> torch.Tensor:
-    x1, x2 = x.chunk(2, dim=-1)
-    return torch.cat([-x2, x1], dim=-1)
-
-
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate (b, h, t, d) ``x`` by the (t, d) tables, in ``x``'s dtype."""
-    return x * cos.to(x.dtype) + _rotate_half(x) * sin.to(x.dtype)
-
 
 # --- blocks --------------------------------------------------------------------
 
@@ -95,7 +78,7 @@ class GQAttention(nn.Module):
         self.v_proj = nn.Linear(dim, kv_heads * self.head_dim, bias=False)
         self.o_proj = nn.Linear(heads * self.head_dim, dim, bias=False)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: Optional[torch.Tensor],
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
                 past: Optional[KVCache] = None) -> Tuple[torch.Tensor, KVCache]:  # (b, t, c)
         b, t, _ = x.shape
         q = self.q_proj(x).view(b, t, self.heads, self.head_dim).transpose(1, 2)  # (b, h, t, d)
@@ -107,7 +90,9 @@ class GQAttention(nn.Module):
             v = torch.cat([past[1], v], dim=2)
         present = (k, v)
         n_rep = self.heads // self.kv_heads
-        out = attend(q, repeat_kv(k, n_rep), repeat_kv(v, n_rep), mask, self.scaling, self.impl)
+        # Causal without a mask tensor: SDPA's is_causal (flash-eligible) for a prefill, the
+        # offset causal mask for a chunk after a cache, no mask for a single decode step.
+        out = attend(q, repeat_kv(k, n_rep), repeat_kv(v, n_rep), None, self.scaling, self.impl, is_causal=True)
         return self.o_proj(out.transpose(1, 2).reshape(b, t, self.heads * self.head_dim)), present
 
 
@@ -134,9 +119,9 @@ class DecoderBlock(nn.Module):
         self.mlp_norm = RMSNorm(dim)
         self.mlp = SwiGLU(dim, mlp_hidden)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: Optional[torch.Tensor],
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
                 past: Optional[KVCache] = None, use_cache: bool = False):
-        h, present = self.attn(self.attn_norm(x), cos, sin, mask, past)
+        h, present = self.attn(self.attn_norm(x), cos, sin, past)
         x = x + h
         x = x + self.mlp(self.mlp_norm(x))
         return (x, present) if use_cache else x
@@ -153,19 +138,22 @@ class LLMDecoderConfig:
     kv_heads: int = 4
     mlp_hidden: int = 5632
     rope_base: float = 10000.0
-    max_seq_len: int = 4160
+    # 8192-token prompts (the audit's longest) plus the decode steps; RoPE tables are built
+    # per call for the positions used, so this bounds sizes, not memory.
+    max_seq_len: int = 8192 + 16
     min_seq_len: int = 4
     decode_steps: int = 16
+    # infer's decoding: True appends to a KV-cache; False re-runs the whole sequence for
+    # every decoded token (the audit's router classes lacked the cache), to compare the two.
+    use_cache: bool = True
     attn_impl: str = "auto"
     default_sizes: Tuple[int, ...] = (256, 4096)
 
 
-class LLMDecoder(ZooModel):
+class LLMDecoder(TokenLanguageModel):
     """LLaMA-style decoder LM: RMSNorm, RoPE, GQA, SwiGLU, untied LM head, KV-cached decoding."""
 
     size_axis = "prompt length in tokens (decode_steps more are generated by infer)"
-    task_metric_name = "second_copy_accuracy"
-    task_higher_is_better = True
 
     def __init__(self, config: LLMDecoderConfig):
         super().__init__(config)
@@ -189,9 +177,7 @@ class LLMDecoder(ZooModel):
 
     @classmethod
     def size_error(cls, config: LLMDecoderConfig, size) -> Optional[str]:
-        reason = super().size_error(config, size)
-        if reason is None and size < config.min_seq_len:
-            reason = "prompt length must be at least %d, got %d" % (config.min_seq_len, size)
+        reason = super().size_error(config, size)  # min_seq_len <= size <= max_seq_len
         if reason is None and size + config.decode_steps > config.max_seq_len:
             reason = "prompt length %d plus %d decode steps exceeds max_seq_len %d (prompt at most %d)" % (
                 size, config.decode_steps, config.max_seq_len, config.max_seq_len - config.decode_steps)
@@ -204,15 +190,18 @@ class LLMDecoder(ZooModel):
             raise ValueError("sequence length %d plus %d decode steps exceeds max_seq_len %d"
                              % (tokens.shape[1], extra, self.config.max_seq_len))
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:  # (b, t) -> (b, t, vocab)
-        self._check_tokens(tokens, 0)
+    def hidden(self, tokens: torch.Tensor) -> torch.Tensor:  # (b, t) -> (b, t, c)
+        """The final normed hidden states of a full causal pass over ``tokens`` (no cache)."""
         t = tokens.shape[1]
         x = self.embed(tokens)  # (b, t, c)
-        cos, sin = rope_tables(0, t, self.head_dim, self.config.rope_base, tokens.device)
-        mask = causal_mask(t, t, tokens.device)  # (t, t) bool
+        cos, sin = rope_tables(0, t, self.head_dim, self.config.rope_base, tokens.device, rope_dtype(x))
         for block in self.blocks:
-            x = self.checkpointed(block, x, cos, sin, mask)
-        return self.head(self.norm(x))
+            x = self.checkpointed(block, x, cos, sin)
+        return self.norm(x)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:  # (b, t) -> (b, t, vocab)
+        self._check_tokens(tokens, 0)
+        return self.head(self.hidden(tokens))
 
     def step(self, tokens: torch.Tensor, cache: Optional[List[KVCache]] = None
              ) -> Tuple[torch.Tensor, List[KVCache]]:
@@ -220,19 +209,24 @@ class LLMDecoder(ZooModel):
         start = 0 if cache is None else cache[0][0].shape[2]
         t = tokens.shape[1]
         x = self.embed(tokens)
-        cos, sin = rope_tables(start, t, self.head_dim, self.config.rope_base, tokens.device)
-        # A single new token may see the whole cache: no mask at all.
-        mask = None if t == 1 else causal_mask(t, start + t, tokens.device)
+        cos, sin = rope_tables(start, t, self.head_dim, self.config.rope_base, tokens.device, rope_dtype(x))
         new_cache = []
         for i, block in enumerate(self.blocks):
-            x, present = block(x, cos, sin, mask, None if cache is None else cache[i], use_cache=True)
+            x, present = block(x, cos, sin, None if cache is None else cache[i], use_cache=True)
             new_cache.append(present)
         return self.head(self.norm(x)), new_cache
 
     def infer(self, tokens: torch.Tensor) -> torch.Tensor:  # (b, t) -> (b, t + decode_steps, vocab)
-        """Prefill ``tokens``, then ``decode_steps`` cached greedy steps; the logits of every position."""
+        """Prefill ``tokens``, then ``decode_steps`` greedy steps; the logits of every position.
+
+        With ``use_cache`` each step runs the new token against the KV-cache; without, it
+        re-runs the whole sequence so far (O(t) work per token instead of O(1) layers'
+        worth) and keeps the last position's logits: the same logits, to rounding.
+        """
         steps = self.config.decode_steps
         self._check_tokens(tokens, steps)
+        if not self.config.use_cache:
+            return self._infer_uncached(tokens, steps)
         logits, cache = self.step(tokens)
         outputs = [logits]
         for _ in range(steps):
@@ -241,28 +235,29 @@ class LLMDecoder(ZooModel):
             outputs.append(logits)
         return torch.cat(outputs, dim=1)
 
+    def _infer_uncached(self, tokens: torch.Tensor, steps: int) -> torch.Tensor:
+        outputs = [self.head(self.hidden(tokens))]
+        for _ in range(steps):
+            next_token = outputs[-1][:, -1].argmax(dim=-1, keepdim=True)  # (b, 1)
+            tokens = torch.cat([tokens, next_token], dim=1)
+            # The whole prefix again; only the new position goes through the LM head.
+            outputs.append(self.head(self.hidden(tokens)[:, -1:]))
+        return torch.cat(outputs, dim=1)
+
     def example_inputs(self, batch_size: int, size, gen):
         self.check_size(size)
         tokens = gen.integers(0, self.config.vocab_size, (batch_size, size))
         return (tokens,), next_token_targets(tokens, pad_id=None)  # no padding: 0 is a token
 
     def loss(self, outputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        logits = outputs[:, : target.shape[1]]  # infer's decoded positions have no target
-        return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), target.reshape(-1),
-                               ignore_index=IGNORE_INDEX)
-
-    def task_batch(self, batch_size: int, size, gen):
-        self.check_size(size)
-        tokens = induction_tokens(gen, batch_size, size, self.config.vocab_size)
-        return (tokens,), next_token_targets(tokens)
-
-    def task_metric(self, outputs: torch.Tensor, target: torch.Tensor) -> float:
-        return second_copy_accuracy(outputs, target)
+        # infer's decoded positions have no target
+        return super().loss(outputs[:, : target.shape[1]], target)
 
 
 # --- sizes ---------------------------------------------------------------------
 
-_TINY = LLMDecoderConfig(vocab_size=32, dim=32, depth=2, heads=4, kv_heads=2, mlp_hidden=64, max_seq_len=64,
+# max_seq_len: the audit's 8192-token prompts plus the decode steps (RoPE: the limit costs no parameters)
+_TINY = LLMDecoderConfig(vocab_size=32, dim=32, depth=2, heads=4, kv_heads=2, mlp_hidden=64, max_seq_len=8192 + 4,
                          decode_steps=4, default_sizes=(32,))
 _BASE = LLMDecoderConfig()  # ~0.5B parameters: width 2048, 8 blocks, 16 query / 4 KV heads
 
@@ -275,4 +270,12 @@ register_model(
 register_model(
     "llm_decoder_base", LLMDecoder, _BASE,
     family="llm", description="8-block LLaMA-style decoder, width 2048, 16 query / 4 KV heads, RoPE, KV-cache",
+)
+register_model(
+    "llm_decoder_nocache_tiny", LLMDecoder, dataclasses.replace(_TINY, use_cache=False),
+    family="llm", description="llm_decoder_tiny decoding without a KV-cache: 4 steps re-running the whole prefix",
+)
+register_model(
+    "llm_decoder_nocache_base", LLMDecoder, dataclasses.replace(_BASE, use_cache=False),
+    family="llm", description="llm_decoder_base decoding without a KV-cache: 16 steps re-running the whole prefix",
 )

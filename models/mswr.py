@@ -16,13 +16,18 @@ then every token reads the landmarks), because the iterative pseudo-inverse is
 unstable in half precision and adds nothing at these sizes. Sizes: each wavelet level
 halves the grid, so the input is replicate-padded up to a multiple of
 ``2 ** (scales - 1)`` and the output cropped back; odd and prime sides are therefore
-valid. The landmark grid is pooled from ``h`` and ``w`` separately (the audit's bug
-#4 swapped them, a hazard only for non-square inputs, which ``forward`` accepts).
+valid, and so are non-square sizes (``"HxW"``, e.g. ``"48x32"``). The landmark grid
+is pooled from ``h`` and ``w`` separately and the attention output is laid back out
+as ``(h, w)``.
 
-Fault twin ``mswr_net_legacy_ckpt_tiny`` keeps the audit's critical bug #2: its
+Two fault twins. ``mswr_net_legacy_ckpt_tiny`` keeps the audit's critical bug #2: its
 checkpoint wrapper calls ``torch.utils.checkpoint.checkpoint`` directly (reentrant)
 without making the raw input require grad, so under reentrant checkpointing the stem
-and first encoder stage get no gradient at all, silently.
+and first encoder stage get no gradient at all, silently. ``mswr_net_hw_swap_fault_tiny``
+keeps the audit's bug #4 (``OptimizedLandmarkAttention2D`` line 684 used ``h_dim`` and
+``w_dim`` where ``H`` and ``W`` were meant): the attention output is laid back out with
+height and width swapped, which is the identity on square maps and a shape error on
+non-square ones.
 
 The synthetic task is the MSWR task of ``models._spectral`` (shared with HSIFusionNet
 and SHARP through ``SpectralReconstructionModel``): each image mixes a few materials
@@ -90,8 +95,22 @@ class LandmarkAttention2D(nn.Module):
         q, k, v, q_lm, k_lm = split(q), split(k), split(v), split(q_lm), split(k_lm)
         gather = torch.softmax((q_lm * self.scale) @ k.transpose(-2, -1), dim=-1) @ v  # (b, H, m, d)
         read = torch.softmax((q * self.scale) @ k_lm.transpose(-2, -1), dim=-1)  # (b, H, n, m)
-        out = (read @ gather).transpose(-2, -1).reshape(b, c, h, w)
-        return self.proj(out)
+        return self.proj(self.to_map((read @ gather).transpose(-2, -1), h, w))
+
+    def to_map(self, tokens: torch.Tensor, h: int, w: int) -> torch.Tensor:
+        """(b, heads, d, h * w) -> (b, c, h, w): heads back to channels, tokens back to the grid."""
+        return tokens.reshape(tokens.shape[0], -1, h, w)
+
+
+class LandmarkAttention2DHWSwap(LandmarkAttention2D):
+    """Audit bug #4: the output is laid back out as ``(w, h)``, the names of the other side.
+
+    Square maps are unaffected (same memory order, same shape); a non-square map becomes
+    a ``(b, c, w, h)`` tensor that the block's residual cannot add to its ``(b, c, h, w)`` input.
+    """
+
+    def to_map(self, tokens: torch.Tensor, h: int, w: int) -> torch.Tensor:
+        return tokens.reshape(tokens.shape[0], -1, w, h)
 
 
 class ConvFFN(nn.Module):
@@ -111,10 +130,10 @@ class ConvFFN(nn.Module):
 class MSWRBlock(nn.Module):
     """Pre-norm transformer block: landmark attention, then the convolutional FFN."""
 
-    def __init__(self, dim: int, heads: int, landmarks: int, ffn_ratio: float):
+    def __init__(self, dim: int, heads: int, landmarks: int, ffn_ratio: float, attention=LandmarkAttention2D):
         super().__init__()
         self.norm1 = nn.GroupNorm(1, dim)
-        self.attn = LandmarkAttention2D(dim, heads, landmarks)
+        self.attn = attention(dim, heads, landmarks)
         self.norm2 = nn.GroupNorm(1, dim)
         self.ffn = ConvFFN(dim, ffn_ratio)
 
@@ -140,6 +159,9 @@ class MSWRNetConfig:
 class MSWRNet(SpectralReconstructionModel):
     """Wavelet U-Net with landmark-attention blocks, RGB (b, 3, h, w) -> cube (b, 31, h, w)."""
 
+    #: The blocks' attention class (the H/W-swap fault twin replaces it).
+    attention = LandmarkAttention2D
+
     def __init__(self, config: MSWRNetConfig):
         super().__init__(config)
         c = config
@@ -151,7 +173,7 @@ class MSWRNet(SpectralReconstructionModel):
                 raise ValueError("each width must be a multiple of its heads, got width %d, heads %d" % (width, heads))
         if c.landmarks < 1 or min(c.depths) < 1:
             raise ValueError("landmarks and depths must be >= 1, got %d and %r" % (c.landmarks, c.depths))
-        block = lambda i: MSWRBlock(c.widths[i], c.heads[i], c.landmarks, c.ffn_ratio)
+        block = lambda i: MSWRBlock(c.widths[i], c.heads[i], c.landmarks, c.ffn_ratio, self.attention)
         self.stem = nn.Conv2d(c.in_channels, c.widths[0], 3, padding=1)
         self.encoders = nn.ModuleList(
             [nn.Sequential(*[block(i) for _ in range(c.depths[i])]) for i in range(len(c.widths))]
@@ -206,6 +228,18 @@ class MSWRNetLegacyCheckpoint(MSWRNet):
         return _torch_checkpoint.checkpoint(fn, *args)
 
 
+class MSWRNetHWSwapFault(MSWRNet):
+    """Fault twin of audit bug #4: landmark attention swaps H and W when laying its output out.
+
+    The model claims non-square sizes like the healthy one (``size_error("32x16")`` is
+    None) and square inputs give the healthy outputs, but every non-square input fails
+    in the first block with a shape RuntimeError: the harness records status ``error``
+    on ``"HxW"`` cases where ``mswr_net_tiny`` runs.
+    """
+
+    attention = LandmarkAttention2DHWSwap
+
+
 # --- sizes ---------------------------------------------------------------------
 
 _TINY = MSWRNetConfig(widths=(16, 32), depths=(1, 1), heads=(2, 2), landmarks=4, default_sizes=(32,))
@@ -225,4 +259,10 @@ register_model(
     "mswr_net_legacy_ckpt_tiny", MSWRNetLegacyCheckpoint, _TINY,
     family="hyperspectral", fault=True,
     description="fault: legacy reentrant checkpoint wrapper drops the first stage's gradients (audit bug #2)",
+)
+register_model(
+    "mswr_net_hw_swap_fault_tiny", MSWRNetHWSwapFault, _TINY,
+    family="hyperspectral", fault=True,
+    description="fault: landmark attention lays its output out as (w, h), a shape error on non-square inputs "
+                "(audit bug #4)",
 )

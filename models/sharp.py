@@ -2,7 +2,8 @@
 
 Re-implements SHARP v3.2.2 of the hyperspectral toolkit audited in
 ``shared/seeds/000_*`` (``sharp_v322_hardened.py``), RGB (b, 3, h, w) to a 31-band cube
-(b, 31, h, w): a U-Net (strided conv down, transposed conv up, any side works) whose
+(b, 31, h, w): a U-Net (strided conv down, transposed conv up, any side and any
+``"HxW"`` size works) whose
 blocks attend inside ``window x window`` windows to the window's own tokens plus one
 mean-pooled summary token per window of the whole image (the coarse level of the
 hierarchy), keeping at most ``k_cap`` keys: per window and head, the keys with the
@@ -16,7 +17,10 @@ logged at debug level (the audit asked for visibility) and recorded in each atte
 module's ``last_mode``.
 
 Fault twin ``sharp_assert_fault_tiny`` validates with ``assert`` as the audit's line 467
-did, so under ``python -O`` nothing is checked.
+did, so under ``python -O`` nothing is checked. Fault twin ``sharp_key_cache_fault_tiny``
+has the cache bug class of the audit's issues #6-9 (cache management in the toolkit's
+attention): every attention layer appends the keys it selected to a cache that nothing
+ever reads back or evicts, so the memory it holds grows with every forward call.
 
 How it differs from the original: compact widths and depths, no CUDA kernels, no
 caches or throttled warnings, and the key choice per window rather than per query
@@ -26,6 +30,7 @@ The synthetic task and metric are the MSWR task of ``models._spectral`` (through
 ``SpectralReconstructionModel``): RGB seen through a fixed camera response, target the
 smooth 31-band cube, MRAE loss, PSNR in dB.
 """
+import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import Optional, Tuple
@@ -36,7 +41,7 @@ from torch import nn
 from models._attention import merge_heads, split_heads, topk_key_attention, window_merge, window_partition
 from models._layers import Float32LayerNorm, Mlp
 from models._registry import register_model
-from models._spectral import SpectralReconstructionModel
+from models._spectral import SpectralReconstructionModel, side_note
 
 _LOG = logging.getLogger(__name__)
 
@@ -89,18 +94,39 @@ class SparseHierarchicalAttention(nn.Module):
             mode += "+dense"
             _LOG.debug("SHARP: k_cap %d >= %d keys, top-k disabled", self.k_cap, keys)
         self.last_mode = mode
+        self.keys_seen(k)
         out = topk_key_attention(q, k, v, min(self.k_cap, keys), self.scale, mask)  # (B, H, ws^2, d)
         out = window_merge(merge_heads(out), b, hp, wp, ws, ws)[:, :h, :w]
         return self.proj(out)
+
+    def keys_seen(self, k: torch.Tensor) -> None:
+        """Hook for the keys of a call, (B, H, L, d); the healthy layer keeps nothing."""
+
+
+class KeyCachingAttentionFault(SparseHierarchicalAttention):
+    """The cache fault: every call appends its keys to ``key_cache``, which is never evicted.
+
+    The keys are detached (no autograd graph is kept), so what leaks is exactly one key
+    tensor per layer and call: ``b * heads * keys * head_dim`` elements in the model's
+    dtype, on its device, for as long as the model lives.
+    """
+
+    def __init__(self, dim: int, heads: int, window: int, k_cap: int):
+        super().__init__(dim, heads, window, k_cap)
+        self.key_cache = []
+
+    def keys_seen(self, k: torch.Tensor) -> None:
+        self.key_cache.append(k.detach())
 
 
 class SHARPBlock(nn.Module):
     """Pre-norm transformer block around ``SparseHierarchicalAttention``."""
 
-    def __init__(self, dim: int, heads: int, window: int, k_cap: int, mlp_ratio: float):
+    def __init__(self, dim: int, heads: int, window: int, k_cap: int, mlp_ratio: float,
+                 attention=SparseHierarchicalAttention):
         super().__init__()
         self.norm1 = Float32LayerNorm(dim)
-        self.attn = SparseHierarchicalAttention(dim, heads, window, k_cap)
+        self.attn = attention(dim, heads, window, k_cap)
         self.norm2 = Float32LayerNorm(dim)
         self.mlp = Mlp(dim, mlp_ratio)
 
@@ -131,12 +157,16 @@ class SHARP(SpectralReconstructionModel):
     Any side works: down-sampling rounds up and up-sampling crops back to the skip.
     """
 
+    #: The blocks' attention class (the key-cache fault twin replaces it).
+    attention = SparseHierarchicalAttention
+
     def __init__(self, config: SHARPConfig):
         super().__init__(config)
         self._validate_config(config)
         c = config
-        stage = lambda i: nn.Sequential(*[SHARPBlock(c.widths[i], c.heads[i], c.window, c.k_cap, c.mlp_ratio)
-                                          for _ in range(c.depths[i])])
+        stage = lambda i: nn.Sequential(*[
+            SHARPBlock(c.widths[i], c.heads[i], c.window, c.k_cap, c.mlp_ratio, self.attention)
+            for _ in range(c.depths[i])])
         levels = len(c.widths)
         self.stem = nn.Conv2d(c.in_channels, c.widths[0], 3, padding=1)
         self.encoders = nn.ModuleList([stage(i) for i in range(levels)])
@@ -161,11 +191,10 @@ class SHARP(SpectralReconstructionModel):
             raise ValueError("window and depths must be >= 1, got %r and %r" % (c.window, c.depths))
 
     @classmethod
-    def size_error(cls, config: SHARPConfig, size) -> Optional[str]:
-        reason = super().size_error(config, size)
-        if reason is None and size > config.max_size:
-            reason = "image side must be at most max_size=%d, got %d" % (config.max_size, size)
-        return reason
+    def side_error(cls, config: SHARPConfig, side: int, size) -> Optional[str]:
+        if side > config.max_size:
+            return "image side must be at most max_size=%d, got %s" % (config.max_size, side_note(side, size))
+        return None
 
     def forward(self, rgb: torch.Tensor) -> torch.Tensor:  # (b, 3, h, w) -> (b, bands, h, w)
         self._check_rgb(rgb)
@@ -205,6 +234,19 @@ class SHARPAssertFault(SHARP):
         assert rgb.dim() == 4 and rgb.shape[1] == self.config.in_channels and min(rgb.shape[-2:]) >= 1
 
 
+class SHARPKeyCacheFault(SHARP):
+    """Fault twin of the audit's cache bugs (#6-9): an attention key cache without eviction.
+
+    Outputs and gradients are the healthy model's; but each forward, in train and eval
+    alike, every attention layer appends its (detached) keys to ``key_cache``, so the
+    memory the model holds grows linearly with the number of calls. The harness sees
+    memory allocated after a step climbing from step to step (a leak) where
+    ``sharp_tiny`` stays flat.
+    """
+
+    attention = KeyCachingAttentionFault
+
+
 # --- sizes ---------------------------------------------------------------------
 
 _TINY = SHARPConfig(widths=(16, 32), depths=(1, 1), heads=(2, 2), window=8, k_cap=32, default_sizes=(32,))
@@ -224,4 +266,17 @@ register_model(
     "sharp_assert_fault_tiny", SHARPAssertFault, _TINY,
     family="hyperspectral", fault=True,
     description="fault: assert-based validation vanishes under python -O (audit bug #1)",
+)
+# The audit's bad value, k_cap=0, that only the twin's assert rejects: a scenario runs it with and
+# without python -O (python_optimized) and sees "validation by assert" turn into a silent ok run.
+# Not *_tiny: no healthy model is built from this config (SHARP rejects it with ValueError).
+register_model(
+    "sharp_assert_fault_kcap0", SHARPAssertFault, dataclasses.replace(_TINY, k_cap=0),
+    family="hyperspectral", fault=True,
+    description="fault: k_cap=0 passes under python -O, where only an assert rejected it (audit bug #1)",
+)
+register_model(
+    "sharp_key_cache_fault_tiny", SHARPKeyCacheFault, _TINY,
+    family="hyperspectral", fault=True,
+    description="fault: every attention call appends its keys to a cache never evicted (memory grows per step)",
 )

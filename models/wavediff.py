@@ -23,7 +23,16 @@ fallback mask is made on the input's device and dtype.
 
 The mask marks observed RGB pixels (1 observed, 0 missing): masked pixels are zeroed in
 the condition and the mask is a condition channel, so the model learns to fill them in.
-``example_inputs`` drops one random square per image (``mask_ratio`` of the area).
+``example_inputs`` drops one random box per image (``mask_ratio`` of the area; a square
+on square images). Sizes are a square side or ``"HxW"``, each side a multiple of
+``2 ** len(widths)`` (one Haar level, then the U-Net's downsamples).
+
+Fault twin ``wavediff_lazy_head_fault_tiny`` undoes the issue #5 fix the other way: it
+infers the coefficient channel count from the first input it sees and only then builds
+the denoiser's output conv, replacing the one made in ``__init__`` (with the same
+weights, so outputs do not change). An optimizer made before that first forward, as a
+training loop makes it, holds the replaced conv's parameters: the live output conv
+gets gradients and is never updated.
 
 The Haar transform is ``models._wavelets`` (shared with MSWR-Net). The synthetic task
 is the CSWin task of ``models._spectral`` (``spectral_task_batch``: smooth mixtures of
@@ -39,7 +48,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models._base import ZooModel
+from models._base import ZooModel, image_hw
 from models._registry import register_model
 from models._spectral import SPECTRAL_BANDS, psnr_db, spectral_task_batch
 from models._wavelets import haar_dwt, haar_idwt
@@ -92,15 +101,19 @@ def _sinusoidal_table(num_timesteps: int, dim: int) -> np.ndarray:
     return np.concatenate([np.sin(args), np.cos(args)], axis=1)
 
 
-def random_box_masks(batch_size: int, size: int, gen, ratio: float) -> torch.Tensor:
-    """(b, 1, size, size) float masks of ones with one square of zeros covering ~``ratio`` of the area."""
-    side = int(round(size * math.sqrt(ratio)))
+def random_box_masks(batch_size: int, size, gen, ratio: float) -> torch.Tensor:
+    """(b, 1, h, w) float masks of ones with one box of zeros covering ~``ratio`` of the area.
+
+    ``size`` is a side or ``"HxW"``; the box has the image's aspect (a square on square images).
+    """
+    h, w = image_hw(size)
+    bh, bw = int(round(h * math.sqrt(ratio))), int(round(w * math.sqrt(ratio)))
     corners = gen.uniform_np((batch_size, 2), 0.0, 1.0)
-    mask = np.ones((batch_size, 1, size, size), dtype=np.float64)
-    if side > 0:
+    mask = np.ones((batch_size, 1, h, w), dtype=np.float64)
+    if bh > 0 and bw > 0:
         for i, (u, v) in enumerate(corners):
-            y, x = int(u * (size - side + 1)), int(v * (size - side + 1))
-            mask[i, :, y:y + side, x:x + side] = 0.0
+            y, x = int(u * (h - bh + 1)), int(v * (w - bw + 1))
+            mask[i, :, y:y + bh, x:x + bw] = 0.0
     return torch.from_numpy(mask).float()
 
 
@@ -194,7 +207,8 @@ class WaveDiffConfig:
 class WaveDiff(ZooModel):
     """Wavelet-domain conditional diffusion from RGB (b, 3, h, w) to a cube (b, 31, h, w)."""
 
-    size_axis = "image side in pixels (square images)"
+    size_axis = "image side in pixels, or HxW"
+    non_square = True
     task_metric_name = "psnr_db"
     task_higher_is_better = True
 
@@ -234,9 +248,11 @@ class WaveDiff(ZooModel):
     def size_error(cls, config: WaveDiffConfig, size) -> Optional[str]:
         reason = super().size_error(config, size)
         multiple = 2 ** len(config.widths)
-        if reason is None and size % multiple:
-            reason = "image side must be a multiple of %d (one Haar level and %d U-Net downsamples), got %d" % (
-                multiple, len(config.widths) - 1, size)
+        for side in (image_hw(size) if reason is None else ()):
+            if side % multiple:
+                note = str(side) if side == size else "%d (of size %r)" % (side, size)
+                return "image side must be a multiple of %d (one Haar level and %d U-Net downsamples), got %s" % (
+                    multiple, len(config.widths) - 1, note)
         return reason
 
     # -- pieces ------------------------------------------------------------------
@@ -308,7 +324,8 @@ class WaveDiff(ZooModel):
     def example_inputs(self, batch_size: int, size, gen):
         self.check_size(size)
         rgb, cube = spectral_task_batch(batch_size, size, gen, bands=self.out_channels)
-        noise = gen.normal((batch_size, self.coeff_channels, size // 2, size // 2))
+        h, w = image_hw(size)
+        noise = gen.normal((batch_size, self.coeff_channels, h // 2, w // 2))
         t = gen.integers(0, self.config.num_timesteps, (batch_size,))
         mask = random_box_masks(batch_size, size, gen, self.config.mask_ratio)
         return (rgb, cube, noise, t, mask), cube
@@ -318,6 +335,36 @@ class WaveDiff(ZooModel):
 
     def task_metric(self, outputs: torch.Tensor, target: torch.Tensor) -> float:
         return psnr_db(outputs, target)
+
+
+class WaveDiffLazyHeadFault(WaveDiff):
+    """Fault twin: the denoiser's output conv is (re)built by the first forward (a stale optimizer).
+
+    The channel count is inferred from the first noisy coefficients seen, the reverse of
+    the audit's issue #5 fix, and ``denoiser.conv_out`` is replaced by a conv of that
+    width, initialised from the old one so nothing looks different. An optimizer made
+    before that first call (``make_optimizer()``, as every training loop does) keeps the
+    old conv's parameters, which get no gradient; the live ones get gradients and are
+    never stepped. The harness sees parameters with gradients that a train step leaves
+    unchanged, where ``wavediff_tiny`` updates them all.
+    """
+
+    def __init__(self, config: WaveDiffConfig):
+        super().__init__(config)
+        self.head_built = False
+
+    def _denoise(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        if not self.head_built:
+            self._build_head(x_t.shape[1])
+        return super()._denoise(x_t, t, cond)
+
+    def _build_head(self, channels: int) -> None:
+        old = self.denoiser.conv_out
+        new = nn.Conv2d(old.in_channels, channels, old.kernel_size, padding=old.padding)
+        new = new.to(device=old.weight.device, dtype=old.weight.dtype)
+        new.load_state_dict(old.state_dict())
+        self.denoiser.conv_out = new
+        self.head_built = True
 
 
 # --- sizes ---------------------------------------------------------------------
@@ -335,4 +382,9 @@ register_model(
 register_model(
     "wavediff_base", WaveDiff, _BASE,
     family="hyperspectral", description="WaveDiff, Haar-domain U-Net 64/128/256, 1000 linear steps, 50 DDIM steps",
+)
+register_model(
+    "wavediff_lazy_head_fault_tiny", WaveDiffLazyHeadFault, _TINY,
+    family="hyperspectral", fault=True,
+    description="fault: the first forward rebuilds the output conv, so an optimizer made before it never updates it",
 )

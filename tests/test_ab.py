@@ -382,11 +382,11 @@ def test_real_runner_a_a_passes(real_project, tmp_path, capsys):
     by_kind = {}
     for v in doc["verdicts"]:
         by_kind.setdefault(v["kind"], []).append(v["verdict"])
-    # Accuracy: the fidelity check and the outputs-changed check of each case.
-    assert {k: len(v) for k, v in by_kind.items()} == {"status": 2, "time": 2, "memory": 2, "accuracy": 4}
-    assert sorted(v["check"] for v in doc["verdicts"] if v["kind"] == "accuracy") == ["fidelity", "fidelity",
-                                                                                       "outputs", "outputs"]
-    assert by_kind["status"] == ["unchanged"] * 2 and by_kind["accuracy"] == ["unchanged"] * 4
+    # Accuracy: the fidelity, outputs-changed and behaviour checks of each case (eval: eval_buffers).
+    assert {k: len(v) for k, v in by_kind.items()} == {"status": 2, "time": 2, "memory": 2, "accuracy": 6}
+    assert sorted(v["check"] for v in doc["verdicts"] if v["kind"] == "accuracy") == [
+        "behaviour", "behaviour", "fidelity", "fidelity", "outputs", "outputs"]
+    assert by_kind["status"] == ["unchanged"] * 2 and by_kind["accuracy"] == ["unchanged"] * 6
     # one round a side: time changes are at most inconclusive (the gate needs 3 rounds a side for them)
     assert set(by_kind["time"]) <= {"unchanged", "inconclusive"}
     assert _worktrees_left(repo, out) == ([], False)

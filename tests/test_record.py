@@ -17,7 +17,8 @@ from harness.record import (
 from harness.vocab import CASE_AXES
 
 CASE = {"model": "m", "mode": "train", "batch_size": 2, "size": 16, "precision": "fp32", "checkpoint": "none",
-        "device": "cpu", "channels_last": False, "compile": False}
+        "device": "cpu", "channels_last": False, "compile": False, "sdpa_backend": "default",
+        "python_optimized": False}
 
 
 def _rec(key, **kw):
@@ -100,3 +101,13 @@ def test_the_case_key_is_stable_text():
     assert Case(**CASE).key == ("model=m;mode=train;batch=2;size=16;precision=fp32;checkpoint=none;device=cpu")
     assert Case(**dict(CASE, channels_last=True, compile=True)).key.endswith(";channels_last=1;compile=1")
     assert tuple(f.name for f in dataclasses.fields(Case)) == CASE_AXES
+
+
+def test_a_case_written_before_the_newer_axes_reads_with_their_defaults_and_the_same_key():
+    old_case = {k: v for k, v in CASE.items() if k not in ("sdpa_backend", "python_optimized")}
+    rec = Record.from_dict(_rec("k", case=old_case))
+    assert rec.case.sdpa_backend == "default" and rec.case.python_optimized is False
+    assert rec.case.key == Case(**old_case).key
+    assert "sdpa" not in rec.case.key and "python_O" not in rec.case.key
+    flash_O = Case(**dict(CASE, sdpa_backend="flash", python_optimized=True))
+    assert flash_O.key.endswith(";sdpa=flash;python_O=1")

@@ -19,19 +19,19 @@ import gc
 import re
 import time
 import traceback
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 import torch
 
 import models
 from harness import scenario as scenario_defaults
-from harness.runner import accuracy, instructions, precision, speed_probe, timing
+from harness.runner import accuracy, checks, instructions, optim, precision, sdpa, speed_probe, timing
 from harness.runner.memory import PeakMemory, tensor_peak_bytes
 from models import UnsupportedError
 
 _UNSUPPORTED_PATTERNS = re.compile(
     r"not implemented for|Could not run '|not supported|does not support|unsupported|only support|"
-    r"no kernel|No operator found|is not available|not compiled with|Unsupported|"
+    r"no kernel|No available kernel|No viable backend|No operator found|is not available|not compiled with|Unsupported|"
     r"could not create a descriptor for|"  # oneDNN has no primitive for this dtype/shape on this CPU
     r"No working C\+\+ compiler",  # torch.compile's inductor needs one on the CPU; this machine has none
     re.IGNORECASE)
@@ -69,8 +69,19 @@ def _build(case: Dict, seed: int, use_case_config: bool):
     return model, inputs, target
 
 
+def _under(context, arg, fn):
+    """``fn`` called inside ``context(arg)`` (entered anew each call: the contexts are not reentrant)."""
+    context(arg)  # raises UnsupportedError now, before any timing, where the build cannot
+
+    def call(*args):
+        with context(arg):
+            return fn(*args)
+    return call
+
+
 def _make_step(model, inputs, target, case: Dict, use_case_config: bool):
-    """The step timed for this case, and a function doing it once while keeping results."""
+    """The step timed for this case, a function doing it once while keeping results, and the
+    train step's optimizer in words (None in eval)."""
     device = case["device"]
     prec = case["precision"] if use_case_config else "fp32"
     forward, infer = model, model.infer
@@ -78,26 +89,20 @@ def _make_step(model, inputs, target, case: Dict, use_case_config: bool):
         if not hasattr(torch, "compile"):
             raise UnsupportedError("torch.compile: not in torch %s" % torch.__version__)
         forward, infer = torch.compile(model), torch.compile(model.infer)
+    backend = case.get("sdpa_backend", "default") if use_case_config else "default"
+    if backend != "default":
+        forward, infer = _under(sdpa.backend_context, backend, forward), _under(sdpa.backend_context, backend, infer)
     if case["mode"] == "train":
         model.train()
-        optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-4, momentum=0.9)
+        train = optim.TrainStep(model, forward, inputs, target, device, prec, precision.autocast)
 
         def step_keep():
-            optimizer.zero_grad(set_to_none=True)
-            with precision.autocast(device, prec):
-                out = forward(*inputs)
-                loss = model.loss(out, target)
-            loss.backward()
-            kept = (accuracy.snapshot(out), accuracy.grads_snapshot(model))
-            optimizer.step()
-            return kept
+            return train.run(keep=lambda out: (accuracy.snapshot(out), accuracy.grads_snapshot(model)))
 
         def step():
-            optimizer.zero_grad(set_to_none=True)
-            with precision.autocast(device, prec):
-                loss = model.loss(forward(*inputs), target)
-            loss.backward()
-            optimizer.step()
+            train.run()
+
+        return step, step_keep, train.description
     else:
         model.eval()
 
@@ -108,15 +113,15 @@ def _make_step(model, inputs, target, case: Dict, use_case_config: bool):
         def step():
             with torch.no_grad(), precision.autocast(device, prec):
                 infer(*inputs)
-    return step, step_keep
+    return step, step_keep, None
 
 
 def _case_step(case: Dict, seed: int):
     """The case's model, inputs and target as the case configures them, and its step: the
     one the timed pass times and the instruction pass counts."""
     model, inputs, target = _build(case, seed, use_case_config=True)
-    step, step_keep = _make_step(model, inputs, target, case, use_case_config=True)
-    return model, inputs, target, step, step_keep
+    step, step_keep, optimizer = _make_step(model, inputs, target, case, use_case_config=True)
+    return model, inputs, target, step, step_keep, optimizer
 
 
 def _release():
@@ -150,7 +155,7 @@ def _reference(case: Dict, seed: int, wide: bool):
         if wide:
             model, inputs, target = precision.to_float64(model, inputs, target, case["device"])
             torch.set_default_dtype(torch.float64)
-        _, keep = _make_step(model, inputs, target, case, use_case_config=False)
+        _, keep, _ = _make_step(model, inputs, target, case, use_case_config=False)
         torch.manual_seed(seed)
         return keep()
     finally:
@@ -190,12 +195,44 @@ def _accuracy(case: Dict, tolerance: Dict, got_out, got_grads, ref_out, ref_grad
     return acc
 
 
+def _nonfinite_first_step(got_out, got_grads) -> Optional[str]:
+    """'the first step's gradients held N non-finite values' (or outputs), else None."""
+    for what, tensors in (("outputs", checks.tensors_of(got_out)),
+                          ("gradients", [g for g in (got_grads or {}).values() if g is not None])):
+        bad = sum(int((~torch.isfinite(t)).sum()) for t in tensors if t.is_floating_point() or t.is_complex())
+        if bad:
+            return "the first step's %s held %d non-finite values" % (what, bad)
+    return None
+
+
+def _optional_checks(case: Dict, asked: Dict, seed: int, step, first) -> Dict[str, Any]:
+    """The checks a scenario's ``[checks]`` table asks for; one that cannot run here says why
+    (not judged) and costs the case nothing."""
+    found: Dict[str, Any] = {}
+    if asked.get("leak_steps"):
+        try:
+            found["leak"] = checks.leak(step, case["device"], int(asked["leak_steps"]))
+        except Exception as exc:  # noqa: BLE001 - a check that cannot run is reported, the case stays ok
+            found["leak"] = {"not_judged": "leak: could not measure: %s" % classify(exc)["reason"]}
+    if asked.get("deterministic"):
+        try:
+            _, _, _, _, again_keep, _ = _case_step(case, seed)
+            torch.manual_seed(seed)
+            found["deterministic"] = checks.deterministic(first, again_keep())
+            del again_keep
+        except Exception as exc:  # noqa: BLE001 - as above
+            found["deterministic"] = {"not_judged": "deterministic: the second run raised %s"
+                                                    % classify(exc)["reason"]}
+    return found
+
+
 def run_case(case: Dict, settings: Dict) -> Dict[str, Any]:
     """Measure ``case``; return the record's measured part (status, timing, memory, ...)."""
     t_start = time.perf_counter()
     measure = settings["measure"]
     seed = int(measure.get("seed", 0))
     result: Dict[str, Any] = {"status": "ok", "reason": None}
+    got_out = got_grads = None
     try:
         if case["device"] == "cuda" and not torch.cuda.is_available():
             raise UnsupportedError("device cuda: torch.cuda.is_available() is False (torch %s, CUDA build %s)" % (
@@ -205,9 +242,12 @@ def run_case(case: Dict, settings: Dict) -> Dict[str, Any]:
         probe = speed_probe.make_probe(case["device"]) if measure.get("speed_probe", True) else None
         mem = PeakMemory(case["device"])
         mem.start()
-        model, inputs, target, step, step_keep = _case_step(case, seed)
+        model, inputs, target, step, step_keep, result["optimizer"] = _case_step(case, seed)
+        buffers_before = checks.fingerprints(checks.buffers(model)) if case["mode"] == "eval" else None
         torch.manual_seed(seed)
         got_out, got_grads = step_keep()
+        found = {"eval_buffers": checks.eval_buffers(buffers_before, model) if buffers_before is not None else None}
+        params_after_first = checks.fingerprints(checks.trainable(model)) if case["mode"] == "train" else None
         mem.reset_peak()
         timed = timing.time_step(step, device=case["device"], warmup_iters=measure["warmup_iters"],
                                  warmup_s=measure["warmup_s"], min_sample_s=measure["min_sample_s"],
@@ -215,6 +255,10 @@ def run_case(case: Dict, settings: Dict) -> Dict[str, Any]:
                                  probe=probe, probe_description=speed_probe.DESCRIPTION if probe else None)
         result["memory"] = mem.result()
         result["memory"].update(_tensor_peak(step, case["device"]))
+        if params_after_first is not None:
+            found["params_updated"] = checks.params_updated(params_after_first, model, case["precision"])
+        found.update(_optional_checks(case, settings.get("checks", {}), seed, step, (got_out, got_grads)))
+        result["checks"] = checks.merge(found)
         del model, inputs, target, step, step_keep
         _release()
 
@@ -226,6 +270,9 @@ def run_case(case: Dict, settings: Dict) -> Dict[str, Any]:
             out64, grads64, no_fp64 = None, None, classify(exc)["reason"]
     except Exception as exc:  # noqa: BLE001 - every failure becomes a record
         result.update(classify(exc))
+        first = _nonfinite_first_step(got_out, got_grads)
+        if first:  # the later failure is the consequence: say what started it
+            result["reason"] = "%s, then %s" % (first, result["reason"])
         result["duration_s"] = time.perf_counter() - t_start
         _release()
         return result
@@ -257,7 +304,7 @@ def count_case(case: Dict, settings: Dict, dump_dir: str) -> Dict[str, Any]:
     seed = int(measure.get("seed", 0))
     try:
         precision.check_autocast(case["device"], case["precision"])
-        model, inputs, target, step, step_keep = _case_step(case, seed)
+        model, inputs, target, step, step_keep, _ = _case_step(case, seed)
         torch.manual_seed(seed)
         step()
         out = instructions.count_steps(step, warmup_iters=measure["instructions_warmup_iters"],

@@ -8,6 +8,7 @@ keeps every finished record and tells how to ``--resume``.
 """
 import errno
 import signal
+import sys
 import time
 import uuid
 from collections import Counter
@@ -73,7 +74,8 @@ def run_cases(scenario: Scenario, cases: Sequence[Tuple[Case, Optional[str]]], o
     """
     held = held or set()
     todo = [(c, r) for c, r in cases if c.key not in held]
-    settings = {"measure": scenario.measure, "tolerance": scenario.tolerance, "task": scenario.task}
+    settings = {"measure": scenario.measure, "tolerance": scenario.tolerance, "task": scenario.task,
+                "checks": scenario.checks}
     run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
     written: List[Dict] = []
     if held:
@@ -82,10 +84,13 @@ def run_cases(scenario: Scenario, cases: Sequence[Tuple[Case, Optional[str]]], o
     interrupted = False
     measure = scenario.measure
 
-    def new_worker() -> Worker:
-        w = Worker(measure["threads"], scenario.backend)
+    def new_worker(optimize: int = sys.flags.optimize) -> Worker:
+        w = Worker(measure["threads"], scenario.backend, optimize=optimize)
         w.start()
         return w
+
+    # A python_optimized case runs in a worker started with -O; the other worker waits, parked.
+    parked: Dict[int, Worker] = {}
 
     instruction_pass = InstructionPass(measure, scenario.backend, print_fn) if measure.get("instructions") else None
     with RecordWriter(out_path) as writer:
@@ -103,8 +108,11 @@ def run_cases(scenario: Scenario, cases: Sequence[Tuple[Case, Optional[str]]], o
                     result = {"status": "skipped", "reason": "invalid size: " + skip_reason}
                     env = (worker.env.get(case.device) or worker.env.get("cpu")) if worker else None
                 else:
+                    wanted = max(sys.flags.optimize, 1) if case.python_optimized else sys.flags.optimize
+                    if worker is not None and worker.optimize != wanted:
+                        parked[worker.optimize], worker = worker, parked.pop(wanted, None)
                     if worker is None:
-                        worker = new_worker()
+                        worker = new_worker(wanted)
                     timeout_s = measure["timeout_s"] + (measure["compile_warmup_s"] if case.compile else 0.0)
                     env = worker.env.get(case.device) or worker.env.get("cpu")
                     try:
@@ -157,10 +165,11 @@ def run_cases(scenario: Scenario, cases: Sequence[Tuple[Case, Optional[str]]], o
             print_fn("\ninterrupted: %d cases recorded in %s, %d not run; run again with --resume to finish" % (
                 len(written), out_path, len(todo) - len(written)))
         finally:
-            if worker is not None:
-                if interrupted:
-                    worker.kill()
-                worker.close()
+            for w in [worker] + list(parked.values()):
+                if w is not None:
+                    if interrupted:
+                        w.kill()
+                    w.close()
             if instruction_pass is not None:
                 instruction_pass.close(kill=interrupted)
     return written, interrupted

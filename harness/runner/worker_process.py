@@ -40,7 +40,10 @@ def signal_name(returncode: int) -> str:
 class Worker:
     """One worker subprocess and its result pipe."""
 
-    def __init__(self, threads: int, backend: Dict, python: str = sys.executable, count_dir: Optional[str] = None):
+    def __init__(self, threads: int, backend: Dict, python: str = sys.executable, count_dir: Optional[str] = None,
+                 optimize: int = sys.flags.optimize):
+        #: The worker's ``python -O`` level: the manager's own, or 1 for a ``python_optimized`` case.
+        self.optimize = optimize
         self.log = tempfile.TemporaryFile(mode="w+b")
         read_fd, write_fd = os.pipe()
         cmd: List[str] = []
@@ -49,8 +52,8 @@ class Worker:
 
             cmd += command(count_dir)
         cmd.append(python)
-        if sys.flags.optimize:
-            cmd.append("-" + "O" * sys.flags.optimize)
+        if optimize:
+            cmd.append("-" + "O" * optimize)
         cmd += ["-m", "harness.runner.worker", "--result-fd", str(write_fd), "--manager-pid", str(os.getpid()),
                 "--threads", str(threads),
                 "--backend", json.dumps(backend)]

@@ -195,3 +195,33 @@ def test_the_bound_is_the_baselines_error_not_the_changed_candidates(tmp_path):
     b, c = frames([_calibrated(make_record())], [_calibrated(make_record(), sketch=moved, err64=1e-3)], tmp_path)
     v = only(compare(b, c, {}), "accuracy", "outputs")
     assert v["verdict"] == "regressed" and v["threshold"]["bound"] == pytest.approx(2e-7)
+
+
+def _checked(failed=(), ran=("params_updated",), leak_bytes=0.0):
+    rec = make_record()
+    rec["checks"] = {"ran": list(ran), "failed": list(failed), "reasons": ["%s: what it found" % f for f in failed],
+                     "not_judged": [], "leak_bytes_per_step": leak_bytes}
+    return rec
+
+
+def test_a_behaviour_check_that_starts_failing_regresses_and_one_that_stops_improves(tmp_path):
+    b, c = frames([_checked()], [_checked(["params_updated"])], tmp_path)
+    v = only(compare(b, c, {}), "accuracy", "behaviour")
+    assert v["verdict"] == "regressed" and v["reason"] == "params_updated: what it found"
+    assert (v["baseline"], v["candidate"]) == ("passed", "params_updated")
+    b, c = frames([_checked(["params_updated"])], [_checked()], tmp_path)
+    assert only(compare(b, c, {}), "accuracy", "behaviour")["verdict"] == "improved"
+    b, c = frames([_checked(["params_updated"])], [_checked(["params_updated"])], tmp_path)
+    assert only(compare(b, c, {}), "accuracy", "behaviour")["verdict"] == "unchanged"
+
+
+def test_a_leak_is_a_memory_verdict_and_only_where_both_sides_checked_for_one(tmp_path):
+    ran = ("params_updated", "leak")
+    b, c = frames([_checked(ran=ran)], [_checked(["leak"], ran=ran, leak_bytes=4096.0)], tmp_path)
+    verdicts = compare(b, c, {})
+    assert only(verdicts, "memory", "leak")["verdict"] == "regressed"
+    assert only(verdicts, "accuracy", "behaviour")["verdict"] == "unchanged"
+    b, c = frames([_checked()], [_checked()], tmp_path)  # no leak check ran: no leak verdict
+    assert [v for v in compare(b, c, {}) if v.get("check") == "leak"] == []
+    b, c = frames([make_record()], [_checked(["params_updated"])], tmp_path)  # records from before the checks
+    assert [v for v in compare(b, c, {}) if v.get("check") == "behaviour"] == []

@@ -94,13 +94,18 @@ def test_failure_groups_ignore_numbers_and_order_by_severity(tmp_path):
                                                       "ValueError: shapes differ"),
              record(model="d", passed=False, rel_err=1e-3),
              record(model="e", status="unsupported", reason="no")]
+    leaky = record(model="f")
+    leaky["checks"] = {"ran": ["leak"], "failed": ["leak"], "reasons": ["leak: 8 tensor bytes more live"]}
+    recs.append(leaky)
     groups = agg.failure_groups(_frame(tmp_path, recs))
-    assert [g["status"] for g in groups] == ["crashed", "error", "oom", "accuracy", "unsupported"]
+    assert [g["status"] for g in groups] == ["crashed", "error", "oom", "accuracy", "check", "unsupported"]
+    assert groups[4]["reason"] == "leak: 8 tensor bytes more live" and groups[4]["models"] == ["f"]
     assert groups[2]["count"] == 3 and groups[2]["models"] == ["a"]
     assert groups[1]["reason"] == "ValueError: shapes differ"  # the exception line of the traceback
     assert "Traceback" in groups[1]["full"]
     assert "100x" in groups[3]["reason"]
-    assert agg.FAILURE_SEVERITY == ("crashed", "error", "oom", "timeout", "accuracy", "unsupported", "skipped")
+    assert agg.FAILURE_SEVERITY == ("crashed", "error", "oom", "timeout", "accuracy", "check", "unsupported",
+                                    "skipped")
 
 
 def test_default_slice_and_x_axis(prepared, tmp_path):

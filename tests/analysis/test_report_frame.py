@@ -24,7 +24,7 @@ def test_status_order_is_every_status_of_the_vocabulary_best_first():
 def test_case_columns_follow_the_case_axes():
     assert fr.CASE_COLUMNS == ("model", "mode", "batch_size", "size_label", "precision", "checkpoint", "device",
                                "opts")
-    assert len(CASE_AXES) == len(fr.CASE_COLUMNS) + 1  # channels_last and compile share ``opts``
+    assert len(CASE_AXES) == len(fr.CASE_COLUMNS) + 3  # the four optional axes share ``opts``
     assert "precision" not in fr.PROBE_COLUMNS and "checkpoint" not in fr.PROBE_COLUMNS
     assert set(fr.PROBE_COLUMNS) < set(fr.CASE_COLUMNS) <= set(fr.KEEP_COLUMNS)
 
@@ -55,6 +55,9 @@ def test_prepared_columns_orders_and_labels(tmp_path):
     assert notes["precision_order"] == ["fp32", "bf16"] and notes["mode_order"] == ["train", "eval"]
     assert set(df["size_label"]) == {"64x32", "32"} and set(df["opts"]) == {"-"}
     assert df.loc[df["model"] == "b", "reason_short"].iloc[0] == "ValueError: bad shape"
+    # a non-square size written as the scenario spells it is labelled so
+    assert fr.prepare_frame(load_records([write_jsonl(str(tmp_path / "b.jsonl"), [
+        record(size="48x32")])])[0])[0]["size_label"].tolist() == ["48x32"]
     assert df.loc[df["mode"] == "eval", "err_over_tol"].iloc[0] == pytest.approx(0.3)
     assert list(df.columns[:len(fr.KEEP_COLUMNS) - 2]) == [c for c in fr.KEEP_COLUMNS if c in df.columns][
         :len(fr.KEEP_COLUMNS) - 2]
@@ -97,3 +100,12 @@ def test_accuracy_rule_and_score_per_record(tmp_path):
     assert df.loc["old", "acc_rule"] == fr.RULE_FIXED and df.loc["old", "acc_score"] == pytest.approx(0.5)
     assert df.loc["unnamed", "acc_rule"] == fr.RULE_FIXED and df.loc["unnamed", "acc_score"] == pytest.approx(0.2)
     assert df.loc["bad", "acc_rule"] is None and df.loc["bad", "acc_score"] != df.loc["bad", "acc_score"]
+
+
+def test_the_optional_axes_label_opts_and_old_records_show_a_dash(tmp_path):
+    flash_O, cl, old = record(model="a"), record(model="b"), record(model="c")
+    flash_O["case"].update(sdpa_backend="flash", python_optimized=True)
+    cl["case"].update(channels_last=True, sdpa_backend="default", python_optimized=False)
+    write_jsonl(str(tmp_path / "a.jsonl"), [flash_O, cl, old])
+    df, _ = fr.prepare_frame(load_records([str(tmp_path / "a.jsonl")])[0])
+    assert dict(zip(df["model"], df["opts"])) == {"a": "sdpa=flash+python -O", "b": "channels_last", "c": "-"}

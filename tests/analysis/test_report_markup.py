@@ -7,7 +7,7 @@ def test_every_status_has_a_colour_and_a_css_class():
     from harness.analysis.report.assets import asset_text
 
     css = asset_text("report.css")
-    for status in tuple(STATUSES) + ("accuracy",):
+    for status in tuple(STATUSES) + ("accuracy", "check"):
         assert status in markup.STATUS_COLORS
         assert ".s-%s {" % status in css and "--%s:%s" % (status, markup.STATUS_COLORS[status]) in css.replace(
             " ", "")

@@ -4,8 +4,10 @@ Runs on torch 1.10 (explicit matmul-softmax fallback) and on 2.x (SDPA): masks o
 kind agree, causality and the sliding window hold, SDPA and the fallback agree with a
 non-default scale through the whole LM, bf16/fp16/autocast stay close to fp32, the
 induction task is learnt, and the mask-dtype fault twin breaks in bf16/fp16 where the
-healthy model does not. The shared attention and masks (``models._attention``) are
-tested in test_layers.py.
+healthy model does not. The blocked sliding window and the chunked linear attention
+equal, in float64, the banded full-matrix and per-position-state forms they replaced;
+the unpadded ``*_causal`` twins pass no mask (``is_causal``) and equal the masked model.
+The shared attention and masks (``models._attention``) are tested in test_layers.py.
 """
 import dataclasses
 
@@ -14,13 +16,14 @@ import torch
 
 import models
 from models import SeededGenerator, UnsupportedError, init_parameters
-from models._attention import HAS_SDPA, causal_mask
+from models._attention import HAS_SDPA, causal_mask, rope_tables
 from models._tokens import IGNORE_INDEX, PAD_ID, second_copy_accuracy
-from models.attention import AttentionLM
+from models.attention import AttentionLM, causal_linear_attention
 
 assert_close = getattr(torch.testing, "assert_close", None) or torch.testing.assert_allclose
 VARIANTS = ["mha", "gqa", "mqa", "linear", "sliding_window"]
 SOFTMAX_VARIANTS = ["mha", "gqa", "mqa", "sliding_window"]
+CAUSAL_VARIANTS = ["mha", "gqa", "mqa"]
 FAULT = "attention_mask_dtype_fault_tiny"
 # bf16 keeps 8 mantissa bits: logits of magnitude ~2 move by a few 1e-2 through two blocks.
 BF16_ATOL = 0.1
@@ -53,10 +56,15 @@ def test_every_variant_is_registered_tiny_and_base_and_the_fault_is_flagged():
     names = set(models.list_models("attention_*", include_faults=True))
     for variant in VARIANTS:
         assert {"attention_%s_tiny" % variant, "attention_%s_base" % variant} <= names
+    for variant in CAUSAL_VARIANTS:
+        assert {"attention_%s_causal_tiny" % variant, "attention_%s_causal_base" % variant} <= names
+        assert not models.get_spec("attention_%s_causal_base" % variant).config.padding
     assert FAULT in names and models.get_spec(FAULT).fault
     assert FAULT not in models.list_models("attention_*")
     base = models.get_spec("attention_mha_base").config
-    assert base.default_sizes == (16, 256, 4096) and base.max_seq_len >= 4096
+    assert base.default_sizes == (16, 256, 4096) and base.padding
+    for name in models.list_models("attention_*_base"):
+        assert models.get_spec(name).size_error(8192) is None  # the audit's longest sequence
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -77,14 +85,14 @@ def test_shapes_and_padded_targets(variant):
 def test_size_rules_name_the_value_and_raise_valueerror():
     spec = models.get_spec("attention_gqa_tiny")
     model = spec.build()
-    assert spec.size_error(4) is None and spec.size_error(64) is None
-    for bad in (3, 65, 0):
+    assert spec.size_error(4) is None and spec.size_error(8192) is None  # the audit's longest sequence
+    for bad in (3, 8193, 0):
         reason = spec.size_error(bad)
         assert reason is not None and str(bad) in reason
         with pytest.raises(ValueError):
             model.example_inputs(1, bad, SeededGenerator(0))
-    with pytest.raises(ValueError, match="t <= 64"):
-        model(torch.ones(1, 65, dtype=torch.long))
+    with pytest.raises(ValueError, match="t <= 8192"):
+        model(torch.ones(1, 8193, dtype=torch.long))
 
 
 def test_invalid_configs_raise_valueerror():
@@ -96,6 +104,10 @@ def test_invalid_configs_raise_valueerror():
         AttentionLM(_config("attention_gqa_tiny", kv_heads=3))
     with pytest.raises(ValueError, match="attn_impl"):
         AttentionLM(_config("attention_mha_tiny", attn_impl="flash"))
+    with pytest.raises(ValueError, match="chunk"):
+        AttentionLM(_config("attention_linear_tiny", chunk=0))
+    with pytest.raises(ValueError, match="even"):
+        AttentionLM(_config("attention_mha_tiny", dim=36, heads=4))  # head_dim 9: RoPE needs pairs
 
 
 def test_sdpa_impl_is_unsupported_only_where_the_build_lacks_it():
@@ -164,21 +176,134 @@ def test_sliding_window_sees_exactly_the_last_window_tokens():
 def test_linear_attention_matches_the_quadratic_form():
     model = _build("attention_linear_tiny", depth=1)
     attn = model.blocks[0].attn
-    x = SeededGenerator(7).normal((2, 9, 32))
-    keep_key = torch.ones(2, 9, dtype=torch.bool)
+    x = SeededGenerator(7).normal((2, 19, 32))
+    cos, sin = rope_tables(0, 19, attn.head_dim, 10000.0, None)
+    keep_key = torch.ones(2, 19, dtype=torch.bool)
     keep_key[1, :3] = False
-    got = attn(x, keep_key[:, None, :, None], None)
+    got = attn(x, cos, sin, keep_key[:, None, :, None], None)  # 19 positions: chunks of 8, 8 and 3
     # Reference: phi(q) phi(k)^T under the causal x key mask, normalised per row.
     b, t, _ = x.shape
     h, d = attn.heads, attn.head_dim
-    q = attn.q_proj(x).view(b, t, h, d).transpose(1, 2)
-    k = attn.k_proj(x).view(b, t, h, d).transpose(1, 2)
-    v = attn.v_proj(x).view(b, t, h, d).transpose(1, 2)
-    fq, fk = torch.nn.functional.elu(q * attn.scaling) + 1, torch.nn.functional.elu(k) + 1
+    fq, fk, v = attn.features(x, cos, sin)
     weights = fq @ fk.transpose(-2, -1) * (causal_mask(t, t, None) & keep_key[:, None, None, :])
     out = (weights @ v) / weights.sum(dim=-1, keepdim=True).clamp_min(attn.eps)
     ref = attn.out_proj(out.transpose(1, 2).reshape(b, t, h * d))
     assert_close(got, ref, rtol=1e-4, atol=1e-5)
+
+
+def _per_position_state_linear_attention(q, k, v, eps):
+    # The form the chunked one replaced: a (d, d) running state per position, (b, h, t, d, d).
+    kv = torch.einsum("bhtd,bhte->bhtde", k, v).cumsum(dim=2)
+    num = torch.einsum("bhtd,bhtde->bhte", q, kv)
+    den = (q * k.cumsum(dim=2)).sum(dim=-1, keepdim=True)
+    return num / den.clamp_min(eps)
+
+
+@pytest.mark.parametrize("t,chunk", [(1, 4), (7, 8), (8, 8), (29, 8), (29, 5), (64, 16), (33, 1)])
+def test_chunked_linear_attention_equals_per_position_states_in_float64(t, chunk):
+    gen = SeededGenerator(t * 100 + chunk)
+    q, k = (torch.nn.functional.elu(gen.normal((2, 3, t, 6)).double()) + 1 for _ in range(2))
+    v = gen.normal((2, 3, t, 5)).double()
+    k[1, :, : t // 3] = 0.0  # padded keys, as a boolean key mask leaves them
+    k[0] = k[0] * torch.exp(-gen.normal((1, t, 1)).double().abs())  # an additive key mask's weighting
+    got = causal_linear_attention(q, k, v, chunk, 1e-4)
+    assert got.shape == (2, 3, t, 5)
+    assert_close(got, _per_position_state_linear_attention(q, k, v, 1e-4), rtol=1e-12, atol=1e-12)
+
+
+def test_chunked_linear_attention_keeps_float16_normaliser_in_range():
+    # 64-dim features over 1024 positions: sum_j q_i . k_j reaches ~8e4, past float16's 65504.
+    # The per-position form returned num / inf = 0 there; the counts-normalised sums do not.
+    gen = SeededGenerator(11)
+    q = torch.nn.functional.elu(gen.normal((1, 1, 1024, 64)).double() * 0.3) + 1
+    k = torch.nn.functional.elu(gen.normal((1, 1, 1024, 64)).double()) + 1
+    v = gen.normal((1, 1, 1024, 64)).double()
+    ref = causal_linear_attention(q, k, v, 64, 1e-4)
+    try:
+        got = causal_linear_attention(q.half(), k.half(), v.half(), 64, 1e-4)
+    except RuntimeError as exc:  # 1.10 has no float16 matmul on the CPU
+        pytest.skip("this build cannot run float16 matmuls on the CPU: %s" % str(exc).split("\n")[0])
+    assert torch.isfinite(got).all()
+    assert (got.double() - ref).abs().max().item() < 1e-2 < ref[..., -64:, :].abs().max().item()
+
+
+@pytest.mark.parametrize("kind", ["bool", "additive", "mixed"])
+def test_linear_lm_with_key_padding_equals_per_position_states_in_float64(kind, monkeypatch):
+    tokens, _ = _padded_tokens(size=29)
+    model = _build("attention_linear_tiny", mask_kind=kind).double()
+    got = model(tokens)
+    monkeypatch.setattr(models.attention, "causal_linear_attention",
+                        lambda q, k, v, chunk, eps: _per_position_state_linear_attention(q, k, v, eps))
+    assert_close(got, model(tokens), rtol=1e-10, atol=1e-10)
+
+
+# --- the blocked sliding window -------------------------------------------------------
+
+@pytest.mark.parametrize("t,window", [(20, 5), (37, 8), (16, 16), (10, 16), (33, 1), (40, 4), (64, 16)])
+@pytest.mark.parametrize("kind", ["bool", "additive", "mixed"])
+@pytest.mark.parametrize("padding", [True, False])
+def test_blocked_sliding_window_equals_the_banded_full_matrix_in_float64(t, window, kind, padding):
+    model = _build("attention_sliding_window_tiny", depth=1, window=window, mask_kind=kind, padding=padding).double()
+    attn = model.blocks[0].attn
+    tokens = SeededGenerator(t).integers(1, 32, (3, t))
+    if padding:
+        tokens[1, : t // 3] = PAD_ID
+    x = SeededGenerator(t + 1).normal((3, t, 32)).double()
+    cos, sin = rope_tables(0, t, attn.head_dim, 10000.0, None, torch.float64)
+    got = attn(x, cos, sin, *model.build_masks(tokens, x.dtype))
+    # The old formulation: one (t, t) banded causal mask (and key padding) over the full matrix.
+    keep = causal_mask(t, t, None, window)[None, None]
+    if padding:
+        keep = keep & ((tokens != PAD_ID)[:, None, None, :] | torch.eye(t, dtype=torch.bool))
+    attn.window = None
+    ref = attn(x, cos, sin, keep, None)
+    assert_close(got, ref, rtol=1e-12, atol=1e-12)
+
+
+def test_sliding_window_masks_are_blocked_not_t_by_t():
+    # 64 tokens in windows of 8: 8 blocks of 8 queries over 16 keys, never a 64 x 64 matrix.
+    model = _build("attention_sliding_window_tiny", window=8)
+    (tokens,), _ = model.example_inputs(2, 64, SeededGenerator(0))
+    for kind in ("bool", "additive", "mixed"):
+        masks = [m for m in _build("attention_sliding_window_tiny", window=8, mask_kind=kind).build_masks(
+            tokens, torch.float32) if m is not None]
+        assert masks and all(m.shape == (2 * 8, 1, 8, 16) for m in masks)
+
+
+# --- the unpadded is_causal twins ------------------------------------------------------
+
+@pytest.mark.parametrize("variant", CAUSAL_VARIANTS)
+def test_causal_twin_passes_no_mask_and_equals_the_masked_model(variant, monkeypatch):
+    name = "attention_%s_causal_tiny" % variant
+    model = _build(name)
+    (tokens,), target = model.example_inputs(2, 32, SeededGenerator(0))
+    assert (tokens != PAD_ID).all() and (target[:, :-1] != IGNORE_INDEX).all()
+    assert model.build_masks(tokens, torch.float32) == (None, None)
+    calls = []
+    real_attend = models.attention.attend
+
+    def spy(q, k, v, mask=None, *args, **kwargs):
+        calls.append((mask, kwargs.get("is_causal")))
+        return real_attend(q, k, v, mask, *args, **kwargs)
+
+    monkeypatch.setattr(models.attention, "attend", spy)
+    got = model(tokens)
+    assert calls and all(mask is None and causal for mask, causal in calls)
+    for kind in ("bool", "additive", "mixed"):  # same weights, padded config, masks passed
+        assert_close(got, _build("attention_%s_tiny" % variant, mask_kind=kind)(tokens), rtol=1e-5, atol=1e-5)
+    assert_close(got, _build(name, attn_impl="math")(tokens), rtol=1e-4, atol=1e-5)
+
+
+def test_unpadded_linear_and_sliding_window_take_no_padding_masks():
+    tokens = _build("attention_mha_causal_tiny").example_inputs(2, 32, SeededGenerator(0))[0][0]
+    assert _build("attention_linear_tiny", padding=False).build_masks(tokens, torch.float32) == (None, None)
+    band, additive = _build("attention_sliding_window_tiny", padding=False).build_masks(tokens, torch.float32)
+    assert additive is None and band.shape == (2 * 2, 1, 16, 32)
+    for variant in ("linear", "sliding_window"):
+        assert_close(_build("attention_%s_tiny" % variant, padding=False)(tokens),
+                     _build("attention_%s_tiny" % variant)(tokens), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="padding"):
+        AttentionLM(_config(FAULT, padding=False))
 
 
 def test_second_copy_accuracy_scores_only_the_predictable_positions():

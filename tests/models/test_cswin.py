@@ -1,11 +1,11 @@
-"""CSWin v2 generator: shapes, stripe attention, the NaN guard, the task, and the clone fault twin."""
+"""CSWin v2 generator: shapes and sizes ("HxW" too), stripe attention, the NaN guard, the task, two fault twins."""
 import pytest
 import torch
 
 import models
 from models import SeededGenerator, init_parameters
 from models._spectral import spectral_task_batch
-from models.cswin import CSWinGenerator, NaNSafeAttention, StripeAttentionBranch
+from models.cswin import CSWinGenerator, CSWinIterationCountFault, NaNSafeAttention, StripeAttentionBranch
 
 
 def _build(name, seed=0):
@@ -46,6 +46,24 @@ def test_size_rule_names_the_value_and_follows_the_stripe_widths():
         _build("cswin_v2_tiny").example_inputs(1, 18, SeededGenerator(0))
     with pytest.raises(ValueError, match="18"):
         _build("cswin_v2_tiny")(torch.zeros(1, 3, 16, 18))
+
+
+def test_non_square_sizes_follow_the_stripe_rule_per_side_and_train():
+    spec = models.get_spec("cswin_v2_tiny")
+    assert spec.model_cls.non_square
+    assert spec.size_error("16x8") is None and spec.size_error("8x20") is None
+    reason = spec.size_error("16x18")
+    assert reason is not None and "18" in reason and "16x18" in reason and "multiple of 4" in reason
+    with pytest.raises(ValueError, match="18"):
+        _build("cswin_v2_tiny").example_inputs(1, "18x16", SeededGenerator(0))
+    model = _build("cswin_v2_tiny")
+    (rgb,), cube = model.example_inputs(2, "16x8", SeededGenerator(0))
+    assert rgb.shape == (2, 3, 16, 8) and cube.shape == (2, 31, 16, 8)
+    model.train()
+    out = model(rgb)
+    assert out.shape == (2, 31, 16, 8)
+    model.loss(out, cube).backward()
+    assert all(p.grad is not None for p in model.parameters())
 
 
 @pytest.mark.parametrize("axis", [0, 1])
@@ -163,3 +181,29 @@ def test_training_on_the_task_raises_psnr():
         opt.step()
     after = metric()
     assert after > before + 10.0 and after > 13.0, (before, after)
+
+
+def test_fault_iteration_count_buffer_changes_in_eval_and_so_do_the_outputs():
+    spec = models.get_spec("cswin_v2_iteration_fault_tiny")
+    assert spec.fault and spec.model_cls is CSWinIterationCountFault
+    healthy, fault = _build("cswin_v2_tiny").eval(), _build("cswin_v2_iteration_fault_tiny").eval()
+    (rgb,), _ = healthy.example_inputs(2, 16, SeededGenerator(0))
+
+    def two_calls(model):
+        with torch.no_grad():
+            before = {k: v.clone() for k, v in model.state_dict().items()}
+            first, second = model(rgb), model(rgb)
+        after = model.state_dict()
+        changed = sorted(k for k in before if not torch.equal(before[k], after[k]))
+        return first, second, changed
+
+    first, second, changed = two_calls(healthy)
+    assert torch.equal(first, second) and changed == [] and not list(healthy.buffers())
+    first, second, changed = two_calls(fault)
+    assert changed == ["iteration_count"] and int(fault.iteration_count) == 2
+    assert not torch.allclose(first, second)
+    assert all(torch.isfinite(t).all() for t in (first, second))
+    # Only the counter moved: the same weights, and the count reset gives the first call back.
+    fault.iteration_count.zero_()
+    with torch.no_grad():
+        assert torch.equal(fault(rgb), first)

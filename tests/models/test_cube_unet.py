@@ -71,6 +71,24 @@ def test_size_rules_name_the_value():
         model(torch.zeros(1, 2, 16, 16))  # a 4-D input is the audit's smoke-test shape error inverted
 
 
+def test_non_square_grids_follow_the_rule_per_side_and_train():
+    spec = models.get_spec(TINY)
+    assert spec.model_cls.non_square and spec.size_error("16x8") is None
+    for bad, side in (("16x6", "6"), ("4x2", "2")):
+        reason = spec.size_error(bad)
+        assert reason is not None and side in reason and bad in reason
+    model = _build()
+    (cube,), target = model.example_inputs(2, "16x8", SeededGenerator(0))
+    assert cube.shape == target.shape == (2, 2, 4, 16, 8)
+    (state,), nxt = model.task_batch(2, "8x16", SeededGenerator(0))
+    assert state.shape == nxt.shape == (2, 2, 4, 8, 16)
+    model.train()
+    out = model(cube)
+    assert out.shape == (2, 2, 4, 16, 8)
+    model.loss(out, target).backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
 def test_base_builds_near_the_audit_size():
     model = models.create_model("cube_unet_base")
     count = sum(p.numel() for p in model.parameters())

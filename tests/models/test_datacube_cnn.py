@@ -90,6 +90,25 @@ def test_size_rules_name_the_value_and_odd_sizes_work():
         DatacubeCNN(DatacubeCNNConfig(num_classes=10))
 
 
+def test_non_square_grids_follow_the_rule_per_side_and_train():
+    spec = models.get_spec(TINY)
+    assert spec.model_cls.non_square and spec.size_error("32x16") is None
+    reason = spec.size_error("32x15")
+    assert reason is not None and "15" in reason and "32x15" in reason and "at least 16" in reason
+    model = _build().train()
+    (cube,), labels = model.example_inputs(2, "32x16", SeededGenerator(0))
+    assert cube.shape == (2, 2, 4, 32, 16)
+    (task_cube,), _ = model.task_batch(2, "16x40", SeededGenerator(0))
+    assert task_cube.shape == (2, 2, 4, 16, 40)
+    seen = []
+    hook = model.head.register_forward_hook(lambda m, i, o: seen.append(tuple(o.shape)))
+    out = model(cube)
+    hook.remove()
+    assert seen == [(2, 64, 4, 2)] and out.shape == (2, 9)  # the last map keeps the grid's aspect (stride 8)
+    model.loss(out, labels).backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
 def test_pattern_cubes_are_seeded_and_encode_pattern_times_profile():
     cubes, labels = make_pattern_cubes(64, 2, 6, 16, SeededGenerator(5), noise=0.0)
     again, labels2 = make_pattern_cubes(64, 2, 6, 16, SeededGenerator(5), noise=0.0)

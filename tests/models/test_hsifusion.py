@@ -60,6 +60,32 @@ def test_hsifusion_sizes_and_windows():
         assert model(torch.zeros(1, 3, 6, 10)).shape == (1, 31, 6, 10)
 
 
+def test_hsifusion_non_square_sizes_factor_each_side_and_train():
+    spec = models.get_spec("hsifusion_tiny")
+    assert spec.model_cls.non_square
+    for size in ("32x16", "17x31", "37x8"):
+        assert spec.size_error(size) is None, size
+    # The window is factor_pair(h)[1] x factor_pair(w)[1] tokens: 37 x 31 is above 1024.
+    reason = spec.size_error("37x31")
+    assert reason is not None and "37x31" in reason and "max_window_tokens" in reason
+    reason = spec.size_error("5000x32")
+    assert reason is not None and "5000" in reason and "max_size" in reason
+    model = _build("hsifusion_tiny")
+    inputs, target = model.example_inputs(2, "32x16", SeededGenerator(0))
+    assert inputs[0].shape == (2, 3, 32, 16) and target.shape == (2, 31, 32, 16)
+    model.train()
+    out = model(*inputs)
+    assert out.shape == (2, 31, 32, 16)
+    model.loss(out, target).backward()
+    assert all(p.grad is not None for p in model.parameters())
+    # The prime-side fault twin breaks on a prime side of a non-square size too.
+    fault = _build("hsifusion_prime_fault_tiny")
+    assert models.get_spec("hsifusion_prime_fault_tiny").size_error("32x17") is None
+    inputs, _ = fault.example_inputs(1, "32x17", SeededGenerator(0))
+    with torch.no_grad(), pytest.raises(RuntimeError):
+        fault(*inputs)
+
+
 @pytest.mark.parametrize("ratio", [1.0, -0.1, 1.5])
 def test_hsifusion_sparsity_ratio_is_validated_with_valueerror(ratio):
     with pytest.raises(ValueError, match="sparsity_ratio") as info:

@@ -1,8 +1,9 @@
 """The shared blocks of the zoo (``models/_*.py``), tested once for all the models using them.
 
 Runs on torch 1.10 (no SDPA: the explicit matmul-softmax) and on 2.x (SDPA): the
-attention with its masks, scale and fallback, the head and window layouts, top-k key
-attention, the Haar transform, the two LayerNorms and the two spectral tasks.
+attention with its masks, scale, ``is_causal`` and fallback, the SDPA backend detection,
+the head and window layouts, the blocked sliding-window layout, rotary embeddings, top-k
+key attention, the Haar transform, the two LayerNorms and the two spectral tasks.
 """
 import re
 
@@ -13,14 +14,23 @@ import torch
 from models import SeededGenerator, UnsupportedError
 from models._attention import (
     HAS_SDPA,
+    SDPA_BACKENDS,
     SDPA_HAS_SCALE,
+    apply_rope,
     attend,
     cast_additive,
     causal_mask,
+    local_blocks,
+    local_key_blocks,
+    local_merge,
+    local_query_blocks,
+    local_window_mask,
     math_attention,
     merge_heads,
     merge_masks,
     resolve_attn_impl,
+    rope_tables,
+    sdpa_backends_available,
     split_heads,
     to_additive,
     topk_key_attention,
@@ -129,6 +139,86 @@ def test_cast_additive_keeps_the_mask_finite_in_half_precision():
     for dtype in (torch.float16, torch.bfloat16):
         cast = cast_additive(mask, dtype)
         assert cast.dtype == dtype and torch.isfinite(cast).all() and cast[0] == 0 and cast[1] < -1e4
+
+
+@pytest.mark.parametrize("impl", ["math", "sdpa"])
+@pytest.mark.parametrize("t,s", [(7, 7), (3, 7), (1, 7), (1, 1)])
+def test_is_causal_equals_the_explicit_bottom_right_causal_mask(impl, t, s):
+    if impl == "sdpa" and not HAS_SDPA:
+        pytest.skip("no scaled_dot_product_attention in torch %s" % torch.__version__)
+    gen = SeededGenerator(6)
+    q, k, v = gen.normal((2, 3, t, 8)), gen.normal((2, 3, s, 8)), gen.normal((2, 3, s, 8))
+    # The t queries are the last t positions (a chunk after a KV-cache), as causal_mask has it.
+    ref = _reference_attention(q, k, v, 0.7, causal_mask(t, s, None))
+    assert_close(attend(q, k, v, None, 0.7, impl, is_causal=True), ref, rtol=1e-4, atol=1e-5)
+    assert_close(attend(q, k, v, impl=impl, is_causal=True), _reference_attention(q, k, v, 8 ** -0.5,
+                 causal_mask(t, s, None)), rtol=1e-4, atol=1e-5)
+
+
+def test_is_causal_rejects_a_mask_and_more_queries_than_keys():
+    q = torch.zeros(1, 1, 4, 8)
+    with pytest.raises(ValueError, match="is_causal"):
+        attend(q, q, q, causal_mask(4, 4, None), is_causal=True)
+    with pytest.raises(ValueError, match="4 queries, 2 keys"):
+        attend(q, q[:, :, :2], q[:, :, :2], is_causal=True)
+
+
+def test_sdpa_backends_are_detected_from_the_build():
+    found = sdpa_backends_available()
+    assert isinstance(found, tuple) and set(found) <= set(SDPA_BACKENDS)
+    assert list(found) == [b for b in SDPA_BACKENDS if b in found]  # SDPA_BACKENDS' order
+    if not HAS_SDPA:
+        assert found == ()
+        return
+    assert "math" in found
+    try:
+        from torch.nn.attention import SDPBackend, sdpa_kernel  # noqa: F401
+    except ImportError:
+        assert {"flash", "efficient"} <= set(found)  # the flags of torch.backends.cuda.sdp_kernel
+        return
+    assert ("flash" in found) == hasattr(SDPBackend, "FLASH_ATTENTION")
+    assert ("cudnn" in found) == hasattr(SDPBackend, "CUDNN_ATTENTION")
+
+
+# --- attention: the blocked sliding window ------------------------------------------
+
+def test_local_blocks_cover_the_sequence_in_windows():
+    assert local_blocks(20, 8) == (8, 3, 16)
+    assert local_blocks(16, 8) == (8, 2, 16)
+    assert local_blocks(8, 8) == (8, 1, 8) and local_blocks(5, 8) == (5, 1, 5)  # one block: plain causal
+    with pytest.raises(ValueError, match="window"):
+        local_blocks(8, 0)
+
+
+@pytest.mark.parametrize("t,window", [(20, 8), (16, 4), (5, 8), (9, 1)])
+def test_local_blocks_hold_the_band_of_the_full_causal_window_mask(t, window):
+    x = torch.arange(2 * t, dtype=torch.float64).reshape(2, 1, t, 1) + 1  # position + 1 (0: padding)
+    block, n_blocks, span = local_blocks(t, window)
+    qb, kb = local_query_blocks(x, window), local_key_blocks(x, window)
+    assert qb.shape == (2 * n_blocks, 1, block, 1) and kb.shape == (2 * n_blocks, 1, span, 1)
+    assert torch.equal(local_merge(qb, 2, t), x)
+    # Every (query, key) pair the blocked mask keeps for a real query is one the banded (t, t)
+    # mask keeps, never a padding key, and every pair that mask keeps appears exactly once.
+    # (Padding queries, after the last position, are cut off by local_merge.)
+    keep = local_window_mask(t, window, None).repeat(2, 1, 1, 1)  # (2 * nb, 1, block, span)
+    queries, keys = qb.expand_as(keep)[keep].tolist(), kb.transpose(-2, -1).expand_as(keep)[keep].tolist()
+    pairs = [(int(i) - 1, int(j) - 1) for i, j in zip(queries, keys) if i > 0]
+    band = causal_mask(t, t, None, window)
+    want = {(row * t + i, row * t + j) for row in range(2) for i, j in band.nonzero().tolist()}
+    assert set(pairs) == want and len(pairs) == len(want)
+
+
+# --- rotary position embeddings ---------------------------------------------------
+
+def test_rope_tables_follow_the_requested_dtype_and_start():
+    cos, sin = rope_tables(3, 4, 8, 10000.0, None)
+    assert cos.dtype == torch.float32 and cos.shape == (4, 8)
+    cos64, sin64 = rope_tables(0, 7, 8, 10000.0, None, torch.float64)
+    assert cos64.dtype == torch.float64 and torch.allclose(cos64[3:].float(), cos) and torch.allclose(
+        sin64[3:].float(), sin)
+    x = SeededGenerator(2).normal((1, 2, 7, 8), dtype=torch.float64)
+    assert apply_rope(x, cos64, sin64).dtype == torch.float64
+    assert_close(apply_rope(x, cos64, sin64).norm(dim=-1), x.norm(dim=-1))
 
 
 # --- attention: layouts and top-k -------------------------------------------------

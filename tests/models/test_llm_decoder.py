@@ -2,8 +2,10 @@
 
 The KV-cache is the point: cached greedy decoding must give the logits an uncached
 forward gives on the same extended sequence, the cache must hold unexpanded GQA heads,
-and RoPE must make attention depend on relative positions only. Also the
-prompt + decode_steps <= max_seq_len rule, bf16/autocast closeness, and that a short
+and RoPE must make attention depend on relative positions only. The ``nocache`` twin
+decodes by re-running the whole sequence and must give the same logits. Also the
+prompt + decode_steps <= max_seq_len rule (8192-token prompts for ``_base``), that no
+call passes a mask tensor (``is_causal``), bf16/autocast closeness, and that a short
 training run learns the induction task.
 """
 import dataclasses
@@ -39,10 +41,58 @@ def _tokens(batch=2, size=12, seed=0):
 
 
 def test_registered_tiny_and_base():
-    assert {NAME, "llm_decoder_base"} <= set(models.list_models("llm_decoder_*"))
+    names = set(models.list_models("llm_decoder_*"))
+    assert {NAME, "llm_decoder_base", "llm_decoder_nocache_tiny", "llm_decoder_nocache_base"} <= names
     base = models.get_spec("llm_decoder_base").config
     assert base.heads > base.kv_heads > 1  # GQA
     assert max(base.default_sizes) + base.decode_steps <= base.max_seq_len
+    for name in ("llm_decoder_base", "llm_decoder_nocache_base"):
+        assert models.get_spec(name).size_error(8192) is None  # the audit's longest prompt, plus decoding
+    assert base.use_cache and not models.get_spec("llm_decoder_nocache_base").config.use_cache
+    nocache = models.get_spec("llm_decoder_nocache_base").config
+    assert dataclasses.replace(nocache, use_cache=True) == base  # the same model, decoding differently
+
+
+def test_decoding_without_the_cache_gives_the_cached_logits():
+    tokens = _tokens(size=11)
+    with torch.no_grad():
+        cached = _build().infer(tokens)
+        uncached = _build(use_cache=False).infer(tokens)
+        trained = _build(use_cache=False)(tokens)
+    assert uncached.shape == cached.shape == (2, 11 + 4, 32)
+    assert_close(uncached, cached, rtol=1e-4, atol=1e-5)
+    assert_close(uncached[:, :11], trained)  # the prefill is the training forward
+
+
+def test_no_call_passes_a_mask_tensor(monkeypatch):
+    import models.llm_decoder as llm
+
+    calls = []
+    real_attend = llm.attend
+
+    def spy(q, k, v, mask=None, *args, **kwargs):
+        calls.append((q.shape[-2], k.shape[-2], mask, kwargs.get("is_causal")))
+        return real_attend(q, k, v, mask, *args, **kwargs)
+
+    monkeypatch.setattr(llm, "attend", spy)
+    model = _build()
+    tokens = _tokens(size=9)
+    with torch.no_grad():
+        model(tokens)
+        model.infer(tokens)
+        _, cache = model.step(tokens[:, :5])
+        model.step(tokens[:, 5:], cache)  # a chunk after a cache: attend builds the offset mask
+    assert calls and all(mask is None and causal for _, _, mask, causal in calls)
+    assert {(q, k) for q, k, _, _ in calls} >= {(9, 9), (1, 10), (4, 9)}
+
+
+def test_float64_runs_rope_in_float64():
+    tokens = _tokens(size=9)
+    model = _build().double()
+    with torch.no_grad():
+        got = model(tokens)
+    assert got.dtype == torch.float64
+    assert_close(got.float(), _build()(tokens), rtol=1e-4, atol=1e-5)
 
 
 def test_forward_and_infer_shapes_and_targets():

@@ -1,4 +1,4 @@
-"""MSWR-Net: padding, size rules, training on the task, and the legacy-checkpoint fault twin."""
+"""MSWR-Net: padding, size rules (square and "HxW"), training on the task, and the two fault twins."""
 import dataclasses
 
 import pytest
@@ -6,7 +6,7 @@ import torch
 
 import models
 from models import SeededGenerator, init_parameters
-from models.mswr import MSWRNet, replicate_pad_to
+from models.mswr import MSWRNet, MSWRNetHWSwapFault, replicate_pad_to
 
 
 def _build(name, seed=0):
@@ -65,6 +65,29 @@ def test_size_rules():
         _build("mswr_net_tiny")(torch.zeros(1, 4, 8, 8))
 
 
+@pytest.mark.parametrize("size", ["32x16", "17x24"])
+def test_non_square_sizes_train_and_give_a_non_square_cube(size):
+    spec = models.get_spec("mswr_net_tiny")
+    assert spec.model_cls.non_square and spec.size_error(size) is None
+    h, w = models.image_hw(size)
+    model = _build("mswr_net_tiny")
+    inputs, target = model.example_inputs(2, size, SeededGenerator(4))
+    assert inputs[0].shape == (2, 3, h, w) and target.shape == (2, 31, h, w)
+    loss, grads = _grads(model, inputs, target)
+    assert torch.isfinite(loss) and all(g is not None for g in grads.values())
+    model.eval()
+    with torch.no_grad():
+        assert model(*inputs).shape == (2, 31, h, w)
+
+
+def test_a_square_hxw_size_is_the_square_side():
+    model = _build("mswr_net_tiny")
+    (a,), ta = model.example_inputs(2, "16x16", SeededGenerator(4))
+    (b,), tb = model.example_inputs(2, 16, SeededGenerator(4))
+    assert torch.equal(a, b) and torch.equal(ta, tb)
+    assert models.get_spec("mswr_net_tiny").size_error("16x0") is not None
+
+
 def test_config_validation():
     base = models.get_spec("mswr_net_tiny").config
     with pytest.raises(ValueError, match="heads"):
@@ -118,3 +141,18 @@ def test_fault_legacy_checkpoint_silently_drops_first_stage_gradients():
     _, good = _grads(healthy, inputs, target)
     assert all(g is not None for g in good.values())
     assert torch.allclose(good["stem.weight"], plain["stem.weight"], rtol=1e-4, atol=1e-6)
+
+
+def test_fault_hw_swap_runs_square_inputs_and_fails_on_non_square_ones():
+    spec = models.get_spec("mswr_net_hw_swap_fault_tiny")
+    assert spec.fault and spec.model_cls is MSWRNetHWSwapFault
+    assert spec.size_error("32x16") is None  # it claims non-square sizes, as the healthy model does
+    healthy, fault = _build("mswr_net_tiny").eval(), _build("mswr_net_hw_swap_fault_tiny").eval()
+    (square,), _ = fault.example_inputs(2, 32, SeededGenerator(0))
+    with torch.no_grad():
+        assert torch.equal(fault(square), healthy(square))  # square: the swap is the identity
+        for size in ("32x16", "16x32"):
+            (rgb,), _ = fault.example_inputs(2, size, SeededGenerator(0))
+            assert healthy(rgb).shape == (2, 31) + models.image_hw(size)
+            with pytest.raises(RuntimeError, match="size"):
+                fault(rgb)

@@ -1,4 +1,4 @@
-"""SHARP: hierarchical, local and dense attention paths, any size, validation, and the assert fault twin.
+"""SHARP: hierarchical, local and dense attention paths, any size ("HxW" too), validation, two fault twins.
 
 The shared top-k key attention and window layout (``models._attention``) are tested in
 test_layers.py.
@@ -14,7 +14,7 @@ import torch
 import models
 from models import SeededGenerator, init_parameters
 from models._attention import merge_heads, split_heads
-from models.sharp import SHARP, SHARPAssertFault, SparseHierarchicalAttention
+from models.sharp import SHARP, SHARPAssertFault, SHARPKeyCacheFault, SparseHierarchicalAttention
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -85,6 +85,21 @@ def test_sharp_any_size_gives_a_full_cube(size):
     assert out.shape == (1, 31, size, size) and torch.isfinite(out).all()
 
 
+@pytest.mark.parametrize("size", ["32x16", "17x40"])
+def test_sharp_non_square_sizes_train_and_give_a_non_square_cube(size):
+    spec = models.get_spec("sharp_tiny")
+    assert spec.model_cls.non_square and spec.size_error(size) is None
+    h, w = models.image_hw(size)
+    model = _build("sharp_tiny").train()
+    inputs, target = model.example_inputs(2, size, SeededGenerator(0))
+    out = model(*inputs)
+    assert out.shape == target.shape == (2, 31, h, w)
+    model.loss(out, target).backward()
+    assert all(p.grad is not None for p in model.parameters())
+    reason = spec.size_error("32x5000")
+    assert reason is not None and "5000" in reason and "max_size" in reason
+
+
 def test_sharp_validation_raises_valueerror():
     for bad in (0, -2):
         with pytest.raises(ValueError, match="k_cap"):
@@ -136,6 +151,44 @@ def test_fault_sharp_validation_vanishes_under_python_O():
     assert lines[3].startswith("healthy ValueError") and "k_cap" in lines[3]
 
 
+def _held_tensor_bytes(model):
+    """Bytes of the tensors a model's modules hold outside parameters and buffers (lists, dicts, attributes)."""
+    def size(obj):
+        if isinstance(obj, torch.Tensor):
+            return obj.numel() * obj.element_size()
+        if isinstance(obj, (list, tuple)):
+            return sum(size(o) for o in obj)
+        if isinstance(obj, dict):
+            return sum(size(o) for o in obj.values())
+        return 0
+    skip = ("_parameters", "_buffers", "_modules")
+    return sum(size(v) for m in model.modules() for k, v in vars(m).items() if k not in skip)
+
+
+def test_fault_key_cache_holds_more_memory_with_every_call():
+    spec = models.get_spec("sharp_key_cache_fault_tiny")
+    assert spec.fault and spec.model_cls is SHARPKeyCacheFault
+    healthy, fault = _build("sharp_tiny"), _build("sharp_key_cache_fault_tiny")
+    inputs, target = healthy.example_inputs(2, 32, SeededGenerator(0))
+    held = {"healthy": [], "fault": []}
+    for model, key in ((healthy, "healthy"), (fault, "fault")):
+        model.train()
+        for _ in range(2):  # train steps
+            model.loss(model(*inputs), target).backward()
+            held[key].append(_held_tensor_bytes(model))
+        model.eval()
+        with torch.no_grad():
+            for _ in range(2):  # eval calls leak too
+                model(*inputs)
+                held[key].append(_held_tensor_bytes(model))
+    assert held["healthy"] == [0, 0, 0, 0]
+    per_call = held["fault"][0]
+    assert per_call > 0 and held["fault"] == [per_call * n for n in (1, 2, 3, 4)]
+    # The cache is the only difference: the outputs are the healthy model's.
+    with torch.no_grad():
+        assert torch.equal(fault(*inputs), healthy(*inputs))
+
+
 def test_base_builds():
     count = sum(p.numel() for p in models.create_model("sharp_base").parameters())
     assert 1_000_000 < count < 10_000_000, count
@@ -154,3 +207,4 @@ def test_training_on_the_task_raises_psnr(train_on_task):
 def test_model_classes_are_the_registered_ones():
     assert models.get_spec("sharp_tiny").model_cls is SHARP
     assert models.get_spec("sharp_assert_fault_tiny").model_cls is SHARPAssertFault
+    assert models.get_spec("sharp_key_cache_fault_tiny").model_cls is SHARPKeyCacheFault

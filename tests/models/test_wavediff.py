@@ -1,4 +1,7 @@
-"""WaveDiff: schedules, masks, validation, deterministic DDIM, and the task (the Haar transform: test_layers.py)."""
+"""WaveDiff: schedules, masks, sizes ("HxW" too), deterministic DDIM, the task, the lazy-head fault twin.
+
+The Haar transform is tested in test_layers.py.
+"""
 import subprocess
 import sys
 
@@ -8,7 +11,14 @@ import torch
 
 import models
 from models import SeededGenerator, init_parameters
-from models.wavediff import WaveDiff, WaveDiffConfig, beta_schedule, expand_mask
+from models.wavediff import (
+    WaveDiff,
+    WaveDiffConfig,
+    WaveDiffLazyHeadFault,
+    beta_schedule,
+    expand_mask,
+    random_box_masks,
+)
 
 
 def _build(name="wavediff_tiny", seed=0):
@@ -66,6 +76,32 @@ def test_size_rule_names_the_value():
     assert tiny.size_error(16) is None and tiny.size_error(20) is None
     assert "18" in tiny.size_error(18) and "multiple of 4" in tiny.size_error(18)
     assert base.size_error(128) is None and "36" in base.size_error(36)
+
+
+def test_non_square_sizes_follow_the_rule_per_side_train_and_sample():
+    spec = models.get_spec("wavediff_tiny")
+    assert spec.model_cls.non_square and spec.size_error("16x8") is None
+    reason = spec.size_error("16x18")
+    assert reason is not None and "18" in reason and "16x18" in reason and "multiple of 4" in reason
+    model = _build()
+    (rgb, cube, noise, t, mask), target = model.example_inputs(2, "16x8", SeededGenerator(0))
+    assert rgb.shape == (2, 3, 16, 8) and cube.shape == target.shape == (2, 31, 16, 8)
+    assert noise.shape == (2, 124, 8, 4) and mask.shape == (2, 1, 16, 8)
+    model.train()
+    out = model(rgb, cube, noise, t, mask)
+    assert out.shape == (2, 31, 16, 8)
+    model.loss(out, target).backward()
+    assert all(p.grad is not None for p in model.parameters())
+    model.eval()
+    with torch.no_grad():
+        assert model.infer(rgb, cube, noise, t, mask).shape == (2, 31, 16, 8)
+
+
+def test_box_masks_keep_the_area_ratio_and_the_image_aspect():
+    square = random_box_masks(3, 16, SeededGenerator(0), 0.25)
+    assert square.shape == (3, 1, 16, 16) and bool((square.sum(dim=(1, 2, 3)) == 256 - 64).all())
+    wide = random_box_masks(3, "8x32", SeededGenerator(0), 0.25)
+    assert wide.shape == (3, 1, 8, 32) and bool((wide.sum(dim=(1, 2, 3)) == 256 - 4 * 16).all())
 
 
 def test_expand_mask_accepts_the_documented_shapes_and_rejects_the_rest():
@@ -156,3 +192,37 @@ def test_training_on_the_task_raises_sampled_psnr():
         opt.step()
     after = metric()
     assert after > before + 4.5 and after > 15.5, (before, after)
+
+
+def test_fault_lazy_head_leaves_a_stale_optimizer_that_never_updates_the_live_head():
+    spec = models.get_spec("wavediff_lazy_head_fault_tiny")
+    assert spec.fault and spec.model_cls is WaveDiffLazyHeadFault
+    healthy, fault = _build(), _build("wavediff_lazy_head_fault_tiny")
+    inputs, target = healthy.example_inputs(2, 16, SeededGenerator(0))
+    placeholder = fault.denoiser.conv_out
+    results = {}
+    for name, model in (("healthy", healthy), ("fault", fault)):
+        opt = model.make_optimizer()  # before the first forward, as a training loop does
+        model.train()
+        start = None
+        for _ in range(3):
+            opt.zero_grad()
+            model.loss(model(*inputs), target).backward()
+            if start is None:  # the live head after the first forward (the fault rebuilt it there)
+                start = {k: v.detach().clone() for k, v in model.denoiser.conv_out.named_parameters()}
+            opt.step()
+        live = dict(model.denoiser.conv_out.named_parameters())
+        assert all(p.grad is not None for p in live.values())  # the live head gets gradients ...
+        results[name] = [torch.equal(start[k], live[k].detach()) for k in sorted(start)]
+    assert results["healthy"] == [False, False]
+    assert results["fault"] == [True, True]  # ... but the fault's never changes
+    assert fault.denoiser.conv_out is not placeholder and fault.head_built
+    assert healthy.denoiser.conv_out.out_channels == fault.denoiser.conv_out.out_channels == 124
+
+
+def test_fault_lazy_head_gives_the_healthy_outputs_before_training():
+    healthy, fault = _build().eval(), _build("wavediff_lazy_head_fault_tiny").eval()
+    inputs, _ = healthy.example_inputs(2, 16, SeededGenerator(1))
+    with torch.no_grad():
+        assert torch.equal(fault(*inputs), healthy(*inputs))
+        assert torch.equal(fault.infer(*inputs), healthy.infer(*inputs))

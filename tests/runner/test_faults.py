@@ -177,3 +177,84 @@ def test_detached_parameter_fails_in_every_precision_through_the_fp32_reference(
         assert r["accuracy"]["grads"]["ref_missing"] == 2
         assert any("no gradient in the fp32 reference" in f for f in r["accuracy"]["failures"])
     assert fault_records[("hsifusion_tiny", "fp32", "none", 32)]["accuracy"]["passed"]
+
+
+# --- the twins the behaviour checks and the python -O axis flag ---------------------------
+
+BEHAVIOUR_TWINS = ("mswr_net_tiny,mswr_net_hw_swap_fault_tiny,cswin_v2_tiny,cswin_v2_iteration_fault_tiny,wavediff*,"
+                   "sharp_tiny,sharp_key_cache_fault_tiny,sharp_assert_fault_kcap0,ris_music*")
+
+
+@pytest.fixture(scope="module")
+def behaviour_records(tmp_path_factory):
+    out = tmp_path_factory.mktemp("behaviour")
+    proc = run_harness("run", "faults", "--out", str(out), "--env-label", "e", "--only", "model=" + BEHAVIOUR_TWINS,
+                       "--only", "precision=fp32", "--only", "checkpoint=none")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return {(r["case"]["model"], r["case"]["mode"], r["case"]["size"], r["case"]["python_optimized"]): r
+            for r in read_jsonl(out / "e.jsonl")}
+
+
+def _ok_and_checked(rec, failed):
+    assert rec["status"] == "ok", rec.get("reason")
+    assert rec["checks"]["failed"] == failed, rec["checks"]
+
+
+def test_swapped_height_and_width_break_non_square_inputs_only(behaviour_records):
+    for mode in ("train", "eval"):
+        twin = behaviour_records[("mswr_net_hw_swap_fault_tiny", mode, "32x16", False)]
+        assert twin["status"] == "error" and "size of tensor" in twin["reason"]
+        _ok_and_checked(behaviour_records[("mswr_net_hw_swap_fault_tiny", mode, 16, False)], [])
+        _ok_and_checked(behaviour_records[("mswr_net_tiny", mode, "32x16", False)], [])
+
+
+def test_a_counter_buffer_mutated_in_forward_fails_eval_buffers(behaviour_records):
+    twin = behaviour_records[("cswin_v2_iteration_fault_tiny", "eval", 16, False)]
+    _ok_and_checked(twin, ["eval_buffers"])
+    assert twin["checks"]["mutated_buffers"] == ["iteration_count"]
+    _ok_and_checked(behaviour_records[("cswin_v2_tiny", "eval", 16, False)], [])
+
+
+def test_a_layer_rebuilt_after_the_optimizer_was_made_fails_params_updated(behaviour_records):
+    twin = behaviour_records[("wavediff_lazy_head_fault_tiny", "train", 16, False)]
+    _ok_and_checked(twin, ["params_updated"])
+    assert set(twin["checks"]["stale_params"]) == {"denoiser.conv_out.weight", "denoiser.conv_out.bias"}
+    assert twin["accuracy"]["passed"]  # its gradients are right: only the optimizer holds the wrong tensors
+    _ok_and_checked(behaviour_records[("wavediff_tiny", "train", 16, False)], [])
+
+
+def test_an_unbounded_cache_fails_the_leak_check_in_train_and_eval(behaviour_records):
+    for mode in ("train", "eval"):
+        twin = behaviour_records[("sharp_key_cache_fault_tiny", mode, 32, False)]
+        _ok_and_checked(twin, ["leak"])
+        assert twin["checks"]["leak_bytes_per_step"] > 0
+        healthy = behaviour_records[("sharp_tiny", mode, 32, False)]
+        _ok_and_checked(healthy, [])
+        assert healthy["checks"]["leak_bytes_per_step"] == 0.0
+
+
+def test_a_bad_config_rejected_by_assert_only_runs_under_python_O(behaviour_records):
+    plain = behaviour_records[("sharp_assert_fault_kcap0", "train", 32, False)]
+    optimized = behaviour_records[("sharp_assert_fault_kcap0", "train", 32, True)]
+    assert plain["status"] == "error" and "validation by assert" in plain["reason"] and "k_cap" in plain["reason"]
+    assert optimized["status"] == "ok" and optimized["env"]["optimize"] == 1 and plain["env"]["optimize"] == 0
+
+
+def test_eigh_at_tied_eigenvalues_and_a_wrong_detach_are_flagged(behaviour_records):
+    healthy = behaviour_records[("ris_music_tiny", "train", models_default_size("ris_music_tiny"), False)]
+    _ok_and_checked(healthy, [])
+    assert healthy["accuracy"]["passed"] and "2 parameter groups" in healthy["optimizer"]
+    eigh = behaviour_records[("ris_music_eigh_fault_tiny", "train", models_default_size("ris_music_tiny"), False)]
+    if eigh["status"] == "ok":
+        assert not eigh["accuracy"]["passed"] and "non-finite" in " ".join(eigh["accuracy"]["failures"])
+    else:  # 2.x: the NaN weights make the next step's eigh backward raise; the record names the cause
+        assert eigh["status"] == "error" and "gradients held" in eigh["reason"] and "non-finite" in eigh["reason"]
+    detach = behaviour_records[("ris_music_detach_fault_tiny", "train", models_default_size("ris_music_tiny"), False)]
+    assert detach["status"] == "ok" and not detach["accuracy"]["passed"]
+    assert "params_updated" in detach["checks"]["failed"]
+
+
+def models_default_size(name):
+    import models
+
+    return models.get_spec(name).default_sizes[0]

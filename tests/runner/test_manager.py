@@ -121,8 +121,8 @@ with open("/proc/self/status") as fh:
 
 OOM_MATRIX = MISBEHAVING % "8" + """
 [[include]]
-model = "cbam_classifier_tiny"
-batch_size = 16
+model = "colorization_papernet_tiny"
+batch_size = 4
 size = 512
 
 [[include]]
@@ -133,8 +133,9 @@ size = 9
 
 def test_out_of_memory_under_an_address_space_cap_costs_one_case(tmp_path):
     # A real cap: RLIMIT_AS set on the manager, inherited by its worker, 1 GiB above what a
-    # small case needs. cbam at batch 16, side 512 needs several GiB of activations, so its
-    # allocations fail inside torch's CPU allocator; the worker survives and goes on.
+    # small case needs. colorization_papernet_tiny at batch 4, side 512 makes 2 GiB of logits alone
+    # (484 bins at full resolution) from 8 MiB of inputs, so its allocations fail inside torch's CPU
+    # allocator; the worker survives and goes on.
     env = dict(os.environ, PYTHONPATH=ROOT)
     probe = subprocess.run([sys.executable, "-c", VM_PEAK_AFTER_A_SMALL_CASE], cwd=ROOT, env=env,
                            capture_output=True, text=True, timeout=300)
@@ -154,7 +155,7 @@ def test_out_of_memory_under_an_address_space_cap_costs_one_case(tmp_path):
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-2000:]
     recs = read_jsonl(out / "e.jsonl")
     assert [(r["case"]["model"], r["status"]) for r in recs] == [
-        ("tests.fixtures.misbehaving:factory", "ok"), ("cbam_classifier_tiny", "oom"),
+        ("tests.fixtures.misbehaving:factory", "ok"), ("colorization_papernet_tiny", "oom"),
         ("tests.fixtures.misbehaving:factory", "ok")], proc.stdout[-2000:]
     assert "DefaultCPUAllocator: can't allocate memory" in recs[1]["reason"], recs[1]["reason"]
     assert "oom 1" in proc.stdout

@@ -50,6 +50,12 @@ def test_case_key_is_stable_text():
      "tolerance.fp64_multiple: value 0.5 is not allowed; expected a multiple in [1, 1e6]"),
     (("cbam_classifier_tiny", "no_such_model"), "", "model 'no_such_model' matches no registered model"),
     (("", ""), "[[exclude]]\nmode = [\"train\", \"eval\"]\n", "expands to no case"),
+    (("device = [\"cpu\"]", "device = [\"cpu\"]\nsdpa_backend = [\"fast\"]"), "",
+     "matrix.sdpa_backend: value 'fast' is not allowed; expected one of default, math, flash, efficient, cudnn"),
+    (("device = [\"cpu\"]", "device = [\"cpu\"]\npython_optimized = [1]"), "",
+     "matrix.python_optimized: value 1 is not allowed; expected true or false"),
+    (("", ""), "[checks]\nleak_steps = -1\n", "checks.leak_steps: value -1 is not allowed; expected an integer"),
+    (("", ""), "[checks]\nleak = true\n", "checks.leak: unknown key; allowed: deterministic, leak_steps"),
 ])
 def test_each_problem_names_file_key_value_and_allowed(tmp_path, matrix_patch, extra, expected):
     old, new = matrix_patch
@@ -86,13 +92,36 @@ def test_only_filters_and_rejects_unknown_axes(tmp_path):
         scen.parse_only(["colour=red"])
 
 
-@pytest.mark.parametrize("name", ["default", "smoke", "full"])
+def test_the_optional_axes_expand_and_join_the_key_only_when_set(tmp_path):
+    matrix = GOOD.replace('size = ["default", 7]', 'size = [16, "16x16", "24x16"]').replace(
+        'device = ["cpu"]', 'device = ["cpu"]\nsdpa_backend = ["default", "math"]\npython_optimized = [false, true]')
+    sc = scen.load(write_scenario(tmp_path, matrix, "[checks]\ndeterministic = true\n"))
+    cases = [c for c, _ in scen.expand(sc)]
+    assert sc.checks == {"deterministic": True, "leak_steps": 0}
+    assert {c.size for c in cases} == {16, "24x16"}  # a square "HxW" is its side; a non-square one stays text
+    plain = [c for c in cases if c.sdpa_backend == "default" and not c.python_optimized]
+    assert plain and all("sdpa" not in c.key and "python_O" not in c.key for c in plain)
+    assert any(c.key.endswith(";sdpa=math;python_O=1") for c in cases)
+    assert len(cases) == 4 * len(plain)
+
+
+@pytest.mark.parametrize("name", ["default", "smoke", "full", "faults"] + sorted(
+    os.path.basename(f)[:-5] for f in os.listdir(os.path.join(scen.REPO_ROOT, "scenarios")) if f.startswith("audit_")))
 def test_shipped_scenarios_load_and_expand(name):
     from harness.scenario import resolve_path as resolve_scenario
 
     sc = scen.load(resolve_scenario(name))
     assert scen.expand(sc)
     assert os.path.basename(sc.path) == name + ".toml"
+
+
+def test_each_seed_audit_has_a_scenario_that_says_what_to_change_for_a_gpu():
+    audits = sorted(f for f in os.listdir(os.path.join(scen.REPO_ROOT, "scenarios")) if f.startswith("audit_"))
+    assert [f[len("audit_"):len("audit_") + 3] for f in audits] == ["000", "001", "002", "003", "004"]
+    for name in audits:
+        with open(os.path.join(scen.REPO_ROOT, "scenarios", name), encoding="utf-8") as fh:
+            header = fh.read().split("[scenario]")[0]
+        assert "shared/seeds/" in header and "On a GPU:" in header, name
 
 
 def test_gate_bench_loads_and_expands_to_the_68_cases_it_describes():

@@ -12,7 +12,9 @@ from harness.analysis.gate.groups import Group, env_diff, env_text, group_record
 from harness.analysis.gate.rules import (
     Comparison,
     Verdict,
+    behaviour_rule,
     fidelity_rule,
+    leak_rule,
     memory_rule,
     outputs_rule,
     status_rule,
@@ -25,7 +27,7 @@ from harness.vocab import VERDICT_KINDS, VERDICTS, ExitCode
 #: The rules of a matched pair by the kind of verdict they give, in the order their verdicts are
 #: listed; time comes last, after the run-wide correction.
 PAIR_RULES = (("status", status_rule), ("accuracy", fidelity_rule), ("accuracy", outputs_rule),
-              ("accuracy", task_rule), ("memory", memory_rule))
+              ("accuracy", task_rule), ("accuracy", behaviour_rule), ("memory", memory_rule), ("memory", leak_rule))
 #: The columns a kind's verdict rests on: NaN or Infinity in any makes that kind not comparable.
 FINITE_COLUMNS = {"time": ("samples_s", "median_s", "probe_samples_s"),
                   "memory": ("peak_mem_bytes", "tensor_peak_bytes")}

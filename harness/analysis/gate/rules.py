@@ -7,13 +7,13 @@ docs/gate.md.
 """
 import math
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from harness.analysis.gate.groups import Group, env_text, short
 from harness.analysis.gate.stats import median
 from harness.gate_config import thresholds_for
 from harness.sketches import relative_change
-from harness.vocab import UNIT_ROUNDOFF
+from harness.vocab import CHECKS, UNIT_ROUNDOFF
 
 MIB = 1024.0 * 1024.0
 #: Fields every verdict has, in this order (the kind's own fields follow).
@@ -300,3 +300,43 @@ def task_rule(cmp: Comparison) -> Optional[Verdict]:
     if -worse > limit_abs and -worse > limit_frac:
         return cmp.verdict("accuracy", "improved", "task metric better by %.4g: %s" % (-worse, text), **fields)
     return cmp.verdict("accuracy", "unchanged", text, **fields)
+
+
+def _failed_checks(group: Group, names: Tuple[str, ...]) -> Optional[Dict[str, str]]:
+    """``{check: reason}`` of ``names`` failed in any ok record of the group; None when no record
+    ran any of them."""
+    if not any(name in (ran or []) for ran in group.column("checks_ran") for name in names):
+        return None
+    failed: Dict[str, str] = {}
+    for names, reasons in zip(group.column("checks_failed"), group.column("check_reasons")):
+        for name, reason in zip(names or [], reasons or []):
+            failed.setdefault(str(name), str(reason))
+    return failed
+
+
+def _checks_verdict(cmp: Comparison, kind: str, check: str, names: Tuple[str, ...]) -> Optional[Verdict]:
+    fb, fc = _failed_checks(cmp.baseline, names), _failed_checks(cmp.candidate, names)
+    if fc is None or fb is None:
+        return None
+    fb = {k: v for k, v in fb.items() if k in names}
+    fc = {k: v for k, v in fc.items() if k in names}
+    fields: Dict[str, Any] = dict(check=check, baseline=", ".join(sorted(fb)) or "passed",
+                                  candidate=", ".join(sorted(fc)) or "passed")
+    new = [fc[k] for k in sorted(fc) if k not in fb]
+    if new:
+        return cmp.verdict(kind, "regressed", "; ".join(new), **fields)
+    gone = sorted(k for k in fb if k not in fc)
+    if gone:
+        return cmp.verdict(kind, "improved", "check passes now: %s" % ", ".join(gone), **fields)
+    return cmp.verdict(kind, "unchanged", "checks: %s" % (fields["candidate"]), **fields)
+
+
+def behaviour_rule(cmp: Comparison) -> Optional[Verdict]:
+    """A behaviour check (``harness.vocab.CHECKS`` but the leak) that passed in the baseline and
+    fails in the candidate regressed: a stale optimizer, a buffer mutated in eval, nondeterminism."""
+    return _checks_verdict(cmp, "accuracy", "behaviour", tuple(c for c in CHECKS if c != "leak"))
+
+
+def leak_rule(cmp: Comparison) -> Optional[Verdict]:
+    """Tensor memory growing with every step (the ``leak`` check) where the baseline held steady regressed."""
+    return _checks_verdict(cmp, "memory", "leak", ("leak",))

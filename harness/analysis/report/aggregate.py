@@ -22,7 +22,7 @@ from harness.analysis.report.frame import (
 from harness.vocab import NOT_RUN_STATUSES
 
 #: The order of failure groups: the worst failures first, then accuracy failures, then cases that could not run.
-FAILURE_SEVERITY = tuple(reversed(FAILING_BY_SEVERITY)) + ("accuracy",) + tuple(NOT_RUN_STATUSES)
+FAILURE_SEVERITY = tuple(reversed(FAILING_BY_SEVERITY)) + ("accuracy", "check") + tuple(NOT_RUN_STATUSES)
 
 def status_counts(df: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
     """Counts of each status per group of ``by`` (columns: the statuses present)."""
@@ -177,7 +177,8 @@ def fidelity_table(df: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
 
 
 def failure_groups(df: pd.DataFrame, max_cases: int = 25) -> List[Dict]:
-    """Every non-ok record (and ok records that failed accuracy), grouped by status and reason.
+    """Every non-ok record (and ok records that failed accuracy or a behaviour check), grouped by
+    status and reason.
 
     Each group: status, reason (an example short reason), full (an example full
     reason), count, models, envs, cases (up to ``max_cases`` (env, case_key) pairs).
@@ -193,6 +194,12 @@ def failure_groups(df: pd.DataFrame, max_cases: int = 25) -> List[Dict]:
     if not acc.empty:
         why = [_accuracy_failure(r) for r in acc.itertuples(index=False)]
         frames.append(acc.assign(_status="accuracy", _reason=why, reason=why))
+    if "check_reasons" in df.columns:  # records since the behaviour checks (harness.runner.checks)
+        failed_checks = df["check_reasons"].map(lambda v: isinstance(v, list) and len(v) > 0)
+        chk = plain_columns(df.loc[(df["status"] == "ok") & failed_checks, cols])
+        if not chk.empty:
+            why = ["; ".join(map(str, v)) for v in df.loc[chk.index, "check_reasons"]]
+            frames.append(chk.assign(_status="check", _reason=why, reason=why))
     if not frames:
         return []
     env_order = [str(e) for e in df["env"].cat.categories] if hasattr(df["env"], "cat") else []

@@ -26,8 +26,9 @@ FAILING_BY_SEVERITY = tuple(sorted((s for s in STATUSES if s != "ok" and s not i
                                    key=lambda s: _SEVERITY.get(s, len(_SEVERITY))))
 #: Statuses from best to worst; the order of colours, counts and filters in the report.
 STATUS_ORDER = ("ok",) + tuple(NOT_RUN_STATUSES) + FAILING_BY_SEVERITY
-#: The frame column of each case axis: sizes become labels, the two flags join in ``opts``.
-_AXIS_COLUMN = {"size": "size_label", "channels_last": "opts", "compile": "opts"}
+#: The optional case axes, shown together as one ``opts`` label; sizes become labels.
+OPTS_AXES = ("channels_last", "compile", "sdpa_backend", "python_optimized")
+_AXIS_COLUMN = dict({"size": "size_label"}, **{axis: "opts" for axis in OPTS_AXES})
 #: Case axes that identify a case apart from its environment (``opts`` joins the flags).
 CASE_COLUMNS = tuple(dict.fromkeys(_AXIS_COLUMN.get(axis, axis) for axis in CASE_AXES))
 #: What identifies the fp32 reference output of a case: all but precision and checkpointing.
@@ -37,8 +38,8 @@ CATEGORY_COLUMNS = ("model", "mode", "precision", "checkpoint", "device", "opts"
 #: Columns computed here from the records' columns.
 DERIVED_COLUMNS = ("size_label", "size_rank", "opts", "reason_short", "env", "err_rel", "err_over_tol",
                    "acc_score") + ROUND_COLUMNS
-#: Record columns a derived one replaces (size -> size_label, channels_last/compile -> opts, errors -> err_rel).
-REPLACED_COLUMNS = ("size", "channels_last", "compile", "out_rel_err", "grad_rel_err")
+#: Record columns a derived one replaces (size -> size_label, the optional axes -> opts, errors -> err_rel).
+REPLACED_COLUMNS = ("size",) + OPTS_AXES + ("out_rel_err", "grad_rel_err")
 #: Columns the report keeps: the record schema's report columns (``harness.record``) and the derived ones.
 KEEP_COLUMNS = tuple(c for c in REPORT_COLUMNS if c not in REPLACED_COLUMNS) + DERIVED_COLUMNS
 #: The accuracy rules a record is judged by (``harness.record.Accuracy.rule``; docs/accuracy.md).
@@ -124,23 +125,31 @@ def _size_columns(sizes: pd.Series) -> Tuple[pd.Series, Dict[str, float]]:
     return labels, ranks
 
 
-def _opts_column(channels_last: pd.Series, compile_: pd.Series) -> pd.Series:
-    """The ``opts`` label per row ('-', 'channels_last', 'compile', 'channels_last+compile', ...)."""
-    cl = channels_last.eq(True).to_numpy()
-    plain_compile = compile_.isna() | compile_.eq(False)
-    if plain_compile.all():
-        return pd.Series(np.where(cl, "channels_last", "-"), index=channels_last.index)
-    flags = channels_last.astype(str) + "|" + compile_.astype(str)
-    first = ~flags.duplicated()
-    return flags.map({f: _opts_label(a, b) for f, a, b in zip(flags[first], channels_last[first], compile_[first])})
+def _opts_column(df: pd.DataFrame) -> pd.Series:
+    """The ``opts`` label per row from the optional case axes: '-' when none is set, else e.g.
+    'channels_last', 'compile', 'sdpa=flash', 'python -O' joined by '+'."""
+    columns = [c for c in OPTS_AXES if c in df.columns]
+    rows = list(zip(*(df[c].tolist() for c in columns))) if columns else [()] * len(df)  # Python scalars
+    labels = {row: _opts_label(dict(zip(columns, row))) for row in set(rows)}
+    return pd.Series([labels[row] for row in rows], index=df.index)
 
 
-def _opts_label(channels_last, compile_) -> str:
+def _set(value) -> bool:
+    return value is not None and value is not False and not (isinstance(value, float) and math.isnan(value))
+
+
+def _opts_label(row: Dict) -> str:
     parts = []
-    if channels_last is True:
+    if row.get("channels_last") is True:
         parts.append("channels_last")
-    if compile_ not in (None, False) and not (isinstance(compile_, float) and math.isnan(compile_)):
+    compile_ = row.get("compile")
+    if _set(compile_):
         parts.append("compile" if compile_ is True else "compile=%s" % compile_)
+    backend = row.get("sdpa_backend")
+    if _set(backend) and backend != "default":
+        parts.append("sdpa=%s" % backend)
+    if row.get("python_optimized") is True:
+        parts.append("python -O")
     return "+".join(parts) if parts else "-"
 
 
@@ -153,8 +162,8 @@ def prepare_frame(df: pd.DataFrame) -> Tuple[pd.DataFrame, Dict]:
     """Add the report's derived columns; keep the latest record per case and environment.
 
     Adds ``env`` (the label, suffixed by a short fingerprint when one label holds
-    several fingerprints for the same case), ``size_label``/``size_rank``, ``opts`` (channels_last and
-    compile flags), ``reason_short``, ``err_rel`` (worst of output and gradient
+    several fingerprints for the same case), ``size_label``/``size_rank``, ``opts`` (the optional axes:
+    channels_last, compile, sdpa_backend, python_optimized), ``reason_short``, ``err_rel`` (worst of output and gradient
     relative error), ``err_over_tol``, ``acc_score`` (the record's error as a fraction of what its
     rule allows, see ``accuracy_columns``; ``acc_rule`` is filled in where a record left it out),
     ``probe_id`` (same for the cases sharing an
@@ -169,7 +178,7 @@ def prepare_frame(df: pd.DataFrame) -> Tuple[pd.DataFrame, Dict]:
     fp = df["env_fingerprint"].fillna("").astype(str)
     df["env_fingerprint"] = fp
     df["size_label"], size_ranks = _size_columns(df["size"])
-    df["opts"] = _opts_column(df["channels_last"], df["compile"])
+    df["opts"] = _opts_column(df)
     missing_key = df["case_key"].isna()
     if missing_key.any():  # not written by the runner, but keep such records apart rather than merged
         sub = df.loc[missing_key, list(CASE_COLUMNS)]

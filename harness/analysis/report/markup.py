@@ -17,7 +17,7 @@ ENV_COLORS = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#b07aa1", "#76b7b2", 
 #: Colour per record status (every one of ``harness.vocab.STATUSES``) and for an accuracy failure; the CSS
 #: variables of ``assets/report.css`` hold the same colours.
 STATUS_COLORS = {"ok": "#2da44e", "unsupported": "#8c959f", "skipped": "#c9d1d9", "timeout": "#d4a72c",
-                 "oom": "#bc4c00", "error": "#cf222e", "crashed": "#8250df", "accuracy": "#e16f24"}
+                 "oom": "#bc4c00", "error": "#cf222e", "crashed": "#8250df", "accuracy": "#e16f24", "check": "#bf3989"}
 
 
 def esc(value) -> str:
