@@ -34,13 +34,14 @@ def case(**kw):
 
 
 def test_fp32_train_case_measures_speed_memory_and_matches_reference():
-    # side 128: the ResNet stem (stride 4) leaves a 16-px case too little to move the high-water mark
-    r = execute.run_case(case(size=128), SETTINGS)
+    r = execute.run_case(case(), SETTINGS)
     assert r["status"] == "ok", r
     t = r["timing"]
     assert len(t["samples_s"]) == 3 and all(s > 0 for s in t["samples_s"])
     assert t["median_s"] > 0 and t["throughput_per_s"] == pytest.approx(2 / t["median_s"])
-    assert r["memory"]["peak_bytes"] > 0  # how it follows the workload: test_peak_memory_follows_the_workload...
+    # The exact tensor peak: the process high-water mark of so small a case can stay within memory an
+    # earlier test freed but kept resident (it follows the workload: test_peak_memory_follows_the_workload...)
+    assert r["memory"]["tensor_peak_bytes"] > 0 and r["memory"]["method"] in ("linux_vmhwm", "ru_maxrss")
     acc = r["accuracy"]
     # Same weights, same inputs, same arithmetic: the reference is reproduced exactly.
     assert acc["passed"] and acc["outputs"]["rel_err"] == 0.0 and acc["grads"]["rel_err"] == 0.0
