@@ -120,6 +120,17 @@ def test_a_different_answer_from_the_same_seed_is_nondeterministic():
     assert found["failed"] == ["deterministic"] and found["nondeterministic"] == "output[0]"
 
 
+def test_nans_at_the_same_places_are_not_nondeterminism_but_any_other_difference_is():
+    nan = float("nan")
+    same = checks.deterministic(([torch.tensor([1.0, nan])], {"w": torch.tensor([nan])}),
+                                ([torch.tensor([1.0, nan])], {"w": torch.tensor([nan])}))
+    assert same == {}
+    moved = checks.deterministic(([torch.tensor([1.0, nan])], None), ([torch.tensor([nan, 1.0])], None))
+    assert moved["nondeterministic"] == "output[0]"
+    changed = checks.deterministic(([torch.tensor([1.0, nan])], None), ([torch.tensor([1.5, nan])], None))
+    assert "max abs diff 0.5" in changed["failure"]
+
+
 def test_frozen_parameters_fail_and_half_precision_weights_are_not_judged():
     model = Small()
     model.body.weight.requires_grad_(False)
