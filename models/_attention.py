@@ -96,6 +96,23 @@ def sdpa_backends_available() -> Tuple[str, ...]:
     return tuple(name for name in SDPA_BACKENDS if _SDPA_KERNEL_FLAGS[name] in flags)
 
 
+def sdpa_kernel_context(name: str):
+    """A context in which SDPA may use kernel ``name`` only (one of ``sdpa_backends_available()``),
+    through the API this build has; UnsupportedError naming the build where it has no way to pin it."""
+    available = sdpa_backends_available()
+    if name not in available:
+        why = "has no scaled_dot_product_attention" if not HAS_SDPA else "can pin only %s" % ", ".join(available)
+        raise UnsupportedError("SDPA kernel %s: torch %s %s" % (name, torch.__version__, why))
+    try:
+        import torch.nn.attention as nn_attention
+    except ImportError:  # 2.0-2.1: the older flags context
+        nn_attention = None
+    if hasattr(nn_attention, "sdpa_kernel"):
+        return nn_attention.sdpa_kernel(getattr(nn_attention.SDPBackend, _SDPA_BACKEND_MEMBERS[name]))
+    flags = [_SDPA_KERNEL_FLAGS[b] for b in available]
+    return torch.backends.cuda.sdp_kernel(**{flag: flag == _SDPA_KERNEL_FLAGS[name] for flag in flags})
+
+
 def resolve_attn_impl(impl: str) -> str:
     """Map ``auto``/``sdpa``/``math`` to the path this build runs; UnsupportedError for sdpa on 1.x."""
     if impl not in ATTN_IMPLS:

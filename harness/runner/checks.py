@@ -22,7 +22,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 
-from harness.runner.memory import _raw_memory_deltas
+from harness.runner import memory
 
 #: Precisions whose weights are half precision themselves: an update below half their spacing is lost.
 _HALF_WEIGHTS = ("fp16", "bf16")
@@ -131,33 +131,14 @@ def deterministic(first, again) -> Dict[str, Any]:
     return {}
 
 
-def _live_bytes_after(step: Callable[[], Any], n: int, device: str) -> int:
-    """Net tensor bytes allocated by ``n`` steps and still live after them."""
-    if device == "cuda":
-        torch.cuda.synchronize()
-        start = torch.cuda.memory_allocated()
-        for _ in range(n):
-            step()
-        torch.cuda.synchronize()
-        return torch.cuda.memory_allocated() - start
-    profiler = torch.profiler
-    with profiler.profile(activities=[profiler.ProfilerActivity.CPU], profile_memory=True) as prof:
-        for _ in range(n):
-            step()
-    deltas = _raw_memory_deltas(prof)
-    if deltas is None:
-        raise RuntimeError("this torch exposes no raw memory records to the profiler")
-    return sum(deltas)
-
-
 def leak(step: Callable[[], Any], device: str, n: int) -> Dict[str, Any]:
     """The ``leak`` check: bytes retained per step, from windows of ``n`` and ``2n`` steps."""
     gc_was_enabled = gc.isenabled()
     gc.disable()  # a collection inside a window frees an earlier case's garbage by chance
     try:
-        _live_bytes_after(step, 1, device)  # the profiler learns the live tensors' addresses
-        short = _live_bytes_after(step, n, device)
-        long = _live_bytes_after(step, 2 * n, device)
+        memory.net_tensor_bytes(step, 1, device)  # the profiler learns the live tensors' addresses
+        short = memory.net_tensor_bytes(step, n, device)
+        long = memory.net_tensor_bytes(step, 2 * n, device)
     finally:
         if gc_was_enabled:
             gc.enable()

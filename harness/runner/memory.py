@@ -209,3 +209,24 @@ def tensor_peak_bytes(step: Callable[[], Any]) -> Tuple[int, str]:
     if deltas is not None:
         return _running_peak(deltas), TENSOR_PEAK_METHOD
     return tensor_peak_from_events(prof.events()), SELF_MEMORY_METHOD
+
+
+def net_tensor_bytes(step: Callable[[], Any], n: int, device: str) -> int:
+    """Net tensor bytes ``n`` calls of ``step`` allocated and left live: on the CPU the sum of the
+    profiler's raw allocation records (frees of tensors the profiler saw allocated count, so call it
+    once beforehand to make it learn the live ones), on CUDA the allocator's ``memory_allocated``."""
+    if device == "cuda":
+        torch.cuda.synchronize()
+        start = torch.cuda.memory_allocated()
+        for _ in range(n):
+            step()
+        torch.cuda.synchronize()
+        return torch.cuda.memory_allocated() - start
+    profiler = torch.profiler
+    with profiler.profile(activities=[profiler.ProfilerActivity.CPU], profile_memory=True) as prof:
+        for _ in range(n):
+            step()
+    deltas = _raw_memory_deltas(prof)
+    if deltas is None:
+        raise RuntimeError("this torch exposes no raw memory records to the profiler")
+    return sum(deltas)

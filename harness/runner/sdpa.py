@@ -10,29 +10,16 @@ Only the case's own steps run under it: the fp32 and float64 references keep the
 """
 import contextlib
 
-import torch
-
 from models import UnsupportedError
-
-_NEW_NAMES = {"math": "MATH", "flash": "FLASH_ATTENTION", "efficient": "EFFICIENT_ATTENTION",
-              "cudnn": "CUDNN_ATTENTION"}
-_OLD_FLAGS = {"math": "enable_math", "flash": "enable_flash", "efficient": "enable_mem_efficient"}
+from models._attention import sdpa_kernel_context
 
 
 def backend_context(name: str):
-    """A context manager allowing only SDPA backend ``name`` (a no-op for ``default``)."""
+    """A context manager allowing only SDPA backend ``name`` (a no-op for ``default``); the zoo's
+    ``models._attention`` knows which kernels this build can pin and how."""
     if name == "default":
         return contextlib.nullcontext()
-    if not hasattr(torch.nn.functional, "scaled_dot_product_attention"):
-        raise UnsupportedError("sdpa_backend %s: torch %s has no scaled_dot_product_attention"
-                               % (name, torch.__version__))
-    attention = getattr(torch.nn, "attention", None)
-    if attention is not None and hasattr(attention, "sdpa_kernel"):
-        backend = getattr(attention.SDPBackend, _NEW_NAMES[name], None)
-        if backend is None:
-            raise UnsupportedError("sdpa_backend %s: torch %s has no SDPBackend.%s"
-                                   % (name, torch.__version__, _NEW_NAMES[name]))
-        return attention.sdpa_kernel(backend)
-    if name not in _OLD_FLAGS or not hasattr(torch.backends.cuda, "sdp_kernel"):
-        raise UnsupportedError("sdpa_backend %s: torch %s cannot select it" % (name, torch.__version__))
-    return torch.backends.cuda.sdp_kernel(**{flag: flag == _OLD_FLAGS[name] for flag in _OLD_FLAGS.values()})
+    try:
+        return sdpa_kernel_context(name)
+    except UnsupportedError as exc:
+        raise UnsupportedError("sdpa_backend %s: %s" % (name, exc)) from None

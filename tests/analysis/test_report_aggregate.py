@@ -2,24 +2,22 @@
 
 import pytest
 
-from harness.analysis.load import load_records
 from harness.analysis.report import aggregate as agg
 from harness.analysis.report import drift as dr
-from harness.analysis.report.frame import prepare_frame
-from tests.analysis.test_report_support import fidelity_records, record, small_store, write_jsonl
+from tests.analysis.test_report_support import (
+    fidelity_records,
+    prepared_records,
+    prepared_small_store,
+    record,
+)
 
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
-    folder = str(tmp_path_factory.mktemp("store"))
-    small_store(folder)
-    raw, _ = load_records([folder])
-    return prepare_frame(raw)
+    return prepared_small_store(str(tmp_path_factory.mktemp("store")))
 
 
-def _frame(tmp_path, recs):
-    write_jsonl(str(tmp_path / "a.jsonl"), recs)
-    return prepare_frame(load_records([str(tmp_path / "a.jsonl")])[0])[0]
+_frame = prepared_records
 
 
 def test_status_counts_and_reasons_per_model_and_env(tmp_path):

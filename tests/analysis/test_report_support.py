@@ -2,6 +2,8 @@
 import json
 import os
 
+from harness.analysis.load import load_records
+from harness.analysis.report.frame import prepare_frame
 from harness.analysis.report_synth import MODELS, write_synthetic_store
 from harness.record import SCHEMA_VERSION
 
@@ -118,3 +120,17 @@ def write_jsonl(path, records, extra_lines=()):
         for line in extra_lines:
             fh.write(line)
     return path
+
+
+def prepared_small_store(folder):
+    """``prepare_frame`` of the ``small_store`` written into ``folder``: (frame, notes)."""
+    small_store(folder)
+    raw, _ = load_records([folder])
+    return prepare_frame(raw)
+
+
+def prepared_records(tmp_path, recs):
+    """The prepared frame of ``recs``, written to ``tmp_path/a.jsonl`` and read back."""
+    write_jsonl(str(tmp_path / "a.jsonl"), recs)
+    return prepare_frame(load_records([str(tmp_path / "a.jsonl")])[0])[0]
+

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 import models
+from harness.runner.precision import autocast
 from models import SeededGenerator, UnsupportedError, init_parameters
 from models._attention import HAS_SDPA, causal_mask, rope_tables
 from models._tokens import IGNORE_INDEX, PAD_ID, second_copy_accuracy
@@ -37,13 +38,6 @@ def _build(name, seed=0, **changes):
     model = AttentionLM(_config(name, **changes)) if changes else models.create_model(name)
     init_parameters(model, seed)
     return model.eval()
-
-
-def _cpu_bf16_autocast():
-    # torch.autocast(device_type=...) exists from 1.10; CPU autocast only knows bfloat16 there.
-    if hasattr(torch, "autocast"):
-        return torch.autocast(device_type="cpu", dtype=torch.bfloat16)
-    return torch.cpu.amp.autocast(dtype=torch.bfloat16)
 
 
 def _padded_tokens(size=20, seed=0):
@@ -360,7 +354,7 @@ def test_healthy_gqa_runs_in_bf16_within_tolerance_of_fp32(impl):
     with torch.no_grad():
         ref = _build("attention_gqa_tiny", attn_impl=impl)(tokens)
         got = _build("attention_gqa_tiny", attn_impl=impl).to(torch.bfloat16)(tokens)
-        with _cpu_bf16_autocast():
+        with autocast("cpu", "amp_bf16"):
             amp = _build("attention_gqa_tiny", attn_impl=impl)(tokens)
     assert got.dtype == torch.bfloat16
     assert (got.float() - ref).abs().max().item() < BF16_ATOL
@@ -408,7 +402,7 @@ def test_fault_twin_is_hidden_by_cpu_autocast():
     tokens, _ = _padded_tokens()
     with torch.no_grad():
         ref = _build(FAULT)(tokens)
-        with _cpu_bf16_autocast():
+        with autocast("cpu", "amp_bf16"):
             faulty = _build(FAULT)(tokens)
             mask = _build(FAULT).build_masks(tokens, torch.bfloat16)[1]
     assert mask.dtype == torch.float32  # built in float32 whatever the activations' dtype

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import models
+from harness.runner.precision import autocast
 from models import SeededGenerator, init_parameters
 from models._attention import HAS_SDPA
 from models.hierarchical_attention import (
@@ -38,12 +39,6 @@ def _build(name=TINY, seed=0, **changes):
 def _batch(size=16, batch=2, seed=0):
     (frames,), target = _build().task_batch(batch, size, SeededGenerator(seed))
     return frames, target
-
-
-def _cpu_bf16_autocast():
-    if hasattr(torch, "autocast"):
-        return torch.autocast(device_type="cpu", dtype=torch.bfloat16)
-    return torch.cpu.amp.autocast(dtype=torch.bfloat16)
 
 
 def _cpu_ops_failure(dtype):
@@ -179,7 +174,7 @@ def test_bf16_and_autocast_stay_close_to_fp32():
     with torch.no_grad():
         ref = _build()(frames)[0]
         got = _build().to(torch.bfloat16)(frames.to(torch.bfloat16))[0]
-        with _cpu_bf16_autocast():
+        with autocast("cpu", "amp_bf16"):
             amp = _build()(frames)[0]
     assert got.dtype == torch.bfloat16
     assert (got.float() - ref).abs().max().item() < BF16_ATOL
@@ -229,7 +224,7 @@ def test_mask_fault_is_hidden_by_cpu_autocast():
     frames, _ = _batch()
     with torch.no_grad():
         ref = _build(MASK_FAULT)(frames)[0]
-        with _cpu_bf16_autocast():
+        with autocast("cpu", "amp_bf16"):
             amp = _build(MASK_FAULT)(frames)[0]
     assert (amp.float() - ref).abs().max().item() < BF16_ATOL
 

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 import models
+from harness.runner.precision import autocast
 from models import SeededGenerator, init_parameters
 from models._attention import HAS_SDPA
 from models._tokens import IGNORE_INDEX
@@ -28,12 +29,6 @@ def _build(seed=0, **changes):
     model = LLMDecoder(config)
     init_parameters(model, seed)
     return model.eval()
-
-
-def _cpu_bf16_autocast():
-    if hasattr(torch, "autocast"):
-        return torch.autocast(device_type="cpu", dtype=torch.bfloat16)
-    return torch.cpu.amp.autocast(dtype=torch.bfloat16)
 
 
 def _tokens(batch=2, size=12, seed=0):
@@ -207,7 +202,7 @@ def test_bf16_and_autocast_stay_close_to_fp32():
     with torch.no_grad():
         ref = _build()(tokens)
         pure = _build().to(torch.bfloat16)(tokens)
-        with _cpu_bf16_autocast():
+        with autocast("cpu", "amp_bf16"):
             amp = _build()(tokens)
             decoded = _build().infer(tokens)
     assert pure.dtype == torch.bfloat16

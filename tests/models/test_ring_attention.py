@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import models
+from harness.runner.precision import autocast
 from models import SeededGenerator, init_parameters
 from models._attention import causal_mask, math_attention
 from models._tokens import PAD_ID
@@ -163,18 +164,12 @@ def test_future_tokens_do_not_change_past_logits():
     assert (model(changed)[:, 12:] - model(tokens)[:, 12:]).abs().max().item() > 1e-4
 
 
-def _cpu_bf16_autocast():
-    if hasattr(torch, "autocast"):
-        return torch.autocast(device_type="cpu", dtype=torch.bfloat16)
-    return torch.cpu.amp.autocast(dtype=torch.bfloat16)
-
-
 def test_healthy_model_runs_in_bf16_and_autocast_within_tolerance_of_fp32():
     tokens, _ = _padded_tokens()
     with torch.no_grad():
         ref = _build()(tokens)
         got = _build().to(torch.bfloat16)(tokens)
-        with _cpu_bf16_autocast():
+        with autocast("cpu", "amp_bf16"):
             amp = _build()(tokens)
     assert got.dtype == torch.bfloat16
     assert (got.float() - ref).abs().max().item() < BF16_ATOL
@@ -237,6 +232,6 @@ def test_fault_twin_gives_nan_in_half_precision_where_the_healthy_model_does_not
 
 def test_fault_twin_gives_nan_under_bf16_autocast():
     tokens, _ = _padded_tokens()
-    with torch.no_grad(), _cpu_bf16_autocast():
+    with torch.no_grad(), autocast("cpu", "amp_bf16"):
         assert torch.isfinite(_build()(tokens)).all()
         assert not torch.isfinite(_build(FAULT)(tokens)).all()

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 import models
+from harness.runner.precision import autocast
 from models import SeededGenerator, init_parameters
 from models._tokens import PAD_ID
 from models.selective_ssm import SelectiveSSMLM, scan_chunk_length, selective_scan
@@ -172,18 +173,12 @@ def test_the_state_reaches_past_the_conv_window():
     assert (diff[:2] == 0).all() and diff[12].item() > 1e-7
 
 
-def _cpu_bf16_autocast():
-    if hasattr(torch, "autocast"):
-        return torch.autocast(device_type="cpu", dtype=torch.bfloat16)
-    return torch.cpu.amp.autocast(dtype=torch.bfloat16)
-
-
 def test_runs_in_bf16_and_autocast_within_tolerance_of_fp32():
     tokens, _ = _padded_tokens()
     with torch.no_grad():
         ref = _build()(tokens)
         got = _build().to(torch.bfloat16)(tokens)
-        with _cpu_bf16_autocast():
+        with autocast("cpu", "amp_bf16"):
             amp = _build()(tokens)
     assert got.dtype == torch.bfloat16
     assert (got.float() - ref).abs().max().item() < BF16_ATOL

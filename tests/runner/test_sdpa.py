@@ -28,7 +28,7 @@ def test_default_is_a_no_op_everywhere():
 
 @pytest.mark.skipif(HAS_SDPA, reason="this build has scaled_dot_product_attention")
 def test_without_sdpa_a_backend_case_is_unsupported_naming_it():
-    with pytest.raises(UnsupportedError, match="no scaled_dot_product_attention"):
+    with pytest.raises(UnsupportedError, match="has no scaled_dot_product_attention"):
         sdpa.backend_context("math")
     rec = execute.run_case(_case("flash"), SETTINGS)
     assert rec["status"] == "unsupported" and "sdpa_backend flash" in rec["reason"]
