@@ -9,6 +9,22 @@ versions folder and among uv-managed ones; a missing one is installed with
 one-line reason (also written to ``results/<scenario>/torch-X.env.json`` so the
 report lists it).
 
+Extra requirements: a scenario's ``[environment]`` table lists what every environment
+installs beside its torch (``requirements = ["timm", "./my-project"]``; ``[environment.pins]``
+adds per environment, e.g. ``"torch-1.10" = ["timm==0.9.16"]``; see ``harness.requirements``),
+and ``nox -s matrix -- --with SPEC`` (or ``--with=SPEC``, repeatable; a path is relative to
+the folder nox was started in) adds more. They are installed after torch in one command
+that also pins torch to the version just installed and the environment's own pins, so the
+resolver can only pick versions that work with that torch (a torch index set in
+TORCHMATRIX_TORCH_INDEX_URL is an extra index there: PyPI stays in use). When that fails,
+each is tried alone, so one that cannot be resolved does not take the others with it. A
+failure never stops the run: the other models still run, and a model that needs what is
+missing is ``unsupported`` with the installer's message. What the environment holds beyond
+torch and the runner's needs (name and version of each distribution, also in a reused
+environment) and what failed go to ``results/<scenario>/torch-X.requirements.json``, which
+``harness run`` reads (TORCHMATRIX_REQUIREMENTS_REPORT): records carry those versions in
+``env.extra_packages``, and they are part of the environment fingerprint.
+
 Environment variables:
   TORCHMATRIX_TORCH_INDEX_URL  wheel index for torch (a CPU-only or CUDA flavour)
   TORCHMATRIX_NO_PYTHON_INSTALL=1  never try ``uv python install``
@@ -19,11 +35,15 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from typing import Dict, List, Optional, Tuple
 
 import nox
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
+if ROOT not in sys.path:  # harness.requirements and harness.scenario: standard library only (+ tomli)
+    sys.path.insert(0, ROOT)
+from harness import requirements  # noqa: E402
 
 # label, torch requirement, Pythons with wheels (newest first), extra pins.
 # torch <= 2.2 breaks on NumPy 2 ("Numpy is not available") and needs pkg_resources
@@ -143,14 +163,91 @@ def _uses_uv(session: nox.Session) -> bool:
     return getattr(session.virtualenv, "venv_backend", "") == "uv"
 
 
+def _install_env(session: nox.Session) -> Dict[str, str]:
+    return {"UV_COMPILE_BYTECODE": "1"} if _uses_uv(session) else {}
+
+
+def _torch_index() -> Optional[str]:
+    return os.environ.get("TORCHMATRIX_TORCH_INDEX_URL") or None
+
+
 def install_torch(session: nox.Session, label: str) -> None:
     """torch of this environment, its pins, and the runner's own dependencies."""
     _, requirement, _, pins = ENV_BY_LABEL[label]
-    env = {"UV_COMPILE_BYTECODE": "1"} if _uses_uv(session) else {}
-    index = os.environ.get("TORCHMATRIX_TORCH_INDEX_URL")
+    env = _install_env(session)
+    index = _torch_index()
     index_args = ["--index-url", index] if index else []
     session.install(*index_args, requirement, *pins, env=env)
     session.install(*pins, "numpy", "tomli>=1.1; python_version < '3.11'", env=env)
+
+
+#: One install of extra requirements may take this long (a project built from source) before it counts as failed.
+EXTRAS_INSTALL_TIMEOUT_S = 1800
+#: Run in the environment: every distribution it holds, as JSON (``harness.requirements.installed_versions``).
+_LIST_INSTALLED = ("import json; from harness.requirements import installed_versions; "
+                   "print(json.dumps(installed_versions()))")
+#: Run in the environment: the distributions neither torch nor the runner needs (``extra_versions``).
+_LIST_EXTRAS = "import json; from harness.requirements import extra_versions; print(json.dumps(extra_versions()))"
+
+
+def _installed(session: nox.Session, listing: str = _LIST_INSTALLED) -> Dict[str, str]:
+    out = session.run("python", "-c", listing, silent=True, env={"PYTHONPATH": ROOT})
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def _install_command(session: nox.Session) -> List[str]:
+    """The environment's installer (its backend's), aimed at its Python, with the torch index as an extra one."""
+    python = shutil.which("python", path=session.bin) or os.path.join(session.bin, "python")
+    if _uses_uv(session):
+        cmd = [getattr(nox.virtualenv, "UV", None) or "uv", "pip", "install", "--python", python]
+    else:
+        cmd = [python, "-m", "pip", "install", "--disable-pip-version-check"]
+    index = _torch_index()
+    return cmd + (["--extra-index-url", index] if index else [])
+
+
+def _try_install(session: nox.Session, specs: List[str]) -> Optional[str]:
+    """Install ``specs`` together; None when that worked, else the installer's message in one line."""
+    cmd = _install_command(session) + specs
+    session.log(" ".join(cmd))
+    try:
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              env=dict(os.environ, **_install_env(session)), timeout=EXTRAS_INSTALL_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        return "the installer took longer than %d s" % EXTRAS_INSTALL_TIMEOUT_S
+    except OSError as exc:
+        return "the installer did not start: %s" % exc
+    return None if proc.returncode == 0 else requirements.installer_message(proc.stdout)
+
+
+def install_extras(session: nox.Session, label: str, specs: List[str], report_file: str) -> Optional[str]:
+    """Install ``specs`` beside this environment's torch, resolved against it (torch pinned to
+    the installed version, plus the environment's pins); each alone when together they fail.
+    Write what was installed and what failed to ``report_file`` (``harness.requirements``)
+    and return its path; with no ``specs``, remove a report of an earlier run and return None.
+    A requirement that cannot be installed is reported, never an error of the session."""
+    if not specs:
+        if os.path.exists(report_file):
+            os.remove(report_file)
+        return None
+    before = _installed(session)
+    torch_version = before.get("torch")
+    if torch_version is None:
+        session.warn("torch is not installed here: extra requirements are resolved without a torch pin")
+    pins = (["torch==" + torch_version] if torch_version else []) + list(ENV_BY_LABEL[label][3])
+    failed = []
+    reason = _try_install(session, specs + pins)
+    if reason is not None:
+        alone = {spec: _try_install(session, [spec] + pins) for spec in specs} if len(specs) > 1 else {specs[0]: reason}
+        failed = [(spec, why) for spec, why in alone.items() if why is not None]
+    installed = _installed(session, _LIST_EXTRAS)  # all of them, also where a reused environment had them
+    requirements.write_report(report_file, requirements.make_report("torch-" + label, specs, installed, failed,
+                                                                     torch_version))
+    session.log("beside torch %s: %s" % (torch_version, ", ".join(
+        "%s==%s" % pair for pair in sorted(installed.items())) or "nothing"))
+    for spec, why in failed:
+        session.warn("could not install %s (the run goes on without it): %s" % (spec, why))
+    return report_file
 
 
 def _run_args(posargs: List[str]) -> Tuple[str, List[str]]:
@@ -160,6 +257,46 @@ def _run_args(posargs: List[str]) -> Tuple[str, List[str]]:
         if not arg.startswith("-") and (i == 0 or not args[i - 1].startswith("--") or "=" in args[i - 1]):
             return args.pop(i), args
     return "default", args
+
+
+def _with_args(posargs: List[str], base_dir: str) -> Tuple[List[str], List[str]]:
+    """Every ``--with SPEC`` / ``--with=SPEC`` taken out of ``posargs``: (the specs, a path
+    (``./x``, or ``dir/x`` that exists) made absolute against ``base_dir``; the other
+    posargs). ValueError names a bad one."""
+    specs, rest, problems = [], [], []
+    args = iter(posargs)
+    for arg in args:
+        if arg == "--with":
+            spec = next(args, None)
+        elif arg.startswith("--with="):
+            spec = arg[len("--with="):]
+        else:
+            rest.append(arg)
+            continue
+        if spec and "/" in spec and "://" not in spec and os.path.exists(os.path.join(base_dir, spec)):
+            spec = os.path.join(".", spec)  # dist/x.whl, as pip reads it: a path
+        problem = requirements.requirement_problem(spec, base_dir)
+        if problem:
+            problems.append("--with %s: expected %s" % ("(nothing)" if spec is None else repr(spec), problem))
+        else:
+            specs.append(requirements.resolve(spec.strip(), base_dir))
+    if problems:
+        raise ValueError("\n".join(problems))
+    return specs, rest
+
+
+def _scenario_requirements(session: nox.Session, scenario: str, env_label: str, extra: List[str]) -> List[str]:
+    """What ``env_label`` installs for ``scenario`` (``[environment]``) and ``--with``; a scenario
+    that does not load is an error of the session (each problem printed)."""
+    from harness.scenario import ScenarioError, load, resolve_path
+
+    try:
+        environment = load(resolve_path(scenario)).environment
+    except ScenarioError as exc:
+        for problem in exc.problems:
+            session.log(problem)
+        session.error("scenario %s has %d problem(s), listed above" % (scenario, len(exc.problems)))
+    return requirements.requirements_for(environment, env_label, extra)
 
 
 def _out_dir(scenario: str, args: List[str]) -> str:
@@ -188,16 +325,23 @@ def _write_skip(out_dir: str, label: str, reason: str) -> None:
 @nox.parametrize("python,torch", _matrix_params())
 def matrix(session: nox.Session, torch: str) -> None:
     """Run a scenario (default: scenarios/default.toml) in one environment per PyTorch release."""
-    scenario, args = _run_args(session.posargs)
+    try:
+        with_specs, posargs = _with_args(session.posargs, getattr(session, "invoked_from", None) or os.getcwd())
+    except ValueError as exc:
+        session.error(str(exc))
+    scenario, args = _run_args(posargs)
     env_label = "torch-" + torch
     out_dir = _out_dir(scenario, args)
+    extras = _scenario_requirements(session, scenario, env_label, with_specs)
     path, how = pick_python(ENV_BY_LABEL[torch][2])
     if path is None:
         _write_skip(out_dir, env_label, how)
         session.skip(how)
     install_torch(session, torch)
+    report_file = install_extras(session, torch, extras, os.path.abspath(requirements.report_path(out_dir, env_label)))
     session.run("python", "-m", "harness", "run", scenario, "--env-label", env_label,
-                *([] if "--out" in args else ["--out", out_dir]), *args, env={"PYTHONPATH": ROOT})
+                *([] if "--out" in args else ["--out", out_dir]), *args,
+                env={"PYTHONPATH": ROOT, requirements.REPORT_ENV_VAR: report_file or ""})
     session.notify("report", posargs=[out_dir])
 
 
@@ -231,6 +375,13 @@ def ab(session: nox.Session) -> None:
 
 
 TEST_ENVS = ["1.10", "latest"]
+#: The libraries of the model sources (models/_source_*.py), installed beside torch so their tests run
+#: against the real thing, and the example in-house package. On 1.10: the last releases that work with
+#: it (the newest transformers disables its torch models below torch 2.1; timm 1.x passes
+#: use_reentrant, which 1.10's checkpoint lacks). The newest ones elsewhere.
+TEST_EXTRAS = {"1.10": ("timm==0.9.16", "torchvision", "transformers==4.30.2"),
+               "latest": ("timm", "torchvision", "transformers")}
+EXAMPLE_PROJECT = os.path.join(ROOT, "examples", "user_project")
 
 
 @nox.session
@@ -243,6 +394,10 @@ def tests(session: nox.Session, torch: str) -> None:
         session.error("cannot test torch %s: %s" % (torch, how))
     install_torch(session, torch)
     session.install("pytest>=7", "nox", "pyyaml")
+    pins = ["torch==" + _installed(session)["torch"]] + list(ENV_BY_LABEL[torch][3])
+    failed = _try_install(session, list(TEST_EXTRAS[torch]) + [EXAMPLE_PROJECT] + pins)
+    if failed:
+        session.error("cannot install the model sources' libraries for the tests: %s" % failed)
     targets = ["tests"]
     if torch != "latest":
         # The analysis side (pandas, scipy) runs in one modern environment only.

@@ -36,10 +36,10 @@ def overhead(rounds: int, patterns):
     settings = {"measure": measure, "tolerance": dict(scenario.TOLERANCE_DEFAULTS)}
     real = execute._reference
 
-    def without_float64(case, seed, wide):
+    def without_float64(case, seed, wide, options=None):
         if wide:
             raise RuntimeError("float64 reference switched off by benchmarks/bench_accuracy.py")
-        return real(case, seed, wide)
+        return real(case, seed, wide, options)
 
     cases = [dict(model=name, mode=mode, batch_size=2, size=models.get_spec(name).default_sizes[0],
                   precision="fp32", checkpoint="none", device="cpu")

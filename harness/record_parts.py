@@ -89,6 +89,11 @@ class Env:
     optimize: Optional[int] = _f("sys.flags.optimize (python -O)")
     git_commit: Optional[str] = _f("the project's git commit", "git_commit", report=True)
     backend: Optional[Dict[str, Any]] = _f("backend flags pinned from the scenario (TF32, cudnn, deterministic)")
+    extra_packages: Optional[Dict[str, str]] = _f("name -> version of what the scenario's [environment] and "
+                                                  "--with installed beside torch (part of the fingerprint); "
+                                                  "None without such requirements")
+    extra_failed: Optional[List[str]] = _f("the requirements of [environment] and --with that could not be "
+                                           "installed here")
     fingerprint: Optional[str] = _f("hash of what makes timings comparable", "env_fingerprint", report=True)
 
 

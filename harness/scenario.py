@@ -36,6 +36,9 @@ A scenario is TOML and pure data (never executed)::
     [checks]    deterministic (run each case twice from one seed, compare bitwise),
                 leak_steps (n: tensor bytes live after 2n steps vs n steps)
     [gate]      regression thresholds (read by the gate; validated here)
+    [config."MODEL"]  constructor keyword arguments of a model (``harness.model_options``)
+    [inputs."MODEL"]  a plain nn.Module's inputs (``harness.model_options``)
+    [environment]     requirements each environment installs (``harness.requirements``)
 
 Every problem (unknown key, bad value, unknown model, empty expansion) is reported
 together as ``ScenarioError``, each naming the file, the key path, the value and
@@ -46,9 +49,10 @@ import itertools
 import math
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from harness import model_options, requirements, scenario_models
 from harness.fileio import REPO_ROOT, TOMLDecodeError, load_toml
 from harness.record import Case
 from harness.vocab import CASE_AXES as AXES
@@ -90,7 +94,7 @@ TASK_DEFAULTS = {"enabled": False, "steps": 20, "batch_size": 8, "lr": 1e-3, "ev
 # Behaviour checks asked for (harness.runner.checks); params_updated and eval_buffers always run.
 CHECKS_DEFAULTS = {"deterministic": False, "leak_steps": 0}
 TOP_LEVEL = ("scenario", "matrix", "exclude", "include", "measure", "backend", "tolerance", "task", "checks",
-             "gate")
+             "gate", "config", "inputs", "environment")
 #: Optional axes and the value a case has when a scenario does not set them.
 OPTIONAL_AXES = {"channels_last": False, "compile": False, "sdpa_backend": "default", "python_optimized": False}
 
@@ -120,6 +124,14 @@ class Scenario:
     task: Dict[str, Any]
     gate: Dict[str, Any]
     checks: Dict[str, Any]
+    #: ``{"config": {key: table}, "inputs": {key: table}}`` (``harness.model_options``)
+    model_tables: Dict[str, Dict[str, Dict[str, Any]]] = field(default_factory=dict)
+    #: ``{"requirements": [...], "pins": {env_label: [...]}}``, paths absolute (``harness.requirements``)
+    environment: Dict[str, Any] = field(default_factory=dict)
+
+    def model_options(self, model: str) -> Dict[str, Any]:
+        """``{"config": {...}, "inputs": {...}}`` of ``model`` (empty tables when it has none)."""
+        return model_options.options_for(self.model_tables, model)
 
 
 # --- value checks -----------------------------------------------------------------
@@ -316,11 +328,15 @@ def from_dict(data: Dict[str, Any], path: str = "<scenario>") -> Scenario:
     checks = _check_settings(data.get("checks"), CHECKS_DEFAULTS, "%s: checks" % path, problems, _checks_check)
     gate = data.get("gate", {})
     problems.extend(_gate_problems(gate, "%s: gate" % path))
+    tables = model_options.check_tables(data, path, problems)
+    environment = requirements.check_table(data.get("environment"), "%s: environment" % path,
+                                           os.path.dirname(os.path.abspath(path)), problems)
     if problems:
         raise ScenarioError(problems)
     return Scenario(path=path, name=name, description=head.get("description", ""), matrix=matrix,
                     include_faults=include_faults, excludes=rules["exclude"], includes=rules["include"],
-                    measure=measure, backend=backend, tolerance=tolerance, task=task, gate=gate, checks=checks)
+                    measure=measure, backend=backend, tolerance=tolerance, task=task, gate=gate, checks=checks,
+                    model_tables=tables, environment=environment)
 
 
 def _gate_problems(gate: Any, where: str) -> List[str]:
@@ -333,46 +349,13 @@ def _gate_problems(gate: Any, where: str) -> List[str]:
 
 # --- expansion ---------------------------------------------------------------------
 
-def _user_model_problem(models, path: str) -> Optional[str]:
-    """Why the user model ``path`` cannot be used, or None: its module must import and its
-    factory return a ``torch.nn.Module`` (built once here, so a broken one is bad input, not
-    a run of error records)."""
-    try:
-        spec = models.get_spec(path)
-    except ValueError as exc:
-        return str(exc)
-    except Exception as exc:  # noqa: BLE001 - the user's module raised while importing
-        return "importing it raised %s: %s" % (type(exc).__name__, str(exc).strip().split("\n")[0][:200])
-    try:
-        built = spec.build()
-    except Exception as exc:  # noqa: BLE001 - the user's factory raised
-        return "its factory raised %s: %s" % (type(exc).__name__, str(exc).strip().split("\n")[0][:200])
-    import torch
+@dataclass(frozen=True)
+class NotRun:
+    """Why a case is recorded without running: ``skipped`` (the model declares the size
+    invalid) or ``unsupported`` (its source cannot be used here), and the reason."""
 
-    if not isinstance(built, torch.nn.Module):
-        return "its factory returned %s, not a torch.nn.Module" % type(built).__name__
-    return None
-
-
-def _models_for(patterns: Sequence[str], include_faults: bool, where: str, problems: List[str]) -> List[str]:
-    import models
-
-    names: List[str] = []
-    for pattern in patterns:
-        if models.is_import_path(pattern):
-            problem = _user_model_problem(models, pattern)
-            if problem:
-                problems.append("%s: model %r: %s" % (where, pattern, problem))
-                continue
-            names.append(pattern)
-            continue
-        found = models.list_models([pattern], include_faults=include_faults)
-        if not found:
-            known = models.list_models("*", include_faults=True)
-            problems.append("%s: model %r matches no registered model; known: %s" % (
-                where, pattern, ", ".join(known)))
-        names.extend(found)
-    return list(dict.fromkeys(names))
+    status: str
+    reason: str
 
 
 def _parse_size(value: Any) -> Any:
@@ -399,43 +382,54 @@ def _matches(case: Case, rule: Dict[str, List[Any]]) -> bool:
 
 
 def _cases_of(table: Dict[str, List[Any]], scenario: Scenario, where: str, problems: List[str]):
-    for model in _models_for(table["model"], scenario.include_faults, where, problems):
-        import models
+    import models
 
-        spec = models.get_spec(model)
+    for model in scenario_models.resolve(table["model"], scenario.include_faults, scenario.model_options, where,
+                                         problems):
+        spec = None if model.unavailable else models.get_spec(model.name, scenario.model_options(model.name))
+        defaults = scenario_models.fallback_sizes(model.name) if spec is None else spec.default_sizes
         sizes: List[Any] = []
         for size in table["size"]:
-            sizes.extend(spec.default_sizes if size == "default" else [_parse_size(size)])
+            sizes.extend(defaults if size == "default" else [_parse_size(size)])
         if not sizes:
-            problems.append("%s: model %r declares no default sizes; give sizes explicitly" % (where, model))
+            problems.append("%s: model %r declares no default sizes; give sizes explicitly" % (where, model.name))
         axes = [table[axis] for axis in AXES[1:]]
         axes[AXES.index("size") - 1] = list(dict.fromkeys(sizes))
         for combo in itertools.product(*axes):
-            yield Case(model, *combo), spec
+            case = Case(model.name, *combo)
+            if model.unavailable:
+                yield case, NotRun("unsupported", model.unavailable)
+            else:
+                reason = spec.size_error(case.size)
+                yield case, NotRun("skipped", "invalid size: " + reason) if reason else None
 
 
-def expand(scenario: Scenario, only: Optional[Dict[str, List[str]]] = None) -> List[Tuple[Case, Optional[str]]]:
-    """All cases in order, each with None or the reason it is skipped (an invalid size).
+def expand(scenario: Scenario, only: Optional[Dict[str, List[str]]] = None) -> List[Tuple[Case, Optional[NotRun]]]:
+    """All cases in order, each with None or why it is recorded without running (``NotRun``).
 
     ``only`` keeps cases whose axes match (globs for model; text compare otherwise),
     as given on the command line. Raises ScenarioError when a model is unknown or
     nothing is left.
     """
     problems: List[str] = []
-    out: Dict[str, Tuple[Case, Optional[str]]] = {}
+    out: Dict[str, Tuple[Case, Optional[NotRun]]] = {}
     sources = [(scenario.matrix, "%s: matrix" % scenario.path)]
     for i, inc in enumerate(scenario.includes):
         table = dict(scenario.matrix)
         table.update(inc)
         sources.append((table, "%s: include[%d]" % (scenario.path, i)))
+    names: List[str] = []
     for table, where in sources:
-        for case, spec in _cases_of(table, scenario, where, problems):
+        for case, not_run in _cases_of(table, scenario, where, problems):
+            names.append(case.model)
             if where.endswith("matrix") and any(_matches(case, rule) for rule in scenario.excludes):
                 continue
             if only and not all(_only_matches(case, axis, vals) for axis, vals in only.items()):
                 continue
-            size_reason = spec.size_error(case.size)
-            out.setdefault(case.key, (case, size_reason))
+            out.setdefault(case.key, (case, not_run))
+    if not problems:  # a key may name a model that failed above: that problem is the one to tell
+        problems.extend(model_options.key_problems(scenario.model_tables, list(dict.fromkeys(names)),
+                                                   scenario.path))
     if problems:
         raise ScenarioError(problems)
     if not out:

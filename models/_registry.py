@@ -1,26 +1,21 @@
-"""The model registry: names to factories, globs, and user models by import path.
+"""The model registry: names to factories, globs, and models from other sources.
 
 Each zoo variant is registered under its own name, timm style (``cbam_classifier_tiny``,
 ``cbam_classifier_base``): a scenario names models or globs over those names. Fault
 twins (models that reproduce a bug from the seed audits on purpose) are registered
 with ``fault=True`` and only match a glob when faults are asked for, or when named
-exactly. A user's own model is named by import path, ``package.module:factory``; the
-factory takes no arguments and returns a ``ZooModel`` (or any module with the same
-interface).
+exactly. A name with a colon comes from a source (``models._sources``): a library's
+model (``timm:resnet18``, ``torchvision:*``, ``transformers:GPT2LMHeadModel``) or a
+user's ``package.module:callable`` returning an ``nn.Module``.
 """
 import fnmatch
 import importlib
-import importlib.util
-import os
 import pkgutil
-import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterable, List, Optional
 
 _REGISTRY: Dict[str, "ModelSpec"] = {}
 _ZOO_LOADED = False
-#: User modules imported from another package named like the zoo (see _import_beside_the_zoo).
-_USER_MODULES: Dict[str, Any] = {}
 
 
 @dataclass(frozen=True)
@@ -43,8 +38,9 @@ class ModelSpec:
         """Why ``size`` is invalid for this variant, or None."""
         return self.model_cls.size_error(self.config, size)
 
-    def build(self):
-        """Instantiate the model (fp32, on the CPU, default initialisation)."""
+    def build(self, size: Any = None):
+        """Instantiate the model (fp32, on the CPU, default initialisation). A zoo model is the
+        same at every size; a source's model may be built for one (a ViT's image size)."""
         if self.factory is not None:
             return self.factory()
         return self.model_cls(self.config)
@@ -75,95 +71,38 @@ def _load_zoo() -> None:
 
 
 def is_import_path(name: str) -> bool:
-    """True for ``package.module:factory`` names (user models)."""
+    """True for names a source answers (they hold a colon): ``timm:resnet18``, ``pkg.mod:build``."""
     return ":" in name
 
 
 def list_models(patterns: Iterable[str] = ("*",), include_faults: bool = False) -> List[str]:
-    """Registered names matching any glob, sorted; faults only if asked or named exactly."""
+    """Names matching any glob, sorted; faults only if asked or named exactly. A pattern with
+    a library source's prefix (``timm:*vit*``) matches that library's names (raising
+    ``SourceUnavailable`` when it cannot be imported here)."""
     _load_zoo()
     if isinstance(patterns, str):
         patterns = [patterns]
     found = set()
     for pattern in patterns:
+        if is_import_path(pattern):
+            from models import _sources
+
+            found.update(_sources.matching(pattern))
+            continue
         for name, spec in _REGISTRY.items():
             if name == pattern or (fnmatch.fnmatchcase(name, pattern) and (include_faults or not spec.fault)):
                 found.add(name)
     return sorted(found)
 
 
-def _ours(module_name: str) -> bool:
-    """True when ``module_name`` is this zoo package or one of its modules."""
-    return module_name == __package__ or module_name.startswith(__package__ + ".")
-
-
-def _import_beside_the_zoo(module_name: str):
-    """Import ``module_name`` from another top-level package that shares the zoo's name.
-
-    A user's project often has its own ``models`` package. Its modules are imported with
-    the zoo taken out of ``sys.modules`` and its folder out of the search path, then the
-    zoo is put back; the user's modules stay loaded under ``_user_<name>`` (their code
-    holds its own references, so it runs as imported).
-    """
-    if module_name in _USER_MODULES:
-        return _USER_MODULES[module_name]
-    zoo_parent = os.path.realpath(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    zoo_modules = {k: v for k, v in sys.modules.items() if _ours(k)}
-    saved_path, saved_finders = list(sys.path), list(sys.meta_path)
-    try:
-        for key in zoo_modules:
-            del sys.modules[key]
-        # harness._zoo's finder would answer ``models`` with the zoo again
-        sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "torchmatrix_zoo_finder", False)]
-        sys.path[:] = [p for p in sys.path if os.path.realpath(p or os.getcwd()) != zoo_parent]
-        importlib.invalidate_caches()
-        module = importlib.import_module(module_name)
-        theirs = {k: v for k, v in sys.modules.items() if _ours(k)}
-    finally:
-        for key in [k for k in sys.modules if _ours(k)]:
-            del sys.modules[key]
-        sys.modules.update(zoo_modules)
-        sys.path[:], sys.meta_path[:] = saved_path, saved_finders
-    for key, mod in theirs.items():
-        sys.modules["_user_" + key] = mod
-    _USER_MODULES[module_name] = module
-    return module
-
-
-def _import_user_module(module_name: str):
-    if _ours(module_name) and module_name != __package__:
-        try:
-            found = importlib.util.find_spec(module_name) is not None
-        except ImportError:
-            found = False
-        if not found:  # not one of the zoo's modules: look for the user's package of that name
-            return _import_beside_the_zoo(module_name)
-    return importlib.import_module(module_name)
-
-
-def _spec_from_import_path(path: str) -> ModelSpec:
-    module_name, _, attr = path.partition(":")
-    if not module_name or not attr:
-        raise ValueError("a user model is named 'package.module:factory', got %r" % path)
-    try:
-        module = _import_user_module(module_name)
-    except ImportError as exc:
-        raise ValueError("cannot import module %r for model %r: %s" % (module_name, path, exc)) from exc
-    factory = getattr(module, attr, None)
-    if not callable(factory):
-        raise ValueError("module %r has no callable %r (model %r)" % (module_name, attr, path))
-    from models._base import ZooModel
-
-    model_cls = getattr(factory, "model_cls", ZooModel)
-    config = getattr(factory, "config", None)
-    return ModelSpec(name=path, model_cls=model_cls, config=config, family="user",
-                     description=(factory.__doc__ or "").strip().split("\n")[0], factory=factory)
-
-
-def get_spec(name: str) -> ModelSpec:
-    """The spec of a registered name or of a ``package.module:factory`` path."""
+def get_spec(name: str, options: Optional[Dict[str, Any]] = None) -> ModelSpec:
+    """The spec of a registered name or of a source's model. ``options``: the scenario's
+    ``{"config": {...}, "inputs": {...}}`` for that model (sources only: a zoo model's variants
+    are its configurations, ``harness.scenario_models`` refuses tables for them)."""
     if is_import_path(name):
-        return _spec_from_import_path(name)
+        from models import _sources
+
+        return _sources.get_spec(name, options)
     _load_zoo()
     try:
         return _REGISTRY[name]
@@ -173,6 +112,6 @@ def get_spec(name: str) -> ModelSpec:
         raise ValueError("unknown model %r%s; `python -m harness list-models` lists them" % (name, hint)) from None
 
 
-def create_model(name: str):
-    """Build the model registered as ``name`` (or a user model by import path)."""
-    return get_spec(name).build()
+def create_model(name: str, size: Any = None, options: Optional[Dict[str, Any]] = None):
+    """Build the model named ``name`` (for ``size``, where the model depends on it)."""
+    return get_spec(name, options).build(size)

@@ -96,8 +96,10 @@ def init_parameters(module: torch.nn.Module, seed: int = 0) -> None:
     Parameters whose default initialisation is constant (norm weights, zero biases)
     keep it; the rest become uniform in +-1/sqrt(fan_in), PyTorch's default bound for
     linear and conv layers. Each parameter's stream comes from its name, so adding a
-    layer does not change the others.
+    layer does not change the others. A model from another source is drawn by its library
+    model's own names (``seeded_module``), as that library would name them.
     """
+    module = getattr(module, "seeded_module", module)
     with torch.no_grad():
         for name, param in module.named_parameters():
             if param.numel() == 0:

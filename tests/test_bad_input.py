@@ -26,7 +26,8 @@ GOOD_MATRIX = textwrap.dedent('''
     ''')
 USER_MODULES = {
     "raises_at_import.py": 'raise RuntimeError("boom at import")\n',
-    "factories.py": "def raises():\n    raise ValueError('nope')\n\n\ndef not_a_module():\n    return 3\n",
+    "factories.py": "import torch\n\n\ndef raises():\n    raise ValueError('nope')\n\n\ndef not_a_module():\n"
+                    "    return 3\n\n\ndef a_module():\n    return torch.nn.Linear(3, 2)\n",
 }
 
 
@@ -44,9 +45,23 @@ SCENARIOS = [
     ("module raises at import", lambda p: _scenario(p, model="raises_at_import:f"),
      "model 'raises_at_import:f': importing it raised RuntimeError: boom at import"),
     ("factory raises", lambda p: _scenario(p, model="factories:raises"),
-     "model 'factories:raises': its factory raised ValueError: nope"),
+     "model 'factories:raises': building it raised ValueError: nope"),
     ("factory returns a non-module", lambda p: _scenario(p, model="factories:not_a_module"),
-     "model 'factories:not_a_module': its factory returned int, not a torch.nn.Module"),
+     "model 'factories:not_a_module': factories:not_a_module returned int, not a torch.nn.Module"),
+    # model sources (#15): an unknown source, an unknown name in one, a config key its config
+    # class lacks, an [inputs] table with a bad shape
+    ("unknown source", lambda p: _scenario(p, model="tim:resnet18"),
+     "cannot import module 'tim' for model 'tim:resnet18': No module named 'tim' (the sources are timm:"),
+    ("unknown name in a source", lambda p: _scenario(p, model="timm:resnet_nope"),
+     "has no model 'resnet_nope'"),
+    ("config key the config class lacks", lambda p: _scenario(p, model="transformers:GPT2LMHeadModel",
+                                                              measure_extra='[config."transformers:GPT2LMHeadModel"]\n'
+                                                                            "n_layers = 2"),
+     "GPT2Config has no field 'n_layers' (did you mean n_layer"),
+    ("inputs with a bad shape", lambda p: _scenario(p, model="factories:a_module",
+                                                    measure_extra='[inputs."factories:a_module"]\n'
+                                                                  'x = { shape = ["batch", -3] }'),
+     "inputs.'factories:a_module'.x: value {'shape': ['batch', -3]} is not allowed; expected a shape of integers"),
     ("a folder", "folder", "a folder, not a scenario file"),
     ("missing", None, "no such scenario file"),
     ("unknown key", lambda p: _scenario(p, measure_extra="sampels = 3"), "measure.sampels"),

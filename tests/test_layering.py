@@ -11,7 +11,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HEAVY_ANALYSIS = ("pandas", "scipy", "matplotlib", "orjson")
 SHARED = ("harness.record", "harness.record_store", "harness.vocab", "harness.fileio", "harness.units",
-          "harness.gate_config", "harness._zoo")
+          "harness.gate_config", "harness._zoo", "harness.model_options", "harness.requirements")
 
 
 def _modules(folder):

@@ -90,8 +90,8 @@ def run_scenario(scenario_path: str, out_dir: Optional[str] = None, env_label: O
     if instructions:
         sc.measure["instructions"] = True
     if dry_run:
-        for case, reason in cases:
-            print_fn(case.key + ("   [skipped: %s]" % reason if reason else ""))
+        for case, not_run in cases:
+            print_fn(case.key + ("   [%s: %s]" % (not_run.status, not_run.reason) if not_run else ""))
         print_fn("%d cases" % len(cases))
         return ExitCode.OK
     if env_label is not None and not ENV_LABEL_RE.match(env_label):

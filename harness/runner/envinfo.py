@@ -13,6 +13,7 @@ from typing import Dict, Optional
 import numpy as np
 import torch
 
+from harness import requirements
 from harness.fileio import REPO_ROOT
 
 
@@ -65,7 +66,11 @@ def current_backend_flags() -> Dict:
 
 
 def environment(device: str = "cpu") -> Dict:
-    """Versions, device and flags of this process; ``fingerprint`` keys comparability."""
+    """Versions, device and flags of this process; ``fingerprint`` keys comparability.
+
+    In an environment with a requirements report (``harness.requirements.current_report``),
+    also ``extra_packages`` (name -> version installed beside torch, part of the
+    fingerprint) and ``extra_failed`` (the requirements that could not be installed)."""
     cuda_ok = torch.cuda.is_available()
     device_name = _cpu_name()
     if device == "cuda" and cuda_ok:
@@ -89,5 +94,12 @@ def environment(device: str = "cpu") -> Dict:
         "backend": current_backend_flags(),
     }
     ident = "|".join(str(info[k]) for k in ("torch", "python", "device", "device_name", "cuda"))
+    report = requirements.current_report()
+    if report is not None:
+        # what the scenario's [environment] and --with installed beside torch (the noxfile's report)
+        info["extra_packages"] = dict(sorted(report.get("installed", {}).items()))
+        info["extra_failed"] = [str(f.get("requirement")) for f in report.get("failed", []) if isinstance(f, dict)]
+        if info["extra_packages"]:  # environments without extras keep their fingerprint
+            ident += "|" + ",".join("%s==%s" % pair for pair in info["extra_packages"].items())
     info["fingerprint"] = hashlib.sha1(ident.encode("utf-8")).hexdigest()[:12]
     return info

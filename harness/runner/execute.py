@@ -56,8 +56,13 @@ def classify(exc: BaseException) -> Dict[str, str]:
     return {"status": "error", "reason": "%s: %s" % (type(exc).__name__, message), "traceback": short}
 
 
-def _build(case: Dict, seed: int, use_case_config: bool):
-    model = models.create_model(case["model"])
+def model_options(case: Dict, settings: Dict) -> Optional[Dict[str, Any]]:
+    """The scenario's ``[config]``/``[inputs]`` tables of the case's model (sources only)."""
+    return (settings.get("model_options") or {}).get(case["model"])
+
+
+def _build(case: Dict, seed: int, use_case_config: bool, options: Optional[Dict[str, Any]] = None):
+    model = models.create_model(case["model"], case["size"], options)
     models.init_parameters(model, seed)
     inputs, target = model.example_inputs(case["batch_size"], case["size"], models.SeededGenerator(seed))
     if not use_case_config:
@@ -116,10 +121,10 @@ def _make_step(model, inputs, target, case: Dict, use_case_config: bool):
     return step, step_keep, None
 
 
-def _case_step(case: Dict, seed: int):
+def _case_step(case: Dict, seed: int, options: Optional[Dict[str, Any]] = None):
     """The case's model, inputs and target as the case configures them, and its step: the
     one the timed pass times and the instruction pass counts."""
-    model, inputs, target = _build(case, seed, use_case_config=True)
+    model, inputs, target = _build(case, seed, True, options)
     step, step_keep, optimizer = _make_step(model, inputs, target, case, use_case_config=True)
     return model, inputs, target, step, step_keep, optimizer
 
@@ -145,11 +150,11 @@ def _tensor_peak(step, device: str) -> Dict[str, Any]:
     return out
 
 
-def _reference(case: Dict, seed: int, wide: bool):
+def _reference(case: Dict, seed: int, wide: bool, options: Optional[Dict[str, Any]] = None):
     """Outputs and gradients of the case's reference: its model in fp32 without
     checkpointing, same weights and inputs; ``wide``: the same, cast to float64 (tensors
     the model makes itself follow through the default dtype)."""
-    model, inputs, target = _build(case, seed, use_case_config=False)
+    model, inputs, target = _build(case, seed, False, options)
     default_dtype = torch.get_default_dtype()
     try:
         if wide:
@@ -205,7 +210,7 @@ def _nonfinite_first_step(got_out, got_grads) -> Optional[str]:
     return None
 
 
-def _optional_checks(case: Dict, asked: Dict, seed: int, step, first) -> Dict[str, Any]:
+def _optional_checks(case: Dict, asked: Dict, seed: int, step, first, options) -> Dict[str, Any]:
     """The checks a scenario's ``[checks]`` table asks for; one that cannot run here says why
     (not judged) and costs the case nothing."""
     found: Dict[str, Any] = {}
@@ -216,7 +221,7 @@ def _optional_checks(case: Dict, asked: Dict, seed: int, step, first) -> Dict[st
             found["leak"] = {"not_judged": "leak: could not measure: %s" % classify(exc)["reason"]}
     if asked.get("deterministic"):
         try:
-            _, _, _, _, again_keep, _ = _case_step(case, seed)
+            _, _, _, _, again_keep, _ = _case_step(case, seed, options)
             torch.manual_seed(seed)
             found["deterministic"] = checks.deterministic(first, again_keep())
             del again_keep
@@ -231,6 +236,7 @@ def run_case(case: Dict, settings: Dict) -> Dict[str, Any]:
     t_start = time.perf_counter()
     measure = settings["measure"]
     seed = int(measure.get("seed", 0))
+    options = model_options(case, settings)
     result: Dict[str, Any] = {"status": "ok", "reason": None}
     got_out = got_grads = None
     try:
@@ -242,7 +248,7 @@ def run_case(case: Dict, settings: Dict) -> Dict[str, Any]:
         probe = speed_probe.make_probe(case["device"]) if measure.get("speed_probe", True) else None
         mem = PeakMemory(case["device"])
         mem.start()
-        model, inputs, target, step, step_keep, result["optimizer"] = _case_step(case, seed)
+        model, inputs, target, step, step_keep, result["optimizer"] = _case_step(case, seed, options)
         buffers_before = checks.fingerprints(checks.buffers(model)) if case["mode"] == "eval" else None
         torch.manual_seed(seed)
         got_out, got_grads = step_keep()
@@ -257,14 +263,14 @@ def run_case(case: Dict, settings: Dict) -> Dict[str, Any]:
         result["memory"].update(_tensor_peak(step, case["device"]))
         if params_after_first is not None:
             found["params_updated"] = checks.params_updated(params_after_first, model, case["precision"])
-        found.update(_optional_checks(case, settings.get("checks", {}), seed, step, (got_out, got_grads)))
+        found.update(_optional_checks(case, settings.get("checks", {}), seed, step, (got_out, got_grads), options))
         result["checks"] = checks.merge(found)
         del model, inputs, target, step, step_keep
         _release()
 
-        ref_out, ref_grads = _reference(case, seed, wide=False)
+        ref_out, ref_grads = _reference(case, seed, False, options)
         try:
-            out64, grads64 = _reference(case, seed, wide=True)
+            out64, grads64 = _reference(case, seed, True, options)
             no_fp64 = None
         except Exception as exc:  # noqa: BLE001 - no float64 kernel on this build: fp32 judges, said so
             out64, grads64, no_fp64 = None, None, classify(exc)["reason"]
@@ -304,7 +310,7 @@ def count_case(case: Dict, settings: Dict, dump_dir: str) -> Dict[str, Any]:
     seed = int(measure.get("seed", 0))
     try:
         precision.check_autocast(case["device"], case["precision"])
-        model, inputs, target, step, step_keep, _ = _case_step(case, seed)
+        model, inputs, target, step, step_keep, _ = _case_step(case, seed, model_options(case, settings))
         torch.manual_seed(seed)
         step()
         out = instructions.count_steps(step, warmup_iters=measure["instructions_warmup_iters"],

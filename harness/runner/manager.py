@@ -18,7 +18,7 @@ from harness.record import SCHEMA_VERSION, Record, RecordError
 from harness.record_store import RecordWriter
 from harness.runner.instruction_pass import InstructionPass
 from harness.runner.worker_process import Worker, WorkerDied, signal_name
-from harness.scenario import Case, Scenario
+from harness.scenario import Case, NotRun, Scenario
 from harness.units import format_bytes, format_count, format_duration
 
 #: The fields a record has before the worker's result is added.
@@ -66,7 +66,7 @@ def summary_table(env_label: str, records: List[Dict]) -> str:
     return "\n".join(lines)
 
 
-def run_cases(scenario: Scenario, cases: Sequence[Tuple[Case, Optional[str]]], out_path: str, env_label: str,
+def run_cases(scenario: Scenario, cases: Sequence[Tuple[Case, Optional[NotRun]]], out_path: str, env_label: str,
               held: Optional[set] = None, print_fn=print) -> Tuple[List[Dict], bool]:
     """Run ``cases`` (skipping keys in ``held``), appending records to ``out_path``.
 
@@ -75,7 +75,8 @@ def run_cases(scenario: Scenario, cases: Sequence[Tuple[Case, Optional[str]]], o
     held = held or set()
     todo = [(c, r) for c, r in cases if c.key not in held]
     settings = {"measure": scenario.measure, "tolerance": scenario.tolerance, "task": scenario.task,
-                "checks": scenario.checks}
+                "checks": scenario.checks,
+                "model_options": {m: scenario.model_options(m) for m in dict.fromkeys(c.model for c, _ in todo)}}
     run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
     written: List[Dict] = []
     if held:
@@ -98,14 +99,14 @@ def run_cases(scenario: Scenario, cases: Sequence[Tuple[Case, Optional[str]]], o
             print_fn("note: %s ended with an unterminated line (%d bytes: a run killed mid-write or a full disk); "
                      "moved to %s" % (out_path, writer.set_aside[0], writer.set_aside[1]))
         try:
-            if instruction_pass is not None and any(reason is None for _, reason in todo):
+            if instruction_pass is not None and any(not_run is None for _, not_run in todo):
                 instruction_pass.start()  # before any timing: its start-up would load the CPU beside it
-            if any(reason is None for _, reason in todo):
+            if any(not_run is None for _, not_run in todo):
                 worker = new_worker()  # before the first record, so every record carries the environment
-            for index, (case, skip_reason) in enumerate(todo, 1):
+            for index, (case, not_run) in enumerate(todo, 1):
                 t0 = time.perf_counter()
-                if skip_reason is not None:
-                    result = {"status": "skipped", "reason": "invalid size: " + skip_reason}
+                if not_run is not None:
+                    result = {"status": not_run.status, "reason": not_run.reason}
                     env = (worker.env.get(case.device) or worker.env.get("cpu")) if worker else None
                 else:
                     wanted = max(sys.flags.optimize, 1) if case.python_optimized else sys.flags.optimize

@@ -26,7 +26,7 @@ def run_task(case: Dict, settings: Dict) -> Dict:
     task = settings["task"]
     seed = int(settings["measure"].get("seed", 0))
     device, prec = case["device"], case["precision"]
-    model = models.create_model(case["model"])
+    model = models.create_model(case["model"], case["size"], (settings.get("model_options") or {}).get(case["model"]))
     models.init_parameters(model, seed)
     held_inputs, held_target = model.task_batch(task["eval_batch_size"], case["size"],
                                                 models.SeededGenerator(seed + 1000))

@@ -27,7 +27,9 @@ def _listing(*args):
     proc = run_harness("list-models", *args)
     assert proc.returncode == 0, proc.stderr
     rows = {}
-    for line in proc.stdout.splitlines():
+    zoo, _, sources = proc.stdout.partition("\n\n")  # the zoo, then the model sources
+    assert not args or not sources
+    for line in zoo.splitlines():
         name, family, rest = line.split(None, 2)
         fault = rest.startswith("FAULT")
         sizes = rest.split("sizes=", 1)[1].split()[0]
@@ -54,6 +56,26 @@ def test_list_models_shows_the_zoo_and_hides_faults_unless_asked():
     assert fault_rows["mswr_net_legacy_ckpt_tiny"][1] is True
     missing = run_harness("list-models", "no_such*")
     assert missing.returncode == 2 and "no_such*" in missing.stderr and not missing.stdout
+
+
+def test_list_models_shows_the_sources_and_a_sources_names():
+    import timm
+    import torchvision
+    import transformers
+
+    proc = run_harness("list-models")
+    sources = proc.stdout.split("\n\n", 1)[1].splitlines()
+    assert proc.returncode == 0 and sources[0].startswith("model sources")
+    versions = {line.split()[0]: line.split()[1] for line in sources[1:]}
+    assert versions == {"timm:": timm.__version__, "torchvision:": torchvision.__version__.split("+")[0],
+                        "transformers:": transformers.__version__, "pkg.module:fn": "your"}
+    vits = run_harness("list-models", "timm:vit_tiny_patch16_*", "transformers:GPT2LMHead*")
+    assert vits.returncode == 0, vits.stderr
+    names = vits.stdout.split()
+    assert "timm:vit_tiny_patch16_224" in names and "transformers:GPT2LMHeadModel" in names
+    assert all(n.startswith(("timm:vit_tiny_patch16_", "transformers:GPT2LMHead")) for n in names)
+    plain = run_harness("list-models", "mypkg.nets:*")
+    assert plain.returncode == 2 and "named in full" in plain.stderr
 
 
 def test_env_prints_resolved_versions(tmp_path):
@@ -87,7 +109,7 @@ def test_dry_run_lists_cases_and_writes_nothing(tmp_path):
     lines = proc.stdout.strip().splitlines()
     expected = scenario.expand(scenario.load(scenario.resolve_path("smoke")))
     assert lines[-1] == "%d cases" % len(expected) and len(lines) - 1 == len(expected)
-    assert lines[:-1] == [c.key + ("   [skipped: %s]" % r if r else "") for c, r in expected]
+    assert lines[:-1] == [c.key + ("   [%s: %s]" % (r.status, r.reason) if r else "") for c, r in expected]
     assert "model=cbam_classifier_tiny;mode=train;batch=2;size=32;precision=fp32;checkpoint=none;device=cpu" in lines
     assert not (tmp_path / "x").exists()
     # A size the model rejects is listed, marked skipped with the model's reason, and counted.
@@ -98,8 +120,8 @@ def test_dry_run_lists_cases_and_writes_nothing(tmp_path):
     (_, reason), = [(c, r) for c, r in scenario.expand(scenario.load(path)) if r]
     assert lines == ["model=cbam_classifier_tiny;mode=eval;batch=2;size=16;precision=fp32;checkpoint=none;device=cpu",
                      "model=cbam_classifier_tiny;mode=eval;batch=2;size=7;precision=fp32;checkpoint=none;device=cpu"
-                     "   [skipped: %s]" % reason, "2 cases"]
-    assert "7" in reason and not (tmp_path / "y").exists()
+                     "   [skipped: %s]" % reason.reason, "2 cases"]
+    assert reason.status == "skipped" and "7" in reason.reason and not (tmp_path / "y").exists()
 
 
 def test_help_explains_commands():

@@ -28,7 +28,7 @@ def test_expansion_applies_excludes_includes_and_declares_invalid_sizes(tmp_path
     # 2 modes x 2 ckpt = 4 (excludes prune the matrix only; an include is asked for explicitly).
     assert len(cases) == 16
     skipped = {c.size: r for c, r in cases if r}
-    assert set(skipped) == {7} and "7" in skipped[7]
+    assert set(skipped) == {7} and skipped[7].status == "skipped" and "7" in skipped[7].reason
     assert not any(c.mode == "eval" and c.checkpoint == "reentrant" and c.size != 33 for c, _ in cases)
 
 
