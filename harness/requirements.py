@@ -186,18 +186,19 @@ def failed_note(report: Optional[Dict[str, Any]], limit_chars: int = NOTE_LIMIT_
     return _cut(head + "; ".join(parts), limit_chars)
 
 
-def failed_may_provide(report: Optional[Dict[str, Any]], module_name: str) -> bool:
-    """Whether a requirement ``report`` failed to install could be what provides ``module_name``:
-    a path or URL (its package name is unknown), or a project named as its top-level module."""
+def failed_for(report: Optional[Dict[str, Any]], module_name: str, paths: bool = True) -> List[Dict[str, Any]]:
+    """The requirements ``report`` failed to install that could be what provides ``module_name``:
+    a project named as its top-level module, and (``paths``) a path or URL, whose package name
+    is not known. A library source passes ``paths=False``: a user's project is not timm."""
     top = normalize_name(module_name.split(".")[0])
+    found = []
     for failed in (report or {}).get("failed", []):
         req = str(failed.get("requirement", "")) if isinstance(failed, dict) else ""
-        if is_path(req) or "://" in req or req.startswith("git+"):
-            return True
         name = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", req.strip())
-        if name and normalize_name(name.group(0).rstrip("._-")) == top:
-            return True
-    return False
+        if (paths and (is_path(req) or "://" in req or req.startswith("git+"))) or \
+                (name and not is_path(req) and normalize_name(name.group(0).rstrip("._-")) == top):
+            found.append(failed)
+    return found
 
 
 def installer_message(output: str, limit_chars: int = MESSAGE_LIMIT_CHARS) -> str:

@@ -26,8 +26,11 @@ def _first_line(exc: BaseException) -> str:
     return str(exc).strip().split("\n")[0][:300]
 
 
-def _with_install_note(reason: str) -> str:
-    note = requirements.failed_note(requirements.current_report())
+def _with_install_note(reason: str, module_name: str, paths: bool) -> str:
+    """``reason`` and, where this environment failed to install what could provide ``module_name``,
+    the installer's word on it (``harness.requirements.failed_for``)."""
+    failed = requirements.failed_for(requirements.current_report(), module_name, paths)
+    note = requirements.failed_note({"failed": failed}) if failed else None
     return "%s; %s" % (reason, note) if note else reason
 
 
@@ -40,11 +43,11 @@ def check_source_model(name: str, options: Dict[str, Any]) -> Tuple[Optional[str
     try:
         spec = models.get_spec(name, options)
     except SourceUnavailable as exc:
-        return None, _with_install_note(str(exc))
+        return None, _with_install_note(str(exc), name.partition(":")[0], paths=False)
     except NotImportable as exc:
-        report = requirements.current_report()
-        if requirements.failed_may_provide(report, name.partition(":")[0]):  # its install failed here
-            return None, "%s; %s" % (exc, requirements.failed_note(report))
+        module = name.partition(":")[0]
+        if requirements.failed_for(requirements.current_report(), module):  # its install failed here
+            return None, _with_install_note(str(exc), module, paths=True)
         return str(exc), None
     except ValueError as exc:
         return str(exc), None
@@ -89,7 +92,8 @@ def resolve(patterns: Sequence[str], include_faults: bool, options_of: Callable[
             try:
                 names = models.list_models([pattern])
             except SourceUnavailable as exc:
-                found.setdefault(pattern, Resolved(pattern, _with_install_note(str(exc))))
+                found.setdefault(pattern, Resolved(pattern, _with_install_note(str(exc), pattern.partition(":")[0],
+                                                                              paths=False)))
                 continue
             if not names:
                 problems.append("%s: model %r matches no model of its source" % (where, pattern))

@@ -154,6 +154,15 @@ class ExternalModel(ZooModel):
         return "%s%s model %s" % (self.source, version, self.model_name)
 
 
+def image_size_problem(size: Any) -> Optional[str]:
+    """Why ``size`` is not an image size (a positive side or ``"HxW"``), or None."""
+    try:
+        image_hw(size)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
 class ImageClassifier(ExternalModel):
     """An image model: inputs (b, in_chans, h, w) from a normal distribution, integer labels
     in [0, num_classes) and cross-entropy on its logits (per pixel for dense outputs); with

@@ -9,34 +9,33 @@ it runs is the installed timm's choice: newer releases select reentrant or not w
 builds without that parameter refuse), older ones call torch's checkpoint with its
 default, reentrant. What a release cannot select is ``unsupported``, with the reason.
 """
+import importlib
 import inspect
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from models._base import HAS_NON_REENTRANT_CHECKPOINT, UnsupportedError, image_hw
-from models._external import ImageClassifier, asks_for_stochastic
+from models._external import ImageClassifier, asks_for_stochastic, image_size_problem
 from models._sources import ExternalSpec, Source
 
 
-def _checkpoint_seq(timm):
-    for where in ("timm.models._manipulate", "timm.models.helpers"):
+def _timm_attribute(name: str, modules) -> Optional[Callable]:
+    """``name`` from the first of ``modules`` that has it (timm moved its helpers between releases)."""
+    for where in modules:
         try:
-            module = __import__(where, fromlist=["checkpoint_seq"])
+            module = importlib.import_module(where)
         except ImportError:
             continue
-        if hasattr(module, "checkpoint_seq"):
-            return module.checkpoint_seq
+        if hasattr(module, name):
+            return getattr(module, name)
     return None
 
 
-def _reentrant_switch(timm):
-    for where in ("timm.layers", "timm.layers.config"):
-        try:
-            module = __import__(where, fromlist=["set_reentrant_ckpt"])
-        except ImportError:
-            continue
-        if hasattr(module, "set_reentrant_ckpt"):
-            return module.set_reentrant_ckpt
-    return None
+def _checkpoint_seq() -> Optional[Callable]:
+    return _timm_attribute("checkpoint_seq", ("timm.models._manipulate", "timm.models.helpers"))
+
+
+def _reentrant_switch() -> Optional[Callable]:
+    return _timm_attribute("set_reentrant_ckpt", ("timm.layers", "timm.layers.config"))
 
 
 class TimmModel(ImageClassifier):
@@ -45,7 +44,6 @@ class TimmModel(ImageClassifier):
     source = "timm"
 
     def select_checkpointing(self, mode: str) -> None:
-        import timm
 
         if mode == "none":
             if hasattr(self.net, "set_grad_checkpointing"):
@@ -53,8 +51,8 @@ class TimmModel(ImageClassifier):
             return
         if not hasattr(self.net, "set_grad_checkpointing"):
             raise UnsupportedError("%s has no set_grad_checkpointing" % self.described())
-        switch = _reentrant_switch(timm)
-        seq = _checkpoint_seq(timm)
+        switch = _reentrant_switch()
+        seq = _checkpoint_seq()
         params = inspect.signature(seq).parameters if seq is not None else {}
         if "use_reentrant" in params and not HAS_NON_REENTRANT_CHECKPOINT:
             raise UnsupportedError("%s checkpoints with use_reentrant=..., which "
@@ -105,13 +103,6 @@ class TimmSource(Source):
         num_classes = int(getattr(probe, "num_classes", kwargs.get("num_classes", cfg.get("num_classes", 0))) or 0)
         del probe
 
-        def size_check(size: Any) -> Optional[str]:
-            try:
-                image_hw(size)
-            except ValueError as exc:
-                return str(exc)
-            return None
-
         def build(size: Any) -> TimmModel:
             args = dict(kwargs)
             if fixed and "img_size" not in kwargs and image_hw(size) != image_hw(default_size):
@@ -126,5 +117,5 @@ class TimmSource(Source):
         return ExternalSpec(name="timm:" + name, model_cls=TimmModel, config=None, family="timm",
                             description="timm %s %s, %s classes, %s input" % (
                                 version, name, num_classes, "fixed" if fixed else "any"),
-                            sizes=(default_size,), size_check=size_check, builder=build,
+                            sizes=(default_size,), size_check=image_size_problem, builder=build,
                             size_axis=self.size_axis)

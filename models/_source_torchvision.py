@@ -16,7 +16,7 @@ import inspect
 from typing import Any, Callable, Dict, List, Optional
 
 from models._base import UnsupportedError, image_hw
-from models._external import ImageClassifier, asks_for_stochastic
+from models._external import ImageClassifier, asks_for_stochastic, image_size_problem
 from models._sources import ExternalSpec, Source
 
 #: The kinds of model, by the torchvision module their builder lives in, and their defaults.
@@ -101,16 +101,9 @@ class TorchvisionSource(Source):
             return TorchvisionModel(net, name, version, 3, num_classes, dense=(kind == "segmentation"),
                                     keep_stochastic=asks_for_stochastic(kwargs))
 
-        def size_check(size: Any) -> Optional[str]:
-            try:
-                image_hw(size)
-            except ValueError as exc:
-                return str(exc)
-            return None
-
         return ExternalSpec(name="torchvision:" + name, model_cls=TorchvisionModel, config=None,
                             family="torchvision", description="torchvision %s %s (%s)" % (version, name, kind),
-                            sizes=(224,), size_check=size_check, builder=build, size_axis=self.size_axis)
+                            sizes=(224,), size_check=image_size_problem, builder=build, size_axis=self.size_axis)
 
     @staticmethod
     def _no_weights(tv, params, kind: str) -> Dict[str, Any]:

@@ -140,15 +140,22 @@ class TransformersModel(ExternalModel):
         return bool(flag if flag is not None else self.net.is_gradient_checkpointing)
 
 
-class _Keep(logging.Handler):
-    """A logging handler that keeps the messages it is given."""
+class _TorchMessages(logging.Handler):
+    """Keeps what transformers logs about torch: it decides at import whether it supports this
+    torch and says why only in its log (and timm, among others, may import it first)."""
 
     def __init__(self):
         super().__init__(logging.INFO)
         self.messages: List[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
+        message = record.getMessage()
+        if "torch" in message.lower() and message not in self.messages:
+            self.messages.append(message)
+
+
+_TORCH_LOG = _TorchMessages()
+logging.getLogger("transformers").addHandler(_TORCH_LOG)
 
 
 class TransformersSource(Source):
@@ -156,23 +163,10 @@ class TransformersSource(Source):
     size_axis = TransformersModel.size_axis
     fallback_sizes = (DEFAULT_SEQUENCE,)
 
-    def __init__(self):
-        #: What transformers logged about torch while it was imported (its own words on why it refuses one).
-        self.import_log: List[str] = []
-
     def import_library(self):
-        # transformers decides at import whether it supports this torch and says why only in its log.
-        keep = _Keep()
-        logger = logging.getLogger("transformers")
-        logger.addHandler(keep)
-        try:
-            transformers = super().import_library()
-        finally:
-            logger.removeHandler(keep)
-        self.import_log.extend(m for m in keep.messages if "torch" in m.lower() and m not in self.import_log)
-        available = getattr(getattr(transformers, "utils", None), "is_torch_available", lambda: True)
-        if not available():
-            said = next((m for m in self.import_log if "required" in m), None)
+        transformers = super().import_library()
+        if not getattr(getattr(transformers, "utils", None), "is_torch_available", lambda: True)():
+            said = next((m for m in _TORCH_LOG.messages if "required" in m), None)
             raise SourceUnavailable("transformers %s does not enable its PyTorch models with torch %s (%s)" % (
                 self.version(), torch.__version__.split("+")[0],
                 "it says: %s" % said if said else "transformers.utils.is_torch_available() is False"))

@@ -145,7 +145,8 @@ def _lint_project(path):
     os.makedirs(os.path.join(path, "harness", "analysis", "report", "assets"))
     os.makedirs(os.path.join(path, ".github", "workflows"))
     os.makedirs(os.path.join(path, "tools"))
-    for name in ("noxfile.py", "pyproject.toml", "biome.json"):
+    for name in ("noxfile.py", "pyproject.toml", "biome.json",
+                 os.path.join("harness", "requirements.py")):  # the noxfile reads harness.requirements
         shutil.copy(os.path.join(ROOT, name), os.path.join(path, name))
     files = {
         "tools/ok.py": "import os\n\nprint(os.sep)\n",

@@ -45,9 +45,9 @@ def test_a_fixed_size_model_is_built_for_the_case_size():
 @pytest.mark.parametrize("mode", ["reentrant", "non_reentrant"])
 def test_checkpointing_goes_through_timms_switch_or_says_why_not(mode):
     # The library's reason comes first: it holds whatever the torch.
-    if _reentrant_switch(timm) is None and mode == "non_reentrant":
+    if _reentrant_switch() is None and mode == "non_reentrant":
         expect = "no switch"
-    elif _reentrant_switch(timm) is not None and not HAS_NON_REENTRANT_CHECKPOINT:
+    elif _reentrant_switch() is not None and not HAS_NON_REENTRANT_CHECKPOINT:
         expect = "use_reentrant"
     elif mode == "non_reentrant" and not HAS_NON_REENTRANT_CHECKPOINT:
         expect = "use_reentrant parameter"

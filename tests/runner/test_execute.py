@@ -186,8 +186,8 @@ def _conv_input_formats(monkeypatch):
     seen = []
     create = models.create_model
 
-    def spying_create(name):
-        model = create(name)
+    def spying_create(name, *args, **kwargs):
+        model = create(name, *args, **kwargs)
         formats = set()
         seen.append(formats)
         conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))

@@ -45,6 +45,14 @@ def test_a_library_that_does_not_import_makes_unsupported_cases(monkeypatch, fre
     assert all("not installed in this environment: timm==99 (No solution found" in r for r in reasons.values())
 
 
+def test_an_install_note_names_only_what_could_provide_the_library(monkeypatch, fresh_specs, tmp_path):
+    monkeypatch.setitem(sys.modules, "transformers", None)
+    _failed_report(tmp_path, monkeypatch, "timm==99")  # timm failed; transformers is missing for another reason
+    (case, not_run), = scen.expand(_scenario(["transformers:GPT2LMHeadModel"]))
+    assert "cannot import transformers" in not_run.reason and "not installed in this environment" not in \
+        not_run.reason
+
+
 def test_unsupported_cases_of_a_missing_library_take_its_fallback_size(monkeypatch, fresh_specs):
     monkeypatch.setitem(sys.modules, "transformers", None)
     sc = scen.from_dict({"matrix": dict(MATRIX, model=["transformers:GPT2LMHeadModel"], size=["default"])}, "s.toml")
