@@ -25,6 +25,9 @@ environment) and what failed go to ``results/<scenario>/torch-X.requirements.jso
 ``harness run`` reads (TORCHMATRIX_REQUIREMENTS_REPORT): records carry those versions in
 ``env.extra_packages``, and they are part of the environment fingerprint.
 
+A sharded run (``torchmatrix run --shard K/N``, one output folder per shard) is joined by
+``nox -s merge -- SHARD_DIR... --out DIR``, which then builds the report of DIR.
+
 Environment variables:
   TORCHMATRIX_TORCH_INDEX_URL  wheel index for torch (a CPU-only or CUDA flavour)
   TORCHMATRIX_NO_PYTHON_INSTALL=1  never try ``uv python install``
@@ -343,6 +346,18 @@ def matrix(session: nox.Session, torch: str) -> None:
                 *([] if "--out" in args else ["--out", out_dir]), *args,
                 env={"PYTHONPATH": ROOT, requirements.REPORT_ENV_VAR: report_file or ""})
     session.notify("report", posargs=[out_dir])
+
+
+@nox.session(python=False)
+def merge(session: nox.Session) -> None:
+    """Join a sharded run's folders: nox -s merge -- SHARD_DIR... --out DIR (then the report of DIR)."""
+    # Standard library only (tomli, which Python < 3.11 needs, comes with nox): no environment to build.
+    session.run(sys.executable, "-m", "harness", "merge", *session.posargs, env={"PYTHONPATH": ROOT}, external=True)
+    args = list(session.posargs)
+    outs = [a[len("--out="):] for a in args if a.startswith("--out=")] + [
+        b for a, b in zip(args, args[1:]) if a == "--out"]
+    if outs:
+        session.notify("report", posargs=[outs[-1]])
 
 
 def _analysis_python() -> Optional[str]:

@@ -18,7 +18,7 @@ import typing
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from harness.record_parts import Accuracy, Case, Checks, Env, Instructions, Memory, Task, Timing, _f
+from harness.record_parts import Accuracy, Case, Checks, Env, Instructions, Memory, Shard, Task, Timing, _f
 from harness.vocab import STATUSES
 
 #: Version of the record written now. Bump on an incompatible change, add a line to
@@ -33,7 +33,8 @@ SCHEMA_HISTORY = (
     (2, "2026-11: accuracy calibrated against a float64 reference: accuracy.rule/reference/limit/ratio/worst, "
         "per-side err64/fp32_err64/ratio/expected_err/worst/sketch/ref_missing, output sketches; "
         "accuracy.tolerance is None under the calibrated rule. Lifting 1 marks accuracy.rule "
-        "'fixed tolerance', which is what version 1 judged by"),
+        "'fixed tolerance', which is what version 1 judged by; later, without a version change (new optional "
+        "parts only): shard"),
 )
 
 #: ``version -> function`` turning a record of that version into one of ``version + 1``.
@@ -78,6 +79,7 @@ class Record:
     checks: Optional[Checks] = _f("behaviour checks (ok cases)")
     instructions: Optional[Instructions] = _f("instruction counts (when the scenario or --instructions asks; "
                                                "ok cases only)")
+    shard: Optional[Shard] = _f("which shard of a split run wrote the record (run --shard K/N); None unsharded")
 
     def to_dict(self) -> Dict[str, Any]:
         """The JSON object written for this record (absent parts as null)."""

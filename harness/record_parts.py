@@ -241,3 +241,20 @@ class Checks:
     leak_bytes_per_step: Optional[float] = _f("tensor bytes still live per step: (live after 2n steps - after n) / n",
                                               column="leak_bytes_per_step", table="leak B/step")
     leak_steps: Optional[int] = _f("steps of the leak check's longer window (2n)")
+
+
+@dataclass
+class Shard:
+    """Which shard of a split run wrote the record (``run --shard K/N``; ``harness.shard``):
+    what ``torchmatrix merge`` checks before it joins the shards' records."""
+
+    index: Optional[int] = _f("K: this shard, counted from 1", required=True)
+    count: Optional[int] = _f("N: how many shards the cases were split into", required=True)
+    cases: Optional[int] = _f("how many cases this shard holds (a complete shard has a record of each)",
+                              required=True)
+    position: Optional[int] = _f("the case's place in the unsharded case list, from 0 (the merged order)",
+                                 required=True)
+    scenario_hash: Optional[str] = _f("hash of the scenario file's parsed content (harness.shard.scenario_hash)",
+                                      required=True)
+    split_hash: Optional[str] = _f("hash of the whole split, every case key and its shard: the shards of one "
+                                   "split agree on it", required=True)

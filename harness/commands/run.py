@@ -30,7 +30,15 @@ def add_arguments(parser) -> None:
     parser.add_argument("--instructions", action="store_true",
                         help="also count each ok case's instructions under valgrind (callgrind), as [measure] "
                              "instructions = true does: deterministic figures for the gate's time verdicts")
-    parser.add_argument("--dry-run", action="store_true", help="list the cases and exit")
+    parser.add_argument("--shard", metavar="K/N",
+                        help="run only shard K of N (counted from 1): the cases split into N shards of about equal "
+                             "estimated cost, the same split in every job for an unchanged scenario; each record "
+                             "says its shard. Give each shard its own --out; `torchmatrix merge` joins them")
+    parser.add_argument("--shard-durations", metavar="STORE",
+                        help="with --shard: balance by the seconds each case took in STORE (its records' duration_s; "
+                             "a record file or a folder of them, e.g. an earlier run) instead of the cost model "
+                             "(batch x size, x3 for train); every shard's job must give the same STORE")
+    parser.add_argument("--dry-run", action="store_true", help="list the cases (of the shard, with --shard) and exit")
 
 
 #: What an environment label may hold: it names a file in the output folder.
@@ -39,7 +47,7 @@ ENV_LABEL_RE = re.compile(r"^[A-Za-z0-9+_-][A-Za-z0-9.+_-]*$")
 
 def run(args) -> int:
     return run_scenario(args.scenario, args.out, args.env_label, args.resume, args.append, args.only, args.dry_run,
-                        instructions=args.instructions)
+                        instructions=args.instructions, shard=args.shard, shard_durations=args.shard_durations)
 
 
 def default_env_label() -> str:
@@ -73,11 +81,22 @@ def write_env_json(out_dir: str, label: str, env: Dict, status: str = "ok", reas
 
 def run_scenario(scenario_path: str, out_dir: Optional[str] = None, env_label: Optional[str] = None,
                  resume: bool = False, append: bool = False, only: Sequence[str] = (), dry_run: bool = False,
-                 print_fn=print, instructions: bool = False) -> int:
+                 print_fn=print, instructions: bool = False, shard: Optional[str] = None,
+                 shard_durations: Optional[str] = None) -> int:
     """Run a scenario in this environment; records go to ``out_dir/env_label.jsonl``.
-    ``instructions`` switches the instruction pass on (``[measure] instructions``)."""
+    ``instructions`` switches the instruction pass on (``[measure] instructions``); ``shard``
+    (``"K/N"``) runs shard K of N only, balanced by ``shard_durations`` (a record store) when
+    given, else by the cost model (``harness.shard``)."""
     from harness import scenario as scen
+    from harness import shard as sharding
 
+    try:
+        shard_spec = sharding.parse_spec(shard) if shard is not None else None
+        if shard_durations is not None and shard_spec is None:
+            raise sharding.ShardError("--shard-durations %s: needs --shard K/N" % shard_durations)
+    except sharding.ShardError as exc:
+        print("error: %s" % exc, file=sys.stderr)
+        return ExitCode.INPUT
     path = scen.resolve_path(scenario_path)
     try:
         sc = scen.load(path)
@@ -87,12 +106,22 @@ def run_scenario(scenario_path: str, out_dir: Optional[str] = None, env_label: O
         for problem in exc.problems:
             print("error: %s" % problem, file=sys.stderr)
         return ExitCode.INPUT
+    selection = None
+    if shard_spec is not None:
+        try:
+            durations = sharding.read_durations(shard_durations) if shard_durations is not None else None
+            selection = sharding.select(cases, shard_spec[0], shard_spec[1], sharding.scenario_hash(path),
+                                        durations, shard_durations or "")
+        except sharding.ShardError as exc:
+            print("error: %s" % exc, file=sys.stderr)
+            return ExitCode.INPUT
+        cases = selection.cases
     if instructions:
         sc.measure["instructions"] = True
     if dry_run:
         for case, not_run in cases:
             print_fn(case.key + ("   [%s: %s]" % (not_run.status, not_run.reason) if not_run else ""))
-        print_fn("%d cases" % len(cases))
+        print_fn(selection.summary() if selection else "%d cases" % len(cases))
         return ExitCode.OK
     if env_label is not None and not ENV_LABEL_RE.match(env_label):
         print("error: --env-label %r: use letters, digits and . _ + - (it names the record file)" % env_label,
@@ -114,14 +143,14 @@ def run_scenario(scenario_path: str, out_dir: Optional[str] = None, env_label: O
         print("error: cannot write records to %s: %s" % (out_dir, exc.strerror or exc), file=sys.stderr)
         return ExitCode.INPUT
     try:
-        return _run_locked(sc, path, cases, out_dir, out_path, label, resume, append, print_fn)
+        return _run_locked(sc, path, cases, out_dir, out_path, label, resume, append, print_fn, selection)
     finally:
         lock.release()
 
 
 def _run_locked(sc, path: str, cases, out_dir: str, out_path: str, label: str, resume: bool, append: bool,
-                print_fn) -> int:
-    """The run proper, with the output's lock held."""
+                print_fn, selection=None) -> int:
+    """The run proper, with the output's lock held; ``selection``: the shard (``harness.shard.Selection``)."""
     from harness.runner.manager import DiskFull, run_cases, summary_table
 
     held = held_case_keys(out_path) if resume else set()
@@ -131,9 +160,12 @@ def _run_locked(sc, path: str, cases, out_dir: str, out_path: str, label: str, r
             print_fn("earlier records moved to %s" % moved)
     print_fn("torchmatrix: scenario %s (%s), %d cases, environment %s -> %s" % (
         sc.name, path, len(cases), label, out_path))
+    if selection is not None:
+        print_fn(selection.summary())
     t0 = time.perf_counter()
     try:
-        written, interrupted = run_cases(sc, cases, out_path, label, held=held, print_fn=print_fn)
+        written, interrupted = run_cases(sc, cases, out_path, label, held=held, print_fn=print_fn,
+                                         shard=selection.fields if selection else None)
     except DiskFull as exc:
         print("error: %s" % exc, file=sys.stderr)
         return ExitCode.FAILURE

@@ -22,7 +22,7 @@ from harness.scenario import Case, NotRun, Scenario
 from harness.units import format_bytes, format_count, format_duration
 
 #: The fields a record has before the worker's result is added.
-_RECORD_HEAD = ("schema_version", "run_id", "time_utc", "scenario", "env_label", "case_key", "case", "env")
+_RECORD_HEAD = ("schema_version", "run_id", "time_utc", "scenario", "env_label", "case_key", "case", "env", "shard")
 
 
 class DiskFull(Exception):
@@ -67,8 +67,10 @@ def summary_table(env_label: str, records: List[Dict]) -> str:
 
 
 def run_cases(scenario: Scenario, cases: Sequence[Tuple[Case, Optional[NotRun]]], out_path: str, env_label: str,
-              held: Optional[set] = None, print_fn=print) -> Tuple[List[Dict], bool]:
+              held: Optional[set] = None, print_fn=print,
+              shard: Optional[Dict[str, Dict]] = None) -> Tuple[List[Dict], bool]:
     """Run ``cases`` (skipping keys in ``held``), appending records to ``out_path``.
+    ``shard`` maps a case key to its record's ``shard`` part (``run --shard``; ``harness.shard``).
 
     Returns the records written and whether the run was interrupted.
     """
@@ -137,7 +139,7 @@ def run_cases(scenario: Scenario, cases: Sequence[Tuple[Case, Optional[NotRun]]]
                     "schema_version": SCHEMA_VERSION, "run_id": run_id,
                     "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                     "scenario": scenario.name, "env_label": env_label, "case_key": case.key,
-                    "case": case.to_dict(), "env": env,
+                    "case": case.to_dict(), "env": env, "shard": shard[case.key] if shard else None,
                 }
                 record.update(result)
                 record.setdefault("reason", None)
