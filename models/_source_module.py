@@ -199,5 +199,5 @@ def module_spec(path: str, options: Dict[str, Any]) -> ExternalSpec:
 
     return ExternalSpec(name=path, model_cls=model_cls, config=config, family="user",
                         description=(factory.__doc__ or "").strip().split("\n")[0], factory=factory,
-                        sizes=sizes, size_check=size_check, builder=build, size_axis=axis)
+                        sizes=sizes, size_check=size_check, builder=build)
 

@@ -117,5 +117,4 @@ class TimmSource(Source):
         return ExternalSpec(name="timm:" + name, model_cls=TimmModel, config=None, family="timm",
                             description="timm %s %s, %s classes, %s input" % (
                                 version, name, num_classes, "fixed" if fixed else "any"),
-                            sizes=(default_size,), size_check=image_size_problem, builder=build,
-                            size_axis=self.size_axis)
+                            sizes=(default_size,), size_check=image_size_problem, builder=build)

@@ -103,7 +103,7 @@ class TorchvisionSource(Source):
 
         return ExternalSpec(name="torchvision:" + name, model_cls=TorchvisionModel, config=None,
                             family="torchvision", description="torchvision %s %s (%s)" % (version, name, kind),
-                            sizes=(224,), size_check=image_size_problem, builder=build, size_axis=self.size_axis)
+                            sizes=(224,), size_check=image_size_problem, builder=build)
 
     @staticmethod
     def _no_weights(tv, params, kind: str) -> Dict[str, Any]:

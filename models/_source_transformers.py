@@ -227,4 +227,4 @@ class TransformersSource(Source):
         return ExternalSpec(name="transformers:" + name, model_cls=TransformersModel, config=None,
                             family="transformers", description="transformers %s %s (%s, labels: %s)" % (
                                 version, name, cls.main_input_name, labels or "none: default reduction"),
-                            sizes=(default,), size_check=size_check, builder=build, size_axis=self.size_axis)
+                            sizes=(default,), size_check=size_check, builder=build)

@@ -47,7 +47,6 @@ class ExternalSpec(ModelSpec):
     sizes: Tuple[Any, ...] = ()
     size_check: Optional[Callable[[Any], Optional[str]]] = None
     builder: Optional[Callable[[Any], Any]] = None
-    size_axis: str = ""
 
     @property
     def default_sizes(self) -> List[Any]:
