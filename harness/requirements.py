@@ -194,9 +194,8 @@ def failed_for(report: Optional[Dict[str, Any]], module_name: str, paths: bool =
     found = []
     for failed in (report or {}).get("failed", []):
         req = str(failed.get("requirement", "")) if isinstance(failed, dict) else ""
-        name = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", req.strip())
         if (paths and (is_path(req) or "://" in req or req.startswith("git+"))) or \
-                (name and not is_path(req) and normalize_name(name.group(0).rstrip("._-")) == top):
+                (not is_path(req) and project_name(req) == top):
             found.append(failed)
     return found
 
@@ -225,6 +224,12 @@ def _cut(text: str, limit_chars: int) -> str:
 
 
 # --- what a Python environment holds -----------------------------------------------------
+
+def project_name(requirement: str) -> Optional[str]:
+    """The normalized project name a requirement string starts with (``Foo_Bar>=1`` -> ``foo-bar``), or None."""
+    match = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", requirement.strip())
+    return normalize_name(match.group(0).rstrip("._-")) if match else None
+
 
 def normalize_name(name: str) -> str:
     """A project name as indexes compare them (PEP 503): ``Foo_Bar`` -> ``foo-bar``."""
@@ -265,7 +270,7 @@ def extra_versions(base=BASE_DISTRIBUTIONS) -> Dict[str, str]:
             continue
         needed.add(name)
         for req in requires.get(name, []):
-            project = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", req)
+            project = project_name(req)
             if project and not re.search(r"extra\s*==", req):  # an optional extra's: not needed
-                todo.append(normalize_name(project.group(0).rstrip("._-")))
+                todo.append(project)
     return {name: version for name, version in installed_versions().items() if name not in needed}

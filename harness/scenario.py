@@ -381,11 +381,12 @@ def _matches(case: Case, rule: Dict[str, List[Any]]) -> bool:
     return True
 
 
-def _cases_of(table: Dict[str, List[Any]], scenario: Scenario, where: str, problems: List[str]):
+def _cases_of(table: Dict[str, List[Any]], scenario: Scenario, where: str, problems: List[str],
+              checked: Dict[str, Any]):
     import models
 
     for model in scenario_models.resolve(table["model"], scenario.include_faults, scenario.model_options, where,
-                                         problems):
+                                         problems, checked):
         spec = None if model.unavailable else models.get_spec(model.name, scenario.model_options(model.name))
         defaults = scenario_models.fallback_sizes(model.name) if spec is None else spec.default_sizes
         sizes: List[Any] = []
@@ -419,8 +420,9 @@ def expand(scenario: Scenario, only: Optional[Dict[str, List[str]]] = None) -> L
         table.update(inc)
         sources.append((table, "%s: include[%d]" % (scenario.path, i)))
     names: List[str] = []
+    checked: Dict[str, Any] = {}  # each source model checked (built) once per expansion
     for table, where in sources:
-        for case, not_run in _cases_of(table, scenario, where, problems):
+        for case, not_run in _cases_of(table, scenario, where, problems, checked):
             names.append(case.model)
             if where.endswith("matrix") and any(_matches(case, rule) for rule in scenario.excludes):
                 continue

@@ -65,9 +65,11 @@ def check_source_model(name: str, options: Dict[str, Any]) -> Tuple[Optional[str
 
 
 def resolve(patterns: Sequence[str], include_faults: bool, options_of: Callable[[str], Dict[str, Any]],
-            where: str, problems: List[str]) -> List[Resolved]:
+            where: str, problems: List[str], checked: Optional[Dict[str, Tuple]] = None) -> List[Resolved]:
     """The models ``patterns`` name, in order, without repeats; every bad name is appended to
-    ``problems`` (naming ``where``)."""
+    ``problems`` (naming ``where``). ``checked`` keeps each source model's check for the next
+    call of one expansion (the matrix and its includes name the same models: built once)."""
+    checked = {} if checked is None else checked
     import models
     from models._sources import SourceUnavailable
 
@@ -102,7 +104,9 @@ def resolve(patterns: Sequence[str], include_faults: bool, options_of: Callable[
         for name in names:
             if name in found:
                 continue
-            problem, unavailable = check_source_model(name, options_of(name))
+            if name not in checked:
+                checked[name] = check_source_model(name, options_of(name))
+            problem, unavailable = checked[name]
             if problem:
                 problems.append("%s: model %r: %s" % (where, name, problem))
             else:

@@ -14,13 +14,14 @@ def _one_thread():
 
 @pytest.fixture
 def train_on_task():
-    """``train_on_task(model)``: the model's task metric on a held-out batch before and after
-    ``steps`` Adam steps on its synthetic task (fixed seeds): ``(before, after)``."""
+    """``train_on_task(model)``: the model's task metric on a held-out batch (``eval_batch_size``,
+    default ``batch_size``) before and after ``steps`` Adam steps on its synthetic task (fixed
+    seeds): ``(before, after)``."""
     from models import SeededGenerator
 
-    def run(model, steps: int = 20, lr: float = 3e-3, batch_size: int = 4, size=16):
+    def run(model, steps: int = 20, lr: float = 3e-3, batch_size: int = 4, size=16, eval_batch_size=None):
         torch.manual_seed(0)
-        (x_eval,), y_eval = model.task_batch(batch_size, size, SeededGenerator(99))
+        (x_eval,), y_eval = model.task_batch(eval_batch_size or batch_size, size, SeededGenerator(99))
 
         def evaluate():
             model.eval()

@@ -314,28 +314,9 @@ def test_second_copy_accuracy_scores_only_the_predictable_positions():
     assert second_copy_accuracy(wrong, target) == 0.0
 
 
-def test_short_training_learns_the_induction_task():
-    torch.manual_seed(0)
-    model = _build("attention_mha_tiny").train()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    gen, size = SeededGenerator(1), 20
-    (ev_tokens,), ev_target = model.task_batch(64, size, SeededGenerator(99))
-
-    def accuracy():
-        model.eval()
-        with torch.no_grad():
-            acc = model.task_metric(model(ev_tokens), ev_target)
-        model.train()
-        return acc
-
-    before = accuracy()
-    for _ in range(220):
-        (tokens,), target = model.task_batch(8, size, gen)
-        loss = model.loss(model(tokens), target)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    after = accuracy()
+def test_short_training_learns_the_induction_task(train_on_task):
+    before, after = train_on_task(_build("attention_mha_tiny"), steps=220, lr=1e-2, batch_size=8, size=20,
+                                  eval_batch_size=64)
     assert before < 0.15, before  # chance is 1/31
     assert after > 0.5, after  # the induction phase change happens around step 170
 
