@@ -408,7 +408,8 @@ def tests(session: nox.Session, torch: str) -> None:
     if path is None:
         session.error("cannot test torch %s: %s" % (torch, how))
     install_torch(session, torch)
-    session.install("pytest>=7", "nox", "pyyaml")
+    # pytest-benchmark: harness.pytest_plugin's range (pyproject.toml's "pytest" extra; docs/pytest-benchmark.md)
+    session.install("pytest>=7", "nox", "pyyaml", "pytest-benchmark>=4,<6")
     pins = ["torch==" + _installed(session)["torch"]] + list(ENV_BY_LABEL[torch][3])
     failed = _try_install(session, list(TEST_EXTRAS[torch]) + [EXAMPLE_PROJECT] + pins)
     if failed:
@@ -440,3 +441,23 @@ def lint(session: nox.Session) -> None:
         session.error("npx not found: install Node.js and npm (Debian: apt-get install nodejs npm) so that Biome "
                       "can lint the report's CSS and JavaScript in %s" % REPORT_ASSETS)
     session.run("npx", "--yes", BIOME, "ci", "--error-on-warnings", REPORT_ASSETS, external=True)
+
+
+#: TensorBoard's PyTorch Profiler tab: torch-tb-profiler, deprecated in 2023 (no longer in the kineto repository);
+#: its last release 0.4.3 still installs and shows the traces of `run --profile` with these pins, checked with
+#: Python 3.13 on traces of torch 1.10.2 to 2.15 (Overview, Operator, Trace and Memory views). It needs neither torch
+#: nor pkg_resources; the pins keep a later TensorBoard, protobuf, NumPy or pandas from breaking it.
+TENSORBOARD_PYTHONS = ("3.13", "3.12", "3.11")
+TENSORBOARD_DEPS = ("torch-tb-profiler==0.4.3", "tensorboard==2.21.0", "protobuf==7.36.2", "numpy==2.5.5",
+                    "pandas==3.1.1")
+
+
+@nox.session(python=pick_python(TENSORBOARD_PYTHONS)[0])
+def tensorboard(session: nox.Session) -> None:
+    """TensorBoard with the PyTorch Profiler tab on profiler traces: nox -s tensorboard -- [LOGDIR] [OPTIONS]
+    (LOGDIR default: results; OPTIONS go to tensorboard, e.g. --port 6007 --bind_all)."""
+    session.install(*TENSORBOARD_DEPS)
+    args = list(session.posargs)
+    logdir = args.pop(0) if args and not args[0].startswith("-") else "results"
+    session.log("the traces under %s: open http://localhost:6006/#pytorch_profiler (or the --port given)" % logdir)
+    session.run("tensorboard", "--logdir", logdir, *args)

@@ -18,8 +18,23 @@ import typing
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from harness.record_parts import Accuracy, Case, Checks, Env, Instructions, Memory, Shard, Task, Timing, _f
-from harness.vocab import STATUSES
+from harness.record_parts import (
+    Accuracy,
+    Case,
+    Checks,
+    Env,
+    Flops,
+    Instructions,
+    MaxBatch,
+    Memory,
+    Profile,
+    Roofline,
+    Shard,
+    Task,
+    Timing,
+    _f,
+)
+from harness.vocab import MAX_BATCH, STATUSES
 
 #: Version of the record written now. Bump on an incompatible change, add a line to
 #: ``SCHEMA_HISTORY`` and an entry to ``_UPGRADES`` that lifts the previous version.
@@ -34,7 +49,7 @@ SCHEMA_HISTORY = (
         "per-side err64/fp32_err64/ratio/expected_err/worst/sketch/ref_missing, output sketches; "
         "accuracy.tolerance is None under the calibrated rule. Lifting 1 marks accuracy.rule "
         "'fixed tolerance', which is what version 1 judged by; later, without a version change (new optional "
-        "parts only): shard"),
+        "parts only): shard; max_batch (and a case's batch_size 'max'); profile; flops, roofline"),
 )
 
 #: ``version -> function`` turning a record of that version into one of ``version + 1``.
@@ -80,6 +95,13 @@ class Record:
     instructions: Optional[Instructions] = _f("instruction counts (when the scenario or --instructions asks; "
                                                "ok cases only)")
     shard: Optional[Shard] = _f("which shard of a split run wrote the record (run --shard K/N); None unsharded")
+    max_batch: Optional[MaxBatch] = _f("the largest batch that fits (a case with batch_size 'max'); None otherwise")
+    profile: Optional[Profile] = _f("a torch.profiler trace and the heaviest ops (cases a scenario's [profile] or "
+                                    "run --profile names; ok cases only)")
+    flops: Optional[Flops] = _f("FLOPs per step, achieved FLOP/s and the share of the measured peak ([measure] "
+                                "flops; ok cases only)")
+    roofline: Optional[Roofline] = _f("the matmul peak per dtype measured once per environment run and device "
+                                      "([measure] roofline)")
 
     def to_dict(self) -> Dict[str, Any]:
         """The JSON object written for this record (absent parts as null)."""
@@ -262,6 +284,9 @@ def check(obj: Any, strict: bool = False) -> Optional[str]:
             if value is not None and not _is_kind(value, kind):
                 return "%s: expected %s, got %s" % (where + "." + key if where else key, _KIND_NAMES[kind],
                                                     type(value).__name__)
+    batch = obj["case"].get("batch_size") if isinstance(obj.get("case"), dict) else None
+    if batch is not None and batch != MAX_BATCH and not _is_kind(batch, "int"):
+        return "case.batch_size: expected an integer or %r, got %s" % (MAX_BATCH, type(batch).__name__)
     if obj["status"] not in STATUSES:
         return "status %r is not one of %s" % (obj["status"], ", ".join(STATUSES))
     return None

@@ -6,9 +6,9 @@ Standard library only: the runner imports this on Python 3.9 + PyTorch 1.10.
 """
 import dataclasses
 from dataclasses import asdict, dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Union
 
-from harness.vocab import CASE_AXES
+from harness.vocab import CASE_AXES, MAX_BATCH
 
 
 def _f(doc: str, column: Optional[str] = None, required: bool = False, prefix: str = "",
@@ -35,7 +35,8 @@ class Case:
 
     model: str = _axis("registered zoo name or import path")
     mode: str = _axis("train | eval")
-    batch_size: int = _axis("samples per step")
+    batch_size: Union[int, str] = _axis("samples per step, or 'max' (harness.vocab.MAX_BATCH): a search for the "
+                                        "largest batch that fits, whose answer is the record's max_batch part")
     size: Any = _axis("the model's size axis: int or 'HxW'")
     precision: str = _axis("harness.vocab.PRECISIONS")
     checkpoint: str = _axis("harness.vocab.CHECKPOINTS")
@@ -48,7 +49,8 @@ class Case:
     @property
     def key(self) -> str:
         """Stable text key: the same case in any environment or commit has the same key."""
-        parts = ["model=%s" % self.model, "mode=%s" % self.mode, "batch=%d" % self.batch_size,
+        batch = self.batch_size if self.batch_size == MAX_BATCH else "%d" % self.batch_size
+        parts = ["model=%s" % self.model, "mode=%s" % self.mode, "batch=%s" % batch,
                  "size=%s" % (self.size,), "precision=%s" % self.precision,
                  "checkpoint=%s" % self.checkpoint, "device=%s" % self.device]
         # Optional axes join the key only when set, so adding them changed no old key.
@@ -258,3 +260,101 @@ class Shard:
                                       required=True)
     split_hash: Optional[str] = _f("hash of the whole split, every case key and its shard: the shards of one "
                                    "split agree on it", required=True)
+
+
+@dataclass
+class MaxBatch:
+    """The answer of a largest-batch search (a case with ``batch_size = "max"``;
+    ``harness.runner.batch_search``): doubling from ``start``, then bisection, each probe
+    (the case built at one batch size, two steps) in a fresh worker."""
+
+    batch_size: Optional[int] = _f("the largest batch size that fitted (0: not even the first probe)",
+                                   "max_batch_size", required=True, table="largest batch")
+    limited_by: Optional[str] = _f("harness.vocab.MAX_BATCH_LIMITS: what stopped the search above batch_size",
+                                   "max_batch_limited_by", required=True, report=True)
+    first_unfit: Optional[int] = _f("the smallest batch size probed that did not fit (None when the limit fitted)",
+                                    "max_batch_first_unfit", report=True)
+    cap_bytes: Optional[int] = _f("the memory a probe may use: [max_batch] cpu_cap_gib / cuda_cap_gib in bytes; "
+                                  "None: the device's own memory (its out-of-memory error decides)",
+                                  "max_batch_cap_bytes", report=True)
+    criterion: Optional[str] = _f("what is held against the cap: the exact peak of live tensor bytes of the probe "
+                                  "(CPU, torch.profiler memory events from before the model is built) or the CUDA "
+                                  "allocator's peak", "max_batch_criterion", report=True)
+    peak_bytes: Optional[int] = _f("the criterion's peak at batch_size", "max_batch_peak_bytes", report=True)
+    start: Optional[int] = _f("the first batch size probed ([max_batch] start)")
+    limit: Optional[int] = _f("the largest batch size the search may probe ([max_batch] limit)")
+    probes: Optional[List[Dict[str, Any]]] = _f("every probe in the order taken: batch_size, status, fits, "
+                                                "peak_bytes, rss_peak_bytes (process high-water mark above the "
+                                                "worker's baseline), reason, wall_s", "max_batch_probes",
+                                                report=True)
+    search_s: Optional[float] = _f("wall time of the whole search, workers' start-up included")
+
+
+@dataclass
+class Profile:
+    """A torch.profiler trace of the case and its heaviest ops (a scenario's ``[profile]`` table or
+    ``run --profile``; ``harness.runner.profile``): steps run after the timed samples, never among them."""
+
+    trace_dir: Optional[str] = _f("the trace folder relative to the record store: profiles/<env_label>/<case "
+                                  "folder> (a TensorBoard run of the torch-tb-profiler plugin)", "profile_trace_dir",
+                                  required=True, report=True)
+    trace_file: Optional[str] = _f("the Chrome trace JSON file in trace_dir (Perfetto, chrome://tracing); None when "
+                                   "the profiler failed", "profile_trace_file", report=True)
+    schedule: Optional[str] = _f("the profiler's schedule: 'wait=W warmup=U active=A' steps ([profile] table)")
+    steps: Optional[int] = _f("steps recorded (active): what the per-step figures divide by", "profile_steps",
+                              report=True)
+    activities: Optional[List[str]] = _f("what was recorded: ['cpu'] or ['cpu', 'cuda']")
+    ops: Optional[List[Dict[str, Any]]] = _f("the heaviest ops (by self CPU time; on a GPU also by self CUDA time), "
+                                             "heaviest first: name, calls_per_step, self_cpu_s and self_cuda_s "
+                                             "(seconds per step; self_cuda_s None on the CPU), input_shapes (of the "
+                                             "op's heaviest shape group)", "profile_ops", report=True)
+    self_cpu_total_s: Optional[float] = _f("self CPU seconds per step of every op recorded (the ops' share of it "
+                                           "says how much the list covers)", "profile_self_cpu_s", report=True)
+    self_cuda_total_s: Optional[float] = _f("self CUDA seconds per step of every op (None on the CPU)",
+                                            "profile_self_cuda_s", report=True)
+    tool: Optional[str] = _f("the profiler and its torch version")
+    error: Optional[str] = _f("why there is no trace or summary, when the profiler failed (the case stays ok)",
+                              "profile_error", report=True)
+    wall_s: Optional[float] = _f("seconds the profiled steps and the trace's writing took")
+
+
+@dataclass
+class Flops:
+    """FLOPs of the case's step, counted on one extra step after the timed samples, and how close the
+    step came to the machine's measured matmul peak (``harness.runner.flops``; docs/flops.md)."""
+
+    per_iter: Optional[int] = _f("FLOPs of one step (train: forward + backward, recomputation included, the "
+                                 "optimizer's elementwise update not counted; eval: forward): matmuls, "
+                                 "convolutions and fused attention, 2 per multiply-add",
+                                 column="flops_per_iter", table="FLOPs")
+    tool: Optional[str] = _f("the counter: 'torch.utils.flop_counter.FlopCounterMode' where the build has it, "
+                             "else 'torch.profiler shapes (torchmatrix)'", "flops_tool", report=True)
+    covers: Optional[str] = _f("what the count holds, in words")
+    uncounted: Optional[List[str]] = _f("'op xN': ops of a counted kind the profiler counter could not size "
+                                        "(a functional convolution no module hook saw)", "flops_uncounted",
+                                        report=True)
+    achieved_per_s: Optional[float] = _f("per_iter / timing.median_s", column="flops_per_s", table="FLOP/s")
+    peak_dtype: Optional[str] = _f("the dtype whose measured matmul peak the case is held against (amp: its "
+                                   "low dtype)", "flops_peak_dtype", report=True)
+    peak_per_s: Optional[float] = _f("that peak: roofline.matmul[peak_dtype].flops_per_s", "flops_peak_per_s",
+                                     report=True)
+    peak_pct: Optional[float] = _f("100 x achieved_per_s / peak_per_s", column="flops_peak_pct",
+                                   table="% of peak")
+    error: Optional[str] = _f("why there is no count, when the counter failed (the case stays ok)",
+                              "flops_error", report=True)
+    wall_s: Optional[float] = _f("seconds the counted step took, counter included")
+
+
+@dataclass
+class Roofline:
+    """The machine's measured matmul peak per dtype, measured once per environment run and device
+    (``harness.runner.roofline``), in the workers' thread setting; every record of the run carries it."""
+
+    device: Optional[str] = _f("cpu | cuda", required=True)
+    threads: Optional[int] = _f("torch.get_num_threads() while measuring", "roofline_threads", report=True)
+    method: Optional[str] = _f("how the peak was measured")
+    matmul: Optional[Dict[str, Dict[str, Any]]] = _f("dtype name -> {flops_per_s, n, repeats, seconds}, or "
+                                                     "{error, seconds} where this build cannot multiply it",
+                                                     "roofline_matmul", report=True)
+    wall_s: Optional[float] = _f("seconds the whole measurement took")
+    error: Optional[str] = _f("why there is no measurement, when it failed", "roofline_error", report=True)

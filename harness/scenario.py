@@ -9,7 +9,7 @@ A scenario is TOML and pure data (never executed)::
     [matrix]                      # every combination of these axes is a case
     model = ["*_tiny"]            # names, globs, or package.module:factory
     mode = ["train", "eval"]
-    batch_size = [2]
+    batch_size = [2]              # or "max": the largest batch that fits ([max_batch])
     size = ["default"]            # the model's own default sizes, or ints / "HxW"
     precision = ["fp32", "amp_bf16"]
     checkpoint = ["none", "reentrant", "non_reentrant"]
@@ -35,6 +35,10 @@ A scenario is TOML and pure data (never executed)::
     [task]      optional short training run on each model's synthetic task
     [checks]    deterministic (run each case twice from one seed, compare bitwise),
                 leak_steps (n: tensor bytes live after 2n steps vs n steps)
+    [max_batch] the search of a case whose batch_size is "max": start, limit, cpu_cap_gib,
+                cuda_cap_gib (see MAX_BATCH_DEFAULTS)
+    [profile]   torch.profiler traces of chosen cases: cases (axis tables as [[exclude]]'s),
+                wait, warmup, active (the schedule; see PROFILE_DEFAULTS, harness.runner.profile)
     [gate]      regression thresholds (read by the gate; validated here)
     [config."MODEL"]  constructor keyword arguments of a model (``harness.model_options``)
     [inputs."MODEL"]  a plain nn.Module's inputs (``harness.model_options``)
@@ -46,7 +50,6 @@ what is allowed. Loading writes nothing.
 """
 import fnmatch
 import itertools
-import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -55,46 +58,29 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from harness import model_options, requirements, scenario_models
 from harness.fileio import REPO_ROOT, TOMLDecodeError, load_toml
 from harness.record import Case
+from harness.scenario_settings import (
+    BACKEND_DEFAULTS,
+    CHECKS_DEFAULTS,
+    MAX_BATCH_DEFAULTS,
+    MEASURE_DEFAULTS,
+    PROFILE_DEFAULTS,
+    TASK_DEFAULTS,
+    TOLERANCE_DEFAULTS,
+    bool_check,
+    check_settings,
+    checks_check,
+    is_int,
+    max_batch_check,
+    measure_check,
+    profile_check,
+    task_check,
+    tolerance_check,
+)
 from harness.vocab import CASE_AXES as AXES
-from harness.vocab import CHECKPOINTS, DEVICES, MODES, PRECISIONS, SDPA_BACKENDS
+from harness.vocab import CHECKPOINTS, DEVICES, MAX_BATCH, MODES, PRECISIONS, SDPA_BACKENDS
 
-MEASURE_DEFAULTS = {
-    "warmup_iters": 2,        # at least this many untimed iterations ...
-    "warmup_s": 0.05,         # ... and at least this long
-    "min_sample_s": 0.02,     # each sample runs enough iterations to last this long
-    "samples": 7,             # samples per case (fewer only when the budget says so)
-    "case_budget_s": 10.0,    # timed work per case; beyond it fewer samples are taken
-    "timeout_s": 120.0,       # the worker is killed past this, the case is 'timeout'
-    "compile_warmup_s": 120.0,  # extra timeout for compile cases (first call compiles)
-    "threads": 0,             # torch.set_num_threads; 0 keeps the build's default
-    "speed_probe": True,      # CPU: time harness.runner.speed_probe after each sample (gate: time_basis)
-    "seed": 0,
-    # Instruction counts (harness.runner.instructions): after each ok case, its step again in
-    # one valgrind/callgrind worker per environment, one thread. Deterministic, ~50x slower.
-    "instructions": False,
-    "instructions_warmup_iters": 0,   # uncounted steps after the first (always uncounted: it allocates)
-    "instructions_iters": 1,          # steps per counted repeat
-    "instructions_repeats": 2,        # repeats: their spread is the count's own noise
-    "instructions_timeout_s": 900.0,  # one case under valgrind; the worker's start-up has its own limit
-    # Not counted (instructions "skipped"): a case whose timed step took longer than this. Under
-    # valgrind a step runs 50-150x slower: a 0.3 s step (batch 48 of mswr_net_tiny) took 12 min to count.
-    "instructions_max_step_s": 0.1,
-}
-BACKEND_DEFAULTS = {"allow_tf32": False, "cudnn_benchmark": False, "deterministic": False}
-# Accuracy (docs/accuracy.md): by default each case's error against a float64 reference,
-# in units of the error its precision is expected to make there, must stay within
-# fp64_multiple. A number for a precision switches it to a fixed relative error against
-# the fp32 reference instead (the override); so does a build with no float64 reference,
-# with FALLBACK_TOLERANCE.
-TOLERANCE_DEFAULTS: Dict[str, Any] = {"fp32": None, "amp_fp16": None, "amp_bf16": None, "fp16": None,
-                                      "bf16": None, "fp64_multiple": 10.0, "fp16_range_factor": 4.0,
-                                      "tensor_factor": 10.0}
-FALLBACK_TOLERANCE = {"fp32": 1e-4, "amp_fp16": 2e-2, "amp_bf16": 1e-1, "fp16": 2e-2, "bf16": 1e-1}
-TASK_DEFAULTS = {"enabled": False, "steps": 20, "batch_size": 8, "lr": 1e-3, "eval_batch_size": 16}
-# Behaviour checks asked for (harness.runner.checks); params_updated and eval_buffers always run.
-CHECKS_DEFAULTS = {"deterministic": False, "leak_steps": 0}
 TOP_LEVEL = ("scenario", "matrix", "exclude", "include", "measure", "backend", "tolerance", "task", "checks",
-             "gate", "config", "inputs", "environment")
+             "gate", "config", "inputs", "environment", "max_batch", "profile")
 #: Optional axes and the value a case has when a scenario does not set them.
 OPTIONAL_AXES = {"channels_last": False, "compile": False, "sdpa_backend": "default", "python_optimized": False}
 
@@ -128,6 +114,10 @@ class Scenario:
     model_tables: Dict[str, Dict[str, Dict[str, Any]]] = field(default_factory=dict)
     #: ``{"requirements": [...], "pins": {env_label: [...]}}``, paths absolute (``harness.requirements``)
     environment: Dict[str, Any] = field(default_factory=dict)
+    #: the largest-batch search's settings (``MAX_BATCH_DEFAULTS``)
+    max_batch: Dict[str, Any] = field(default_factory=lambda: dict(MAX_BATCH_DEFAULTS))
+    #: which cases get a profiler trace and its schedule (``PROFILE_DEFAULTS``; ``profiled``)
+    profile: Dict[str, Any] = field(default_factory=lambda: dict(PROFILE_DEFAULTS, cases=[]))
 
     def model_options(self, model: str) -> Dict[str, Any]:
         """``{"config": {...}, "inputs": {...}}`` of ``model`` (empty tables when it has none)."""
@@ -135,15 +125,6 @@ class Scenario:
 
 
 # --- value checks -----------------------------------------------------------------
-
-def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_num(v) -> bool:
-    # finite: `inf` and `1e400` (which TOML reads as inf) would only fail later, inside the run
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
 
 _SIZE_RE = re.compile(r"^[1-9][0-9]*x[1-9][0-9]*$")
 
@@ -161,9 +142,11 @@ def _axis_value_problem(axis: str, value: Any) -> Optional[str]:
     if axis == "device":
         return None if value in DEVICES else "one of %s" % ", ".join(DEVICES)
     if axis == "batch_size":
-        return None if _is_int(value) and value >= 1 else "an integer >= 1"
+        if (is_int(value) and value >= 1) or value == MAX_BATCH:
+            return None
+        return "an integer >= 1, or \"%s\" (search for the largest batch that fits: [max_batch])" % MAX_BATCH
     if axis == "size":
-        if (_is_int(value) and value >= 1) or value == "default" or (isinstance(value, str) and _SIZE_RE.match(value)):
+        if (is_int(value) and value >= 1) or value == "default" or (isinstance(value, str) and _SIZE_RE.match(value)):
             return None
         return "an integer >= 1, \"HxW\" (e.g. \"64x48\") or \"default\" (the model's own sizes)"
     if axis in ("channels_last", "compile", "python_optimized"):
@@ -204,64 +187,6 @@ def _check_axes_table(table: Any, where: str, problems: List[str], require_all: 
         for axis, default in OPTIONAL_AXES.items():
             out.setdefault(axis, [default])
     return out
-
-
-def _check_settings(table: Any, defaults: Dict[str, Any], where: str, problems: List[str],
-                    check) -> Dict[str, Any]:
-    merged = dict(defaults)
-    if table is None:
-        return merged
-    if not isinstance(table, dict):
-        problems.append("%s: must be a table, got %r" % (where, table))
-        return merged
-    for key, value in table.items():
-        if key not in defaults:
-            problems.append("%s.%s: unknown key; allowed: %s" % (where, key, ", ".join(defaults)))
-            continue
-        problem = check(key, value, defaults[key])
-        if problem:
-            problems.append("%s.%s: value %r is not allowed; expected %s" % (where, key, value, problem))
-        else:
-            merged[key] = value
-    return merged
-
-
-def _measure_check(key, value, default):
-    if key in ("speed_probe", "instructions"):
-        return _bool_check(key, value, default)
-    if key in ("instructions_iters", "instructions_repeats"):
-        return None if _is_int(value) and value >= 1 else "an integer >= 1"
-    if key in ("warmup_iters", "threads", "seed", "instructions_warmup_iters"):
-        return None if _is_int(value) and value >= 0 else "an integer >= 0"
-    if key == "samples":
-        return None if _is_int(value) and value >= 1 else "an integer >= 1"
-    if key == "warmup_s":
-        return None if _is_num(value) and value >= 0 else "a finite number of seconds >= 0"
-    return None if _is_num(value) and value > 0 else "a finite number of seconds > 0"
-
-
-def _bool_check(key, value, default):
-    return None if isinstance(value, bool) else "true or false"
-
-
-def _tolerance_check(key, value, default):
-    if key in ("fp64_multiple", "fp16_range_factor", "tensor_factor"):
-        return None if _is_num(value) and 1 <= value <= 1e6 else "a multiple in [1, 1e6]"
-    return None if _is_num(value) and 0 < value <= 10 else "a relative error in (0, 10]"
-
-
-def _checks_check(key, value, default):
-    if key == "deterministic":
-        return _bool_check(key, value, default)
-    return None if _is_int(value) and 0 <= value <= 1000 else "an integer in [0, 1000] (0: no leak check)"
-
-
-def _task_check(key, value, default):
-    if key == "enabled":
-        return _bool_check(key, value, default)
-    if key == "lr":
-        return None if _is_num(value) and value > 0 else "a learning rate > 0"
-    return None if _is_int(value) and value >= 1 else "an integer >= 1"
 
 
 # --- loading ------------------------------------------------------------------------
@@ -320,12 +245,20 @@ def from_dict(data: Dict[str, Any], path: str = "<scenario>") -> Scenario:
             raw = []
         rules[kind] = [_check_axes_table(t, "%s: %s[%d]" % (path, kind, i), problems, require_all=False)
                        for i, t in enumerate(raw)]
-    measure = _check_settings(data.get("measure"), MEASURE_DEFAULTS, "%s: measure" % path, problems, _measure_check)
-    backend = _check_settings(data.get("backend"), BACKEND_DEFAULTS, "%s: backend" % path, problems, _bool_check)
-    tolerance = _check_settings(data.get("tolerance"), TOLERANCE_DEFAULTS, "%s: tolerance" % path, problems,
-                                _tolerance_check)
-    task = _check_settings(data.get("task"), TASK_DEFAULTS, "%s: task" % path, problems, _task_check)
-    checks = _check_settings(data.get("checks"), CHECKS_DEFAULTS, "%s: checks" % path, problems, _checks_check)
+    measure = check_settings(data.get("measure"), MEASURE_DEFAULTS, "%s: measure" % path, problems, measure_check)
+    backend = check_settings(data.get("backend"), BACKEND_DEFAULTS, "%s: backend" % path, problems, bool_check)
+    tolerance = check_settings(data.get("tolerance"), TOLERANCE_DEFAULTS, "%s: tolerance" % path, problems,
+                                tolerance_check)
+    task = check_settings(data.get("task"), TASK_DEFAULTS, "%s: task" % path, problems, task_check)
+    checks = check_settings(data.get("checks"), CHECKS_DEFAULTS, "%s: checks" % path, problems, checks_check)
+    max_batch = check_settings(data.get("max_batch"), MAX_BATCH_DEFAULTS, "%s: max_batch" % path, problems,
+                                max_batch_check)
+    if max_batch["start"] > max_batch["limit"]:
+        problems.append("%s: max_batch.start: value %r is not allowed; expected at most limit (%r)" % (
+            path, max_batch["start"], max_batch["limit"]))
+    profile = check_settings(data.get("profile"), PROFILE_DEFAULTS, "%s: profile" % path, problems, profile_check)
+    profile["cases"] = [_check_axes_table(t, "%s: profile.cases[%d]" % (path, i), problems, require_all=False)
+                        for i, t in enumerate(profile["cases"])]
     gate = data.get("gate", {})
     problems.extend(_gate_problems(gate, "%s: gate" % path))
     tables = model_options.check_tables(data, path, problems)
@@ -336,7 +269,7 @@ def from_dict(data: Dict[str, Any], path: str = "<scenario>") -> Scenario:
     return Scenario(path=path, name=name, description=head.get("description", ""), matrix=matrix,
                     include_faults=include_faults, excludes=rules["exclude"], includes=rules["include"],
                     measure=measure, backend=backend, tolerance=tolerance, task=task, gate=gate, checks=checks,
-                    model_tables=tables, environment=environment)
+                    model_tables=tables, environment=environment, max_batch=max_batch, profile=profile)
 
 
 def _gate_problems(gate: Any, where: str) -> List[str]:
@@ -455,3 +388,52 @@ def parse_only(items: Sequence[str]) -> Dict[str, List[str]]:
                 item, ", ".join(AXES))])
         only.setdefault(axis, []).extend(v for v in values.split(",") if v)
     return only
+
+
+def profiled(scenario: Scenario, case: Case) -> bool:
+    """Whether ``case`` gets a profiler trace: it matches one of the ``[profile]`` table's (and
+    ``--profile``'s) axis tables, as a case matches an ``[[exclude]]`` table (a largest-batch search
+    never: it takes no timed steps)."""
+    return case.batch_size != MAX_BATCH and any(_matches(case, rule) for rule in scenario.profile.get("cases", []))
+
+
+def _cli_value(axis: str, text: str) -> Any:
+    """A command-line value as a scenario file would write it (numbers, booleans)."""
+    if axis in ("batch_size", "size") and text.isdigit():
+        return int(text)
+    if axis in ("channels_last", "compile", "python_optimized"):
+        return {"true": True, "1": True, "false": False, "0": False}.get(text.lower(), text)
+    return text
+
+
+def add_profile_rules(scenario: Scenario, items: Sequence[str],
+                      cases: Sequence[Tuple[Case, Optional[NotRun]]]) -> None:
+    """Add ``run --profile`` rules to ``scenario.profile["cases"]``: each item is ``AXIS=V[,V...]`` parts
+    joined by ';' (``model=cbam*;precision=bf16;mode=train``), the keys and values of an ``[[exclude]]``
+    table. Raise ScenarioError for a bad item, and for one that matches none of ``cases`` that run."""
+    problems: List[str] = []
+    for item in items:
+        table: Dict[str, List[Any]] = {}
+        for part in item.split(";"):
+            axis, sep, values = part.strip().partition("=")
+            axis = axis.strip()
+            if not sep or not axis or not values.strip():
+                problems.append("--profile %r: expected AXIS=VALUE[,VALUE...] parts joined by ';' with AXIS one of "
+                                "%s" % (item, ", ".join(AXES)))
+                table = {}
+                break
+            table.setdefault(axis, []).extend(_cli_value(axis, v.strip()) for v in values.split(",") if v.strip())
+        if not table:
+            continue
+        before = len(problems)
+        rule = _check_axes_table(table, "--profile", problems, require_all=False)
+        if len(problems) > before:
+            continue
+        if not any(not_run is None and case.batch_size != MAX_BATCH and _matches(case, rule)
+                   for case, not_run in cases):
+            problems.append("--profile %r: matches none of the %d cases that run" % (
+                item, sum(1 for _, not_run in cases if not_run is None)))
+            continue
+        scenario.profile["cases"].append(rule)
+    if problems:
+        raise ScenarioError(problems)

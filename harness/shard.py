@@ -8,7 +8,8 @@ a pure function of the case list and the costs:
   ``batch_size x size_units x MODE_FACTOR[mode]``, where ``size_units`` is an integer
   size as it is (the model's own axis: an image side, a sequence length, ...) and
   ``"HxW"`` the side of the square of the same area, sqrt(H*W), so that ``"32x32"``
-  and ``32`` cost the same. A case recorded without running (``NotRun``: skipped or
+  and ``32`` cost the same; a largest-batch search (``batch_size = "max"``) as batch
+  ``MAX_BATCH_COST_BATCH``. A case recorded without running (``NotRun``: skipped or
   unsupported) costs ``NOT_RUN_COST``. The model knows nothing of how heavy a model
   is; ``--shard-durations STORE`` gives measured seconds instead: each case's mean
   ``duration_s`` (else ``wall_s``, which also holds a fresh worker's start-up: a cost of
@@ -38,6 +39,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from harness.fileio import load_toml
 from harness.record_store import iter_records
+from harness.vocab import MAX_BATCH
 
 #: Cost of a train case relative to eval at the same batch and size: the backward pass costs
 #: about twice the forward, plus the optimizer step.
@@ -45,6 +47,9 @@ MODE_FACTOR = {"train": 3.0, "eval": 1.0}
 #: Cost of a case recorded without running: writing one line, next to an eval case of batch 1
 #: at size 1 (1 unit); the smallest case that runs in the default scenario costs 64 units.
 NOT_RUN_COST = 0.01
+#: A largest-batch search (batch_size "max") costs as a case of this batch: some twenty probes, each a
+#: fresh worker and two steps at batch sizes doubling up to the answer (a guess; --shard-durations knows).
+MAX_BATCH_COST_BATCH = 256
 
 _SPEC_RE = re.compile(r"^([0-9]+)/([0-9]+)$")
 
@@ -78,7 +83,8 @@ def model_cost(case: Any, not_run: Any = None) -> float:
     """The cost model's figure for ``case`` (see the module docstring), in cost units."""
     if not_run is not None:
         return NOT_RUN_COST
-    return case.batch_size * size_units(case.size) * MODE_FACTOR.get(case.mode, 1.0)
+    batch = MAX_BATCH_COST_BATCH if case.batch_size == MAX_BATCH else case.batch_size
+    return batch * size_units(case.size) * MODE_FACTOR.get(case.mode, 1.0)
 
 
 def read_durations(path: str) -> Dict[str, float]:

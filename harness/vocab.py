@@ -19,6 +19,12 @@ DEVICES = ("cpu", "cuda")
 #: Which kernel ``scaled_dot_product_attention`` may use: ``default`` leaves the choice to torch;
 #: the others allow that one backend only (``harness.runner.sdpa``), where the build has it.
 SDPA_BACKENDS = ("default", "math", "flash", "efficient", "cudnn")
+#: The ``batch_size`` value that asks for a search instead of a batch: the largest batch size that fits the
+#: scenario's memory cap (``[max_batch]``; ``harness.runner.batch_search``). Never a normal case's batch.
+MAX_BATCH = "max"
+#: Why a largest-batch search stopped where it did: a probe needed more than the cap, a probe ran out of
+#: memory, the ``[max_batch]`` limit fitted, or a probe ended otherwise (error, unsupported, crashed, timeout).
+MAX_BATCH_LIMITS = ("cap", "oom", "limit", "failed")
 #: The axes of a case, in key order. A case key joins their values; see ``harness.scenario.Case``.
 #: ``python_optimized``: the worker runs under ``python -O`` (asserts removed).
 CASE_AXES = ("model", "mode", "batch_size", "size", "precision", "checkpoint", "device",

@@ -26,7 +26,8 @@ def shards(tmp_path_factory):
     from harness import scenario as scen
 
     root = tmp_path_factory.mktemp("shards")
-    scenario = write_scenario(root, THREE_EVAL, extra="speed_probe = false\n")
+    # batch 3 (shard 1) is profiled: its trace folder travels with the merge
+    scenario = write_scenario(root, THREE_EVAL, extra="speed_probe = false\n\n[profile]\ncases = [{batch_size = 3}]\n")
     folders = []
     for index in (1, 2):
         folder = root / ("s%d" % index)
@@ -178,3 +179,23 @@ def test_merge_refuses_an_out_folder_holding_another_store_and_leaves_it_alone(s
         lines = [line for line in proc.stderr.splitlines() if line.strip()]
         assert len(lines) == 1 and says in lines[0], proc.stderr
     assert (other / "e.jsonl").read_bytes() == before and sorted(os.listdir(str(other))) == ["e.jsonl"]
+
+
+def test_the_profiler_traces_of_the_shards_are_merged_beside_the_records(shards, tmp_path):
+    out = tmp_path / "merged"
+    proc = run_harness("merge", *[str(f) for f in shards["folders"]], "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    (profiled,) = [r for r in read_jsonl(out / "e.jsonl") if r.get("profile")]
+    assert profiled["case"]["batch_size"] == 3
+    trace = os.path.join(profiled["profile"]["trace_dir"], profiled["profile"]["trace_file"])
+    with open(str(shards["folders"][0] / trace), "rb") as src, open(str(out / trace), "rb") as dst:
+        assert src.read() == dst.read()
+    assert "1 profiler trace folders -> %s" % os.path.join(str(out), "profiles", "e") in proc.stdout
+
+    # a shard artifact without its traces still merges, and says what is missing
+    folders = _copy(shards, tmp_path)
+    shutil.rmtree(str(folders[0] / "profiles"))
+    again = run_harness("merge", *[str(f) for f in folders], "--out", str(tmp_path / "again"))
+    assert again.returncode == 0, again.stderr
+    assert "note: %s is named by a record but missing" % os.path.join(
+        str(folders[0]), *profiled["profile"]["trace_dir"].split("/")) in again.stdout

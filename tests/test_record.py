@@ -35,7 +35,7 @@ def _rec(key, **kw):
     (json.dumps(_rec("k", timing=[1.0])), "timing: expected an object, got list"),
     (json.dumps(_rec("k", env=3)), "env: expected an object, got int"),
     (json.dumps(_rec("k", status="weird")), "status 'weird' is not one of"),
-    (json.dumps(_rec("k", case=dict(CASE, batch_size="2"))), "case.batch_size: expected an integer, got str"),
+    (json.dumps(_rec("k", case=dict(CASE, batch_size="2"))), "case.batch_size: expected an integer or 'max', got str"),
     (json.dumps(_rec("k", case={"model": "m"})), "case.mode: missing"),
     (json.dumps(_rec("k", memory={"peak_bytes": True})), "memory.peak_bytes: expected a number, got bool"),
 ])

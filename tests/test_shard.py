@@ -95,6 +95,8 @@ def test_the_cost_model_scales_with_batch_size_and_mode_and_not_run_cases_are_ch
     assert shard.model_cost(_case(batch_size=4)) == 2 * eval_cost
     assert shard.model_cost(_case(size="16x64")) == eval_cost  # the side of a square of the same area
     assert shard.model_cost(_case(), not_run=object()) < eval_cost / 1000
+    # a largest-batch search: as a case of MAX_BATCH_COST_BATCH
+    assert shard.model_cost(_case(batch_size="max")) == shard.MAX_BATCH_COST_BATCH / 2 * eval_cost
 
 
 def test_measured_durations_replace_the_model_and_scale_it_for_unmeasured_cases(tmp_path):

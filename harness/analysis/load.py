@@ -14,6 +14,7 @@ from typing import Iterable, List, Tuple
 
 import pandas as pd
 
+from harness.analysis import pytest_benchmark
 from harness.record import COLUMN_NAMES, flatten
 from harness.record_store import iter_records
 
@@ -28,13 +29,15 @@ class InputError(Exception):
 
 
 def expand_paths(paths: Iterable[str]) -> List[str]:
-    """Files named, plus the ``*.jsonl`` files inside folders named; sorted, unique."""
+    """Files named, plus the ``*.jsonl`` files inside folders named (a folder without any: the
+    pytest-benchmark runs saved in it); sorted, unique."""
     files: List[str] = []
     for path in paths:
         if os.path.isdir(path):
-            found = sorted(glob.glob(os.path.join(path, "*.jsonl")))
+            found = sorted(glob.glob(os.path.join(path, "*.jsonl"))) or pytest_benchmark.storage_files(path)
             if not found:
-                raise InputError("%s: folder holds no *.jsonl record files" % path)
+                raise InputError("%s: folder holds no *.jsonl record files (nor pytest-benchmark's saved "
+                                 "NNNN_*.json runs)" % path)
             files.extend(found)
         elif os.path.isfile(path):
             files.append(path)
@@ -55,7 +58,10 @@ def load_records(paths: Iterable[str]) -> Tuple[pd.DataFrame, List[str]]:
     for path in files:
         count = 0
         try:
-            for lineno, rec, problem in iter_records(path, loads=_fast_loads):
+            # pytest-benchmark's JSON (*.json) is read as records too (harness.analysis.pytest_benchmark).
+            reader = (pytest_benchmark.iter_benchmark_records if pytest_benchmark.is_benchmark_file(path)
+                      else iter_records)
+            for lineno, rec, problem in reader(path, loads=_fast_loads):
                 if rec is None:
                     problems.append("%s:%d: %s" % (path, lineno, problem))
                     continue
@@ -63,6 +69,8 @@ def load_records(paths: Iterable[str]) -> Tuple[pd.DataFrame, List[str]]:
                 row["source"], row["line"] = path, lineno
                 rows.append(row)
                 count += 1
+        except pytest_benchmark.BenchmarkFileError as exc:
+            raise InputError(str(exc)) from None
         except (OSError, UnicodeDecodeError) as exc:
             problems.append("%s: cannot read (%s)" % (path, exc))
         if count == 0:

@@ -21,7 +21,9 @@ unsharded case list (``shard.position``), serialised by ``harness.record`` (a cu
 record's line is unchanged), so merging the same shards again gives the same bytes and
 a file already holding them is left alone. ``ENV_LABEL.env.json`` is copied from the
 folder of shard 1; an environment with a skip note only (no records in any folder) gets
-the first folder's note. ``--out`` may be new, hold other files, or hold an earlier merge
+the first folder's note. The profiler traces the records name (``profile.trace_dir``,
+``harness.runner.profile``) are copied beside them, so the report's links hold; a trace folder
+missing from its shard is named in a note. ``--out`` may be new, hold other files, or hold an earlier merge
 of the same split: a record file there of anything else (another scenario or split, an
 unsharded run) is refused, never overwritten; other environments' files are not touched.
 """
@@ -72,6 +74,7 @@ class _Env:
         self.shard_records: Dict[int, int] = {}
         self.seen: Dict[str, str] = {}
         self.fingerprints: Dict[str, str] = {}
+        self.traces: List[Tuple[str, str]] = []  # (shard folder, a record's profiler trace folder in it)
 
     def add(self, folder: str, path: str) -> None:
         from harness.record import Record, check
@@ -105,6 +108,9 @@ class _Env:
             if fingerprint:
                 self.fingerprints.setdefault(fingerprint, where)
             self.records.append((part["position"], key, rec))
+            trace_dir = (rec.get("profile") or {}).get("trace_dir")
+            if trace_dir:
+                self.traces.append((folder, trace_dir))
 
     def _agree(self, where: str, rec: Dict) -> None:
         if self.ref is None:
@@ -191,6 +197,23 @@ def _read_bytes(path: str) -> Optional[bytes]:
         return None
 
 
+def _plan_traces(env: "_Env", out_dir: str, plan: List) -> List[str]:
+    """Add the files of every profiler trace folder the environment's records name (``profile.trace_dir``,
+    relative to the shard folder) to ``plan``, copied to the same place under ``out_dir``; return the
+    folders that are missing (a shard artifact uploaded without its traces)."""
+    missing = []
+    for folder, trace_dir in env.traces:
+        src = os.path.join(folder, *trace_dir.split("/"))
+        if not os.path.isdir(src):
+            missing.append(src)
+            continue
+        for name in sorted(os.listdir(src)):
+            if os.path.isfile(os.path.join(src, name)):
+                dst = os.path.join(out_dir, *trace_dir.split("/"), name)
+                plan.append((dst, _read_bytes(os.path.join(src, name)), _read_bytes(dst)))
+    return missing
+
+
 def merge_shards(shard_dirs: Sequence[str], out_dir: str, print_fn=print) -> int:
     """Check the shard folders and write the merged store to ``out_dir`` (see the module docstring)."""
     from harness.fileio import atomic_write_bytes
@@ -216,6 +239,7 @@ def merge_shards(shard_dirs: Sequence[str], out_dir: str, print_fn=print) -> int
         if not envs:
             raise MergeError("%s: no records in any *.jsonl file of these folders" % ", ".join(folders))
         plan = []  # (path, new bytes, old bytes) for every file to write, all checked before the first write
+        missing_traces: Dict[str, List[str]] = {}
         for env in envs:
             path = os.path.join(out_dir, env.label + ".jsonl")
             plan.append((path, env.text().encode("utf-8"), _check_out_file(path, env)))
@@ -223,6 +247,7 @@ def merge_shards(shard_dirs: Sequence[str], out_dir: str, print_fn=print) -> int
             if os.path.exists(first):
                 note = os.path.join(out_dir, env.label + ".env.json")
                 plan.append((note, _read_bytes(first), _read_bytes(note)))
+            missing_traces[env.label] = _plan_traces(env, out_dir, plan)
         merged = {env.label for env in envs}
         for label, src in sorted(notes.items()):
             if label not in merged and not os.path.exists(os.path.join(out_dir, label + ".jsonl")):
@@ -238,6 +263,7 @@ def merge_shards(shard_dirs: Sequence[str], out_dir: str, print_fn=print) -> int
         os.makedirs(out_dir, exist_ok=True)
         for path, data, old in plan:
             if data != old:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
                 atomic_write_bytes(path, data)
     except OSError as exc:
         print("error: cannot write to %s: %s" % (out_dir, exc.strerror or exc), file=sys.stderr)
@@ -247,6 +273,11 @@ def merge_shards(shard_dirs: Sequence[str], out_dir: str, print_fn=print) -> int
         path = os.path.join(out_dir, env.label + ".jsonl")
         print_fn("%s: %d shards, %d records -> %s%s" % (env.label, len(env.shard_file), len(env.records), path,
                                                         "" if path in changed else " (unchanged)"))
+        if env.traces:
+            print_fn("   %d profiler trace folders -> %s" % (len(env.traces) - len(missing_traces[env.label]),
+                                                           os.path.join(out_dir, "profiles", env.label)))
+        for folder in missing_traces[env.label]:
+            print_fn("   note: %s is named by a record but missing: its trace is not in the merged store" % folder)
         if len(env.fingerprints) > 1:
             print_fn("   note: the shards ran in %d different environments (fingerprints %s): their timings are not "
                      "comparable with each other" % (len(env.fingerprints), ", ".join(sorted(env.fingerprints))))

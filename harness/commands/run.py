@@ -38,6 +38,11 @@ def add_arguments(parser) -> None:
                         help="with --shard: balance by the seconds each case took in STORE (its records' duration_s; "
                              "a record file or a folder of them, e.g. an earlier run) instead of the cost model "
                              "(batch x size, x3 for train); every shard's job must give the same STORE")
+    parser.add_argument("--profile", action="append", default=[], metavar="AXIS=V[,V];AXIS=V",
+                        help="also record a torch.profiler trace of the matching cases after their timed samples, "
+                             "as a [profile] table's cases do (keys and values of an [[exclude]] table, e.g. "
+                             "'model=cbam*;precision=bf16;mode=train'); traces go to OUT/profiles/ENV_LABEL/; "
+                             "repeatable")
     parser.add_argument("--dry-run", action="store_true", help="list the cases (of the shard, with --shard) and exit")
 
 
@@ -47,7 +52,8 @@ ENV_LABEL_RE = re.compile(r"^[A-Za-z0-9+_-][A-Za-z0-9.+_-]*$")
 
 def run(args) -> int:
     return run_scenario(args.scenario, args.out, args.env_label, args.resume, args.append, args.only, args.dry_run,
-                        instructions=args.instructions, shard=args.shard, shard_durations=args.shard_durations)
+                        instructions=args.instructions, shard=args.shard, shard_durations=args.shard_durations,
+                        profile=args.profile)
 
 
 def default_env_label() -> str:
@@ -70,6 +76,11 @@ def _rotate(path: str) -> Optional[str]:
     env_json = path[: -len(".jsonl")] + ".env.json"
     if os.path.exists(env_json):
         os.replace(env_json, os.path.join(dest_dir, os.path.basename(env_json)))
+    # the traces go with their records: a record names its trace folder relative to its own folder
+    traces = os.path.join(os.path.dirname(path), "profiles", os.path.basename(path)[: -len(".jsonl")])
+    if os.path.isdir(traces):
+        os.makedirs(os.path.join(dest_dir, "profiles"), exist_ok=True)
+        os.replace(traces, os.path.join(dest_dir, "profiles", os.path.basename(traces)))
     return dest
 
 
@@ -82,11 +93,12 @@ def write_env_json(out_dir: str, label: str, env: Dict, status: str = "ok", reas
 def run_scenario(scenario_path: str, out_dir: Optional[str] = None, env_label: Optional[str] = None,
                  resume: bool = False, append: bool = False, only: Sequence[str] = (), dry_run: bool = False,
                  print_fn=print, instructions: bool = False, shard: Optional[str] = None,
-                 shard_durations: Optional[str] = None) -> int:
+                 shard_durations: Optional[str] = None, profile: Sequence[str] = ()) -> int:
     """Run a scenario in this environment; records go to ``out_dir/env_label.jsonl``.
     ``instructions`` switches the instruction pass on (``[measure] instructions``); ``shard``
     (``"K/N"``) runs shard K of N only, balanced by ``shard_durations`` (a record store) when
-    given, else by the cost model (``harness.shard``)."""
+    given, else by the cost model (``harness.shard``); ``profile``: ``--profile`` rules, cases whose
+    profiler traces are recorded (``harness.scenario.add_profile_rules``)."""
     from harness import scenario as scen
     from harness import shard as sharding
 
@@ -101,6 +113,7 @@ def run_scenario(scenario_path: str, out_dir: Optional[str] = None, env_label: O
     try:
         sc = scen.load(path)
         cases = scen.expand(sc, scen.parse_only(only))
+        scen.add_profile_rules(sc, profile, cases)
     except scen.ScenarioError as exc:
         # one line per problem, each naming the file, the key, the value and what is allowed
         for problem in exc.problems:
@@ -120,7 +133,8 @@ def run_scenario(scenario_path: str, out_dir: Optional[str] = None, env_label: O
         sc.measure["instructions"] = True
     if dry_run:
         for case, not_run in cases:
-            print_fn(case.key + ("   [%s: %s]" % (not_run.status, not_run.reason) if not_run else ""))
+            print_fn(case.key + ("   [%s: %s]" % (not_run.status, not_run.reason) if not_run else "") +
+                     ("   [profile]" if not_run is None and scen.profiled(sc, case) else ""))
         print_fn(selection.summary() if selection else "%d cases" % len(cases))
         return ExitCode.OK
     if env_label is not None and not ENV_LABEL_RE.match(env_label):
@@ -176,5 +190,9 @@ def _run_locked(sc, path: str, cases, out_dir: str, out_path: str, label: str, r
     if envs:
         write_env_json(out_dir, label, envs[0])
     print_fn(summary_table(label, written))
+    traced = sum(1 for r in written if (r.get("profile") or {}).get("trace_file"))
+    if traced:
+        print_fn("   profiler traces of %d cases in %s (nox -s tensorboard, or Perfetto)" % (
+            traced, os.path.join(out_dir, "profiles", label)))
     print_fn("   %.1f s; records in %s" % (time.perf_counter() - t0, out_path))
     return ExitCode.INTERRUPTED if interrupted else ExitCode.OK

@@ -24,9 +24,10 @@ from typing import Any, Dict, Optional
 import torch
 
 import models
-from harness import scenario as scenario_defaults
-from harness.runner import accuracy, checks, instructions, optim, precision, sdpa, speed_probe, timing
+from harness import scenario_settings
+from harness.runner import accuracy, checks, flops, instructions, optim, precision, sdpa, speed_probe, timing
 from harness.runner.memory import PeakMemory, tensor_peak_bytes
+from harness.runner.profile import profile_step
 from models import UnsupportedError
 
 _UNSUPPORTED_PATTERNS = re.compile(
@@ -189,7 +190,7 @@ def _accuracy(case: Dict, tolerance: Dict, got_out, got_grads, ref_out, ref_grad
         if grads is not None:
             grads.update(accuracy.calibrate(got_grads, ref_grads, grads64, prec))
     elif fixed is None:
-        fixed = scenario_defaults.FALLBACK_TOLERANCE[prec]
+        fixed = scenario_settings.FALLBACK_TOLERANCE[prec]
     acc = {"outputs": outputs, "grads": grads,
            "reference": "float64" if no_fp64 is None else "float32 (no float64 reference: %s)" % no_fp64,
            "rule": "fp64-calibrated" if fixed is None else "fixed tolerance"}
@@ -261,6 +262,9 @@ def run_case(case: Dict, settings: Dict) -> Dict[str, Any]:
                                  probe=probe, probe_description=speed_probe.DESCRIPTION if probe else None)
         result["memory"] = mem.result()
         result["memory"].update(_tensor_peak(step, case["device"]))
+        counted = flops.count_step(step, model) if measure.get("flops", True) else None  # one extra step
+        if settings.get("profile"):  # after the timed samples and the tensor peak's step, never among them
+            result["profile"] = profile_step(step, case["device"], settings["profile"])
         if params_after_first is not None:
             found["params_updated"] = checks.params_updated(params_after_first, model, case["precision"])
         found.update(_optional_checks(case, settings.get("checks", {}), seed, step, (got_out, got_grads), options))
@@ -288,6 +292,8 @@ def run_case(case: Dict, settings: Dict) -> Dict[str, Any]:
     timing_out = dict(timed)
     timing_out.update(timing.summarize(timed["samples_s"], case["batch_size"]))
     result["timing"] = timing_out
+    result["flops"] = flops.record_part(counted, timing_out.get("median_s"), case["precision"], case["device"],
+                                        settings.get("roofline"))
     if settings.get("task", {}).get("enabled") and case["mode"] == "train":
         try:
             from harness.runner.task import run_task

@@ -16,10 +16,13 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from harness.record import SCHEMA_VERSION, Record, RecordError
 from harness.record_store import RecordWriter
+from harness.runner import batch_search, roofline
+from harness.runner import profile as profiling
 from harness.runner.instruction_pass import InstructionPass
 from harness.runner.worker_process import Worker, WorkerDied, signal_name
-from harness.scenario import Case, NotRun, Scenario
+from harness.scenario import Case, NotRun, Scenario, profiled
 from harness.units import format_bytes, format_count, format_duration
+from harness.vocab import MAX_BATCH
 
 #: The fields a record has before the worker's result is added.
 _RECORD_HEAD = ("schema_version", "run_id", "time_utc", "scenario", "env_label", "case_key", "case", "env", "shard")
@@ -32,13 +35,18 @@ class DiskFull(Exception):
 def progress_line(index: int, total: int, case: Case, rec: Dict) -> str:
     """One line per case: what ran, its status, median, peak memory, accuracy."""
     c = case
-    what = "%s %s b%d s%s %s ckpt=%s %s%s%s" % (c.model, c.mode, c.batch_size, c.size, c.precision, c.checkpoint,
+    what = "%s %s b%s s%s %s ckpt=%s %s%s%s" % (c.model, c.mode, c.batch_size, c.size, c.precision, c.checkpoint,
                                               c.device, " cl" if c.channels_last else "",
                                               " compiled" if c.compile else "")
     width = len(str(total))
     head = "[%*d/%d] %-72s %-11s" % (width, index, total, what, rec["status"])
     if rec["status"] != "ok":
         return head + " " + (rec.get("reason") or "")[:120]
+    if rec.get("max_batch"):
+        found = rec["max_batch"]
+        return head + " largest batch %d (%s; %s at batch %s; %d probes)" % (
+            found["batch_size"], format_bytes(found["peak_bytes"]), found["limited_by"],
+            found["first_unfit"] if found["first_unfit"] is not None else found["batch_size"], len(found["probes"]))
     acc = rec.get("accuracy") or {}
     tail = "median %-9s peak %-10s acc %s" % (
         format_duration(rec["timing"]["median_s"], "-"), format_bytes(rec["memory"].get("peak_bytes"), "-"),
@@ -64,6 +72,47 @@ def summary_table(env_label: str, records: List[Dict]) -> str:
     if failed_acc:
         lines.append("   %4d  ok but accuracy failed (see the records)" % len(failed_acc))
     return "\n".join(lines)
+
+
+def ask_worker(worker: Worker, case: Dict, settings: Dict, timeout_s: float,
+               probe: Optional[Dict] = None) -> Tuple[Dict, bool]:
+    """``worker``'s result for ``case`` (or one probe of it) and whether the worker can take another:
+    a timeout (the worker killed) or a dead worker is the result, with the signal and its last words."""
+    try:
+        result = worker.run(case, settings, timeout_s, probe)
+    except WorkerDied:
+        code = worker.proc.wait()
+        words = worker.last_words(300).replace("\n", " | ")
+        result = {"status": "crashed", "reason": "worker died (%s)%s" % (signal_name(code),
+                                                                          ": " + words if words else "")}
+        if code == -signal.SIGKILL:
+            result["reason"] += " (SIGKILL: killed from outside or by the kernel's OOM killer)"
+        worker.close()
+        return result, False
+    if result is None:
+        worker.kill()
+        worker.close()
+        return {"status": "timeout", "reason": "no result in %.0f s; worker killed" % timeout_s}, False
+    return result, True
+
+
+def _optimize_level(case: Case) -> int:
+    """The ``python -O`` level of the case's worker."""
+    return max(sys.flags.optimize, 1) if case.python_optimized else sys.flags.optimize
+
+
+def _search_max_batch(case: Case, settings: Dict, scenario: Scenario, new_worker,
+                      print_fn) -> Tuple[Dict, Optional[Dict]]:
+    """The result of a ``batch_size = "max"`` case (``harness.runner.batch_search``) and its environment."""
+    cfg = scenario.max_batch
+    cap = batch_search.cap_bytes(case.device, cfg)
+    probe, seen = batch_search.probe_in_fresh_worker(lambda: new_worker(_optimize_level(case)), ask_worker,
+                                                     case.to_dict(), settings, scenario.measure["timeout_s"], cap)
+    print_fn("    %s %s s%s %s ckpt=%s %s: searching for the largest batch that fits (cap %s)" % (
+        case.model, case.mode, case.size, case.precision, case.checkpoint, case.device,
+        format_bytes(cap) if cap else "the device's memory"))
+    result = batch_search.search(probe, cfg["start"], cfg["limit"], cap, print_fn)
+    return result, seen["env"]
 
 
 def run_cases(scenario: Scenario, cases: Sequence[Tuple[Case, Optional[NotRun]]], out_path: str, env_label: str,
@@ -103,37 +152,31 @@ def run_cases(scenario: Scenario, cases: Sequence[Tuple[Case, Optional[NotRun]]]
         try:
             if instruction_pass is not None and any(not_run is None for _, not_run in todo):
                 instruction_pass.start()  # before any timing: its start-up would load the CPU beside it
-            if any(not_run is None for _, not_run in todo):
+            if any(not_run is None and c.batch_size != MAX_BATCH for c, not_run in todo):
                 worker = new_worker()  # before the first record, so every record carries the environment
+                if measure.get("roofline", True) and measure.get("flops", True):  # once per run, not per worker
+                    devices = {c.device for c, not_run in todo if not_run is None} & set(worker.env)
+                    settings["roofline"], usable = roofline.measure_in(worker, ask_worker, devices, print_fn)
+                    worker = worker if usable else None
             for index, (case, not_run) in enumerate(todo, 1):
                 t0 = time.perf_counter()
                 if not_run is not None:
                     result = {"status": not_run.status, "reason": not_run.reason}
                     env = (worker.env.get(case.device) or worker.env.get("cpu")) if worker else None
+                elif case.batch_size == MAX_BATCH:
+                    result, env = _search_max_batch(case, settings, scenario, new_worker, print_fn)
                 else:
-                    wanted = max(sys.flags.optimize, 1) if case.python_optimized else sys.flags.optimize
+                    wanted = _optimize_level(case)
                     if worker is not None and worker.optimize != wanted:
                         parked[worker.optimize], worker = worker, parked.pop(wanted, None)
                     if worker is None:
                         worker = new_worker(wanted)
                     timeout_s = measure["timeout_s"] + (measure["compile_warmup_s"] if case.compile else 0.0)
                     env = worker.env.get(case.device) or worker.env.get("cpu")
-                    try:
-                        result = worker.run(case.to_dict(), settings, timeout_s)
-                        if result is None:
-                            worker.kill()
-                            result = {"status": "timeout", "reason": "no result in %.0f s; worker killed" % timeout_s}
-                            worker.close()
-                            worker = None
-                    except WorkerDied:
-                        code = worker.proc.wait()
-                        words = worker.last_words(300).replace("\n", " | ")
-                        result = {"status": "crashed",
-                                  "reason": "worker died (%s)%s" % (signal_name(code),
-                                                                     ": " + words if words else "")}
-                        if code == -signal.SIGKILL:
-                            result["reason"] += " (SIGKILL: killed from outside or by the kernel's OOM killer)"
-                        worker.close()
+                    case_settings = profiling.case_settings(settings, scenario.profile, profiled(scenario, case),
+                                                            out_path, env_label, case.key)
+                    result, usable = ask_worker(worker, case.to_dict(), case_settings, timeout_s)
+                    if not usable:
                         worker = None
                 record = {
                     "schema_version": SCHEMA_VERSION, "run_id": run_id,
@@ -142,10 +185,12 @@ def run_cases(scenario: Scenario, cases: Sequence[Tuple[Case, Optional[NotRun]]]
                     "case": case.to_dict(), "env": env, "shard": shard[case.key] if shard else None,
                 }
                 record.update(result)
+                if (settings.get("roofline") or {}).get(case.device):
+                    record["roofline"] = settings["roofline"][case.device]
                 record.setdefault("reason", None)
                 record.setdefault("duration_s", time.perf_counter() - t0)
                 record["wall_s"] = time.perf_counter() - t0
-                if instruction_pass is not None and record["status"] == "ok":
+                if instruction_pass is not None and record["status"] == "ok" and record.get("timing"):
                     record["instructions"] = instruction_pass.count(case.to_dict(), settings,
                                                                     record["timing"].get("median_s"))
                 try:

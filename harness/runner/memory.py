@@ -183,25 +183,22 @@ def _raw_memory_deltas(prof) -> Optional[list]:
     return deltas
 
 
-def tensor_peak_bytes(step: Callable[[], Any]) -> Tuple[int, str]:
-    """Run ``step`` once under ``torch.profiler`` with memory profiling; return (peak, method):
-    the largest sum of CPU tensor bytes allocated during the step and live at once (frees of
-    tensors made before the step are not seen by the profiler), and how it was read. Raises
-    ``RuntimeError`` when this torch has no CPU memory profiler."""
+def _profiler():
     profiler = getattr(torch, "profiler", None)
     if profiler is None or not hasattr(profiler, "profile") or not hasattr(profiler, "ProfilerActivity"):
         raise RuntimeError("torch.profiler is not in torch %s" % torch.__version__)
-    # No cyclic collection inside the step: it would free an earlier case's garbage at a
-    # time that differs from run to run.
+    return profiler
+
+
+def _profiled_peak(fn: Callable[[], Any]) -> Tuple[int, str]:
+    """``fn`` run once in a profiler session with memory profiling, the cyclic collector off (it
+    would free earlier garbage at a time that differs from run to run): (peak, method)."""
+    profiler = _profiler()
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        # Twice: the profiler forgets nothing between sessions, so the first run sees tensors
-        # of earlier cases freed (or not) by chance; in the second, every free of the step's
-        # own previous tensors is known, and the figure repeats.
-        for _ in range(2):
-            with profiler.profile(activities=[profiler.ProfilerActivity.CPU], profile_memory=True) as prof:
-                step()
+        with profiler.profile(activities=[profiler.ProfilerActivity.CPU], profile_memory=True) as prof:
+            fn()
     finally:
         if gc_was_enabled:
             gc.enable()
@@ -209,6 +206,27 @@ def tensor_peak_bytes(step: Callable[[], Any]) -> Tuple[int, str]:
     if deltas is not None:
         return _running_peak(deltas), TENSOR_PEAK_METHOD
     return tensor_peak_from_events(prof.events()), SELF_MEMORY_METHOD
+
+
+def tensor_peak_bytes(step: Callable[[], Any]) -> Tuple[int, str]:
+    """Run ``step`` once under ``torch.profiler`` with memory profiling; return (peak, method):
+    the largest sum of CPU tensor bytes allocated during the step and live at once (frees of
+    tensors made before the step are not seen by the profiler), and how it was read. Raises
+    ``RuntimeError`` when this torch has no CPU memory profiler."""
+    _profiler()
+    # Twice: the profiler forgets nothing between sessions, so the first run sees tensors
+    # of earlier cases freed (or not) by chance; in the second, every free of the step's
+    # own previous tensors is known, and the figure repeats.
+    _profiled_peak(step)
+    return _profiled_peak(step)
+
+
+def running_peak_of(fn: Callable[[], Any]) -> Tuple[int, str]:
+    """(peak, method): the largest sum of CPU tensor bytes live at once while ``fn`` runs, counting
+    from its start; exact where everything ``fn`` frees it also made (a probe that builds its model
+    inside ``fn``, in a fresh process). Raises ``RuntimeError`` when this torch has no CPU memory
+    profiler."""
+    return _profiled_peak(fn)
 
 
 def net_tensor_bytes(step: Callable[[], Any], n: int, device: str) -> int:

@@ -3,12 +3,13 @@
 Protocol: the manager writes one JSON object per line to the worker's stdin
 (``{"case": {...}, "settings": {...}}``); the worker answers on the file descriptor
 given by ``--result-fd`` with one JSON line per case, after a first ``ready`` line
-carrying the environment. With ``--count-dir`` the worker is the instruction counter (the
-manager starts it under valgrind, ``harness.runner.instructions``) and answers each case with
-its instruction counts. Results travel on their own pipe so anything a model
-prints on stdout cannot corrupt them. The worker runs in its own session, so a
-Ctrl-C at the terminal reaches only the manager, which decides what to do. If the
-manager itself dies (``kill -9``), the kernel ends the worker too (Linux
+carrying the environment. A message with a ``probe`` key (``{"cap_bytes": ...}``) asks
+for one probe of a largest-batch search instead (``harness.runner.batch_probe``). With
+``--count-dir`` the worker is the instruction counter (the manager starts it under valgrind,
+``harness.runner.instructions``) and answers each case with its instruction counts.
+Results travel on their own pipe so anything a model prints on stdout cannot corrupt them.
+The worker runs in its own session, so a Ctrl-C at the terminal reaches only the manager,
+which decides what to do. If the manager itself dies (``kill -9``), the kernel ends the worker too (Linux
 ``PR_SET_PDEATHSIG``), so a worker stuck in a case is never left running alone.
 """
 import argparse
@@ -87,6 +88,14 @@ def main(argv=None) -> int:
         msg = json.loads(line)
         if args.count_dir:
             send(execute.count_case(msg["case"], msg["settings"], args.count_dir))
+        elif msg["case"].get("roofline"):  # once per run and device (harness.runner.roofline.measure_in)
+            from harness.runner import roofline
+
+            send(roofline.measure(msg["case"]["device"]))
+        elif "probe" in msg:
+            from harness.runner.batch_probe import probe_case
+
+            send(probe_case(msg["case"], msg["settings"], msg["probe"].get("cap_bytes")))
         else:
             send(execute.run_case(msg["case"], msg["settings"]))
     return 0

@@ -104,10 +104,14 @@ class Worker:
             raise RuntimeError("worker failed to start: %s\n%s" % (reason, self.last_words()))
         self.env = msg["env"]
 
-    def run(self, case: Dict, settings: Dict, timeout_s: float) -> Optional[Dict]:
-        """The case's result, None on timeout; WorkerDied if the worker died."""
+    def run(self, case: Dict, settings: Dict, timeout_s: float, probe: Optional[Dict] = None) -> Optional[Dict]:
+        """The case's result (``probe``: one probe of a largest-batch search, ``harness.runner.batch_probe``),
+        None on timeout; WorkerDied if the worker died."""
+        message = {"case": case, "settings": settings}
+        if probe is not None:
+            message["probe"] = probe
         try:
-            self.proc.stdin.write((json.dumps({"case": case, "settings": settings}) + "\n").encode("utf-8"))
+            self.proc.stdin.write((json.dumps(message) + "\n").encode("utf-8"))
             self.proc.stdin.flush()
         except (BrokenPipeError, OSError):
             raise WorkerDied() from None

@@ -100,3 +100,23 @@ def shared_machine_rounds(rng, rounds, step_s, slowdown=1.0, probe_s=0.001, n=20
         probes = probe_s * machine * jitter * np.exp(rng.normal(0.0, 0.01, n))
         out.append(make_record(samples=steps, probe_samples=probes))
     return out
+
+
+def make_search(found=100, cap=4 << 30, status="ok", criterion="torch.profiler memory events", per_sample=MIB,
+                device_name="AMD EPYC", **kw):
+    """A largest-batch search record (``batch_size = "max"``) of ``make_record``'s case whose answer is
+    ``found``: the probes a search from batch 1 would take when each sample costs ``per_sample`` bytes."""
+    rec = make_record(status="unsupported" if status != "ok" else "ok", **kw)
+    for part in ("timing", "memory", "accuracy", "task"):
+        rec.pop(part, None)
+    rec["status"], rec["reason"] = status, None if status == "ok" else "probe at batch 1: boom"
+    rec["case"]["batch_size"] = "max"
+    rec["case_key"] = rec["case_key"].replace(";batch=8;", ";batch=max;")
+    rec["env"]["device_name"] = device_name
+    probes = [{"batch_size": b, "status": "ok", "fits": b <= found, "peak_bytes": b * per_sample,
+               "rss_peak_bytes": 2 * b * per_sample, "reason": None, "wall_s": 0.5}
+              for b in (1, 2, 4, 8, 16, 32, 64, 128) if b <= 2 * found]
+    rec["max_batch"] = {"batch_size": found, "limited_by": "cap", "first_unfit": found + 1, "cap_bytes": cap,
+                        "criterion": criterion, "peak_bytes": found * per_sample, "start": 1, "limit": 4096,
+                        "probes": probes, "search_s": 4.0}
+    return rec

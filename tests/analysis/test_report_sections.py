@@ -32,8 +32,8 @@ def _ids_in_body(body):
 def test_the_table_declares_each_section_once():
     idents = [s.ident for s in SECTIONS]
     assert len(idents) == len(set(idents))
-    assert idents == ["problems", "glance", "run", "compat", "speed", "memory", "accuracy", "failures", "all",
-                      "compare"]
+    assert idents == ["problems", "glance", "run", "compat", "speed", "memory", "flops", "max-batch", "ops",
+                      "accuracy", "failures", "all", "compare"]
     assert all(s.nav and s.heading and callable(s.build) for s in SECTIONS)
 
 
@@ -44,8 +44,9 @@ def test_nav_and_body_agree(ctx):
     for (ident, label), html in zip(built.nav, built.body):
         assert label == table[ident].nav
         assert "<h2>%s</h2>" % table[ident].heading in html
-    # without problems or a baseline those two sections are left out of both
-    assert [i for i, _ in built.nav] == [s.ident for s in SECTIONS if s.ident not in ("problems", "compare")]
+    # without problems, a baseline, profiled cases or largest-batch searches those sections are left out of both
+    assert [i for i, _ in built.nav] == [s.ident for s in SECTIONS
+                                         if s.ident not in ("problems", "compare", "ops", "flops", "max-batch")]
 
 
 def test_sections_with_data_dependent_titles(store, tmp_path):

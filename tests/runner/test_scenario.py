@@ -56,6 +56,14 @@ def test_case_key_is_stable_text():
      "matrix.python_optimized: value 1 is not allowed; expected true or false"),
     (("", ""), "[checks]\nleak_steps = -1\n", "checks.leak_steps: value -1 is not allowed; expected an integer"),
     (("", ""), "[checks]\nleak = true\n", "checks.leak: unknown key; allowed: deterministic, leak_steps"),
+    (("batch_size = [2]", "batch_size = [\"maximum\"]"), "",
+     "matrix.batch_size: value 'maximum' is not allowed; expected an integer >= 1, or \"max\" (search for the "
+     "largest batch that fits: [max_batch])"),
+    (("", ""), "[max_batch]\ncpu_cap_gib = 0\n", "max_batch.cpu_cap_gib: value 0 is not allowed; expected GiB > 0"),
+    (("", ""), "[max_batch]\nstart = 64\nlimit = 32\n",
+     "max_batch.start: value 64 is not allowed; expected at most limit (32)"),
+    (("", ""), "[max_batch]\ncap_gib = 4\n",
+     "max_batch.cap_gib: unknown key; allowed: start, limit, cpu_cap_gib, cuda_cap_gib"),
 ])
 def test_each_problem_names_file_key_value_and_allowed(tmp_path, matrix_patch, extra, expected):
     old, new = matrix_patch
@@ -64,6 +72,17 @@ def test_each_problem_names_file_key_value_and_allowed(tmp_path, matrix_patch, e
         scen.expand(scen.load(path))
     text = str(info.value)
     assert expected in text and path in text
+
+
+def test_a_max_batch_search_is_a_case_of_its_own_beside_the_batches_given(tmp_path):
+    path = write_scenario(tmp_path, GOOD.replace("batch_size = [2]", "batch_size = [2, \"max\"]"),
+                          "[max_batch]\ncpu_cap_gib = 2.5\n")
+    scenario = scen.load(path)
+    assert scenario.max_batch == dict(scen.MAX_BATCH_DEFAULTS, cpu_cap_gib=2.5)
+    batches = [c.batch_size for c, _ in scen.expand(scenario)]
+    assert set(batches) == {2, "max"} and batches.count(2) == batches.count("max")
+    search = next(c for c, _ in scen.expand(scenario) if c.batch_size == "max")
+    assert ";batch=max;" in search.key
 
 
 def test_bad_toml_and_missing_file(tmp_path):

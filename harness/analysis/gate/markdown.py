@@ -42,8 +42,10 @@ def format_value(verdict: Dict, which: str) -> str:
         return "–"
     if verdict["kind"] == "time":
         return format_count(value) if verdict.get("unit") == "instructions" else format_duration(value)
-    if verdict["kind"] == "memory":
+    if verdict["kind"] == "memory" and verdict.get("unit") in (None, "bytes"):
         return format_bytes(value)
+    if verdict.get("unit") == "samples":  # the largest batch that fits
+        return "%d samples" % value
     if isinstance(value, float):
         return "%.4g" % value
     return md_text(value)

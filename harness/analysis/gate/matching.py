@@ -15,6 +15,7 @@ from harness.analysis.gate.rules import (
     behaviour_rule,
     fidelity_rule,
     leak_rule,
+    max_batch_rule,
     memory_rule,
     outputs_rule,
     status_rule,
@@ -27,7 +28,8 @@ from harness.vocab import VERDICT_KINDS, VERDICTS, ExitCode
 #: The rules of a matched pair by the kind of verdict they give, in the order their verdicts are
 #: listed; time comes last, after the run-wide correction.
 PAIR_RULES = (("status", status_rule), ("accuracy", fidelity_rule), ("accuracy", outputs_rule),
-              ("accuracy", task_rule), ("accuracy", behaviour_rule), ("memory", memory_rule), ("memory", leak_rule))
+              ("accuracy", task_rule), ("accuracy", behaviour_rule), ("memory", memory_rule), ("memory", leak_rule),
+              ("memory", max_batch_rule))
 #: The columns a kind's verdict rests on: NaN or Infinity in any makes that kind not comparable.
 FINITE_COLUMNS = {"time": ("samples_s", "median_s", "probe_samples_s"),
                   "memory": ("peak_mem_bytes", "tensor_peak_bytes")}

@@ -170,6 +170,36 @@ def memory_rule(cmp: Comparison) -> Optional[Verdict]:
     return _peak_verdict(cmp, "peak_mem_bytes", pb, pc)
 
 
+def max_batch_rule(cmp: Comparison) -> Optional[Verdict]:
+    """The largest batch that fits (a ``batch_size = "max"`` search): regressed when the candidate's is
+    smaller by more than ``memory_frac`` (memory per sample grew by about as much), improved when larger
+    by as much; searched under other caps or criteria: not comparable. The search is deterministic
+    (exact tensor bytes on the CPU), so one record a side decides."""
+    gb, gc = cmp.baseline, cmp.candidate
+    nb, nc = gb.numbers("max_batch_size"), gc.numbers("max_batch_size")
+    if not gb.ok or not gc.ok or not nb or not nc:
+        return None
+    frac = cmp.thresholds["memory_frac"]
+    b, c = min(nb), min(nc)
+    fields: Dict[str, Any] = dict(check="max_batch", unit="samples", measure="max_batch_size", n_baseline=len(nb),
+                                  n_candidate=len(nc), baseline=b, candidate=c, ratio=c / b if b > 0 else None,
+                                  threshold={"memory_frac": frac})
+    how_b = (set(map(str, gb.column("max_batch_cap_bytes"))), set(map(str, gb.column("max_batch_criterion"))))
+    how_c = (set(map(str, gc.column("max_batch_cap_bytes"))), set(map(str, gc.column("max_batch_criterion"))))
+    if how_b != how_c:
+        return cmp.verdict("memory", "not_comparable", "largest batch searched differently: cap %s, %s vs cap %s, "
+                           "%s" % ("/".join(sorted(how_b[0])), "/".join(sorted(how_b[1])),
+                                   "/".join(sorted(how_c[0])), "/".join(sorted(how_c[1]))), **fields)
+    if c < b * (1 - frac):
+        return cmp.verdict("memory", "regressed", "largest batch that fits %d -> %d (%.1f%%), a fall beyond %.0f%%"
+                           % (b, c, 100.0 * (c - b) / b, 100 * frac), **fields)
+    if b > 0 and c > b * (1 + frac):
+        return cmp.verdict("memory", "improved", "largest batch that fits %d -> %d (+%.1f%%)"
+                           % (b, c, 100.0 * (c - b) / b), **fields)
+    return cmp.verdict("memory", "unchanged", "largest batch that fits %d -> %d, within %.0f%%"
+                       % (b, c, 100 * frac), **fields)
+
+
 def _max_err(group: Group) -> Optional[float]:
     errs = group.numbers("out_rel_err") + group.numbers("grad_rel_err")
     return max(errs) if errs else None

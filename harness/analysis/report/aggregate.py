@@ -236,12 +236,15 @@ def _accuracy_failure(r) -> str:
 def env_summary(df: pd.DataFrame, envs: Sequence[str], ratios: Optional[pd.DataFrame],
                 drift: Optional[pd.DataFrame]) -> Dict[str, Dict]:
     """Per environment: ``counts`` ({status: n}), ``speed`` and ``memory`` ((geometric mean of the
-    ratio to the reference, cases), (nan, 0) when none), ``acc_failed``, ``drift_max`` (None: not compared)."""
+    ratio to the reference, cases), (nan, 0) when none), ``acc_failed``, ``acc_checked`` (ok cases with an
+    accuracy verdict), ``drift_max`` (None: not compared)."""
     counts = status_counts(df, ["env"])
     speed = geomean_table(ratios, "speed_ratio", ["env"]) if ratios is not None else None
     mem = geomean_table(ratios, "mem_ratio", ["env"]) if ratios is not None else None
     accfail = df[(df["status"] == "ok") & (df["acc_passed"] == False)].groupby(  # noqa: E712 (object column)
         "env", observed=True).size()
+    # records without accuracy figures (a plain pytest-benchmark run's) are not "passed"
+    accchecked = df[(df["status"] == "ok") & df["acc_passed"].notna()].groupby("env", observed=True).size()
     drift_max = (drift.groupby("env", observed=True)["drift"].max() if drift is not None and len(drift)
                  else pd.Series(dtype=float))
 
@@ -255,7 +258,7 @@ def env_summary(df: pd.DataFrame, envs: Sequence[str], ratios: Optional[pd.DataF
         row = counts.loc[env] if env in counts.index else pd.Series(dtype=int)
         out[env] = {"counts": {s: int(row.get(s, 0)) for s in row.index if row.get(s, 0)},
                     "speed": mean_of(speed, env), "memory": mean_of(mem, env),
-                    "acc_failed": int(accfail.get(env, 0)),
+                    "acc_failed": int(accfail.get(env, 0)), "acc_checked": int(accchecked.get(env, 0)),
                     "drift_max": drift_max.get(env) if env in drift_max.index else None}
     return out
 

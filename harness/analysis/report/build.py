@@ -7,6 +7,7 @@ share (ratios to the reference, fp32 drift), builds every section of the table i
 build never leaves a half-written report. The figures are also written as SVG and PNG
 under ``figures/`` beside the page. Never imports torch.
 """
+import dataclasses
 import datetime
 import os
 import time
@@ -20,6 +21,7 @@ from harness.analysis.report.drift import drift_table
 from harness.analysis.report.frame import prepare_frame
 from harness.analysis.report.loader import load_for_report
 from harness.analysis.report.markup import esc, page
+from harness.analysis.report.max_batch import split_searches
 from harness.analysis.report.sections import Baseline, Context, overview, render
 from harness.fileio import atomic_write_text
 
@@ -43,7 +45,7 @@ def _baseline(base_list: List[str], verdicts, df, problems: List[str]) -> Option
     if base_list:
         base_raw, base_problems = load_for_report(base_list)
         problems.extend("baseline " + p for p in base_problems)
-        frame, _ = prepare_frame(base_raw)
+        frame, _ = prepare_frame(split_searches(base_raw)[0])
     if frame is None and verdict_frame is None:
         return None
     return Baseline(paths=base_list, frame=frame, verdicts=verdict_frame)
@@ -60,8 +62,13 @@ def make_context(paths: Sequence[str], baseline_paths: Optional[Sequence[str]] =
     raw, problems = load_for_report(paths)
     load_seconds = time.perf_counter() - start
     problems = list(problems)
-    df, notes = prepare_frame(raw)
+    _, searches = split_searches(raw)
+    # Every record names the environments, the reference and the run; the sections of measured figures read
+    # the measured cases only (a search has no timing or accuracy: it has a section of its own).
+    everything, notes = prepare_frame(raw)
     del raw
+    df = everything.loc[~everything["case_key"].isin(set(searches["case_key"]))]
+    notes["records"] = len(everything)
     if len(notes["scenarios"]) > 1:
         problems.append("records of %d scenarios (%s): each environment is shown once per scenario "
                         "('label \u00b7 scenario'), none supersedes another" % (
@@ -69,10 +76,11 @@ def make_context(paths: Sequence[str], baseline_paths: Optional[Sequence[str]] =
     env_files, env_problems = environments.read_env_files(expand_paths(paths),
                                                           [p for p in paths if os.path.isdir(p)])
     problems.extend(env_problems)
-    env_rows = environments.environment_table(df, notes["env_order"], env_files)
-    ref = environments.choose_reference(df, notes["env_order"], reference_env)
+    problems.extend(environments.machine_notes(everything, notes["env_order"]))
+    env_rows = environments.environment_table(everything, notes["env_order"], env_files)
+    ref = environments.choose_reference(everything, notes["env_order"], reference_env)
     baseline = _baseline(_as_list(baseline_paths), verdicts, df, problems)
-    ctx = Context(df=df, notes=notes, ref=ref, env_rows=env_rows, problems=tuple(problems),
+    ctx = Context(df=df, notes=notes, ref=ref, env_rows=env_rows, problems=tuple(problems), searches=searches,
                   ratios=agg.ratios_vs_reference(df, ref), drift=drift_table(df, ref), baseline=baseline)
     return ctx, load_seconds
 
@@ -98,8 +106,9 @@ def build_report(paths: Union[str, Sequence[str]], out_path: str = DEFAULT_OUT,
     start = time.perf_counter()
     paths = _as_list(paths)
     ctx, load_seconds = make_context(paths, baseline_paths, reference_env, verdicts)
-    df, notes, ref = ctx.df, ctx.notes, ctx.ref
-    scenarios = sorted(str(s) for s in df["scenario"].dropna().unique())
+    ctx = dataclasses.replace(ctx, page_dir=os.path.dirname(os.path.abspath(out_path)))
+    notes, ref = ctx.notes, ctx.ref
+    scenarios = notes["scenarios"]
     title = "torchmatrix report \u2014 %s" % (", ".join(scenarios) if scenarios else "records")
     generated = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     built = render(ctx)
@@ -108,6 +117,6 @@ def build_report(paths: Union[str, Sequence[str]], out_path: str = DEFAULT_OUT,
     text = page(title, overview.header(ctx, title, generated), built.nav, built.body, built.blocks, footer)
     figures.write_files(built.figures, os.path.join(os.path.dirname(os.path.abspath(out_path)), FIGURES_DIR))
     atomic_write_text(out_path, text)
-    return {"out_path": out_path, "records": int(len(df)), "problems": list(ctx.problems),
+    return {"out_path": out_path, "records": int(notes["records"]), "problems": list(ctx.problems),
             "seconds": time.perf_counter() - start, "load_seconds": load_seconds, "bytes": len(text.encode("utf-8")),
             "reference_env": ref, "environments": list(notes["env_order"]), "superseded": int(notes["superseded"])}

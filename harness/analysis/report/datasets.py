@@ -28,7 +28,8 @@ VERDICT_RANK = {v: i for i, v in enumerate(("regressed", "inconclusive", "not_co
 CHANGE_RANK = {"status": 0, "slower": 1, "vanished": 2, "new": 3, "faster": 4, "same": 5}
 #: How the table of every case formats a schema-declared column (``TABLE_COLUMNS``), by the end of its name
 #: (names carry units): bytes in binary units, instruction counts in decimal ones ('118.5 M').
-UNIT_FORMATS = (("_bytes", "bytes"), ("instructions_per_iter", "count"))
+UNIT_FORMATS = (("_bytes", "bytes"), ("instructions_per_iter", "count"), ("flops_per_iter", "count"),
+                ("flops_per_s", "count"), ("_pct", "pct"))
 #: Significant digits the page keeps of such a column of floats (a count keeps enough for its CSV).
 UNIT_DIGITS = {"count": 6}
 
@@ -127,8 +128,10 @@ def _verdict_value(kind: str, value, unit) -> str:
         return ""
     if kind == "time":
         return format_duration(value)
-    if kind == "memory":
+    if kind == "memory" and unit in (None, "bytes"):
         return format_bytes(value)
+    if unit == "samples":  # the largest batch that fits
+        return "%d samples" % value
     return fmt_sig(value, 3) + (" " + str(unit) if isinstance(unit, str) and unit else "")
 
 

@@ -131,6 +131,36 @@ def environment_table(df: pd.DataFrame, env_order: Sequence[str], env_files: Seq
     return rows
 
 
+def machine_notes(df: pd.DataFrame, env_order: Sequence[str]) -> List[str]:
+    """Lines for the report's problems when compared records come from different machines (``device_name``,
+    part of the environment fingerprint), per case device: an environment whose records come from several
+    (shards of one run on unlike runners), or environments that each ran on another machine."""
+    if df.empty or "device_name" not in df.columns:
+        return []
+    frame = pd.DataFrame({"env": df["env"].astype(str), "device": df["device"].astype(str),
+                          "machine": df["device_name"].where(df["device_name"].notna(), "?").astype(str)})
+    lines = []
+    for device, sub in frame.groupby("device", sort=True):
+        counts = sub.groupby("env")["machine"].value_counts()
+        single = {}
+        for env in env_order:
+            if env not in counts.index.get_level_values(0):
+                continue
+            machines = counts[env]
+            if len(machines) > 1:
+                lines.append("%s (%s): its records come from %d machines (%s): their times are not comparable with "
+                             "each other, and the gate compares a case only with records of the same machine "
+                             "(environment fingerprint)" % (env, device, len(machines), "; ".join(
+                                 "%s: %d records" % (m, n) for m, n in machines.items())))
+            else:
+                single[env] = machines.index[0]
+        if len(set(single.values())) > 1:
+            lines.append("the environments ran on different machines (%s: %s): a ratio between two of them mixes the "
+                         "machine with the release; the gate never compares records of different machines" % (
+                             device, "; ".join("%s: %s" % (env, machine) for env, machine in single.items())))
+    return lines
+
+
 def choose_reference(df: pd.DataFrame, env_order: Sequence[str], requested: Optional[str]) -> str:
     """The reference environment: ``requested`` (a label or disambiguated env), else the
     environment with the highest torch version among those with ok records."""

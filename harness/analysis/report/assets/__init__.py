@@ -6,8 +6,9 @@ script error, failed resource load, unhandled rejection or ``console.error`` add
 ``<body>``, in this order: ``common.js`` (dataset access and helpers, as
 ``window.tmReport``), ``table.js`` (the sortable, filterable, paged tables over the
 datasets of ``payload``), ``charts.js`` (the per-model chart grids and their slice
-pickers) and ``report.js`` (the drill-down toggles; starts the rest and sets
-``data-tm-ready="1"`` on ``<html>``). The page inlines them all, so the report stays
+pickers), ``ops.js`` (the per-op comparisons of profiled cases, drawn as it loads) and
+``report.js`` (the drill-down toggles; starts the rest and sets ``data-tm-ready="1"`` on
+``<html>``). The page inlines them all, so the report stays
 one self-contained file. The files are read with ``importlib.resources`` (a checkout,
 an installed wheel or a zip alike) and linted by Biome in ``nox -s lint`` (``biome.json``
 at the repository root).
@@ -22,7 +23,7 @@ except ImportError:  # pragma: no cover - older Pythons
 
 PACKAGE = "harness.analysis.report.assets"
 #: The scripts at the end of the page's body, in the order they run.
-BODY_SCRIPTS = ("common.js", "table.js", "charts.js", "report.js")
+BODY_SCRIPTS = ("common.js", "table.js", "charts.js", "ops.js", "report.js")
 #: Every asset file, in the order the page uses them.
 NAMES = ("report.css", "error_trap.js") + BODY_SCRIPTS
 

@@ -12,7 +12,17 @@ from typing import Callable, List, Optional, Tuple
 from harness.analysis.report import datasets
 from harness.analysis.report.figures import Chart
 from harness.analysis.report.markup import json_script, section
-from harness.analysis.report.sections import accuracy, comparison, compat, failures, overview, performance
+from harness.analysis.report.sections import (
+    accuracy,
+    comparison,
+    compat,
+    failures,
+    flops,
+    max_batch,
+    ops,
+    overview,
+    performance,
+)
 from harness.analysis.report.sections.context import Baseline, Context, Part
 
 __all__ = ["SECTIONS", "Baseline", "Context", "Part", "Rendered", "Section", "render"]
@@ -27,15 +37,20 @@ class Section:
     heading: str
     build: Callable[[Context], Optional[Part]]
     cls: str = ""
+    #: shown only when there are measured cases (a store of largest-batch searches alone has none)
+    needs_cases: bool = True
 
 
 SECTIONS: Tuple[Section, ...] = (
-    Section("problems", "Problems", "Problems", overview.problems, cls="problems"),
+    Section("problems", "Problems", "Problems", overview.problems, cls="problems", needs_cases=False),
     Section("glance", "At a glance", "At a glance", overview.glance),
-    Section("run", "Run", "The run", overview.run),
+    Section("run", "Run", "The run", overview.run, needs_cases=False),
     Section("compat", "Compatibility", "Compatibility", compat.matrix),
     Section("speed", "Speed", "Speed", performance.speed),
     Section("memory", "Memory", "Memory", performance.memory),
+    Section("flops", "FLOPs", "FLOPs and the machine's peak", flops.flops),
+    Section("max-batch", "Largest batch", "The largest batch that fits", max_batch.max_batch, needs_cases=False),
+    Section("ops", "Ops", "Per-op profiles", ops.ops),
     Section("accuracy", "Accuracy", "Accuracy", accuracy.accuracy),
     Section("failures", "Failures", "Failures", failures.failures),
     Section("all", "Every case", "Every case", failures.every_case),
@@ -64,6 +79,8 @@ def render(ctx: Context, sections=SECTIONS) -> Rendered:
     """Build every section of ``sections`` that has something to show, in table order."""
     out = Rendered([], [], shared_blocks(ctx), [])
     for sec in sections:
+        if sec.needs_cases and ctx.df.empty:
+            continue
         part = sec.build(ctx)
         if part is None:
             continue

@@ -36,6 +36,10 @@ class Context:
     ratios: Optional[pd.DataFrame] = None
     drift: Optional[pd.DataFrame] = None
     baseline: Optional[Baseline] = None
+    #: the largest-batch searches (records of ``batch_size = "max"``; ``report.max_batch``), apart from ``df``
+    searches: Optional[pd.DataFrame] = None
+    #: the report page's folder: links to files beside the records (trace folders) are made relative to it
+    page_dir: Optional[str] = None
 
     @property
     def envs(self) -> List[str]:

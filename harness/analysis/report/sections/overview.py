@@ -6,6 +6,8 @@ section builders (see ``sections/context.py``).
 import math
 from typing import Optional
 
+import pandas as pd
+
 from harness.analysis.report import aggregate as agg
 from harness.analysis.report.markup import esc, fmt_change, fmt_drift, is_num, status_bar, table
 from harness.analysis.report.sections.context import Context, Part
@@ -13,13 +15,16 @@ from harness.analysis.report.sections.context import Context, Part
 
 def header(ctx: Context, title: str, generated_utc: str) -> str:
     """The dark banner: scenario, record and environment counts, commit, dates, reference."""
-    df = ctx.df
-    scen = ", ".join(sorted(str(s) for s in df["scenario"].dropna().unique())) or "-"
+    cols = ["git_commit", "time_utc", "run_id"]
+    df = ctx.df[cols] if ctx.searches is None or ctx.searches.empty else pd.concat(
+        [ctx.df[cols], ctx.searches[cols]], ignore_index=True)  # the largest-batch searches are records too
+    scen = ", ".join(ctx.notes["scenarios"]) or "-"
     commits = sorted(str(s) for s in df["git_commit"].dropna().unique())
     times = df["time_utc"].dropna()
     span = "%s \u2013 %s" % (times.min(), times.max()) if len(times) else "-"
     runs = sorted(str(s) for s in df["run_id"].dropna().unique())
-    meta = [("scenario", scen), ("records", "{:,}".format(len(df))), ("environments", str(len(ctx.envs))),
+    meta = [("scenario", scen), ("records", "{:,}".format(ctx.notes.get("records", len(df)))),
+            ("environments", str(len(ctx.envs))),
             ("reference", ctx.ref), ("commit", ", ".join(c[:12] for c in commits[:3]) + (
                 " (+%d more)" % (len(commits) - 3) if len(commits) > 3 else "") or "-"),
             ("run", ", ".join(runs[:3]) + (" (+%d more)" % (len(runs) - 3) if len(runs) > 3 else "") or "-"),
@@ -69,8 +74,11 @@ def _card_rows(ctx: Context, env: str, summary) -> str:
             else:
                 kv.append((label, "no cases in common"))
     nf = summary["acc_failed"]
-    kv.append(("accuracy", '<span class="%s">%s</span>' % ("bad" if nf else "good",
-                                                         "%d failed" % nf if nf else "all passed")))
+    if summary["acc_checked"]:
+        kv.append(("accuracy", '<span class="%s">%s</span>' % ("bad" if nf else "good",
+                                                             "%d failed" % nf if nf else "all passed")))
+    else:
+        kv.append(("accuracy", "not checked"))
     d = summary["drift_max"]
     if env == ctx.ref:
         kv.append(("fp32 drift", "reference"))
