@@ -14,7 +14,8 @@ only reports them. So:
   ``--benchmark-json``, ``--benchmark-autosave``, ``--benchmark-compare`` and
   ``--benchmark-compare-fail`` see the harness's measurements; the whole record goes to
   ``extra_info["torchmatrix_record"]`` beside a few flat figures (``EXTRA_INFO_FIELDS``);
-- ``unsupported`` and ``skipped`` cases are pytest skips with the reason; ``error``,
+- ``unsupported`` and ``skipped`` cases are pytest skips with the reason, as is a largest-batch
+  search (``batch_size = "max"``: its answer is a batch size, not rounds); ``error``,
   ``crashed``, ``timeout`` and ``oom`` are failures with the reason; an ok case whose
   accuracy or behaviour checks failed keeps its benchmark and fails.
 
@@ -266,6 +267,9 @@ def _benchmark_case(benchmark, request) -> None:
     if status != "ok":
         tail = ("\n" + record["traceback"]) if record.get("traceback") else ""
         pytest.fail("%s: %s%s" % (status, reason, tail), pytrace=False)
+    if record.get("max_batch"):  # a search's answer is a batch size, not rounds of a timed step
+        pytest.skip("a largest-batch search, not a benchmark: batch %d fits (%s); its record holds the probes "
+                    "(--torchmatrix-out)" % (record["max_batch"]["batch_size"], record["max_batch"]["limited_by"]))
     timing = record.get("timing") or {}
     samples_s = [float(s) for s in timing.get("samples_s") or []]
     if not samples_s:

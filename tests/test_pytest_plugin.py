@@ -153,3 +153,24 @@ def test_an_ok_case_with_failed_accuracy_or_checks_fails():
     why = pytest_plugin.verdict({"accuracy": {"passed": False, "failures": ["outputs.ratio"]},
                                  "checks": {"failed": ["eval_buffers"], "reasons": ["eval_buffers: bn.count"]}})
     assert why == "accuracy failed: outputs.ratio; checks failed: eval_buffers: bn.count"
+
+
+def test_a_largest_batch_search_is_a_skip_that_gives_its_answer(tmp_path):
+    (tmp_path / "search.toml").write_text("""
+[scenario]
+name = "search"
+[matrix]
+model = ["cbam_classifier_tiny"]
+mode = ["train"]
+batch_size = ["max"]
+size = ["default"]
+precision = ["fp32"]
+checkpoint = ["none"]
+device = ["cpu"]
+[max_batch]
+limit = 2
+""")
+    proc = _pytest(tmp_path, "search.toml", "--benchmark-json=run.json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "a largest-batch search, not a benchmark: batch 2 fits (limit)" in proc.stdout
+    assert "1 skipped" in proc.stdout and not (tmp_path / "run.json").exists()  # no benchmark to save
