@@ -173,4 +173,7 @@ limit = 2
     proc = _pytest(tmp_path, "search.toml", "--benchmark-json=run.json")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "a largest-batch search, not a benchmark: batch 2 fits (limit)" in proc.stdout
-    assert "1 skipped" in proc.stdout and not (tmp_path / "run.json").exists()  # no benchmark to save
+    assert "1 skipped" in proc.stdout
+    # no benchmark to save: pytest-benchmark 5.3 writes no file, 5.2 an empty one
+    saved = (tmp_path / "run.json").read_text() if (tmp_path / "run.json").exists() else ""
+    assert not saved.strip() or json.loads(saved)["benchmarks"] == []
