@@ -84,3 +84,13 @@ def test_the_table_of_every_case_has_flops_columns_and_the_page_the_figure(store
     assert cols["flops_peak_pct"]["label"] == "% of peak" and cols["flops_peak_pct"]["fmt"] == "pct"
     values = [v for v in data["data"]["flops_per_iter"] if v is not None]
     assert sorted(set(values)) == [4e7, 1e8, 3e8]
+
+
+def test_a_report_without_counts_removes_an_earlier_reports_flops_figure(store, tmp_path):
+    out = str(tmp_path / "report" / "index.html")
+    build_report([store], out)
+    figure = tmp_path / "report" / "figures" / "flops_roofline.png"
+    assert figure.exists()
+    plain = write_jsonl(str(tmp_path / "plain" / "torch-2.1.jsonl"), [record(model="a")])
+    build_report([plain], out)
+    assert not figure.exists()

@@ -26,8 +26,10 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 from harness.analysis.report.markup import esc
 from harness.fileio import atomic_write_bytes, atomic_write_text
 
+#: The FLOPs chart's file name (``flops_figure``): drawn only for records that carry FLOP counts.
+FLOPS_CHART = "flops_roofline"
 #: Every chart's file name (without extension): the files of charts not drawn this time are removed.
-CHART_NAMES = ("speed_by_release", "memory_by_release", "checkpoint_tradeoff")
+CHART_NAMES = ("speed_by_release", "memory_by_release", "checkpoint_tradeoff", FLOPS_CHART)
 #: Drawing settings of every chart.
 STYLE = {"svg.fonttype": "none", "font.size": 9, "axes.spines.top": False, "axes.spines.right": False,
          "axes.edgecolor": "#8c959f", "axes.labelcolor": "#1f2328", "xtick.color": "#59636e",

@@ -14,10 +14,10 @@ import pandas as pd
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter
 
-from harness.analysis.report.figures import STYLE, Chart, _finish, _new_figure
+from harness.analysis.report.figures import FLOPS_CHART, STYLE, Chart, _finish, _new_figure
 from harness.units import format_count
 
-NAME = "flops_roofline"
+NAME = FLOPS_CHART
 TITLE = "Achieved FLOP/s against the measured matmul peak"
 #: Panel order: the dtypes the precisions compute in.
 DTYPES = ("float32", "bfloat16", "float16")
