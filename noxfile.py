@@ -445,8 +445,9 @@ def lint(session: nox.Session) -> None:
 
 #: TensorBoard's PyTorch Profiler tab: torch-tb-profiler, deprecated in 2023 (no longer in the kineto repository);
 #: its last release 0.4.3 still installs and shows the traces of `run --profile` with these pins, checked with
-#: Python 3.13 on traces of torch 1.10.2 to 2.15 (Overview, Operator, Trace and Memory views). It needs neither torch
-#: nor pkg_resources; the pins keep a later TensorBoard, protobuf, NumPy or pandas from breaking it.
+#: Python 3.13 on traces of torch 1.10.2 to 2.15 (Overview, Operator and Memory views; the Trace view's timeline
+#: stays blank in a current Chromium: README). It needs neither torch nor pkg_resources; the pins keep a later
+#: TensorBoard, protobuf, NumPy or pandas from breaking it.
 TENSORBOARD_PYTHONS = ("3.13", "3.12", "3.11")
 TENSORBOARD_DEPS = ("torch-tb-profiler==0.4.3", "tensorboard==2.21.0", "protobuf==7.36.2", "numpy==2.5.5",
                     "pandas==3.1.1")

@@ -37,6 +37,8 @@ from typing import Any, Dict, List, Optional
 
 import pytest
 
+from harness.vocab import PYTEST_BENCHMARK_RECORD_KEY as RECORD_KEY
+
 #: The pytest-benchmark releases this plugin is tested with (``pyproject.toml``'s ``pytest``
 #: extra pins the same range): pedantic's ``iterations`` and the ``timer`` mark are in 4.0 and
 #: later (docs/pytest-benchmark.md).
@@ -54,8 +56,6 @@ EXTRA_INFO_FIELDS = {
     "accuracy_ratio": ("accuracy", "ratio"),
     "instructions_per_iter": ("instructions", "per_iter"),
 }
-#: The key of the whole record in ``extra_info`` (what ``harness.analysis.pytest_benchmark`` reads).
-RECORD_KEY = "torchmatrix_record"
 #: Statuses shown as pytest skips; every other status but ok is a failure.
 SKIP_STATUSES = ("unsupported", "skipped")
 

@@ -42,6 +42,10 @@ NOT_RUN_STATUSES = ("unsupported", "skipped")
 #: eval), the others when the scenario's ``[checks]`` table asks.
 CHECKS = ("params_updated", "eval_buffers", "deterministic", "leak")
 
+#: The key of pytest-benchmark's ``extra_info`` under which ``harness.pytest_plugin`` saves a case's whole
+#: record, and from which ``harness.analysis.pytest_benchmark`` reads it back.
+PYTEST_BENCHMARK_RECORD_KEY = "torchmatrix_record"
+
 # --- the gate -------------------------------------------------------------------------
 
 #: What a verdict is about, in order of severity.

@@ -29,10 +29,8 @@ import os
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from harness.record import SCHEMA_VERSION, Case, check, upgrade
+from harness.vocab import PYTEST_BENCHMARK_RECORD_KEY as RECORD_KEY
 
-#: The key under which ``harness.pytest_plugin`` saves the whole record (``pytest_plugin.RECORD_KEY``;
-#: repeated here because the analysis side does not import the plugin, which imports pytest).
-RECORD_KEY = "torchmatrix_record"
 #: The scenario name of records made from plain benchmarks.
 SCENARIO = "pytest-benchmark"
 #: The fixed axes of a plain benchmark's case (pytest-benchmark has no such axes).
