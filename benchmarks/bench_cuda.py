@@ -185,7 +185,7 @@ def sdpa_stage():
         case = dict(model=name, mode="train", batch_size=4 if cuda else 1, size=256 if cuda else 16,
                     precision=precision, checkpoint="none", device=device)
         try:
-            step = execute._case_step(case, 0)[3]
+            step = execute.case_step(case, 0)[3]
             step()
             sync()
             with profile(activities=activities) as prof:

@@ -419,7 +419,7 @@ def workflow_run(path: str = WORKFLOW) -> Dict:
 EXECUTE = "harness/runner/execute.py"
 MAKE_STEP_DEF = "\n\ndef _make_step("
 #: Where run_case has the step it times, after the fidelity step. The instruction pass builds
-#: its step through ``_case_step`` too, but goes on differently; slow10 leaves that one alone:
+#: its step through ``case_step`` too, but goes on differently; slow10 leaves that one alone:
 #: it busy-waits on the clock, not on work.
 MAKE_STEP_CALL = "        torch.manual_seed(seed)\n        got_out, got_grads = step_keep()\n"
 

@@ -54,7 +54,7 @@ import torch
 torch.set_num_threads(1)
 from harness.runner import execute
 case = json.loads({case!r})
-model, inputs, target, step, step_keep, _ = execute._case_step(case, 0)
+model, inputs, target, step, step_keep, _ = execute.case_step(case, 0)
 torch.manual_seed(0)
 step()
 """

@@ -71,7 +71,7 @@ def _limit_address_space(cap_bytes: int) -> Optional[int]:
 
 def _two_steps(case: Dict[str, Any], settings: Dict[str, Any]) -> None:
     seed = int(settings["measure"].get("seed", 0))
-    model, inputs, target, step, _, _ = execute._case_step(case, seed, execute.model_options(case, settings))
+    model, inputs, target, step, _, _ = execute.case_step(case, seed, execute.model_options(case, settings))
     torch.manual_seed(seed)
     step()
     step()

@@ -122,7 +122,7 @@ def _make_step(model, inputs, target, case: Dict, use_case_config: bool):
     return step, step_keep, None
 
 
-def _case_step(case: Dict, seed: int, options: Optional[Dict[str, Any]] = None):
+def case_step(case: Dict, seed: int, options: Optional[Dict[str, Any]] = None):
     """The case's model, inputs and target as the case configures them, and its step: the
     one the timed pass times and the instruction pass counts."""
     model, inputs, target = _build(case, seed, True, options)
@@ -222,7 +222,7 @@ def _optional_checks(case: Dict, asked: Dict, seed: int, step, first, options) -
             found["leak"] = {"not_judged": "leak: could not measure: %s" % classify(exc)["reason"]}
     if asked.get("deterministic"):
         try:
-            _, _, _, _, again_keep, _ = _case_step(case, seed, options)
+            _, _, _, _, again_keep, _ = case_step(case, seed, options)
             torch.manual_seed(seed)
             found["deterministic"] = checks.deterministic(first, again_keep())
             del again_keep
@@ -249,7 +249,7 @@ def run_case(case: Dict, settings: Dict) -> Dict[str, Any]:
         probe = speed_probe.make_probe(case["device"]) if measure.get("speed_probe", True) else None
         mem = PeakMemory(case["device"])
         mem.start()
-        model, inputs, target, step, step_keep, result["optimizer"] = _case_step(case, seed, options)
+        model, inputs, target, step, step_keep, result["optimizer"] = case_step(case, seed, options)
         buffers_before = checks.fingerprints(checks.buffers(model)) if case["mode"] == "eval" else None
         torch.manual_seed(seed)
         got_out, got_grads = step_keep()
@@ -316,7 +316,7 @@ def count_case(case: Dict, settings: Dict, dump_dir: str) -> Dict[str, Any]:
     seed = int(measure.get("seed", 0))
     try:
         precision.check_autocast(case["device"], case["precision"])
-        model, inputs, target, step, step_keep, _ = _case_step(case, seed, model_options(case, settings))
+        model, inputs, target, step, step_keep, _ = case_step(case, seed, model_options(case, settings))
         torch.manual_seed(seed)
         step()
         out = instructions.count_steps(step, warmup_iters=measure["instructions_warmup_iters"],

@@ -190,9 +190,12 @@ def _profiler():
     return profiler
 
 
-def _profiled_peak(fn: Callable[[], Any]) -> Tuple[int, str]:
-    """``fn`` run once in a profiler session with memory profiling, the cyclic collector off (it
-    would free earlier garbage at a time that differs from run to run): (peak, method)."""
+def running_peak_of(fn: Callable[[], Any]) -> Tuple[int, str]:
+    """(peak, method): the largest sum of CPU tensor bytes live at once while ``fn`` runs, counting from
+    its start, in one profiler session with memory profiling and the cyclic collector off (it would free
+    earlier garbage at a time that differs from run to run). Exact where everything ``fn`` frees it also
+    made (a probe that builds its model inside ``fn``, in a fresh process). Raises ``RuntimeError`` when
+    this torch has no CPU memory profiler."""
     profiler = _profiler()
     gc_was_enabled = gc.isenabled()
     gc.disable()
@@ -209,24 +212,15 @@ def _profiled_peak(fn: Callable[[], Any]) -> Tuple[int, str]:
 
 
 def tensor_peak_bytes(step: Callable[[], Any]) -> Tuple[int, str]:
-    """Run ``step`` once under ``torch.profiler`` with memory profiling; return (peak, method):
-    the largest sum of CPU tensor bytes allocated during the step and live at once (frees of
-    tensors made before the step are not seen by the profiler), and how it was read. Raises
-    ``RuntimeError`` when this torch has no CPU memory profiler."""
-    _profiler()
+    """Run ``step`` under ``torch.profiler`` with memory profiling; return (peak, method): the largest
+    sum of CPU tensor bytes allocated during the step and live at once (frees of tensors made before
+    the step are not seen by the profiler), and how it was read. Raises ``RuntimeError`` when this
+    torch has no CPU memory profiler."""
     # Twice: the profiler forgets nothing between sessions, so the first run sees tensors
     # of earlier cases freed (or not) by chance; in the second, every free of the step's
     # own previous tensors is known, and the figure repeats.
-    _profiled_peak(step)
-    return _profiled_peak(step)
-
-
-def running_peak_of(fn: Callable[[], Any]) -> Tuple[int, str]:
-    """(peak, method): the largest sum of CPU tensor bytes live at once while ``fn`` runs, counting
-    from its start; exact where everything ``fn`` frees it also made (a probe that builds its model
-    inside ``fn``, in a fresh process). Raises ``RuntimeError`` when this torch has no CPU memory
-    profiler."""
-    return _profiled_peak(fn)
+    running_peak_of(step)
+    return running_peak_of(step)
 
 
 def net_tensor_bytes(step: Callable[[], Any], n: int, device: str) -> int:

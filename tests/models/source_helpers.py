@@ -12,7 +12,7 @@ def first_step(name: str, mode: str, size: Any, options: Optional[Dict[str, Any]
     ``run_case`` takes it: outputs and gradients as float64 snapshots (grads None in eval)."""
     case = dict(model=name, mode=mode, batch_size=batch_size, size=size, precision="fp32", checkpoint=checkpoint,
                 device="cpu")
-    model, inputs, target, _, step_keep, _ = execute._case_step(case, 0, options)
+    model, inputs, target, _, step_keep, _ = execute.case_step(case, 0, options)
     torch.manual_seed(0)
     outputs, grads = step_keep()
     return model, inputs, target, outputs, grads
