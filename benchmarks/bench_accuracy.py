@@ -27,8 +27,8 @@ def overhead(rounds: int, patterns):
     import torch
 
     import models
-    from harness import scenario
     from harness.runner import execute
+    from harness.scenario import spec as scenario
 
     torch.set_num_threads(1)
     measure = dict(scenario.MEASURE_DEFAULTS, warmup_iters=1, warmup_s=0.02, min_sample_s=0.01, samples=5,

@@ -350,7 +350,7 @@ def fault_figures(verdicts: Sequence[Dict], fault: Fault, table: Optional[Dict] 
 def _memory_target(case: Dict[str, str], vs: List[Dict], table: Dict) -> bool:
     """mem10's targets: cases judged on the process peak (not on the tensor peak, which a buffer
     held outside the step leaves alone) whose +10% is above both memory thresholds."""
-    from harness.gate_config import thresholds_for
+    from harness.scenario.gate_config import thresholds_for
 
     th = thresholds_for(case.get("model", ""), table)
     for v in vs:
@@ -403,7 +403,7 @@ def workflow_run(path: str = WORKFLOW) -> Dict:
         args, _ = parser.parse_known_args(words)
     except SystemExit:  # argparse has printed why
         raise BenchError("%s: cannot read `%s` as `harness ab` arguments" % (path, command)) from None
-    from harness.scenario import resolve_path
+    from harness.scenario.spec import resolve_path
 
     scenario = resolve_path(args.scenario)  # as `harness ab` does, run from the repository root
     # getattr: an ab without the option (an older checkout) reads the command without it
@@ -474,7 +474,7 @@ def _injected_note(case, nbytes):
 
     path = os.environ.get(%r)
     if path:
-        from harness.record import Case
+        from harness.record.schema import Case
 
         with open(path, "a", encoding="utf-8") as fh:
             fh.write(json.dumps({"case_key": Case(**case).key, "bytes": nbytes}) + "\\n")
@@ -653,7 +653,7 @@ def _patch_keep(text: str, models: Optional[Sequence[str]] = None) -> str:
 def _tensor_memory_target(case: Dict[str, str], vs: List[Dict], table: Dict) -> bool:
     """tmem10's targets: cases judged on the tensor peak whose growth, at the model's smallest
     calibrated one (``TMEM10_GROWTH``), exceeds both memory thresholds."""
-    from harness.gate_config import thresholds_for
+    from harness.scenario.gate_config import thresholds_for
 
     th = thresholds_for(case.get("model", ""), table)
     frac = TMEM10_GROWTH.get(case.get("model", ""), 0.0)
@@ -856,7 +856,7 @@ def memory_shown(held: Dict[str, List[int]], verdicts: Sequence[Dict], keys: Seq
 
 def side_records(folder: str) -> List[Dict]:
     """The good records of the ``*.jsonl`` files of ``folder`` (one side of an A/B run)."""
-    from harness.record_store import read_records
+    from harness.record.store import read_records
 
     out: List[Dict] = []
     for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
@@ -1062,7 +1062,7 @@ def make_plan(args: argparse.Namespace, workflow: str = WORKFLOW) -> Dict:
     """What to run, from the parsed options: scenario, rounds, whether ab counts instructions,
     faults, extra ``harness run`` arguments, the models to inject into (None: all) and a line
     saying what is measured. BenchError for options that do not fit together."""
-    from harness.scenario import resolve_path
+    from harness.scenario.spec import resolve_path
 
     if args.workflow and args.quick:
         raise BenchError("--workflow and --quick measure different things: pick one")

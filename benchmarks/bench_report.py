@@ -3,7 +3,7 @@
 Writes a synthetic store of ``--records`` records (seven PyTorch environments, twelve
 models with their own size axes, train and eval, five precisions, three checkpointing
 modes, CPU and CUDA, five batch sizes, four sizes, every status, raw samples, output
-probes; ``harness.analysis.report_synth``), builds the report from it and prints the
+probes; ``tests.analysis.report_synth``), builds the report from it and prints the
 build time (of which reading the records: ``load_records`` per file, in parallel
 worker processes when the input is large; drawing and writing the matplotlib figures
 is included), the CPU time of this process and the file size. Goals: 100,000 records
@@ -21,7 +21,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from harness.analysis.report import build_report  # noqa: E402
-from harness.analysis.report_synth import write_synthetic_store  # noqa: E402
+from tests.analysis.report_synth import write_synthetic_store  # noqa: E402
 
 
 def main(argv=None) -> int:

@@ -151,8 +151,8 @@ def probe_cost(calls: int = 20) -> Tuple[float, float]:
 
 def worker_start_s(scenario: str, starts: int) -> List[float]:
     """Seconds from launching a worker (the scenario's threads and backend) to its ready message."""
-    from harness import scenario as scen
     from harness.runner.worker_process import Worker
+    from harness.scenario import spec as scen
 
     sc = scen.load(scen.resolve_path(scenario))
     out = []

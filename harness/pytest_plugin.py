@@ -116,7 +116,7 @@ class ScenarioFile(pytest.File):
     """A scenario TOML as a test file: one test function per case."""
 
     def collect(self):
-        from harness import scenario as scen
+        from harness.scenario import spec as scen
 
         try:
             sc = scen.load(str(self.path))
@@ -178,8 +178,8 @@ class CaseBatch:
 
     def _run(self, session: Any) -> None:
         from harness.commands.run import default_env_label
-        from harness.record import Record
-        from harness.record_store import OutputLock, OutputLocked
+        from harness.record.schema import Record
+        from harness.record.store import OutputLock, OutputLocked
         from harness.runner.manager import DiskFull, run_cases
 
         selected = [i.torchmatrix_case for i in session.items

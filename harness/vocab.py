@@ -25,7 +25,7 @@ MAX_BATCH = "max"
 #: Why a largest-batch search stopped where it did: a probe needed more than the cap, a probe ran out of
 #: memory, the ``[max_batch]`` limit fitted, or a probe ended otherwise (error, unsupported, crashed, timeout).
 MAX_BATCH_LIMITS = ("cap", "oom", "limit", "failed")
-#: The axes of a case, in key order. A case key joins their values; see ``harness.scenario.Case``.
+#: The axes of a case, in key order. A case key joins their values; see ``harness.scenario.spec.Case``.
 #: ``python_optimized``: the worker runs under ``python -O`` (asserts removed).
 CASE_AXES = ("model", "mode", "batch_size", "size", "precision", "checkpoint", "device",
              "channels_last", "compile", "sdpa_backend", "python_optimized")

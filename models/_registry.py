@@ -98,7 +98,7 @@ def list_models(patterns: Iterable[str] = ("*",), include_faults: bool = False) 
 def get_spec(name: str, options: Optional[Dict[str, Any]] = None) -> ModelSpec:
     """The spec of a registered name or of a source's model. ``options``: the scenario's
     ``{"config": {...}, "inputs": {...}}`` for that model (sources only: a zoo model's variants
-    are its configurations, ``harness.scenario_models`` refuses tables for them)."""
+    are its configurations, ``harness.scenario.models`` refuses tables for them)."""
     if is_import_path(name):
         from models import _sources
 

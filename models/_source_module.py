@@ -3,7 +3,7 @@
 The callable is called with the scenario's ``[config."NAME"]`` table as keyword
 arguments. What it returns is used as it is when it already speaks the zoo interface
 (``example_inputs`` and ``loss``: a ``ZooModel`` or a look-alike); any other module is
-driven from the scenario's ``[inputs."NAME"]`` table (``harness.model_options``: one
+driven from the scenario's ``[inputs."NAME"]`` table (``harness.scenario.model_options``: one
 entry per positional input), with the default loss of ``models._external`` and no
 gradient checkpointing (a plain module has no switch the harness could honestly use).
 
@@ -19,7 +19,7 @@ from typing import Any, Dict, Optional, Tuple
 
 import torch
 
-from harness.model_options import FLOAT_DTYPES, PLACEHOLDERS
+from harness.scenario.model_options import FLOAT_DTYPES, PLACEHOLDERS
 from models._base import UnsupportedError, ZooModel
 from models._external import ExternalModel, asks_for_stochastic
 from models._sources import BadModel, ExternalSpec, NotImportable

@@ -20,7 +20,7 @@ import time
 import pytest
 
 from harness.commands.ab import round_order, run_ab
-from harness.record import SCHEMA_VERSION
+from harness.record.schema import SCHEMA_VERSION
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKFLOW = os.path.join(ROOT, ".github", "workflows", "ab-gate.yml")

@@ -120,7 +120,7 @@ needs_pandas = pytest.mark.skipif(importlib.util.find_spec("pandas") is None,
     (["gate", "--baseline", "STORE", "--candidate", "STORE", "--set", "q"], "--set"),
 ])
 def test_bad_analysis_input_is_exit_2_and_one_line(tmp_path, args, says):
-    from harness.analysis.report_synth import write_synthetic_store
+    from tests.analysis.report_synth import write_synthetic_store
 
     store = tmp_path / "store"
     write_synthetic_store(str(store), n_records=20)

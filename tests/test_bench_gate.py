@@ -15,9 +15,9 @@ import types
 
 import pytest
 
-from harness import scenario as scen
 from harness.commands.ab import round_order
-from harness.record import SCHEMA_VERSION, Record
+from harness.record.schema import SCHEMA_VERSION, Record
+from harness.scenario import spec as scen
 from harness.vocab import AGGREGATE_CASE_KEY
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

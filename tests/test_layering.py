@@ -10,8 +10,10 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HEAVY_ANALYSIS = ("pandas", "scipy", "matplotlib", "orjson")
-SHARED = ("harness.record", "harness.record_store", "harness.vocab", "harness.fileio", "harness.units",
-          "harness.gate_config", "harness._zoo", "harness.model_options", "harness.requirements")
+SHARED = ("harness.record.schema", "harness.record.parts", "harness.record.store", "harness.vocab", "harness.fileio",
+          "harness.units", "harness._zoo", "harness.environments", "harness.scenario.gate_config",
+          "harness.scenario.model_options", "harness.scenario.requirements", "harness.scenario.settings",
+          "harness.shard.split", "harness.shard.merge")
 
 
 def _modules(folder):

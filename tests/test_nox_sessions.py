@@ -17,6 +17,8 @@ from types import SimpleNamespace
 
 import pytest
 
+from harness import environments
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 pytest.importorskip("nox", reason="nox is installed by the nox test sessions and .ci/run")
 from tests.test_noxfile import _load_noxfile  # noqa: E402  (after the skip: it imports nox)
@@ -84,7 +86,7 @@ def test_ab_session_installs_newest_torch_and_the_gate_and_runs_harness_ab(monke
     latest_pythons = noxfile.ENV_BY_LABEL["latest"][2]
     assert noxfile.ab.python == noxfile.pick_python(latest_pythons)[0]
     if noxfile.ab.python:
-        assert noxfile._version_of(noxfile.ab.python) in latest_pythons
+        assert environments._version_of(noxfile.ab.python) in latest_pythons
 
     monkeypatch.setenv("TORCHMATRIX_TORCH_INDEX_URL", "https://wheels.example.invalid/cpu")
     posargs = ["--base", "origin/main", "--head", "HEAD", "scenarios/smoke.toml", "--rounds", "5"]
@@ -146,9 +148,12 @@ def _lint_project(path):
     os.makedirs(os.path.join(path, "harness", "analysis", "report", "assets"))
     os.makedirs(os.path.join(path, ".github", "workflows"))
     os.makedirs(os.path.join(path, "tools"))
-    for name in ("noxfile.py", "pyproject.toml", "biome.json",
-                 os.path.join("harness", "requirements.py")):  # the noxfile reads harness.requirements
-        shutil.copy(os.path.join(ROOT, name), os.path.join(path, name))
+    os.makedirs(os.path.join(path, "harness", "scenario"))
+    # the noxfile imports harness.environments, which reads harness.scenario.requirements
+    for name in ("noxfile.py", "pyproject.toml", "biome.json", "harness/__init__.py", "harness/_zoo.py",
+                 "harness/environments.py", "harness/fileio.py", "harness/scenario/__init__.py",
+                 "harness/scenario/requirements.py"):
+        shutil.copy(os.path.join(ROOT, *name.split("/")), os.path.join(path, *name.split("/")))
     files = {
         "tools/ok.py": "import os\n\nprint(os.sep)\n",
         "harness/analysis/report/assets/ok.js": CLEAN_JS,

@@ -14,6 +14,8 @@ from types import SimpleNamespace
 
 import pytest
 
+from harness import environments
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 nox = pytest.importorskip("nox", reason="nox is installed by the nox test sessions and .ci/run")
 
@@ -28,12 +30,12 @@ def _load_noxfile():
 
 
 def test_find_python_reports_why_it_failed(monkeypatch):
-    noxfile = _load_noxfile()
+    _load_noxfile()  # skips where nox is missing
     monkeypatch.setenv("TORCHMATRIX_NO_PYTHON_INSTALL", "1")
-    path, why = noxfile.find_python("3.99")
+    path, why = environments.find_python("3.99")
     assert path is None and "3.99" in why
     here = "%d.%d" % sys.version_info[:2]
-    assert noxfile._version_of(sys.executable) == here
+    assert environments._version_of(sys.executable) == here
 
 
 def test_run_args_split_scenario_and_options():
@@ -193,27 +195,27 @@ def test_with_args_are_taken_out_of_posargs_with_paths_made_absolute(tmp_path):
 
 
 def test_extras_are_installed_with_torch_pinned_to_the_installed_one_and_the_index_as_an_extra(monkeypatch):
-    noxfile = _load_noxfile()
+    _load_noxfile()  # skips where nox is missing
     monkeypatch.setenv("TORCHMATRIX_TORCH_INDEX_URL", "https://wheels.example.invalid/cpu")
     for backend, head in (("uv", ["pip", "install", "--python"]), ("venv", ["-m", "pip", "install"])):
         session = SimpleNamespace(virtualenv=SimpleNamespace(venv_backend=backend), bin="/venv/bin")
-        cmd = noxfile._install_command(session)
+        cmd = environments._install_command(session)
         assert cmd[1:4] == head and cmd[-2:] == ["--extra-index-url", "https://wheels.example.invalid/cpu"]
         assert "--index-url" not in cmd  # PyPI stays: the extras are not on the torch index
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_install_extras_installs_what_resolves_and_reports_what_does_not(tmp_path, fake_torch, backend):
-    from harness import requirements
+    from harness.scenario import requirements
 
-    noxfile = _load_noxfile()
+    _load_noxfile()  # skips where nox is missing
     session = _venv_session(tmp_path, backend, fake_torch)
     wheels = tmp_path / "wheels"
     good = _wheel(wheels, "tinyextra", "0.3", ["numpy"])
     new_torch = _wheel(wheels, "needsnewtorch", "1.0", ["torch>=2"])  # cannot resolve against torch 1.10.2
     report_file = str(tmp_path / "out" / "torch-1.10.requirements.json")
     specs = [good, new_torch, "torchmatrix-no-such-project"]
-    assert noxfile.install_extras(session, "1.10", specs, report_file) == report_file
+    assert environments.install_extras(session, "1.10", specs, report_file) == report_file
 
     report = requirements.load_report(report_file)
     assert report["env_label"] == "torch-1.10" and report["torch"] == "1.10.2" and report["requested"] == specs
@@ -222,13 +224,13 @@ def test_install_extras_installs_what_resolves_and_reports_what_does_not(tmp_pat
     assert set(failed) == {new_torch, "torchmatrix-no-such-project"}
     assert "torch" in failed[new_torch] and "\n" not in failed[new_torch]
     assert all(0 < len(reason) <= requirements.MESSAGE_LIMIT_CHARS for reason in failed.values())
-    versions = json.loads(session.run("python", "-c", noxfile._LIST_INSTALLED, silent=True,
+    versions = json.loads(session.run("python", "-c", environments._LIST_INSTALLED, silent=True,
                                       env={"PYTHONPATH": ROOT}))
     assert versions["torch"] == "1.10.2" and versions["numpy"] == "1.26.4"  # the resolver kept torch and the pins
     assert len(session.warnings) == 2 and all("the run goes on" in w for w in session.warnings)
 
     # nothing asked for: no report (one of an earlier run is removed)
-    assert noxfile.install_extras(session, "1.10", [], report_file) is None
+    assert environments.install_extras(session, "1.10", [], report_file) is None
     assert not os.path.exists(report_file)
 
 
@@ -241,7 +243,7 @@ def _scenario(folder, environment):
 
 def test_matrix_installs_the_scenarios_requirements_and_with_beside_torch_and_names_the_report(
         tmp_path, fake_torch, monkeypatch):
-    from harness import requirements
+    from harness.scenario import requirements
 
     noxfile = _load_noxfile()
     backend = "uv" if shutil.which("uv") else "venv"

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from harness import pytest_plugin
-from harness.record import Case, Record
+from harness.record.schema import Case, Record
 
 pytest.importorskip("pytest_benchmark")
 

@@ -1,4 +1,4 @@
-"""The requirements report of an environment (``harness.requirements``): the file the
+"""The requirements report of an environment (``harness.scenario.requirements``): the file the
 noxfile writes after installing a scenario's ``[environment]`` and ``--with``, read back
 inside the run; the installer's message in one line; what an interpreter holds."""
 import json
@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from harness import requirements
+from harness.scenario import requirements
 
 # What the installers print when a requirement cannot be resolved against the torch pin
 # (captured from pip 23 and uv 0.13, stdout and stderr together, as the noxfile reads them).

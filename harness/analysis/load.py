@@ -1,6 +1,6 @@
 """Load result records into a pandas DataFrame, one row per record.
 
-The columns are ``harness.record.COLUMNS``, derived from the record schema. Inputs
+The columns are ``harness.record.schema.COLUMNS``, derived from the record schema. Inputs
 are JSONL files or folders of them (``*.jsonl`` directly inside; the
 ``previous/`` folders kept by re-runs are not read). Problems never stop the load:
 a truncated or non-JSON line, a record of another schema version, a file with no
@@ -15,8 +15,8 @@ from typing import Iterable, List, Tuple
 import pandas as pd
 
 from harness.analysis import pytest_benchmark
-from harness.record import COLUMN_NAMES, flatten
-from harness.record_store import iter_records
+from harness.record.schema import COLUMN_NAMES, flatten
+from harness.record.store import iter_records
 
 try:  # three to four times faster on large stores; plain json where it is missing
     from orjson import loads as _fast_loads

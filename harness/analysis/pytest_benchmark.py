@@ -1,7 +1,7 @@
 """pytest-benchmark JSON files (``--benchmark-json``, ``--benchmark-autosave``, ``--benchmark-save``)
 read as records, so ``report`` and ``gate`` work on saved pytest-benchmark runs.
 
-One benchmark entry becomes one record (``harness.record.Record``):
+One benchmark entry becomes one record (``harness.record.schema.Record``):
 
 - written by ``harness.pytest_plugin``: the record it saved in ``extra_info["torchmatrix_record"]``,
   as the harness wrote it (case axes, environment, raw samples, memory, accuracy, counts);
@@ -28,7 +28,7 @@ import json
 import os
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
-from harness.record import SCHEMA_VERSION, Case, check, upgrade
+from harness.record.schema import SCHEMA_VERSION, Case, check, upgrade
 from harness.vocab import PYTEST_BENCHMARK_RECORD_KEY as RECORD_KEY
 
 #: The scenario name of records made from plain benchmarks.
@@ -175,7 +175,7 @@ def to_record(bench: Any, doc: Dict[str, Any]) -> Tuple[Optional[Dict[str, Any]]
 
 def iter_benchmark_records(path: str, loads: Any = None) -> Iterator[Tuple[int, Optional[Dict], Optional[str]]]:
     """``(n, record, problem)`` for the n-th benchmark of ``path`` (from 1), as
-    ``harness.record_store.iter_records`` yields lines; ``BenchmarkFileError`` for a bad file.
+    ``harness.record.store.iter_records`` yields lines; ``BenchmarkFileError`` for a bad file.
     ``loads`` is accepted for that signature and unused (one JSON document)."""
     doc = read_benchmark_file(path)
     for n, bench in enumerate(doc["benchmarks"], 1):

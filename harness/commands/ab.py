@@ -39,7 +39,7 @@ import time
 from typing import Callable, Dict, List, Optional, Sequence
 
 from harness.fileio import REPO_ROOT, atomic_write_text
-from harness.scenario import resolve_path
+from harness.scenario.spec import resolve_path
 from harness.vocab import ExitCode
 
 NAME = "ab"

@@ -7,7 +7,7 @@ import time
 from typing import Dict, Optional, Sequence
 
 from harness.fileio import atomic_write_text
-from harness.record_store import OutputLock, OutputLocked, held_case_keys
+from harness.record.store import OutputLock, OutputLocked, held_case_keys
 from harness.vocab import ExitCode
 
 NAME = "run"
@@ -97,10 +97,10 @@ def run_scenario(scenario_path: str, out_dir: Optional[str] = None, env_label: O
     """Run a scenario in this environment; records go to ``out_dir/env_label.jsonl``.
     ``instructions`` switches the instruction pass on (``[measure] instructions``); ``shard``
     (``"K/N"``) runs shard K of N only, balanced by ``shard_durations`` (a record store) when
-    given, else by the cost model (``harness.shard``); ``profile``: ``--profile`` rules, cases whose
-    profiler traces are recorded (``harness.scenario.add_profile_rules``)."""
-    from harness import scenario as scen
-    from harness import shard as sharding
+    given, else by the cost model (``harness.shard.split``); ``profile``: ``--profile`` rules, cases whose
+    profiler traces are recorded (``harness.scenario.spec.add_profile_rules``)."""
+    from harness.scenario import spec as scen
+    from harness.shard import split as sharding
 
     try:
         shard_spec = sharding.parse_spec(shard) if shard is not None else None
@@ -164,7 +164,7 @@ def run_scenario(scenario_path: str, out_dir: Optional[str] = None, env_label: O
 
 def _run_locked(sc, path: str, cases, out_dir: str, out_path: str, label: str, resume: bool, append: bool,
                 print_fn, selection=None) -> int:
-    """The run proper, with the output's lock held; ``selection``: the shard (``harness.shard.Selection``)."""
+    """The run proper, with the output's lock held; ``selection``: the shard (``harness.shard.split.Selection``)."""
     from harness.runner.manager import DiskFull, run_cases, summary_table
 
     held = held_case_keys(out_path) if resume else set()

@@ -13,8 +13,8 @@ from typing import Dict, Optional
 import numpy as np
 import torch
 
-from harness import requirements
 from harness.fileio import REPO_ROOT
+from harness.scenario import requirements
 
 
 def _cpu_name() -> str:
@@ -68,7 +68,7 @@ def current_backend_flags() -> Dict:
 def environment(device: str = "cpu") -> Dict:
     """Versions, device and flags of this process; ``fingerprint`` keys comparability.
 
-    In an environment with a requirements report (``harness.requirements.current_report``),
+    In an environment with a requirements report (``harness.scenario.requirements.current_report``),
     also ``extra_packages`` (name -> version installed beside torch, part of the
     fingerprint) and ``extra_failed`` (the requirements that could not be installed)."""
     cuda_ok = torch.cuda.is_available()

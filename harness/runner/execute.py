@@ -24,10 +24,10 @@ from typing import Any, Dict, Optional
 import torch
 
 import models
-from harness import scenario_settings
 from harness.runner import accuracy, checks, flops, instructions, optim, precision, sdpa, speed_probe, timing
 from harness.runner.memory import PeakMemory, tensor_peak_bytes
 from harness.runner.profile import profile_step
+from harness.scenario import settings as scenario_settings
 from models import UnsupportedError
 
 _UNSUPPORTED_PATTERNS = re.compile(

@@ -14,13 +14,13 @@ import uuid
 from collections import Counter
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from harness.record import SCHEMA_VERSION, Record, RecordError
-from harness.record_store import RecordWriter
+from harness.record.schema import SCHEMA_VERSION, Record, RecordError
+from harness.record.store import RecordWriter
 from harness.runner import batch_search, roofline
 from harness.runner import profile as profiling
 from harness.runner.instruction_pass import InstructionPass
 from harness.runner.worker_process import Worker, WorkerDied, signal_name
-from harness.scenario import Case, NotRun, Scenario, profiled
+from harness.scenario.spec import Case, NotRun, Scenario, profiled
 from harness.units import format_bytes, format_count, format_duration
 from harness.vocab import MAX_BATCH
 
@@ -119,7 +119,7 @@ def run_cases(scenario: Scenario, cases: Sequence[Tuple[Case, Optional[NotRun]]]
               held: Optional[set] = None, print_fn=print,
               shard: Optional[Dict[str, Dict]] = None) -> Tuple[List[Dict], bool]:
     """Run ``cases`` (skipping keys in ``held``), appending records to ``out_path``.
-    ``shard`` maps a case key to its record's ``shard`` part (``run --shard``; ``harness.shard``).
+    ``shard`` maps a case key to its record's ``shard`` part (``run --shard``; ``harness.shard.split``).
 
     Returns the records written and whether the run was interrupted.
     """

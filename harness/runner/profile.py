@@ -1,6 +1,6 @@
 """torch.profiler traces of chosen cases, and the per-op summary their records carry.
 
-A scenario's ``[profile]`` table or ``run --profile`` names the cases (``harness.scenario``:
+A scenario's ``[profile]`` table or ``run --profile`` names the cases (``harness.scenario.spec``:
 ``profiled``). For each, the manager adds a ``profile`` request to the settings it sends
 (``case_settings``); the worker, after the case's timed samples and its tensor-peak step,
 runs ``wait + warmup + active`` more steps under ``torch.profiler.profile`` with that
@@ -8,7 +8,7 @@ schedule, CPU and (on a GPU) CUDA activities, input shapes and memory recorded, 
 the trace with ``torch.profiler.tensorboard_trace_handler`` to
 ``<store>/profiles/<env_label>/<case folder>/`` (``profile_step``): the folder the
 torch-tb-profiler TensorBoard plugin lists as a run, and a Chrome trace JSON file that
-Perfetto and chrome://tracing open. The record's ``profile`` part (``harness.record_parts.Profile``)
+Perfetto and chrome://tracing open. The record's ``profile`` part (``harness.record.parts.Profile``)
 names the folder (relative to the store) and the file, and summarises the heaviest ops:
 name, calls and self time per step, and the input shapes of each op's heaviest call.
 

@@ -6,7 +6,7 @@ import os
 import numpy as np
 
 from harness.analysis.load import load_records
-from harness.record import SCHEMA_VERSION
+from harness.record.schema import SCHEMA_VERSION
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MIB = 1024 * 1024
@@ -19,7 +19,7 @@ def make_record(model="cbam_classifier_tiny", mode="train", batch_size=8, size=6
                 passed=True, rel_err=1e-7, grad_rel_err=2e-7, tolerance=1e-5, task=None, torch_v="2.1.2",
                 python="3.11.7", label="torch-2.1", scenario="smoke", reason=None, mem_method="linux_vmhwm",
                 run_id="run1", probe_samples=None, probe="conv probe", instructions=None, instr_spread=0.001):
-    """One record following harness.record's schema (``probe_samples``: speed-probe times,
+    """One record following harness.record.schema's schema (``probe_samples``: speed-probe times,
     ``instructions``: counted instructions per step, with ``instr_spread`` between repeats)."""
     case = {"model": model, "mode": mode, "batch_size": batch_size, "size": size, "precision": precision,
             "checkpoint": checkpoint, "device": device, "channels_last": False, "compile": False}

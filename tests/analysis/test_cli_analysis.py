@@ -4,7 +4,7 @@ import os
 import subprocess
 import sys
 
-from harness.analysis.report_synth import write_synthetic_store
+from tests.analysis.report_synth import write_synthetic_store
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

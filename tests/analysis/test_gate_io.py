@@ -8,7 +8,7 @@ import pytest
 from harness.analysis.gate import VERDICTS_SCHEMA, run_gate
 from harness.analysis.gate import io as gate_io
 from harness.analysis.gate.markdown import MARKER
-from harness.record import SCHEMA_VERSION
+from harness.record.schema import SCHEMA_VERSION
 from harness.vocab import ExitCode
 from tests.analysis.gate_records import SAMPLES, lognormal, make_record, stores, write_jsonl
 

@@ -3,7 +3,7 @@ import numpy as np
 
 from harness.analysis.gate import compare, count_verdicts, exit_code_for
 from harness.analysis.gate.markdown import MARKER, format_value, render_markdown
-from harness.gate_config import thresholds_for
+from harness.scenario.gate_config import thresholds_for
 from tests.analysis.gate_records import MIB, SAMPLES, frames, lognormal, make_record
 
 

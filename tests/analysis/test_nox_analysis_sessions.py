@@ -14,8 +14,8 @@ import sys
 
 import pytest
 
-from harness.analysis.report_synth import write_synthetic_store
 from tests.analysis.gate_records import make_record, write_jsonl
+from tests.analysis.report_synth import write_synthetic_store
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 pytest.importorskip("nox", reason="nox is installed by the nox test sessions and .ci/run")

@@ -10,7 +10,7 @@ import pytest
 
 from harness.analysis import pytest_benchmark as pb
 from harness.analysis.load import InputError, load_records
-from harness.record import Record
+from harness.record.schema import Record
 from tests.analysis.gate_records import make_record
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

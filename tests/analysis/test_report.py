@@ -10,8 +10,8 @@ import pytest
 from harness.analysis.load import InputError, load_records
 from harness.analysis.report import build_report
 from harness.analysis.report.figures import CHART_NAMES, FLOPS_CHART
-from harness.analysis.report_synth import ENVS
-from harness.record import SCHEMA_VERSION
+from harness.record.schema import SCHEMA_VERSION
+from tests.analysis.report_synth import ENVS
 from tests.analysis.test_report_support import ROOT, record, small_store, write_jsonl
 
 
@@ -202,7 +202,7 @@ def test_edge_inputs_still_build(tmp_path):
 
 
 def test_importing_the_report_does_not_import_torch():
-    code = ("import sys; import harness.analysis.report, harness.analysis.report_synth; "
+    code = ("import sys; import harness.analysis.report, tests.analysis.report_synth; "
             "assert 'torch' not in sys.modules, 'torch was imported'")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
 

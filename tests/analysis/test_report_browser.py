@@ -22,7 +22,7 @@ import pytest
 
 from harness.analysis.report import build_report
 from harness.analysis.report.figures import CHART_NAMES, FLOPS_CHART
-from harness.analysis.report_synth import ENVS, MODELS, write_synthetic_store
+from tests.analysis.report_synth import ENVS, MODELS, write_synthetic_store
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SHOTS = os.path.join(ROOT, "results", "report-test")

@@ -11,7 +11,7 @@ from harness.analysis.load import load_records
 from harness.analysis.report import heatmap
 from harness.analysis.report.compare import verdicts_frame
 from harness.analysis.report.frame import prepare_frame
-from harness.analysis.report_synth import ENVS, INSTRUCTION_FAILURES, MODELS, TENSOR_PEAK_CHANGE, write_synthetic_store
+from tests.analysis.report_synth import ENVS, INSTRUCTION_FAILURES, MODELS, TENSOR_PEAK_CHANGE, write_synthetic_store
 from tests.analysis.test_report_support import record, write_jsonl
 
 REF = "torch-latest"

@@ -4,8 +4,8 @@ import os
 
 from harness.analysis.load import load_records
 from harness.analysis.report.frame import prepare_frame
-from harness.analysis.report_synth import MODELS, write_synthetic_store
-from harness.record import SCHEMA_VERSION
+from harness.record.schema import SCHEMA_VERSION
+from tests.analysis.report_synth import MODELS, write_synthetic_store
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 #: A small synthetic matrix: 6 models x 2 modes x 3 precisions x 3 checkpoint modes x 3 batch sizes x 2 sizes.

@@ -4,14 +4,14 @@ import statistics
 
 import pytest
 
-from harness.analysis.report_synth import (
+from harness.record.schema import check
+from tests.analysis.report_synth import (
     ENVS,
     INSTRUCTION_FAILURES,
     INSTRUCTIONS_PER_S,
     MODELS,
     iter_synthetic_records,
 )
-from harness.record import check
 
 SMALL = dict(models=MODELS[:6], modes=("train",), precisions=("fp32",), checkpoints=("none",), devices=("cpu", "cuda"),
              batches=(1, 8), n_sizes=1, failure_rate=0.0)

@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from harness.record import Record
+from harness.record.schema import Record
 from tests.runner.helpers import ROOT, read_jsonl, run_harness, write_scenario
 
 MATRIX = """model = ["cbam_classifier_tiny"]

@@ -1,7 +1,7 @@
 """The largest-batch search (harness.runner.batch_search): the doubling and bisection over a probe
 function, each outcome of a probe, and the record part it makes. The real probe, in real
 workers, is tested in test_batch_probe.py."""
-from harness.record import Record
+from harness.record.schema import Record
 from harness.runner.batch_search import cap_bytes, search
 
 MIB = 1 << 20

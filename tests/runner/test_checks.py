@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from harness import scenario
 from harness.runner import checks, execute
+from harness.scenario import spec as scenario
 from models import ZooModel
 
 SETTINGS = {

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 import models
-from harness import scenario
+from harness.scenario import spec as scenario
 from tests.runner.helpers import run_harness, write_scenario
 
 INVALID_SIZE = """

@@ -1,11 +1,11 @@
-"""The environment of a record with extra requirements (``harness.requirements`` report):
+"""The environment of a record with extra requirements (``harness.scenario.requirements`` report):
 what was installed beside torch is in ``env`` and in the fingerprint; without a report
 nothing changes."""
 import hashlib
 
-from harness import requirements
-from harness.record import SCHEMA_VERSION, Record
+from harness.record.schema import SCHEMA_VERSION, Record
 from harness.runner import envinfo
+from harness.scenario import requirements
 
 CASE = {"model": "m", "mode": "train", "batch_size": 2, "size": 16, "precision": "fp32", "checkpoint": "none",
         "device": "cpu", "channels_last": False, "compile": False, "sdpa_backend": "default",

@@ -3,8 +3,8 @@ import pytest
 import torch
 
 import models
-from harness import scenario
 from harness.runner import execute, memory, precision, speed_probe
+from harness.scenario import spec as scenario
 from tests.runner.helpers import read_jsonl, run_harness, write_scenario
 
 SETTINGS = {

@@ -124,7 +124,7 @@ def test_prime_sides_break_the_legacy_factor_pair(fault_records, size):
 
 CASE_AT_SIZE_0 = """
 import json
-from harness import scenario
+from harness.scenario import spec as scenario
 from harness.runner import execute
 settings = {"measure": scenario.MEASURE_DEFAULTS, "tolerance": scenario.TOLERANCE_DEFAULTS}
 out = {}

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 import models
-from harness.record import Record
+from harness.record.schema import Record
 from harness.runner import flops
 from tests.runner.helpers import read_jsonl, run_harness, write_scenario
 

@@ -108,7 +108,7 @@ def test_ctrl_c_mid_case_then_resume_reruns_the_interrupted_case_once(tmp_path):
 # The worker's address space after importing torch and running a small case (what the
 # cap must leave room for): 1.9 GB with torch 1.10, 3.6 GB with the newest CUDA build.
 VM_PEAK_AFTER_A_SMALL_CASE = """
-from harness import scenario
+from harness.scenario import spec as scenario
 from harness.runner import execute
 settings = {"measure": dict(scenario.MEASURE_DEFAULTS, warmup_iters=1, warmup_s=0.0, min_sample_s=0.002, samples=3),
             "tolerance": scenario.TOLERANCE_DEFAULTS, "task": scenario.TASK_DEFAULTS}

@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from harness import scenario
 from harness.runner import execute, memory
+from harness.scenario import spec as scenario
 
 SETTINGS = {
     "measure": dict(scenario.MEASURE_DEFAULTS, warmup_iters=1, warmup_s=0.0, min_sample_s=0.002, samples=2,

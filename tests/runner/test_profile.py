@@ -8,10 +8,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from harness import scenario
 from harness.commands.run import _rotate, run_scenario
-from harness.record import SCHEMA_VERSION, Record
+from harness.record.schema import SCHEMA_VERSION, Record
 from harness.runner import profile
+from harness.scenario import spec as scenario
 from harness.vocab import ExitCode
 from tests.runner.helpers import read_jsonl, run_harness, write_scenario
 

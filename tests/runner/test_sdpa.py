@@ -3,8 +3,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from harness import scenario
 from harness.runner import execute, sdpa
+from harness.scenario import spec as scenario
 from models import UnsupportedError
 
 HAS_SDPA = hasattr(F, "scaled_dot_product_attention")

@@ -1,6 +1,6 @@
 """The short training run on a model's synthetic task records its metric before and after."""
-from harness import scenario
 from harness.runner import task
+from harness.scenario import spec as scenario
 from tests.runner.helpers import read_jsonl, run_harness, write_scenario
 
 SETTINGS = {"measure": dict(scenario.MEASURE_DEFAULTS),

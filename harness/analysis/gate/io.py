@@ -19,7 +19,7 @@ from harness.analysis.gate.markdown import render_markdown
 from harness.analysis.gate.matching import compare, count_verdicts, exit_code_for
 from harness.analysis.load import InputError, load_records
 from harness.fileio import atomic_write_text, load_toml
-from harness.gate_config import apply_overrides, thresholds_for, validate_gate_table
+from harness.scenario.gate_config import apply_overrides, thresholds_for, validate_gate_table
 from harness.vocab import ExitCode
 
 #: Version of the verdicts JSON written by ``run_gate``.

@@ -22,7 +22,7 @@ from harness.analysis.gate.rules import (
     task_rule,
 )
 from harness.analysis.gate.time_rules import TimeTest, time_rule, time_test, with_q_values
-from harness.gate_config import thresholds_for
+from harness.scenario.gate_config import thresholds_for
 from harness.vocab import VERDICT_KINDS, VERDICTS, ExitCode
 
 #: The rules of a matched pair by the kind of verdict they give, in the order their verdicts are

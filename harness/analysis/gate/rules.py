@@ -11,7 +11,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from harness.analysis.gate.groups import Group, env_text, short
 from harness.analysis.gate.stats import median
-from harness.gate_config import thresholds_for
+from harness.scenario.gate_config import thresholds_for
 from harness.sketches import relative_change
 from harness.vocab import CHECKS, UNIT_ROUNDOFF
 
@@ -61,7 +61,7 @@ class Comparison:
     env_label: Optional[str]
     baseline: Group
     candidate: Group
-    #: this model's thresholds (``harness.gate_config.thresholds_for``)
+    #: this model's thresholds (``harness.scenario.gate_config.thresholds_for``)
     thresholds: Mapping[str, Any]
     #: fields every verdict of the pair carries (baseline environment, rounds, ``env``)
     shared: Mapping[str, Any]

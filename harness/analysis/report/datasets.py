@@ -15,7 +15,7 @@ import pandas as pd
 from harness.analysis.report.frame import STATUS_ORDER
 from harness.analysis.report.markup import fmt_sig, is_num
 from harness.analysis.report.payload import Column, encode_dataset, script_safe
-from harness.record import TABLE_COLUMNS
+from harness.record.schema import TABLE_COLUMNS
 from harness.units import format_bytes, format_duration
 from harness.vocab import VERDICT_KINDS
 

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from harness.analysis.report.rounds import ROUND_COLUMNS, combine_rounds
-from harness.record import REPORT_COLUMNS
+from harness.record.schema import REPORT_COLUMNS
 from harness.vocab import CASE_AXES, CHECKPOINTS, MODES, NOT_RUN_STATUSES, PRECISIONS, STATUSES
 
 #: How bad each failing status is (a status ``harness.vocab`` adds later counts as the worst).
@@ -40,9 +40,9 @@ DERIVED_COLUMNS = ("size_label", "size_rank", "opts", "reason_short", "env", "er
                    "acc_score") + ROUND_COLUMNS
 #: Record columns a derived one replaces (size -> size_label, the optional axes -> opts, errors -> err_rel).
 REPLACED_COLUMNS = ("size",) + OPTS_AXES + ("out_rel_err", "grad_rel_err")
-#: Columns the report keeps: the record schema's report columns (``harness.record``) and the derived ones.
+#: Columns the report keeps: the record schema's report columns (``harness.record.schema``) and the derived ones.
 KEEP_COLUMNS = tuple(c for c in REPORT_COLUMNS if c not in REPLACED_COLUMNS) + DERIVED_COLUMNS
-#: The accuracy rules a record is judged by (``harness.record.Accuracy.rule``; docs/accuracy.md).
+#: The accuracy rules a record is judged by (``harness.record.schema.Accuracy.rule``; docs/accuracy.md).
 RULE_CALIBRATED = "fp64-calibrated"
 RULE_FIXED = "fixed tolerance"
 _VERSION_RE = re.compile(r"^\s*v?(\d+)(?:\.(\d+))?(?:\.(\d+))?([a-z]+\d*)?")

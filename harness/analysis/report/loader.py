@@ -15,7 +15,7 @@ from typing import List, Optional, Sequence, Tuple
 import pandas as pd
 
 from harness.analysis.load import InputError, expand_paths, load_records
-from harness.record import COLUMN_NAMES, REPORT_COLUMNS
+from harness.record.schema import COLUMN_NAMES, REPORT_COLUMNS
 
 #: Below this many bytes of input the pool costs more than it saves.
 PARALLEL_MIN_BYTES = 32 * 1024 * 1024

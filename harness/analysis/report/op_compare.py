@@ -1,7 +1,7 @@
 """Per-op comparison of profiled cases: which ops' self time changed most, side by side.
 
 A record of a profiled case carries the heaviest ops of a few profiled steps (the
-record's ``profile`` part, ``harness.record_parts.Profile``: name, calls and self time
+record's ``profile`` part, ``harness.record.parts.Profile``: name, calls and self time
 per step). For a case profiled in two environments of the report, each environment is
 compared with the reference environment (the speed section's); for a case profiled in
 the baseline records too (``report --baseline``: another commit or store), the baseline

@@ -1,8 +1,8 @@
 """A scenario's [environment] table: requirements, per-environment pins, paths."""
 import pytest
 
-from harness import requirements
-from harness import scenario as scen
+from harness.scenario import requirements
+from harness.scenario import spec as scen
 
 MATRIX = {"model": ["x"], "mode": ["train"], "batch_size": [1], "size": [1], "precision": ["fp32"],
           "checkpoint": ["none"], "device": ["cpu"]}

@@ -4,7 +4,7 @@ import os
 import pytest
 
 import models
-from harness import scenario as scen
+from harness.scenario import spec as scen
 from tests.runner.helpers import run_harness, write_scenario
 
 GOOD = '''
@@ -127,7 +127,7 @@ def test_the_optional_axes_expand_and_join_the_key_only_when_set(tmp_path):
 @pytest.mark.parametrize("name", ["default", "smoke", "full", "faults"] + sorted(
     os.path.basename(f)[:-5] for f in os.listdir(os.path.join(scen.REPO_ROOT, "scenarios")) if f.startswith("audit_")))
 def test_shipped_scenarios_load_and_expand(name):
-    from harness.scenario import resolve_path as resolve_scenario
+    from harness.scenario.spec import resolve_path as resolve_scenario
 
     sc = scen.load(resolve_scenario(name))
     assert scen.expand(sc)
@@ -146,7 +146,7 @@ def test_each_seed_audit_has_a_scenario_that_says_what_to_change_for_a_gpu():
 def test_gate_bench_loads_and_expands_to_the_68_cases_it_describes():
     from collections import Counter
 
-    from harness.scenario import resolve_path as resolve_scenario
+    from harness.scenario.spec import resolve_path as resolve_scenario
 
     sc = scen.load(resolve_scenario("gate_bench"))
     cases = scen.expand(sc)

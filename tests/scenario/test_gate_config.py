@@ -5,7 +5,14 @@ import sys
 
 import pytest
 
-from harness.gate_config import DEFAULTS, apply_overrides, matching_patterns, thresholds_for, validate_gate_table
+from harness import environments
+from harness.scenario.gate_config import (
+    DEFAULTS,
+    apply_overrides,
+    matching_patterns,
+    thresholds_for,
+    validate_gate_table,
+)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -101,7 +108,7 @@ def test_overrides_win_over_per_model_and_are_validated():
 
 
 def test_module_is_stdlib_only():
-    code = ("import sys, harness.gate_config; bad = [m for m in ('pandas', 'numpy', 'scipy', 'torch') "
+    code = ("import sys, harness.scenario.gate_config; bad = [m for m in ('pandas', 'numpy', 'scipy', 'torch') "
             "if m in sys.modules]; assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
 
@@ -120,7 +127,7 @@ def _oldest_python():
     finally:
         sys.path.remove(ROOT)
     version = noxfile.ENV_BY_LABEL[noxfile.TEST_ENVS[0]][2][-1]   # oldest Python of the oldest test environment
-    path, how = noxfile.find_python(version, install=False)
+    path, how = environments.find_python(version, install=False)
     if path is None:
         if os.environ.get("CI") == "true":
             pytest.fail("CI=true but no Python %s: %s" % (version, how))
@@ -131,7 +138,7 @@ def _oldest_python():
 def test_imports_and_validates_on_the_oldest_python():
     version, python = _oldest_python()
     code = ("import sys; assert '%%d.%%d' %% sys.version_info[:2] == %r, sys.version; "
-            "import harness.gate_config as g; "
+            "import harness.scenario.gate_config as g; "
             "assert g.validate_gate_table({'per_model': {'c*': {'q': 0.1}}}, 'w') == []; "
             "assert g.thresholds_for('cx', {'per_model': {'c*': {'q': 0.1}}})['q'] == 0.1; "
             "assert g.validate_gate_table({'q': 2}, 'w')[0].startswith('w.q = 2'); "

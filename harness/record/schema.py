@@ -1,13 +1,13 @@
 """The result record: the only thing that passes from the runner to the analysis side.
 
 One JSON object per case, one line each, appended to ``<out>/<env_label>.jsonl``. The
-schema is ``Record`` below and its parts' dataclasses (``harness.record_parts``): every
+schema is ``Record`` below and its parts' dataclasses (``harness.record.parts``): every
 field once, with its type, its meaning, and (``column``) the name of its column in the
 flat table the analysis side reads. The runner builds a ``Record`` and the writer
 serialises it; every reader flattens with ``flatten``, which is derived from the same
 fields. Adding a field is one edit there (plus the code that measures it, and its tests).
 
-The JSONL files themselves (append, read, resume) are ``harness.record_store``.
+The JSONL files themselves (append, read, resume) are ``harness.record.store``.
 
 Standard library only: the runner imports this on Python 3.9 + PyTorch 1.10.
 """
@@ -18,7 +18,7 @@ import typing
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from harness.record_parts import (
+from harness.record.parts import (
     Accuracy,
     Case,
     Checks,

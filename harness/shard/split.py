@@ -1,7 +1,7 @@
 """Split a scenario's cases into N shards of about equal cost (``run --shard K/N``).
 
 A CI job matrix runs one shard per job, each into its own output folder, and
-``torchmatrix merge`` (``harness.commands.merge``) joins the folders again. The split is
+``torchmatrix merge`` (``harness.shard.merge``) joins the folders again. The split is
 a pure function of the case list and the costs:
 
 * **Cost of a case.** Without measurements, a simple model in *cost units*:
@@ -21,7 +21,7 @@ a pure function of the case list and the costs:
   dict or hash order, so an unchanged scenario (and durations store) splits the same
   way every time, in every job. Every case lands in exactly one shard.
 
-Each record of a sharded run carries a ``shard`` part (``harness.record_parts.Shard``):
+Each record of a sharded run carries a ``shard`` part (``harness.record.parts.Shard``):
 its shard, the shard count, the shard's case count, the case's place in the unsharded
 case list, the scenario's content hash and the split's hash; the merge checks them.
 
@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from harness.fileio import load_toml
-from harness.record_store import iter_records
+from harness.record.store import iter_records
 from harness.vocab import MAX_BATCH
 
 #: Cost of a train case relative to eval at the same batch and size: the backward pass costs
@@ -177,7 +177,7 @@ class Selection:
     index: int
     count: int
     cases: List[Tuple[Any, Any]]
-    #: case key -> the record's ``shard`` part (``harness.record_parts.Shard`` as a dict)
+    #: case key -> the record's ``shard`` part (``harness.record.parts.Shard`` as a dict)
     fields: Dict[str, Dict[str, Any]]
     total_cases: int
     #: the summed cost of every shard 1..count, and the unit it is in
@@ -195,7 +195,7 @@ class Selection:
 
 def select(cases: Sequence[Tuple[Any, Any]], index: int, count: int, scenario_digest: str,
            durations: Optional[Dict[str, float]] = None, durations_source: str = "STORE") -> Selection:
-    """Shard ``index`` of ``count`` of ``cases`` (``harness.scenario.expand``'s list) and the record
+    """Shard ``index`` of ``count`` of ``cases`` (``harness.scenario.spec.expand``'s list) and the record
     part of each of its cases. ``ShardError`` when there are fewer cases than shards."""
     if count > len(cases):
         raise ShardError("--shard %d/%d: the scenario has %d case%s, fewer than %d shards; use N <= %d" % (

@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from harness import requirements
-from harness import scenario as scen
+from harness.scenario import requirements
+from harness.scenario import spec as scen
 from models import _sources
 
 MATRIX = {"mode": ["train"], "batch_size": [2], "size": [32], "precision": ["fp32"], "checkpoint": ["none"],

@@ -1,5 +1,5 @@
-"""The parts of a result record (``harness.record``): one dataclass per part, every field
-once with its type, its meaning and (``column``) its flat column name. ``harness.record``
+"""The parts of a result record (``harness.record.schema``): one dataclass per part, every field
+once with its type, its meaning and (``column``) its flat column name. ``harness.record.schema``
 assembles them into ``Record`` and derives the readers and writers from them.
 
 Standard library only: the runner imports this on Python 3.9 + PyTorch 1.10.
@@ -69,7 +69,7 @@ class Case:
 
 
 if tuple(f.name for f in dataclasses.fields(Case)) != CASE_AXES:  # one order for keys, tables and the scenario
-    raise ImportError("harness.record.Case fields differ from harness.vocab.CASE_AXES")
+    raise ImportError("harness.record.schema.Case fields differ from harness.vocab.CASE_AXES")
 
 
 @dataclass
@@ -247,7 +247,7 @@ class Checks:
 
 @dataclass
 class Shard:
-    """Which shard of a split run wrote the record (``run --shard K/N``; ``harness.shard``):
+    """Which shard of a split run wrote the record (``run --shard K/N``; ``harness.shard.split``):
     what ``torchmatrix merge`` checks before it joins the shards' records."""
 
     index: Optional[int] = _f("K: this shard, counted from 1", required=True)
@@ -256,7 +256,7 @@ class Shard:
                               required=True)
     position: Optional[int] = _f("the case's place in the unsharded case list, from 0 (the merged order)",
                                  required=True)
-    scenario_hash: Optional[str] = _f("hash of the scenario file's parsed content (harness.shard.scenario_hash)",
+    scenario_hash: Optional[str] = _f("hash of the scenario file's parsed content (harness.shard.split.scenario_hash)",
                                       required=True)
     split_hash: Optional[str] = _f("hash of the whole split, every case key and its shard: the shards of one "
                                    "split agree on it", required=True)

@@ -4,7 +4,7 @@ Writing is append-only, flushed and fsynced per line: a crash or kill loses at m
 the case in flight. A writer that finds an unterminated last line (a kill mid-write, a
 full disk) moves it to ``<file>.partial`` before appending, so no record is glued to a
 fragment. Reading tolerates bad lines and reports each as ``(line, None, problem)``;
-what a good record is comes from ``harness.record``. ``OutputLock`` keeps a second run
+what a good record is comes from ``harness.record.schema``. ``OutputLock`` keeps a second run
 off a record file in use. Standard library only (the runner writes, the analysis side
 reads).
 """
@@ -15,7 +15,7 @@ import socket
 import time
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
-from harness.record import Record, check, upgrade
+from harness.record.schema import Record, check, upgrade
 
 
 def set_aside_unterminated_tail(path: str) -> Optional[Tuple[int, str]]:

@@ -7,11 +7,11 @@ import sys
 
 import pytest
 
-from harness.record import RecordError
-from harness.record_store import OutputLock, OutputLocked, RecordWriter, held_case_keys, iter_records
-from tests.test_record import _rec
+from harness.record.schema import RecordError
+from harness.record.store import OutputLock, OutputLocked, RecordWriter, held_case_keys, iter_records
+from tests.record.test_schema import _rec
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def test_append_then_read_back_with_truncated_tail_and_other_schema(tmp_path):
@@ -94,7 +94,7 @@ def test_the_output_lock_refuses_a_second_holder_and_names_the_first(tmp_path):
 
 def test_a_lock_left_by_a_killed_run_is_stale_and_taken_over(tmp_path):
     path = str(tmp_path / "e.jsonl")
-    code = ("import os, sys; from harness.record_store import OutputLock; OutputLock(sys.argv[1]).acquire(); "
+    code = ("import os, sys; from harness.record.store import OutputLock; OutputLock(sys.argv[1]).acquire(); "
             "os.kill(os.getpid(), 9)")
     proc = subprocess.run([sys.executable, "-c", code, path], env=dict(os.environ, PYTHONPATH=ROOT))
     assert proc.returncode == -9 and "pid" in open(path + ".lock").read()  # its lock file is left behind

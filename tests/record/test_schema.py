@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from harness import record
-from harness.record import (
+from harness.record import schema as record
+from harness.record.schema import (
     COLUMN_NAMES,
     REPORT_COLUMNS,
     SCHEMA_VERSION,

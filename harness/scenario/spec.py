@@ -40,9 +40,9 @@ A scenario is TOML and pure data (never executed)::
     [profile]   torch.profiler traces of chosen cases: cases (axis tables as [[exclude]]'s),
                 wait, warmup, active (the schedule; see PROFILE_DEFAULTS, harness.runner.profile)
     [gate]      regression thresholds (read by the gate; validated here)
-    [config."MODEL"]  constructor keyword arguments of a model (``harness.model_options``)
-    [inputs."MODEL"]  a plain nn.Module's inputs (``harness.model_options``)
-    [environment]     requirements each environment installs (``harness.requirements``)
+    [config."MODEL"]  constructor keyword arguments of a model (``harness.scenario.model_options``)
+    [inputs."MODEL"]  a plain nn.Module's inputs (``harness.scenario.model_options``)
+    [environment]     requirements each environment installs (``harness.scenario.requirements``)
 
 Every problem (unknown key, bad value, unknown model, empty expansion) is reported
 together as ``ScenarioError``, each naming the file, the key path, the value and
@@ -55,10 +55,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from harness import model_options, requirements, scenario_models
 from harness.fileio import REPO_ROOT, TOMLDecodeError, load_toml
-from harness.record import Case
-from harness.scenario_settings import (
+from harness.record.schema import Case
+from harness.scenario import model_options, requirements
+from harness.scenario import models as scenario_models
+from harness.scenario.settings import (
     BACKEND_DEFAULTS,
     CHECKS_DEFAULTS,
     MAX_BATCH_DEFAULTS,
@@ -110,9 +111,9 @@ class Scenario:
     task: Dict[str, Any]
     gate: Dict[str, Any]
     checks: Dict[str, Any]
-    #: ``{"config": {key: table}, "inputs": {key: table}}`` (``harness.model_options``)
+    #: ``{"config": {key: table}, "inputs": {key: table}}`` (``harness.scenario.model_options``)
     model_tables: Dict[str, Dict[str, Dict[str, Any]]] = field(default_factory=dict)
-    #: ``{"requirements": [...], "pins": {env_label: [...]}}``, paths absolute (``harness.requirements``)
+    #: ``{"requirements": [...], "pins": {env_label: [...]}}``, paths absolute (``harness.scenario.requirements``)
     environment: Dict[str, Any] = field(default_factory=dict)
     #: the largest-batch search's settings (``MAX_BATCH_DEFAULTS``)
     max_batch: Dict[str, Any] = field(default_factory=lambda: dict(MAX_BATCH_DEFAULTS))
@@ -274,7 +275,7 @@ def from_dict(data: Dict[str, Any], path: str = "<scenario>") -> Scenario:
 
 def _gate_problems(gate: Any, where: str) -> List[str]:
     try:
-        from harness.gate_config import validate_gate_table
+        from harness.scenario.gate_config import validate_gate_table
     except ImportError:  # the gate's thresholds module is optional for the runner
         return [] if isinstance(gate, dict) else ["%s: must be a table" % where]
     return list(validate_gate_table(gate, where))

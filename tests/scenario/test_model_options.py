@@ -1,7 +1,7 @@
 """The [config."MODEL"] and [inputs."MODEL"] tables of a scenario: validation and lookup."""
 import pytest
 
-from harness import model_options
+from harness.scenario import model_options
 
 
 @pytest.mark.parametrize("entry, says", [

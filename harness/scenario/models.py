@@ -11,7 +11,7 @@ other models run.
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from harness import requirements
+from harness.scenario import requirements
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ def _first_line(exc: BaseException) -> str:
 
 def _with_install_note(reason: str, module_name: str, paths: bool) -> str:
     """``reason`` and, where this environment failed to install what could provide ``module_name``,
-    the installer's word on it (``harness.requirements.failed_for``)."""
+    the installer's word on it (``harness.scenario.requirements.failed_for``)."""
     failed = requirements.failed_for(requirements.current_report(), module_name, paths)
     note = requirements.failed_note({"failed": failed}) if failed else None
     return "%s; %s" % (reason, note) if note else reason

@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from harness import shard
+from harness.shard import split as shard
 from tests.runner.helpers import read_jsonl, run_harness, write_scenario
 
 THREE_EVAL = '''
@@ -23,7 +23,7 @@ device = ["cpu"]
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory):
     """Two real shards of a three-case scenario (env label ``e``) and the unsharded case keys."""
-    from harness import scenario as scen
+    from harness.scenario import spec as scen
 
     root = tmp_path_factory.mktemp("shards")
     # batch 3 (shard 1) is profiled: its trace folder travels with the merge

@@ -1,7 +1,7 @@
 """Synthetic record stores for the report's tests and benchmark.
 
 Writes ``<out>/<env_label>.jsonl`` files of records built and checked by the schema in
-``harness.record`` (several PyTorch environments, models with their own size axes,
+``harness.record.schema`` (several PyTorch environments, models with their own size axes,
 precisions, checkpointing modes, every status, raw samples, output probes, task
 metrics) and the ``<env_label>.env.json`` file the nox matrix writes per environment,
 including a skipped one. On request, several rounds of the matrix (as ``run --append``
@@ -17,7 +17,7 @@ import os
 import random
 from typing import Dict, List, Optional, Sequence
 
-from harness.record import SCHEMA_VERSION, Case, RecordError, check
+from harness.record.schema import SCHEMA_VERSION, Case, RecordError, check
 from harness.vocab import CHECKPOINTS, MODES, PRECISIONS
 
 #: (env_label, torch, python, numpy, cuda, speed factor): newer releases a little faster.

@@ -1,6 +1,6 @@
 """A scenario's settings tables — ``[measure]``, ``[backend]``, ``[tolerance]``, ``[task]``,
 ``[checks]``, ``[max_batch]``, ``[profile]`` — with their defaults and the check of each value
-(``harness.scenario`` validates a scenario's tables with them).
+(``harness.scenario.spec`` validates a scenario's tables with them).
 
 Standard library only: the runner imports this on Python 3.9 + PyTorch 1.10.
 """

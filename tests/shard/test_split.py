@@ -1,13 +1,13 @@
-"""Sharding (``run --shard K/N``, ``harness.shard``): the split partitions the cases exactly, is
+"""Sharding (``run --shard K/N``, ``harness.shard.split``): the split partitions the cases exactly, is
 stable and balanced, and a bad ``--shard`` is exit 2 with one line."""
 import random
 
 import pytest
 
-from harness import shard
-from harness.record import SCHEMA_VERSION
-from harness.record_parts import Case
-from harness.record_store import RecordWriter
+from harness.record.parts import Case
+from harness.record.schema import SCHEMA_VERSION
+from harness.record.store import RecordWriter
+from harness.shard import split as shard
 from tests.runner.helpers import run_harness, write_scenario
 
 THREE_EVAL = '''
@@ -27,7 +27,7 @@ def _case(mode="eval", batch_size=2, size=32, precision="fp32", model="m"):
 
 @pytest.fixture(scope="module")
 def default_cases():
-    from harness import scenario as scen
+    from harness.scenario import spec as scen
 
     return scen.expand(scen.load(scen.resolve_path("default")))
 
@@ -166,7 +166,7 @@ def test_a_bad_shard_is_exit_2_one_line_and_writes_nothing(tmp_path, args, says)
 
 
 def test_a_dry_run_of_each_shard_lists_its_part_of_the_case_list(tmp_path):
-    from harness import scenario as scen
+    from harness.scenario import spec as scen
 
     scenario = write_scenario(tmp_path, THREE_EVAL)
     all_keys = [case.key for case, _ in scen.expand(scen.load(scenario))]
