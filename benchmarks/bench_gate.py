@@ -5,8 +5,8 @@ interleaved rounds A B B A ..., one fresh ``python -m harness run`` per round, t
 gate) on a throw-away ``git clone`` of the current HEAD of this repository, made under
 the system temporary folder. Nothing is committed here: the fault commits live in the
 clone only, which is deleted at the end (``--keep-clone`` keeps it). Only HEAD is
-measured: uncommitted changes to the harness are not (the fault patches are applied
-to the clone by this file, as it is in the working tree).
+measured: uncommitted changes to the harness are not (the faults are those of
+``benchmarks/gate_faults.py`` as it is in the working tree: the fault commit adds a copy).
 
 What is measured. By default ``scenarios/gate_bench.toml``, a scenario tuned for measuring
 the gate (68 cases, 41 samples of 10 ms, ``time_factor = 1.05``), 10 rounds a side.
@@ -40,75 +40,49 @@ is started.
    gate calls regressed in the expected kind (goal: at least 95%); false alarms, the
    share of unaffected cases called regressed (any kind), and false improvements, the
    share called improved; other-kind, affected cases regressed in another kind; and the
-   wall time of the A/B run. What each fault injects, exactly:
+   wall time of the A/B run. What each fault injects, exactly, is in
+   ``benchmarks/gate_faults.py`` (through the runner's declared fault hooks,
+   ``harness.runner.fault_hooks``: the fault commit only adds files, it patches no line).
+   What the gate should say:
 
-   ``slow10``  harness/runner/execute.py: the timed step of every affected case is wrapped
-               so that each call, after doing the real step, busy-waits on
-               ``time.perf_counter`` for 10% of the time the step itself took. Every
-               iteration is 1.10x as long; nothing else changes (the fidelity step, the
-               reference and the instruction pass are untouched). Expected: time regressed on
-               every affected case judged on wall time (the targets); with ``--instructions``
-               the counts decide time and do not move, so there are no targets, and the gate
+   ``slow10``  (the timed step busy-waits 10% of its own time) time regressed on every
+               affected case judged on wall time (the targets); with ``--instructions`` the
+               counts decide time and do not move, so there are no targets, and the gate
                should say unchanged or inconclusive ("wall time only").
-   ``mem10``   harness/runner/execute.py: in affected cases, after the first (fidelity)
-               step and the reset of the peak tracker, one more untimed step is run, the
-               peak so far is read (``PeakMemory.result()``: the case's own peak) and a
-               buffer of 10% of it (``torch.ones(n, dtype=uint8)``, so every page is
-               touched) is held through warm-up and timing, freed after the peak is read;
-               its size goes to ``mem10/injected-held.jsonl`` (the record's schema has no
-               field for it). Every affected case's peak grows by ~10%. On the process peak,
-               the gate's memory rule needs > 5% AND > ``memory_floor_bytes`` (16 MiB by
-               default), so only cases with a baseline peak above 10 x the floor can be
-               flagged: in gate_bench, the memory-sized cases (200-330 MiB) of mswr_net_tiny
-               and sharp_tiny (that of hsifusion_tiny is an unaffected one). But where both
-               sides carry the exact tensor peak of a step (every CPU case now), the gate
-               judges memory on that, and a buffer held outside the step does not show in
-               it: such cases are no target (tmem10 is the fault the tensor peak sees).
-               Expected: memory regressed on the targets ("eligible"); reported for all
-               affected cases too.
-   ``drift``   harness/runner/execute.py: in the fp32 cases of affected models, the model's
-               forward and inference outputs are rounded through bfloat16
-               (``t.to(bfloat16).to(t.dtype)``, about 3 significant digits, relative error
-               ~1e-3) before the loss, the backward and the fidelity snapshot; the fp32
-               and float64 references are untouched. The calibrated rule allows fp32 10x its
-               own error against float64 (~1e-7). Expected: accuracy regressed on every
-               affected fp32 case, twice: fidelity, and outputs changed between revisions
-               (20 + 20 of 68 in gate_bench, one round a side, 2026-11-27).
-   ``ckpt``    models/mswr.py: ``mswr_net_tiny`` is registered with the zoo's fault twin
-               class ``MSWRNetLegacyCheckpoint`` (the legacy reentrant checkpoint wrapper
-               of audit bug #2, as in ``mswr_net_legacy_ckpt_tiny``), same config. One
-               model only, whatever ``--fault-models`` says. Expected: accuracy (missing
-               gradients) regressed on the mswr_net_tiny train cases with
-               ``checkpoint=reentrant``; nothing else changes.
-   ``work10``  models/_registry.py: an affected model is built with a forward hook on a few
-               of its own leaf sub-modules (convolutions, linears, norms: ``WORK10_SITES``,
-               calibrated per model) that computes the sub-module a second time on the same
-               inputs and adds the result with weight 0.0: a repeated layer. Outputs and
-               gradients keep their values; the work is done in every precision, mode and
-               checkpoint mode, forward and, in training, backward. A leaf repeated keeps no
-               tensor alive past itself (its saved input is the first call's), so the tensor
-               peak stays put where the gate could see it (under 0.3% in cbam_classifier_tiny,
+   ``mem10``   (a buffer of 10% of the case's peak held through timing) every affected case's
+               peak grows by ~10%. On the process peak, the gate's memory rule needs > 5% AND
+               > ``memory_floor_bytes`` (16 MiB by default), so only cases with a baseline peak
+               above 10 x the floor can be flagged: in gate_bench, the memory-sized cases
+               (200-330 MiB) of mswr_net_tiny and sharp_tiny (that of hsifusion_tiny is an
+               unaffected one). Where both sides carry the exact tensor peak of a step (every
+               CPU case now), the gate judges memory on that, which a buffer held outside the
+               step does not reach: such cases are no target (tmem10 is the fault the tensor
+               peak sees). Expected: memory regressed on the targets ("eligible"); reported
+               for all affected cases too, with the held sizes (``injected-held.jsonl``).
+   ``drift``   (fp32 outputs rounded through bfloat16, relative error ~1e-3; the calibrated
+               rule allows fp32 10x its own error against float64, ~1e-7) accuracy regressed
+               on every affected fp32 case, twice: fidelity, and outputs changed between
+               revisions (20 + 20 of 68 in gate_bench, one round a side, 2026-11-27).
+   ``ckpt``    (mswr_net_tiny built as its twin ``mswr_net_legacy_ckpt_tiny``; one model
+               whatever ``--fault-models`` says) accuracy (missing gradients) regressed on the
+               mswr_net_tiny train cases with ``checkpoint=reentrant``; nothing else changes.
+   ``work10``  (a few leaf sub-modules computed twice, values unchanged) every gate_bench case
+               of an affected model counts about 8-15% more instructions per step (callgrind,
+               one thread; the figures beside ``gate_faults.WORK10_SITES``), and the tensor peak
+               stays put where the gate could see it (under 0.3% in cbam_classifier_tiny,
                mswr_net_tiny and sharp_tiny; at most 16 KiB, under the 64 KiB floor, in the
-               small models). Every gate_bench case of an affected model counts about 8-15%
-               more instructions per step (callgrind, one thread; the figures beside
-               ``WORK10_SITES``). Expected: time regressed on every affected case (judged on
-               the instruction counts with ``--instructions``, else on wall time).
-   ``tmem10``  models/_registry.py: an affected model is built with a forward hook on some of
-               its sub-modules (``TMEM10_SITES``) that, in training, multiplies the output by a
-               validity mask materialised at full size where nothing is masked (``x *
-               x.new_ones(x.shape)``, where no mask or a broadcast one would do): the product
-               saves the mask for backward, so one output's worth of tensor memory more stays
-               alive until backward reaches it. Values are unchanged (x * 1 is x); eval steps
-               are untouched (the eval cases are unaffected). Injected into the two affected
-               models whose tensor peaks can show it (mswr_net_tiny, sharp_tiny;
-               ``TMEM10_SITES`` says why not the others). The tensor peak of a step
-               (``memory.tensor_peak_bytes``) grows by 9.6-12.7% in every affected gate_bench
-               case (torch 2.15, before #14's AdamW train step), its instruction count by about
-               1% (time unchanged for the gate). The gate's memory rule on the tensor peak needs
-               > 5% AND > 64 KiB (``tensor_memory_floor_bytes``), so the targets ("eligible") are
-               the cases whose baseline tensor peak times the model's smallest calibrated growth
-               (``TMEM10_GROWTH``) exceeds both. Expected: memory regressed on the targets;
-               reported for all affected cases too.
+               small models). Expected: time regressed on every affected case (judged on the
+               instruction counts with ``--instructions``, else on wall time).
+   ``tmem10``  (a full-size mask saved for backward at a few sites, in training) injected into
+               the two affected models whose tensor peaks can show it (mswr_net_tiny,
+               sharp_tiny; ``gate_faults.TMEM10_SITES`` says why not the others). The tensor
+               peak of a step grows by 9.6-12.7% in every affected gate_bench train case (torch
+               2.15, before #14's AdamW train step), its instruction count by about 1% (time
+               unchanged for the gate). The gate's memory rule on the tensor peak needs > 5%
+               AND > 64 KiB (``tensor_memory_floor_bytes``), so the targets ("eligible") are
+               the cases whose baseline tensor peak times the model's smallest calibrated
+               growth (``gate_faults.TMEM10_GROWTH``) exceeds both. Expected: memory regressed
+               on the targets; reported for all affected cases too.
 
    With only some cases changed, the Benjamini-Hochberg correction has fewer true
    changes among its tests than when every case is slowed, so ``slow10``'s detection can
@@ -163,10 +137,14 @@ from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
+for _path in (ROOT, os.path.join(ROOT, "benchmarks")):  # benchmarks/ is not a package
+    if _path not in sys.path:
+        sys.path.insert(0, _path)
+
+import gate_faults as gf  # noqa: E402  (standard library only at import)
 
 from harness.commands.ab import run_ab  # noqa: E402  (standard library only)
+from harness.runner import fault_hooks  # noqa: E402  (standard library only)
 from harness.vocab import AGGREGATE_CASE_KEY  # noqa: E402
 
 KINDS = ("time", "memory", "accuracy", "status")
@@ -199,7 +177,7 @@ COMMIT_ID = ("-c", "user.name=torchmatrix bench_gate", "-c", "user.email=bench-g
 
 
 class BenchError(Exception):
-    """The benchmark cannot go on (git, a patch anchor that is gone, ...)."""
+    """The benchmark cannot go on (git, a HEAD without fault hooks, ...)."""
 
 
 # ---------------------------------------------------------------- pure helpers
@@ -207,15 +185,6 @@ class BenchError(Exception):
 def parse_case_key(key: str) -> Dict[str, str]:
     """``model=x;mode=train;batch=2;...`` as a dict of text values."""
     return dict(part.split("=", 1) for part in str(key).split(";") if "=" in part)
-
-
-def replace_once(text: str, anchor: str, replacement: str, where: str) -> str:
-    """``text`` with its single ``anchor`` replaced; BenchError when it is missing or repeated."""
-    count = text.count(anchor)
-    if count != 1:
-        raise BenchError("%s: the patch anchor %r occurs %d times (expected once); the file changed, update "
-                         "benchmarks/bench_gate.py" % (where, anchor.strip()[:80], count))
-    return text.replace(anchor, replacement)
 
 
 def share(n: int, d: int) -> Optional[float]:
@@ -284,22 +253,23 @@ def _every_target(case: Dict[str, str], vs: List[Dict], table: Dict) -> bool:
 
 @dataclass
 class Fault:
-    """An injected fault: the patches that make its commit and how to score the gate on it."""
+    """An injected fault (``name``: one of ``gate_faults.INSTALLERS``) and how to score the gate on it."""
 
     name: str
     title: str
     kinds: Tuple[str, ...]  # verdict kinds that count as detecting it
-    #: (file relative to the checkout, patch(text, models) -> patched text); ``models``:
-    #: the model names to inject into, or None for every model (ignored where not ``scoped``)
-    patches: List[Tuple[str, Callable[[str, Optional[Sequence[str]]], str]]]
     #: (case axes) -> the fault's code changes this case when injected into its model
     touched: Callable[[Dict[str, str]], bool] = _every_case
     #: (case axes, the case's verdicts, gate table) -> among the affected cases, the gate
     #: should flag this one (a regression of the expected kind on an affected case that is
     #: not a target is not a false alarm)
     target: Callable[[Dict[str, str], List[Dict], Dict], bool] = _every_target
-    #: the patch injects into the models it is given only (``--fault-models``)
+    #: the fault injects into the models it is given only (``--fault-models``)
     scoped: bool = True
+
+    def injected(self, models: Optional[Sequence[str]]) -> Tuple[str, Optional[Sequence[str]]]:
+        """The ``(name, models)`` entry of a fault commit's activation (None: its own choice)."""
+        return self.name, (models if self.scoped else None)
 
 
 def is_affected(fault: Fault, case: Dict[str, str], models: Optional[Sequence[str]] = None) -> bool:
@@ -414,249 +384,20 @@ def workflow_run(path: str = WORKFLOW) -> Dict:
             "rounds_given": rounds_given, "instructions": instructions, "command": command}
 
 
-# ---------------------------------------------------------------- the faults' patches
-
-EXECUTE = "harness/runner/execute.py"
-MAKE_STEP_DEF = "\n\ndef _make_step("
-#: Where run_case has the step it times, after the fidelity step. The instruction pass builds
-#: its step through ``case_step`` too, but goes on differently; slow10 leaves that one alone:
-#: it busy-waits on the clock, not on work.
-MAKE_STEP_CALL = "        torch.manual_seed(seed)\n        got_out, got_grads = step_keep()\n"
-
-
-def scope_helper(models: Optional[Sequence[str]]) -> str:
-    """Source of ``_injected_applies(case)``: the fault applies to ``case`` (its model is one of ``models``)."""
-    names = None if models is None else tuple(sorted(models))
-    return '''
-
-#: Injected by benchmarks/bench_gate.py: the models the fault is injected into (None: every model).
-_INJECTED_MODELS = %r
-
-
-def _injected_applies(case):
-    return _INJECTED_MODELS is None or case["model"] in _INJECTED_MODELS
-''' % (names,)
-
-
-SLOW_HELPER = '''
-
-def _injected_slowdown(step):
-    """Injected by benchmarks/bench_gate.py (slow10): busy-wait 10% of each step's own time."""
-    def slowed():
-        t0 = time.perf_counter()
-        step()
-        until = time.perf_counter() + 0.10 * (time.perf_counter() - t0)
-        while time.perf_counter() < until:
-            pass
-    return slowed
-'''
-
-
-def _patch_slow(text: str, models: Optional[Sequence[str]] = None) -> str:
-    text = replace_once(text, MAKE_STEP_DEF, scope_helper(models) + SLOW_HELPER + MAKE_STEP_DEF, EXECUTE)
-    inject = "        if _injected_applies(case):  # injected by bench_gate.py (slow10)\n" \
-             "            step = _injected_slowdown(step)\n"
-    return replace_once(text, MAKE_STEP_CALL, MAKE_STEP_CALL + inject, EXECUTE)
-
-
-MEM_RESET = "        mem.reset_peak()\n"
-MEM_READ = '        result["memory"] = mem.result()\n'
-#: mem10's patched worker appends ``{"case_key", "bytes"}`` (the buffer it held) to the file this
-#: environment variable names, when it is set: the record's schema has no field for it, and the
-#: runner refuses records with unknown keys.
-MEM_LOG_ENV = "TORCHMATRIX_BENCH_GATE_MEM10_LOG"
-MEM_NOTE_HELPER = '''
-
-def _injected_note(case, nbytes):
-    """Injected by benchmarks/bench_gate.py (mem10): note the buffer held where the benchmark reads it."""
-    import json
-    import os
-
-    path = os.environ.get(%r)
-    if path:
-        from harness.record.schema import Case
-
-        with open(path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps({"case_key": Case(**case).key, "bytes": nbytes}) + "\\n")
-''' % MEM_LOG_ENV
-
-
-def _patch_mem(text: str, models: Optional[Sequence[str]] = None) -> str:
-    text = replace_once(text, MAKE_STEP_DEF, scope_helper(models) + MEM_NOTE_HELPER + MAKE_STEP_DEF, EXECUTE)
-    extra = ("        _injected_bytes = _injected_extra = None\n"
-             "        if _injected_applies(case):  # injected by bench_gate.py (mem10): hold 10% of the peak\n"
-             "            step()\n"
-             "            _injected_bytes = max(1, int(0.10 * mem.result()[\"peak_bytes\"]))\n"
-             "            _injected_extra = torch.ones(_injected_bytes, dtype=torch.uint8, device=case[\"device\"])\n")
-    text = replace_once(text, MEM_RESET, MEM_RESET + extra, EXECUTE)
-    keep = ("        if _injected_bytes is not None:\n"
-            "            _injected_note(case, _injected_bytes)\n"
-            "        del _injected_extra\n")
-    return replace_once(text, MEM_READ, MEM_READ + keep, EXECUTE)
-
-
-DRIFT_HELPER = '''
-
-def _injected_bf16_round(value):
-    """Injected by benchmarks/bench_gate.py (drift): floating outputs rounded through bfloat16."""
-    if isinstance(value, torch.Tensor):
-        return value.to(torch.bfloat16).to(value.dtype) if value.is_floating_point() else value
-    if isinstance(value, tuple) and hasattr(value, "_fields"):
-        return type(value)(*[_injected_bf16_round(v) for v in value])
-    if isinstance(value, (list, tuple)):
-        return type(value)(_injected_bf16_round(v) for v in value)
-    if isinstance(value, dict):
-        return {k: _injected_bf16_round(v) for k, v in value.items()}
-    return value
-
-
-def _injected_drift(fn):
-    def drifted(*args):
-        return _injected_bf16_round(fn(*args))
-    return drifted
-'''
-TRAIN_BRANCH = '    if case["mode"] == "train":\n        model.train()\n'
-
-
-def _patch_drift(text: str, models: Optional[Sequence[str]] = None) -> str:
-    text = replace_once(text, MAKE_STEP_DEF, scope_helper(models) + DRIFT_HELPER + MAKE_STEP_DEF, EXECUTE)
-    inject = ('    if use_case_config and prec == "fp32" and _injected_applies(case):  # injected by bench_gate.py\n'
-              "        forward, infer = _injected_drift(forward), _injected_drift(infer)\n")
-    return replace_once(text, TRAIN_BRANCH, inject + TRAIN_BRANCH, EXECUTE)
-
-
-MSWR = "models/mswr.py"
-
-
-def _patch_ckpt(text: str, models: Optional[Sequence[str]] = None) -> str:
-    return replace_once(text, '    "mswr_net_tiny", MSWRNet, _TINY,\n',
-                        '    "mswr_net_tiny", MSWRNetLegacyCheckpoint, _TINY,\n', MSWR)
-
+# ---------------------------------------------------------------- the faults (benchmarks/gate_faults.py)
 
 def _mswr_reentrant_train(case: Dict[str, str]) -> bool:
     return case.get("model") == "mswr_net_tiny" and case.get("mode") == "train" \
         and case.get("checkpoint") == "reentrant"
 
 
-# work10 and tmem10 patch the zoo's registry (models/_registry.py): a model it builds gets a
-# forward hook on some of its own sub-modules, so the fault lives in the model, in every
-# precision, mode and checkpoint mode, and a model that is not named is built exactly as
-# before. The sites (sub-module paths, each hooked as many times as given) are calibrated per
-# model: what 10% of a step is differs from model to model. The models given
-# (``--fault-models``) pick from the tables; ``all`` means every model in them.
-ZOO_REGISTRY = "models/_registry.py"
-REGISTRY_BUILD = "        return self.model_cls(self.config)\n"
-REGISTER_MODEL_DEF = "\n\ndef register_model("
-#: work10: per model, the leaf sub-modules computed twice (the second result weighted 0.0).
-#: Leaves (convolutions, linears, norms; no BatchNorm, whose running statistics would move
-#: twice): a repeated leaf keeps no tensor alive past itself. Chosen from each candidate's
-#: share of a step (callgrind, one thread, one step counted after a warm-up, with and without
-#: the candidate repeated) so that every gate_bench case of the model counts 8-15% more
-#: instructions per step; in bf16 the matmuls and convolutions weigh more, in fp32 the norms,
-#: hence the mixes. Measured with the patch (torch 2.15, against HEAD; train fp32 / amp_bf16,
-#: eval fp32 / amp_bf16): attention_gqa_tiny +9.9/+10.3/+14.8/+13.5%, attention_linear_tiny
-#: +8.3/+11.4/+11.6/+13.3%, cbam_classifier_tiny +9.0/+12.1/+8.5/+13.6%, graph_vae_tiny
-#: +8.2/+7.7/+13.2/+8.5%, llm_decoder_tiny +9.3/+11.8/+10.5/+11.7%, mswr_net_tiny
-#: +9.3/+10.5/+9.1/+14.0% (its checkpointing cases +8.7-12.6%, batch 48 +9.1/+10.9%) and
-#: sharp_tiny +11.5/+11.2/+10.7/+12.8% (batch 48 +9.0%): 7.7-14.8% over the 39 cases.
-WORK10_SITES = {
-    "attention_gqa_tiny": (("blocks.0.mlp.0", 1), ("blocks.0.norm1", 1), ("blocks.0.norm2", 1),
-                           ("blocks.1.norm1", 1)),
-    "attention_linear_tiny": (("blocks.0.mlp.0", 1), ("blocks.0.norm1", 1), ("blocks.0.norm2", 1),
-                              ("blocks.1.norm1", 1), ("head", 1)),
-    "cbam_classifier_tiny": (("stages.1.0.conv1", 1), ("stages.2.0.conv1", 1)),
-    "graph_vae_tiny": (("mu", 1), ("logvar", 1)),
-    "llm_decoder_tiny": (("blocks.0.attn_norm", 1), ("blocks.0.mlp.gate", 1), ("head", 1)),
-    "mswr_net_tiny": (("stem", 1), ("encoders.0.0.norm1", 1), ("downs.0", 1), ("encoders.1.0.attn.qkv", 1),
-                      ("encoders.1.0.ffn.fc1", 1)),
-    "sharp_tiny": (("stem", 1), ("encoders.0.0.attn.proj", 1), ("downs.0", 1), ("ups.0", 1)),
-}
-#: tmem10: per model, the sub-modules whose output gets a full-size mask per hook, in training.
-#: Calibrated with ``harness.runner.memory.tensor_peak_bytes`` on each gate_bench train case's
-#: step, aiming at 8-15% growth (one output's worth is the smallest step). The sites (stems,
-#: down- and up-sampling, heads) are outside the checkpointed stages (inside one, a mask is
-#: saved only while the stage is recomputed, and the reentrant cases would not grow) and have
-#: contiguous outputs (a mask on a permuted view multiplies slowly: on sharp_tiny's token
-#: tensors, +6% instructions). Measured (torch 2.15, before #14): tensor peak mswr_net_tiny
-#: +9.6-11.5%, sharp_tiny +10.1-12.7% (1.10: 8.9-13.0%); instructions per step +0.1-1.1%. Two
-#: of AFFECTED_MODELS only: their tensor peaks (0.6-200 MiB) are where a ~10% growth clears the
-#: gate's 64 KiB floor; the others peak below that (cbam_classifier_tiny too since #14 gave it
-#: the ResNet stem: 288 KiB in a batch-2 train step), where 10% stays under it and the masks
-#: would only add time.
-TMEM10_SITES = {
-    "mswr_net_tiny": (("downs.0", 2), ("ups.0", 2), ("head", 2)),
-    "sharp_tiny": (("stem", 2), ("downs.0", 2), ("ups.0", 2), ("head", 1)),
-}
-#: The smallest growth of the tensor peak tmem10 gave a train case of the model in gate_bench or
-#: smoke (torch 2.15): a case is a target when even this much exceeds both memory thresholds.
-TMEM10_GROWTH = {"mswr_net_tiny": 0.096, "sharp_tiny": 0.101}
-
-SITES_HELPER = '''
-
-#: Injected by benchmarks/bench_gate.py (%(fault)s): per registered model, the sub-modules it
-#: hooks, each as many times as given.
-_INJECTED_SITES = %(sites)r
-
-
-def _injected_hooks(name, model):
-    """``model``, built for ``name``, with the fault's forward hook on each of its sites."""
-    modules = dict(model.named_modules())
-    for path, times in _INJECTED_SITES.get(name, ()):
-        for _ in range(times):
-            modules[path].register_forward_hook(%(hook)s)
-    return model
-'''
-WORK_HOOK = '''
-
-def _injected_twice(module, inputs, output):
-    """Injected by benchmarks/bench_gate.py (work10): the module computed a second time on the same
-    inputs and added with weight 0.0 (a repeated layer): outputs and gradients keep their values
-    (x + 0.0 equals x), yet the work is done, forward and, in training, backward."""
-    return output + 0.0 * module.forward(*inputs)
-'''
-KEEP_HOOK = '''
-
-def _injected_keep(module, inputs, output):
-    """Injected by benchmarks/bench_gate.py (tmem10): in training, the module's output is multiplied
-    by a validity mask materialised at full size (``new_ones``) where nothing is masked, instead
-    of no mask or a broadcast one. The product saves the mask for backward: one output's worth of
-    tensor memory more stays alive until backward reaches it. Values are unchanged (x * 1 is x)."""
-    if not module.training:
-        return output
-    return output * output.new_ones(output.shape)
-'''
-
-Sites = Dict[str, Tuple[Tuple[str, int], ...]]
-
-
-def _sites(table: Sites, models: Optional[Sequence[str]]) -> Sites:
-    """The calibrated ``table`` narrowed to ``models`` (None: all of it)."""
-    return {m: sites for m, sites in sorted(table.items()) if models is None or m in models}
-
-
-def _patch_registry(text: str, fault: str, sites: Sites, helper: str, hook: str) -> str:
-    text = replace_once(text, REGISTER_MODEL_DEF, SITES_HELPER % {"fault": fault, "sites": sites, "hook": hook}
-                        + helper + REGISTER_MODEL_DEF, ZOO_REGISTRY)
-    build = "        # injected by bench_gate.py (%s)\n" \
-            "        return _injected_hooks(self.name, self.model_cls(self.config))\n" % fault
-    return replace_once(text, REGISTRY_BUILD, build, ZOO_REGISTRY)
-
-
-def _patch_work(text: str, models: Optional[Sequence[str]] = None) -> str:
-    return _patch_registry(text, "work10", _sites(WORK10_SITES, models), WORK_HOOK, "_injected_twice")
-
-
-def _patch_keep(text: str, models: Optional[Sequence[str]] = None) -> str:
-    return _patch_registry(text, "tmem10", _sites(TMEM10_SITES, models), KEEP_HOOK, "_injected_keep")
-
-
 def _tensor_memory_target(case: Dict[str, str], vs: List[Dict], table: Dict) -> bool:
     """tmem10's targets: cases judged on the tensor peak whose growth, at the model's smallest
-    calibrated one (``TMEM10_GROWTH``), exceeds both memory thresholds."""
+    calibrated one (``gate_faults.TMEM10_GROWTH``), exceeds both memory thresholds."""
     from harness.scenario.gate_config import thresholds_for
 
     th = thresholds_for(case.get("model", ""), table)
-    frac = TMEM10_GROWTH.get(case.get("model", ""), 0.0)
+    frac = gf.TMEM10_GROWTH.get(case.get("model", ""), 0.0)
     for v in vs:
         if v["kind"] == "memory" and v.get("measure") == "tensor_peak_bytes" and v.get("baseline") is not None:
             return frac * float(v["baseline"]) > th["tensor_memory_floor_bytes"] and frac > th["memory_frac"]
@@ -664,28 +405,28 @@ def _tensor_memory_target(case: Dict[str, str], vs: List[Dict], table: Dict) -> 
 
 
 FAULTS: Dict[str, Fault] = {f.name: f for f in (
-    Fault("slow10", "10% slower step (busy-wait)", ("time",), [(EXECUTE, _patch_slow)], target=_wall_time_target),
-    Fault("mem10", "+10% peak memory (held buffer)", ("memory",), [(EXECUTE, _patch_mem)], target=_memory_target),
-    Fault("drift", "fp32 outputs rounded via bf16", ("accuracy",), [(EXECUTE, _patch_drift)],
+    Fault("slow10", "10% slower step (busy-wait)", ("time",), target=_wall_time_target),
+    Fault("mem10", "+10% peak memory (held buffer)", ("memory",), target=_memory_target),
+    Fault("drift", "fp32 outputs rounded via bf16", ("accuracy",),
           touched=lambda case: case.get("precision") == "fp32"),
-    Fault("ckpt", "mswr_net_tiny -> legacy reentrant ckpt", ("accuracy", "status"), [(MSWR, _patch_ckpt)],
-          touched=_mswr_reentrant_train, scoped=False),
-    Fault("work10", "+10% arithmetic (layers computed twice)", ("time",), [(ZOO_REGISTRY, _patch_work)],
-          touched=lambda case: case.get("model") in WORK10_SITES),
-    Fault("tmem10", "+10% tensor peak, train (full-size mask)", ("memory",), [(ZOO_REGISTRY, _patch_keep)],
-          touched=lambda case: case.get("model") in TMEM10_SITES and case.get("mode") == "train",
+    Fault("ckpt", "mswr_net_tiny -> legacy reentrant ckpt", ("accuracy", "status"), touched=_mswr_reentrant_train,
+          scoped=False),
+    Fault("work10", "+10% arithmetic (layers computed twice)", ("time",),
+          touched=lambda case: case.get("model") in gf.WORK10_SITES),
+    Fault("tmem10", "+10% tensor peak, train (full-size mask)", ("memory",),
+          touched=lambda case: case.get("model") in gf.TMEM10_SITES and case.get("mode") == "train",
           target=_tensor_memory_target),
 )}
 
 
-def apply_fault(tree: str, fault: Fault, models: Optional[Sequence[str]] = None) -> None:
-    """Patch the files of ``tree`` (a checkout) in place for ``fault``, injected into ``models``."""
-    for rel, patch in fault.patches:
-        path = os.path.join(tree, rel)
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
-        with open(path, "w", encoding="utf-8") as fh:
-            fh.write(patch(text, models))
+def apply_faults(tree: str, faults: fault_hooks.Faults) -> List[str]:
+    """Make the checkout ``tree`` inject ``faults`` (``(name, models)`` entries) by adding files only
+    (``gate_faults.activate``); returns them, relative to ``tree``. BenchError when the tree's
+    runner declares no fault hooks (a HEAD older than them would run every fault unfaulted)."""
+    if not os.path.isfile(os.path.join(tree, "harness", "runner", "fault_hooks.py")):
+        raise BenchError("%s: harness/runner/fault_hooks.py is missing; this benchmark injects its faults through "
+                         "the runner's fault hooks, which this revision does not have" % tree)
+    return gf.activate(tree, faults)
 
 
 # ---------------------------------------------------------------- git and runs
@@ -706,11 +447,12 @@ def make_clone(source: str, parent: Optional[str] = None) -> Tuple[str, str]:
     return path, head
 
 
-def fault_commit(clone: str, base: str, fault: Fault, models: Optional[Sequence[str]] = None) -> str:
-    """Commit ``fault`` (injected into ``models``) on top of ``base`` in ``clone``; return the commit id."""
+def fault_commit(clone: str, base: str, faults: fault_hooks.Faults, message: str) -> str:
+    """Commit, on top of ``base`` in ``clone``, the files that inject ``faults``; return the commit id."""
     _git(clone, "checkout", "--quiet", "--detach", base)
-    apply_fault(clone, fault, models)
-    _git(clone, *COMMIT_ID, "commit", "--quiet", "-a", "-m", "bench_gate: inject %s (%s)" % (fault.name, fault.title))
+    added = apply_faults(clone, faults)
+    _git(clone, "add", "--", *added)
+    _git(clone, *COMMIT_ID, "commit", "--quiet", "-m", message)
     commit = _git(clone, "rev-parse", "HEAD")
     _git(clone, "checkout", "--quiet", "--detach", base)
     return commit
@@ -825,20 +567,6 @@ def regate(df_b, df_c, table: Dict, k: Optional[int] = None) -> List[Dict]:
     if k is not None:
         df_b, df_c = first_rounds(df_b, k), first_rounds(df_c, k)
     return compare(df_b, df_c, table)
-
-
-def held_bytes(path: str) -> Dict[str, List[int]]:
-    """mem10's notes (``MEM_LOG_ENV``): the buffers held, by case key, one per round."""
-    held: Dict[str, List[int]] = {}
-    if os.path.exists(path):
-        with open(path, encoding="utf-8") as fh:
-            for line in fh:
-                try:
-                    note = json.loads(line)
-                except ValueError:  # a line cut short by a killed worker
-                    continue
-                held.setdefault(note["case_key"], []).append(int(note["bytes"]))
-    return held
 
 
 def memory_shown(held: Dict[str, List[int]], verdicts: Sequence[Dict], keys: Sequence[str]) -> List[Dict]:
@@ -1176,12 +904,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         rows = []
         for name in faults:
             fault = FAULTS[name]
-            head = fault_commit(clone, base, fault, models)
-            held_log = os.path.join(out, name, "injected-held.jsonl")  # mem10's notes, see MEM_LOG_ENV
+            head = fault_commit(clone, base, [fault.injected(models)],
+                                "bench_gate: inject %s (%s)" % (fault.name, fault.title))
+            held_log = os.path.join(out, name, "injected-held.jsonl")  # mem10's notes, see gf.MEM_LOG_ENV
             if os.path.exists(held_log):
                 os.remove(held_log)
             os.makedirs(os.path.dirname(held_log), exist_ok=True)
-            with environment(MEM_LOG_ENV, held_log):
+            with environment(gf.MEM_LOG_ENV, held_log), environment(fault_hooks.ENV, "1"):
                 run = run_pair(clone, base, head, name, scenario, rounds, out, extra, log_path, console,
                                instructions)
             with open(os.path.join(run["out_dir"], "gate-verdicts.json"), encoding="utf-8") as fh:
@@ -1192,7 +921,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             rows.append(row)
             print_fault_table(console, [row])
             if name == "mem10":
-                row["memory_shown"] = memory_shown(held_bytes(held_log), verdicts, fig["target_cases"])
+                row["memory_shown"] = memory_shown(gf.held_bytes(held_log), verdicts, fig["target_cases"])
                 for m in row["memory_shown"]:
                     console("          %-60s %6.1f -> %6.1f MiB, held %5.1f MiB, the peak shows %3.0f%% of it: %s" % (
                         m["case_key"][:60], m["baseline"] / 2 ** 20, m["candidate"] / 2 ** 20,

@@ -4,9 +4,9 @@ With ``ab --instructions`` the time verdicts rest on instruction counts and memo
 exact tensor peak, so one round a side decides; but one A/B run of ``scenarios/gate_bench.toml``
 with the instruction pass takes about 20 minutes on the 2-core machine, and
 ``benchmarks/bench_gate.py`` runs one A/B run per fault. This benchmark runs fewer: each
-"mix" is one fault commit carrying several of bench_gate's faults, each injected into its own
-models (the models of one mix are disjoint, and faults that patch the same file are in
-different mixes), so one A/B run scores them all. Per fault, the figures are bench_gate's
+"mix" is one fault commit carrying several of bench_gate's faults (``benchmarks/gate_faults.py``),
+each injected into its own models (the models of one mix are disjoint), so one A/B run
+scores them all. Per fault, the figures are bench_gate's
 (``fault_figures``): detection over its target cases, and false alarms over the cases no
 fault of the mix touches (the cases of the mix's other faults are left out of its figures).
 
@@ -15,8 +15,8 @@ wall times longer, not their counts different):
 
 - ``aa``: HEAD against itself: false alarms per kind, and the run-wide verdict;
 - ``mix1``: work10 (+10% arithmetic) in four models, slow10 (busy-wait) in two, ckpt
-  (mswr_net_tiny's legacy checkpoint) and cswin (cswin_v2_tiny with the audit's
-  unconditional clone, ``cswin_v2_clone_fault_tiny``'s config);
+  (mswr_net_tiny's legacy checkpoint) and cswin (cswin_v2_tiny built as its twin with the
+  audit's unconditional clone, ``cswin_v2_clone_fault_tiny``);
 - ``mix2``: tmem10 (+10% tensor memory kept through the step) in two models, drift (fp32
   outputs rounded through bf16) in two.
 
@@ -40,19 +40,11 @@ if ROOT not in sys.path:
 
 import bench_gate as bg  # noqa: E402 - benchmarks/ is not a package; its folder is on sys.path when run
 
+from harness.runner import fault_hooks  # noqa: E402
 from harness.vocab import AGGREGATE_CASE_KEY  # noqa: E402
 
-CSWIN = "models/cswin.py"
-
-
-def _patch_cswin(text: str, models: Optional[Sequence[str]] = None) -> str:
-    return bg.replace_once(text, '    "cswin_v2_tiny", CSWinGenerator, _TINY,\n',
-                           '    "cswin_v2_tiny", CSWinGenerator, _CLONE_FAULT_TINY,\n', CSWIN)
-
-
 CSWIN_FAULT = bg.Fault("cswin", "cswin_v2_tiny -> unconditional clone (audit #3)", ("memory",),
-                       [(CSWIN, _patch_cswin)], touched=lambda case: case.get("model") == "cswin_v2_tiny",
-                       scoped=False)
+                       touched=lambda case: case.get("model") == "cswin_v2_tiny", scoped=False)
 FAULTS = dict(bg.FAULTS, cswin=CSWIN_FAULT)
 
 #: run -> [(fault, the models it is injected into)]; None for faults that pick their model.
@@ -68,13 +60,8 @@ def mix_commit(clone: str, base: str, run: str) -> str:
     """The run's fault commit on top of ``base`` (``base`` itself for the A/A run)."""
     if not MIXES[run]:
         return base
-    bg._git(clone, "checkout", "--quiet", "--detach", base)
-    for name, models in MIXES[run]:
-        bg.apply_fault(clone, FAULTS[name], models)
-    bg._git(clone, *bg.COMMIT_ID, "commit", "--quiet", "-a", "-m", "bench_gate_combined: %s" % run)
-    commit = bg._git(clone, "rev-parse", "HEAD")
-    bg._git(clone, "checkout", "--quiet", "--detach", base)
-    return commit
+    return bg.fault_commit(clone, base, [FAULTS[name].injected(models) for name, models in MIXES[run]],
+                           "bench_gate_combined: %s" % run)
 
 
 def figures(run: str, verdicts: Sequence[Dict], table: Dict) -> Dict:
@@ -99,7 +86,9 @@ def run_one(run: str, args) -> Dict:
     try:
         head = mix_commit(clone, base, run)
         log = os.path.join(args.out, "%s.log" % run)
-        pair = bg.run_pair(clone, base, head, run, args.scenario, 1, args.out, [], log, console, instructions=True)
+        with bg.environment(fault_hooks.ENV, "1"):
+            pair = bg.run_pair(clone, base, head, run, args.scenario, 1, args.out, [], log, console,
+                               instructions=True)
         with open(os.path.join(pair["out_dir"], "gate-verdicts.json"), encoding="utf-8") as fh:
             doc = json.load(fh)
         table = doc.get("gate_table") or {}

@@ -24,7 +24,18 @@ from typing import Any, Dict, Optional
 import torch
 
 import models
-from harness.runner import accuracy, checks, flops, instructions, optim, precision, sdpa, speed_probe, timing
+from harness.runner import (
+    accuracy,
+    checks,
+    fault_hooks,
+    flops,
+    instructions,
+    optim,
+    precision,
+    sdpa,
+    speed_probe,
+    timing,
+)
 from harness.runner.memory import PeakMemory, tensor_peak_bytes
 from harness.runner.profile import profile_step
 from harness.scenario import settings as scenario_settings
@@ -64,6 +75,7 @@ def model_options(case: Dict, settings: Dict) -> Optional[Dict[str, Any]]:
 
 def _build(case: Dict, seed: int, use_case_config: bool, options: Optional[Dict[str, Any]] = None):
     model = models.create_model(case["model"], case["size"], options)
+    model = fault_hooks.wrap(fault_hooks.MODEL_BUILT, case, model)
     models.init_parameters(model, seed)
     inputs, target = model.example_inputs(case["batch_size"], case["size"], models.SeededGenerator(seed))
     if not use_case_config:
@@ -98,6 +110,9 @@ def _make_step(model, inputs, target, case: Dict, use_case_config: bool):
     backend = case.get("sdpa_backend", "default") if use_case_config else "default"
     if backend != "default":
         forward, infer = _under(sdpa.backend_context, backend, forward), _under(sdpa.backend_context, backend, infer)
+    if use_case_config:  # the case's own calls; the references stay as they are
+        forward = fault_hooks.wrap(fault_hooks.MODEL_CALL, case, forward)
+        infer = fault_hooks.wrap(fault_hooks.MODEL_CALL, case, infer)
     if case["mode"] == "train":
         model.train()
         train = optim.TrainStep(model, forward, inputs, target, device, prec, precision.autocast)
@@ -255,12 +270,15 @@ def run_case(case: Dict, settings: Dict) -> Dict[str, Any]:
         got_out, got_grads = step_keep()
         found = {"eval_buffers": checks.eval_buffers(buffers_before, model) if buffers_before is not None else None}
         params_after_first = checks.fingerprints(checks.trainable(model)) if case["mode"] == "train" else None
+        step = fault_hooks.wrap(fault_hooks.TIMED_STEP, case, step)  # once, before timing: the loop is untouched
         mem.reset_peak()
+        fault_hooks.notify(fault_hooks.PEAK_RESET, case, step, mem)
         timed = timing.time_step(step, device=case["device"], warmup_iters=measure["warmup_iters"],
                                  warmup_s=measure["warmup_s"], min_sample_s=measure["min_sample_s"],
                                  samples=measure["samples"], budget_s=measure["case_budget_s"], done_iters=1,
                                  probe=probe, probe_description=speed_probe.DESCRIPTION if probe else None)
         result["memory"] = mem.result()
+        fault_hooks.notify(fault_hooks.PEAK_READ, case, result["memory"])
         result["memory"].update(_tensor_peak(step, case["device"]))
         counted = flops.count_step(step, model) if measure.get("flops", True) else None  # one extra step
         if settings.get("profile"):  # after the timed samples and the tensor peak's step, never among them

@@ -10,7 +10,7 @@ from typing import Dict
 import torch
 
 import models
-from harness.runner import precision
+from harness.runner import fault_hooks, precision
 
 
 def _metric(model, inputs, target, device: str, prec: str) -> float:
@@ -27,6 +27,7 @@ def run_task(case: Dict, settings: Dict) -> Dict:
     seed = int(settings["measure"].get("seed", 0))
     device, prec = case["device"], case["precision"]
     model = models.create_model(case["model"], case["size"], (settings.get("model_options") or {}).get(case["model"]))
+    model = fault_hooks.wrap(fault_hooks.MODEL_BUILT, case, model)
     models.init_parameters(model, seed)
     held_inputs, held_target = model.task_batch(task["eval_batch_size"], case["size"],
                                                 models.SeededGenerator(seed + 1000))

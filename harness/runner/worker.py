@@ -55,7 +55,7 @@ def main(argv=None) -> int:
     try:
         import torch
 
-        from harness.runner import envinfo, execute
+        from harness.runner import envinfo, execute, fault_hooks
 
         if args.threads > 0:
             torch.set_num_threads(args.threads)
@@ -63,6 +63,9 @@ def main(argv=None) -> int:
         import models
 
         models.list_models()  # import the zoo now, not inside the first case's time
+        injected = fault_hooks.load_injected()  # only in a benchmark's fault commit (see fault_hooks)
+        if injected:
+            sys.stderr.write("torchmatrix worker: fault hooks installed: %s\n" % injected)
         # torch's import leaves a large heap; freezing it keeps the per-case gc.collect()
         # to the case's own objects (0.15 s -> a few ms per call).
         gc.collect()
