@@ -202,6 +202,11 @@ def test_counts_decide_with_one_round_a_side_whatever_the_wall_time_says(tmp_pat
     assert v["baseline"] == 50e6 and v["candidate"] == 55e6 and v["ratio"] == pytest.approx(1.10)
     assert v["wall_baseline_s"] == pytest.approx(0.010, rel=0.2) and v["wall_test"] == "mannwhitneyu"
     assert "instructions +10.0%" in v["reason"]
+    # it rests on the counts, not on a test: no q of its own; the wall-time test stands beside it
+    assert v["p_value"] is None and v["q_value"] is None and v["test"] == "instructions"
+    assert v["how"].startswith("instructions +10.0% (50 M → 55 M per step; spread 0.1%, limit 2.0%); wall time ")
+    assert v["wall_how"] == "Mann-Whitney U, 30 vs 30 samples" and v["wall_how"] in v["how"]
+    assert 0.0 < v["wall_p_value"] <= 1.0 and v["wall_q_value"] == pytest.approx(v["wall_p_value"])
     faster = only(compare(c, b, {}), "time")
     assert faster["verdict"] == "improved"
 

@@ -11,6 +11,8 @@ from harness.analysis.load import load_records
 from harness.analysis.report import heatmap
 from harness.analysis.report.compare import verdicts_frame
 from harness.analysis.report.frame import prepare_frame
+from harness.measures import ASSUMED_ROUND_SD_LOG, ROUND_NOISE_MULTIPLE
+from harness.scenario.gate_config import DEFAULTS
 from tests.analysis.report_synth import ENVS, INSTRUCTION_FAILURES, MODELS, TENSOR_PEAK_CHANGE, write_synthetic_store
 from tests.analysis.test_report_support import record, write_jsonl
 
@@ -84,7 +86,7 @@ def test_the_ratio_is_here_over_the_reference_and_the_mean_is_geometric(tmp_path
 
 
 def test_single_rounds_get_the_assumed_band(tmp_path):
-    band = math.exp(heatmap.NOISE_MULTIPLE * math.sqrt(2) * heatmap.ASSUMED_ROUND_SD_LOG)
+    band = math.exp(ROUND_NOISE_MULTIPLE * math.sqrt(2) * ASSUMED_ROUND_SD_LOG)
     inside = _cell(tmp_path, [here(median_s=0.015), ref(median_s=0.010)])
     assert inside["basis"] == "wall time" and inside["band_source"] == "assumed"
     assert inside["band"] == pytest.approx(band) and inside["within"]
@@ -94,6 +96,17 @@ def test_single_rounds_get_the_assumed_band(tmp_path):
 
 def _rounds(side, medians, **kw):
     return [side(median_s=m, time_utc=_day(i + 1), **kw) for i, m in enumerate(medians)]
+
+
+def test_the_gate_s_min_rounds_measure_the_spread_fewer_are_assumed(tmp_path):
+    """Two rounds a side, as few as the gate's rule (``min_rounds`` = 3) distrusts: the band is assumed, as
+    the gate's verdict on them would be at most inconclusive; with ``min_rounds`` = 2, measured."""
+    recs = _rounds(here, [0.0110, 0.0111]) + _rounds(ref, [0.0100, 0.0101])
+    cell = _cell(tmp_path, recs)
+    assert DEFAULTS["min_rounds"] == 3 and cell["band_source"] == "assumed" and cell["within"]
+    df = _frame(tmp_path, recs)
+    two = heatmap.cells(df, REF, heatmap.TIME, thresholds=dict(DEFAULTS, min_rounds=2)).iloc[0]
+    assert two["band_source"] == "measured" and not two["within"]
 
 
 def test_measured_between_round_spread_sets_the_band(tmp_path):
@@ -108,8 +121,7 @@ def test_measured_between_round_spread_sets_the_band(tmp_path):
 
 def test_one_round_on_one_side_is_partly_assumed(tmp_path):
     cell = _cell(tmp_path, _rounds(here, [0.0110, 0.0111, 0.0109]) + [ref(median_s=0.010)])
-    expected = math.exp(heatmap.NOISE_MULTIPLE * math.hypot(cell_sd([0.0110, 0.0111, 0.0109]),
-                                                            heatmap.ASSUMED_ROUND_SD_LOG))
+    expected = math.exp(ROUND_NOISE_MULTIPLE * math.hypot(cell_sd([0.0110, 0.0111, 0.0109]), ASSUMED_ROUND_SD_LOG))
     assert cell["band_source"] == "partly assumed" and cell["band"] == pytest.approx(expected)
     assert cell["within"] and cell["rounds_lo"] == 1 and cell["rounds_hi"] == 3
 
@@ -120,13 +132,16 @@ def cell_sd(medians):
     return math.sqrt(sum((x - mean) ** 2 for x in logs) / (len(logs) - 1))
 
 
-@pytest.mark.parametrize("ratio, spread, within", [(1.005, 1e-4, True), (1.02, 1e-4, False), (1.02, 0.03, True),
-                                                   (0.98, 1e-4, False)])
-def test_instruction_counts_are_unchanged_below_one_percent_or_their_repeat_spread(tmp_path, ratio, spread, within):
+@pytest.mark.parametrize("ratio, spread, within", [(1.015, 1e-4, True), (1.025, 1e-4, False), (1.05, 0.02, True),
+                                                   (0.97, 1e-4, False), (1.05, 0.002, False)])
+def test_instruction_counts_are_unchanged_within_the_gate_s_limit(tmp_path, ratio, spread, within):
+    """The gate's rule: a change within ``instructions_frac`` (2%), or within ``instructions_spread_factor``
+    (5) times the larger repeat spread of the two sides, is unchanged."""
     cell = _cell(tmp_path, [here(median_s=0.010, instructions=1e8 * ratio, instr_spread=spread),
-                            ref(median_s=0.010, instructions=1e8, instr_spread=spread)])
+                            ref(median_s=0.010, instructions=1e8, instr_spread=spread / 2)])
     assert cell["basis"] == "instructions" and bool(cell["within"]) is within
-    assert cell["band"] == pytest.approx(1.0 + max(heatmap.INSTRUCTION_BAND, 2 * spread))
+    assert cell["band"] == pytest.approx(1.0 + max(DEFAULTS["instructions_frac"],
+                                                   DEFAULTS["instructions_spread_factor"] * spread))
 
 
 # ------------------------------------------------------------------ the gate's verdicts
@@ -192,11 +207,12 @@ def test_synthetic_counts_find_the_planted_regression_beyond_noise(synthetic):
     same = cells.loc[("cbam_classifier_tiny", "torch-2.0")]
     assert same["basis"] == "instructions" and same["ratio"] == pytest.approx(speed[REF] / speed["torch-2.0"],
                                                                                rel=1e-3)
-    # the planted passes without a count: their cells fall back to wall time, measured over two rounds
+    # the planted passes without a count: their cells fall back to wall time, whose spread two rounds a side
+    # do not measure by the gate's rule (min_rounds = 3): assumed
     failed_env, failed_model = INSTRUCTION_FAILURES[0][0], INSTRUCTION_FAILURES[1][0]
     fallback = cells[(cells.index.get_level_values("env") == failed_env) |
                      (cells.index.get_level_values("model") == failed_model)]
-    assert len(fallback) and set(fallback["basis"]) == {"wall time"} and set(fallback["band_source"]) == {"measured"}
+    assert len(fallback) and set(fallback["basis"]) == {"wall time"} and set(fallback["band_source"]) == {"assumed"}
     assert set(cells.drop(fallback.index)["basis"]) == {"instructions"}
 
 

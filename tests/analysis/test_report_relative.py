@@ -5,6 +5,7 @@ import re
 from harness.analysis.report import heatmap
 from harness.analysis.report.build import make_context
 from harness.analysis.report.sections import relative
+from harness.measures import ASSUMED_ROUND_SD_LOG
 from tests.analysis.test_report_support import record, write_jsonl
 
 
@@ -35,10 +36,10 @@ def test_time_cells_show_their_measure_and_noise(tmp_path):
     assert t_text == ["+20%", "wall"] and t_cls == "noise"  # one round a side: within the assumed band
     assert 'class="heat noise" title=' in text  # drawn without a colour
     assert "Basis: wall time per step" in t_tip and "assumed, not measured" in t_tip and "Within noise" in t_tip
-    assert "%.2f" % heatmap.ASSUMED_ROUND_SD_LOG in t_tip
+    assert "%.2f" % ASSUMED_ROUND_SD_LOG in t_tip
     assert "within noise: not coloured" in text and '<i class="noise">' in text  # the legend's key
     assert "Cells: 1 on instructions (<i>instr</i>), 1 on wall time (<i>wall</i>)." in text
-    assert "1 assumed (one round a case)" in text
+    assert "1 assumed (fewer than 3 rounds a case)" in text
 
 
 def test_memory_cells_show_their_measure(tmp_path):
@@ -66,4 +67,4 @@ def test_the_speed_section_explains_the_bases(tmp_path):
     ctx = _ctx(tmp_path, _pair("timed", 0.012, 0.01))
     body = performance.speed(ctx).body
     assert "Time per step relative to torch-latest" in body and "instruction counts" in body
-    assert "assumed where it has one" in body
+    assert "assumed where it has fewer" in body and "less than 2% apart (or than 5\u00d7 their repeat spread)" in body

@@ -13,7 +13,8 @@ import numpy as np
 
 from harness.analysis.gate.rules import Verdict
 from harness.analysis.gate.stats import one_sample_log_p, welch_log_p
-from harness.analysis.gate.time_rules import BASIS_INSTRUCTIONS, BASIS_WALL, TimeTest
+from harness.analysis.gate.time_rules import TimeTest
+from harness.measures import INSTRUCTIONS, WALL_TIME
 from harness.vocab import AGGREGATE_CASE_KEY
 
 #: Fewer compared cases than this in an environment: no aggregate verdict (a geometric mean of
@@ -56,7 +57,7 @@ def _wall(tests: Sequence[TimeTest], th: Mapping) -> Dict:
         verdict = "unchanged"
     reason = "geometric mean of %d cases' wall-time ratios %.3f×, p = %.2g (%s); regressed beyond %.2f× " \
              "with p <= %g" % (len(tests), geomean, p, test, factor, q)
-    return dict(verdict=verdict, reason=reason, ratio=geomean, p_value=p, test=test, basis=BASIS_WALL,
+    return dict(verdict=verdict, reason=reason, ratio=geomean, p_value=p, test=test, basis=WALL_TIME.label,
                 threshold={"aggregate_factor": factor, "q": q})
 
 
@@ -73,8 +74,8 @@ def _instructions(tests: Sequence[TimeTest], th: Mapping) -> Dict:
         verdict = "unchanged"
     reason = "geometric mean of %d cases' instruction-count ratios %+.2f%%; limit %.1f%%" % (
         n, 100 * (geomean - 1.0), 100 * frac)
-    return dict(verdict=verdict, reason=reason, ratio=geomean, p_value=None, test=BASIS_INSTRUCTIONS,
-                basis=BASIS_INSTRUCTIONS, threshold={"instructions_frac": frac})
+    return dict(verdict=verdict, reason=reason, ratio=geomean, p_value=None, test=INSTRUCTIONS.label,
+                basis=INSTRUCTIONS.label, threshold={"instructions_frac": frac})
 
 
 def aggregate_verdicts(tests: Sequence[TimeTest], thresholds: Mapping) -> List[Verdict]:
@@ -102,7 +103,7 @@ def aggregate_verdicts(tests: Sequence[TimeTest], thresholds: Mapping) -> List[V
         first = group[0].comparison
         verdict, reason = fields.pop("verdict"), fields.pop("reason")
         ratio, p = fields.pop("ratio"), fields.pop("p_value")
-        n_cases = len(counted) if fields["basis"] == BASIS_INSTRUCTIONS else len(group)
+        n_cases = len(counted) if fields["basis"] == INSTRUCTIONS.label else len(group)
         details = dict(fields, aggregate=True, n_cases=n_cases, unit="ratio", env=first.shared["env"],
                        baseline_env_label=first.shared["baseline_env_label"])
         out.append(Verdict(AGGREGATE_CASE_KEY, None, fp, first.env_label, "time", verdict, reason, ratio=ratio,

@@ -9,6 +9,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import pandas as pd
 
 from harness.analysis.gate.stats import median, num, positive_samples
+from harness.measures import Measure
 
 #: Environment fields named when two fingerprints differ.
 ENV_FIELDS = ("torch", "python", "numpy", "cuda", "cudnn", "device", "device_name")
@@ -110,15 +111,17 @@ class Group:
             return None
         return descriptions.pop(), pooled, round_medians
 
-    def instruction_counts(self) -> Optional[Tuple[List[float], List[float]]]:
-        """(instructions per step, their repeats' spread) of the ok records that were counted, or
-        None when none was (a side may count in one round only: counts are deterministic)."""
+    def counts(self, measure: Measure) -> Optional[Tuple[List[float], List[float]]]:
+        """(the counted figure of ``measure`` per step, its repeats' spread) of the ok records whose
+        pass counted it (``measure.only_where``), or None when none did (a side may count in one round
+        only: counts are deterministic). ``measure``: ``harness.measures.INSTRUCTIONS``."""
+        column, ok = measure.only_where
         counts, spreads = [], []
         for row in self.ok:
-            value = num(row.get("instructions_per_iter"))
-            if row.get("instr_status") == "ok" and value is not None and value > 0:
+            value = num(row.get(measure.column))
+            if row.get(column) == ok and value is not None and value > 0:
                 counts.append(value)
-                spreads.append(num(row.get("instructions_spread")) or 0.0)
+                spreads.append(num(row.get(measure.spread_column)) or 0.0)
         return (counts, spreads) if counts else None
 
     def column(self, name: str, ok_only: bool = True) -> List[Any]:

@@ -12,7 +12,10 @@ import html
 import re
 from typing import Dict, List
 
-from harness.units import format_bytes, format_count, format_duration
+from harness.analysis.verdict_text import case_text, kind_text, q_text, ratio_text, value_text, why_text
+from harness.measures import CHAINS, INSTRUCTIONS
+from harness.scenario.gate_config import DEFAULTS
+from harness.units import format_bytes
 from harness.vocab import ExitCode
 
 #: First line of every summary: lets CI find and update its previous comment.
@@ -36,47 +39,8 @@ def md_text(text) -> str:
 
 
 def format_value(verdict: Dict, which: str) -> str:
-    """A verdict's baseline or candidate value with its unit."""
-    value = verdict.get(which)
-    if value is None:
-        return "–"
-    if verdict["kind"] == "time":
-        return format_count(value) if verdict.get("unit") == "instructions" else format_duration(value)
-    if verdict["kind"] == "memory" and verdict.get("unit") in (None, "bytes"):
-        return format_bytes(value)
-    if verdict.get("unit") == "samples":  # the largest batch that fits
-        return "%d samples" % value
-    if isinstance(value, float):
-        return "%.4g" % value
-    return md_text(value)
-
-
-def _ratio(v: Dict) -> str:
-    ratio = v.get("ratio")
-    if ratio is None:
-        return "–"
-    return "%.2f×" % ratio if 0.01 <= ratio < 100 else "%.2g×" % ratio
-
-
-def short_case(key: str) -> str:
-    """A case key as a short label: ``cbam_tiny train b8 64 fp32 ckpt=none cpu``."""
-    parts = dict(p.split("=", 1) for p in str(key).split(";") if "=" in p)
-    if "model" not in parts:
-        return str(key)
-    bits = [parts.pop("model"), parts.pop("mode", ""), "b" + parts.pop("batch", "?"), parts.pop("size", ""),
-            parts.pop("precision", ""), "ckpt=" + parts.pop("checkpoint", "?"), parts.pop("device", "")]
-    bits += [k if v == "1" else "%s=%s" % (k, v) for k, v in parts.items()]
-    return " ".join(b for b in bits if b)
-
-
-def _q(v: Dict) -> str:
-    return "–" if v.get("q_value") is None else "%.2g" % v["q_value"]
-
-
-def _what(v: Dict) -> str:
-    if v["kind"] == "accuracy":
-        return "accuracy (%s)" % (v.get("check") or "")
-    return v["kind"]
+    """A verdict's baseline or candidate value with its unit (``verdict_text.value_text``), made inert."""
+    return md_text(value_text(verdict, which))
 
 
 def severity_key(v: Dict):
@@ -85,12 +49,14 @@ def severity_key(v: Dict):
     return (_KIND_ORDER.get(v["kind"], 3), -(ratio if ratio is not None else float("inf")), v["case_key"])
 
 
-def _why(v: Dict, full: bool) -> str:
-    if full or v["kind"] in ("status", "accuracy", "memory"):
-        return v.get("reason") or ""
-    if v["kind"] == "time":
-        return v.get("how") or ""
-    return ""
+def _memory_limits(th: Dict) -> str:
+    """``memory: > 5% and > 16 MiB (CPU tensor peak: > 64 KiB)``: the size limits of the memory chain
+    (``harness.measures.CHAINS``), the last measure's first, the others' floors in brackets."""
+    *first, last = CHAINS["memory"]
+    frac, floor = last.thresholds
+    others = "; ".join("%s: > %s" % (m.headline or m.label, format_bytes(th.get(m.thresholds[1]))) for m in first)
+    return "memory: > %g%% and > %s%s" % (100 * th.get(frac, 0), format_bytes(th.get(floor)),
+                                           " (%s)" % others if others else "")
 
 
 def _table(rows: List[Dict], show_env: bool, full_reason: bool = False) -> List[str]:
@@ -99,8 +65,8 @@ def _table(rows: List[Dict], show_env: bool, full_reason: bool = False) -> List[
     for v in rows[:MAX_ROWS]:
         env = " %s |" % md_text(v.get("env") or v.get("env_label") or "") if show_env else ""
         out.append("| %s |%s %s | %s | %s | %s | %s | %s |" % (
-            md_text(short_case(v["case_key"])), env, _what(v), format_value(v, "baseline"),
-            format_value(v, "candidate"), _ratio(v), _q(v), md_text(_why(v, full_reason))))
+            md_text(case_text(v["case_key"])), env, md_text(kind_text(v)), format_value(v, "baseline"),
+            format_value(v, "candidate"), ratio_text(v), q_text(v), md_text(why_text(v, full_reason))))
     if len(rows) > MAX_ROWS:
         out.append("")
         out.append("… and %d more in the verdicts JSON." % (len(rows) - MAX_ROWS))
@@ -108,7 +74,7 @@ def _table(rows: List[Dict], show_env: bool, full_reason: bool = False) -> List[
 
 
 def _list(rows: List[Dict]) -> List[str]:
-    out = ["- %s (%s): %s" % (md_text(short_case(v["case_key"])), md_text(v.get("env") or v.get("env_label") or ""),
+    out = ["- %s (%s): %s" % (md_text(case_text(v["case_key"])), md_text(v.get("env") or v.get("env_label") or ""),
                               md_text(v.get("reason") or "")) for v in rows[:MAX_ROWS]]
     if len(rows) > MAX_ROWS:
         out.append("- … and %d more in the verdicts JSON" % (len(rows) - MAX_ROWS))
@@ -155,11 +121,10 @@ def render_markdown(doc: Dict) -> str:
     scenarios = (doc.get("candidate") or {}).get("scenarios") or []
     lines = [MARKER, "### " + head, "",
              "%s%s vs %s%s · %d case×environment pairs compared · time: > %.2f× and BH q ≤ %g · "
-             "memory: > %g%% and > %s (CPU tensor peak: > %s) · per-model thresholds may differ" % (
+             "%s · per-model thresholds may differ" % (
                  ("%s · " % md_text(", ".join(scenarios))) if scenarios else "", side("baseline"),
                  side("candidate"), (" · " + md_text(envs[0])) if len(envs) == 1 and envs[0] else "", compared,
-                 th.get("time_factor", 0), th.get("q", 0), 100 * th.get("memory_frac", 0),
-                 format_bytes(th.get("memory_floor_bytes")), format_bytes(th.get("tensor_memory_floor_bytes"))),
+                 th.get("time_factor", 0), th.get("q", 0), _memory_limits(th)),
              "",
              "| | regressed | improved | inconclusive | unchanged | not comparable |",
              "|---|---:|---:|---:|---:|---:|"]
@@ -176,20 +141,21 @@ def render_markdown(doc: Dict) -> str:
         if v.get("aggregate"):
             lines += ["", "**Run-wide time (%s): %s**: %s" % (md_text(v.get("env") or v.get("env_label") or ""),
                                                             v["verdict"], md_text(v.get("reason") or ""))]
-    counted = [v for v in verdicts if v["kind"] == "time" and v.get("basis") == "instructions"
+    counted = [v for v in verdicts if v["kind"] == "time" and v.get("basis") == INSTRUCTIONS.label
                and not v.get("aggregate")]
     if counted:
         wall_only = sum(1 for v in counted if v.get("wall_time_only"))
         lines += ["", "Time verdicts of %d cases rest on instruction counts (deterministic; wall time beside "
                   "them)%s." % (len(counted), ", %d moved in wall time only" % wall_only if wall_only else "")]
+    min_rounds = th.get("min_rounds", DEFAULTS["min_rounds"])
     single = [v for v in verdicts if v["kind"] == "time" and v.get("test") == "mannwhitneyu"
-              and min(v.get("rounds_baseline") or 1, v.get("rounds_candidate") or 1) < 3]
+              and min(v.get("rounds_baseline") or 1, v.get("rounds_candidate") or 1) < min_rounds]
     if single:
-        lines += ["", "⚠️ %d timing %s on fewer than 3 rounds a side: the rank test sees the samples "
+        lines += ["", "⚠️ %d timing %s on fewer than %d rounds a side: the rank test sees the samples "
                   "of one process, which are not independent (an A/A comparison of one round a side called 32-41%% "
                   "of 68 cases regressed on a shared 2-core CPU), so by default (`time_test = \"auto\"`) a change "
-                  "is at most inconclusive; an A/B run with 3 or more rounds (`nox -s ab`) tests round medians." % (
-                      len(single), "verdict rests" if len(single) == 1 else "verdicts rest")]
+                  "is at most inconclusive; an A/B run with %d or more rounds (`nox -s ab`) tests round medians." % (
+                      len(single), "verdict rests" if len(single) == 1 else "verdicts rest", min_rounds, min_rounds)]
     if regressed:
         lines += ["", "#### Regressions, worst first", ""] + _table(regressed, show_env)
     improved = sorted(by.get("improved", []), key=lambda v: (v.get("ratio") or 1.0))

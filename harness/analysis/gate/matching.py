@@ -22,6 +22,7 @@ from harness.analysis.gate.rules import (
     task_rule,
 )
 from harness.analysis.gate.time_rules import TimeTest, time_rule, time_test, with_q_values
+from harness.measures import CHAINS
 from harness.scenario.gate_config import thresholds_for
 from harness.vocab import VERDICT_KINDS, VERDICTS, ExitCode
 
@@ -30,9 +31,10 @@ from harness.vocab import VERDICT_KINDS, VERDICTS, ExitCode
 PAIR_RULES = (("status", status_rule), ("accuracy", fidelity_rule), ("accuracy", outputs_rule),
               ("accuracy", task_rule), ("accuracy", behaviour_rule), ("memory", memory_rule), ("memory", leak_rule),
               ("memory", max_batch_rule))
-#: The columns a kind's verdict rests on: NaN or Infinity in any makes that kind not comparable.
+#: The columns a kind's verdict rests on: NaN or Infinity in any makes that kind not comparable (the
+#: instruction counts, deterministic, are checked by their own pass's status).
 FINITE_COLUMNS = {"time": ("samples_s", "median_s", "probe_samples_s"),
-                  "memory": ("peak_mem_bytes", "tensor_peak_bytes")}
+                  "memory": tuple(m.column for m in CHAINS["memory"])}
 
 
 def _nonfinite_verdicts(cmp: Comparison) -> Dict[str, Verdict]:

@@ -11,11 +11,11 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from harness.analysis.gate.groups import Group, env_text, short
 from harness.analysis.gate.stats import median
+from harness.measures import CHAINS, FIDELITY, FIDELITY_FIXED, LARGEST_BATCH, OUTPUTS, Measure, carried, thresholds_of
 from harness.scenario.gate_config import thresholds_for
 from harness.sketches import relative_change
 from harness.vocab import CHECKS, UNIT_ROUNDOFF
 
-MIB = 1024.0 * 1024.0
 #: Fields every verdict has, in this order (the kind's own fields follow).
 _CORE = ("baseline", "candidate", "ratio", "p_value", "q_value")
 
@@ -115,59 +115,51 @@ def status_rule(cmp: Comparison) -> Verdict:
     return cmp.verdict("status", "unchanged", reason, **fields)
 
 
-def _tensor_peaks(group: Group) -> Optional[List[float]]:
-    """The tensor peaks of the ok records, or None unless every ok record carries one."""
-    peaks = group.numbers("tensor_peak_bytes")
-    return peaks if group.ok and len(peaks) == len(group.ok) else None
+def _carries(group: Group, measure: Measure) -> bool:
+    """Whether the ok records of ``group`` carry ``measure`` (``harness.measures.carried``)."""
+    valid = [r.get(measure.only_where[0]) for r in group.ok] if measure.only_where else None
+    return carried(measure, [r.get(measure.column) for r in group.ok], valid)
 
 
-#: How each memory measure is judged and written: (floor threshold key, reason's unit and scale,
-#: digits of the percentage and of the floor).
-_MEASURES = {
-    "tensor_peak_bytes": ("tensor_memory_floor_bytes", "tensor peak", "KiB", 1024.0, 1, 0),
-    "peak_mem_bytes": ("memory_floor_bytes", "peak", "MiB", MIB, 0, 1),
-}
-
-
-def _peak_verdict(cmp: Comparison, measure: str, pb: List[float], pc: List[float]) -> Verdict:
-    """Median peak per side; a change must exceed both ``memory_frac`` and the measure's floor."""
-    floor_key, label, unit, scale, pct_digits, floor_digits = _MEASURES[measure]
-    frac, floor = cmp.thresholds["memory_frac"], cmp.thresholds[floor_key]
+def _size_verdict(cmp: Comparison, measure: Measure, pb: List[float], pc: List[float]) -> Verdict:
+    """Median per side; a change must exceed both the measure's fraction and its floor (``NOISE_SIZE``)."""
+    frac_key, floor_key = measure.thresholds
+    how = measure.change
+    frac, floor = cmp.thresholds[frac_key], cmp.thresholds[floor_key]
     b, c = median(pb), median(pc)
     growth = c - b
-    fields: Dict[str, Any] = dict(unit="bytes", measure=measure, n_baseline=len(pb), n_candidate=len(pc),
+    fields: Dict[str, Any] = dict(unit=measure.unit, measure=measure.column, n_baseline=len(pb), n_candidate=len(pc),
                                   baseline=b, candidate=c, ratio=c / b if b > 0 else None,
-                                  threshold={"memory_frac": frac, floor_key: floor})
-    pct = "%%.%df%%%%" % pct_digits
+                                  threshold=thresholds_of(measure, cmp.thresholds))
+    pct = "%%.%df%%%%" % how.pct_digits
     if growth > frac * b and growth > floor:
         return cmp.verdict("memory", "regressed", "%s +%.1f %s (+%s), above %.0f%% and %.*f %s" % (
-            label, growth / scale, unit, (pct % (100 * growth / b)) if b > 0 else "from 0", 100 * frac,
-            floor_digits, floor / scale, unit), **fields)
+            how.name, growth / how.scale, how.unit, (pct % (100 * growth / b)) if b > 0 else "from 0", 100 * frac,
+            how.floor_digits, floor / how.scale, how.unit), **fields)
     if -growth > frac * b and -growth > floor:
         return cmp.verdict("memory", "improved", "%s %.1f %s (%s)" % (
-            label, growth / scale, unit, pct % (100 * growth / b)), **fields)
+            how.name, growth / how.scale, how.unit, pct % (100 * growth / b)), **fields)
     return cmp.verdict("memory", "unchanged", "%s %+.1f %s, within %.0f%% or %.*f %s" % (
-        label, growth / scale, unit, 100 * frac, floor_digits, floor / scale, unit), **fields)
+        how.name, growth / how.scale, how.unit, 100 * frac, how.floor_digits, floor / how.scale, how.unit), **fields)
 
 
 def memory_rule(cmp: Comparison) -> Optional[Verdict]:
-    """Memory on the CPU tensor peak (exact) when every ok record of both sides carries it, else
-    on the process or allocator peak; measured differently on the two sides: not comparable."""
+    """Memory on the first measure of ``harness.measures.CHAINS["memory"]`` that every ok record of
+    both sides carries (the exact CPU tensor peak), else on the last (the process or allocator peak)
+    where each side has one; measured differently on the two sides: not comparable."""
     gb, gc = cmp.baseline, cmp.candidate
-    tb, tc = _tensor_peaks(gb), _tensor_peaks(gc)
-    if tb and tc:
-        return _peak_verdict(cmp, "tensor_peak_bytes", tb, tc)
-    pb, pc = gb.numbers("peak_mem_bytes"), gc.numbers("peak_mem_bytes")
+    chain = CHAINS["memory"]
+    measure = next((m for m in chain[:-1] if _carries(gb, m) and _carries(gc, m)), chain[-1])
+    pb, pc = gb.numbers(measure.column), gc.numbers(measure.column)
     if not pb or not pc:
         return None
-    mb, mc = set(map(str, gb.column("mem_method"))), set(map(str, gc.column("mem_method")))
-    if mb and mc and mb != mc:
-        floor_key = _MEASURES["peak_mem_bytes"][0]
-        return cmp.verdict("memory", "not_comparable", "measured differently: %s vs %s" % (
-            "/".join(sorted(mb)), "/".join(sorted(mc))), unit="bytes", measure="peak_mem_bytes",
-            n_baseline=len(pb), n_candidate=len(pc),
-            threshold={"memory_frac": cmp.thresholds["memory_frac"], floor_key: cmp.thresholds[floor_key]})
-    return _peak_verdict(cmp, "peak_mem_bytes", pb, pc)
+    if measure.method_column:
+        mb, mc = set(map(str, gb.column(measure.method_column))), set(map(str, gc.column(measure.method_column)))
+        if mb and mc and mb != mc:
+            return cmp.verdict("memory", "not_comparable", "measured differently: %s vs %s" % (
+                "/".join(sorted(mb)), "/".join(sorted(mc))), unit=measure.unit, measure=measure.column,
+                n_baseline=len(pb), n_candidate=len(pc), threshold=thresholds_of(measure, cmp.thresholds))
+    return _size_verdict(cmp, measure, pb, pc)
 
 
 def max_batch_rule(cmp: Comparison) -> Optional[Verdict]:
@@ -176,14 +168,15 @@ def max_batch_rule(cmp: Comparison) -> Optional[Verdict]:
     by as much; searched under other caps or criteria: not comparable. The search is deterministic
     (exact tensor bytes on the CPU), so one record a side decides."""
     gb, gc = cmp.baseline, cmp.candidate
-    nb, nc = gb.numbers("max_batch_size"), gc.numbers("max_batch_size")
+    nb, nc = gb.numbers(LARGEST_BATCH.column), gc.numbers(LARGEST_BATCH.column)
     if not gb.ok or not gc.ok or not nb or not nc:
         return None
     frac = cmp.thresholds["memory_frac"]
     b, c = min(nb), min(nc)
-    fields: Dict[str, Any] = dict(check="max_batch", unit="samples", measure="max_batch_size", n_baseline=len(nb),
-                                  n_candidate=len(nc), baseline=b, candidate=c, ratio=c / b if b > 0 else None,
-                                  threshold={"memory_frac": frac})
+    fields: Dict[str, Any] = dict(check="max_batch", unit=LARGEST_BATCH.unit, measure=LARGEST_BATCH.column,
+                                  n_baseline=len(nb), n_candidate=len(nc), baseline=b, candidate=c,
+                                  ratio=c / b if b > 0 else None,
+                                  threshold=thresholds_of(LARGEST_BATCH, cmp.thresholds))
     how_b = (set(map(str, gb.column("max_batch_cap_bytes"))), set(map(str, gb.column("max_batch_criterion"))))
     how_c = (set(map(str, gc.column("max_batch_cap_bytes"))), set(map(str, gc.column("max_batch_criterion"))))
     if how_b != how_c:
@@ -210,8 +203,9 @@ def _fmt(x: Optional[float]) -> str:
 
 
 def _calibrated(group: Group) -> bool:
-    rules = group.column("acc_rule")
-    return bool(rules) and all(r == "fp64-calibrated" for r in rules)
+    column, value = FIDELITY.only_where
+    rules = group.column(column)
+    return bool(rules) and all(r == value for r in rules)
 
 
 def fidelity_rule(cmp: Comparison) -> Optional[Verdict]:
@@ -224,11 +218,11 @@ def fidelity_rule(cmp: Comparison) -> Optional[Verdict]:
     if not ab or not ac:
         return None
     if _calibrated(gb) and _calibrated(gc):
-        rb, rc = gb.numbers("acc_ratio"), gc.numbers("acc_ratio")
+        rb, rc = gb.numbers(FIDELITY.column), gc.numbers(FIDELITY.column)
         eb, ec = (max(rb) if rb else None), (max(rc) if rc else None)
         limits = gc.numbers("acc_limit")
         limit = min(limits) if limits else None
-        fields = dict(check="fidelity", unit="ratio to expected error", baseline=eb, candidate=ec,
+        fields = dict(check="fidelity", unit=FIDELITY.unit, baseline=eb, candidate=ec,
                       n_baseline=len(ab), n_candidate=len(ac), threshold={"limit": limit},
                       ratio=(ec / eb) if (eb and ec is not None) else None)
         worst = [w for w in gc.column("acc_worst") if w]
@@ -245,7 +239,7 @@ def fidelity_rule(cmp: Comparison) -> Optional[Verdict]:
         tol_b = min(tols_b) if tols_b else None
         tol_c = min(tols_c) if tols_c else None
         ratio = (ec / eb) if (eb is not None and ec is not None and eb > 0) else None
-        fields = dict(check="fidelity", unit="relative error", baseline=eb, candidate=ec, ratio=ratio,
+        fields = dict(check="fidelity", unit=FIDELITY_FIXED.unit, baseline=eb, candidate=ec, ratio=ratio,
                       n_baseline=len(ab), n_candidate=len(ac), threshold={"tolerance": tol_c})
         errs = "rel err %s → %s, tolerance %s" % (_fmt(eb), _fmt(ec), _fmt(tol_c))
         if _calibrated(gb) != _calibrated(gc):
@@ -296,7 +290,7 @@ def outputs_rule(cmp: Comparison) -> Optional[Verdict]:
     if not figures:
         return None
     worst = max(figures, key=lambda f: f[1] / f[2] if f[2] > 0 else math.inf)
-    fields = dict(check="outputs", unit="relative change", baseline=None, candidate=worst[1],
+    fields = dict(check="outputs", unit=OUTPUTS.unit, baseline=None, candidate=worst[1],
                   ratio=(worst[1] / worst[2]) if worst[2] > 0 else None, threshold={"bound": worst[2]},
                   n_baseline=len(gb.column("acc_passed")), n_candidate=len(gc.column("acc_passed")))
     if findings:

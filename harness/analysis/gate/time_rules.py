@@ -14,13 +14,10 @@ import numpy as np
 
 from harness.analysis.gate.rules import Comparison, Verdict
 from harness.analysis.gate.stats import bh_qvalues, mannwhitney_p, median, min_exact_mannwhitney_p, welch_log_p
-from harness.units import format_count, format_duration
+from harness.measures import INSTRUCTIONS, WALL_TIME, count_limit, format_value, thresholds_of
 
 SAMPLE_TEST = "mannwhitneyu"
 ROUND_TEST = "welch_t_log_round_medians"
-#: The ``basis`` of a time verdict: what its ``baseline``, ``candidate`` and ``ratio`` are.
-BASIS_WALL = "wall time"
-BASIS_INSTRUCTIONS = "instructions"
 
 
 @dataclass(frozen=True)
@@ -47,7 +44,7 @@ def _spread(counts: Sequence[float], spreads: Sequence[float]) -> float:
 
 def counts_of(cmp: Comparison) -> Optional[Counts]:
     """The pair's instruction counts, or None unless both sides carry some."""
-    cb, cc = cmp.baseline.instruction_counts(), cmp.candidate.instruction_counts()
+    cb, cc = cmp.baseline.counts(INSTRUCTIONS), cmp.candidate.counts(INSTRUCTIONS)
     if cb is None or cc is None:
         return None
     return Counts(median(cb[0]), median(cc[0]), max(_spread(*cb), _spread(*cc)), len(cb[0]), len(cc[0]))
@@ -150,7 +147,7 @@ def with_q_values(tests: Sequence[TimeTest]) -> List[TimeTest]:
 def _describe(t: TimeTest) -> Tuple[str, str]:
     """(what changed, how it was tested), as text."""
     relative = t.relative_to is not None
-    medians = "%s → %s" % (format_duration(t.baseline), format_duration(t.candidate))
+    medians = "%s → %s" % (format_value(WALL_TIME.unit, t.baseline), format_value(WALL_TIME.unit, t.candidate))
     if relative:
         medians += ", plain medians %.2f×" % t.median_ratio
     if abs(math.log(t.ratio)) < 0.005:
@@ -201,14 +198,20 @@ def _wall_moved(t: TimeTest) -> bool:
             and (t.ratio > th["time_factor"] or t.ratio < 1.0 / th["time_factor"]))
 
 
+def _counts_text(t: TimeTest) -> Tuple[str, float]:
+    """(the counts' change, spread and limit as text, the limit)."""
+    c = t.counts
+    limit = count_limit(INSTRUCTIONS, t.comparison.thresholds, c.spread)
+    return "instructions %+.1f%% (%s → %s per step; spread %.2g%%, limit %.1f%%)" % (
+        100 * (c.ratio - 1.0), format_value(INSTRUCTIONS.unit, c.baseline),
+        format_value(INSTRUCTIONS.unit, c.candidate), 100 * c.spread, 100 * limit), limit
+
+
 def _count_judgement(t: TimeTest, wall_verdict: str, wall_reason: str) -> Tuple[str, str]:
     """(verdict, reason) on the instruction counts: a change beyond ``instructions_frac`` AND
     ``instructions_spread_factor`` times the counts' spread; the wall time beside it."""
-    c, th = t.counts, t.comparison.thresholds
-    limit = max(th["instructions_frac"], th["instructions_spread_factor"] * c.spread)
-    change = c.ratio - 1.0
-    counts = "instructions %+.1f%% (%s → %s per step; spread %.2g%%, limit %.1f%%)" % (
-        100 * change, format_count(c.baseline), format_count(c.candidate), 100 * c.spread, 100 * limit)
+    counts, limit = _counts_text(t)
+    change = t.counts.ratio - 1.0
     wall = "wall time: %s" % wall_reason
     if change > limit:
         return "regressed", "%s; %s" % (counts, wall)
@@ -223,29 +226,34 @@ def _count_judgement(t: TimeTest, wall_verdict: str, wall_reason: str) -> Tuple[
     return "unchanged", "%s; %s" % (counts, wall)
 
 
+def _q_text(q: Optional[float]) -> str:
+    return "no q (too few to test)" if q is None else "q = %.2g" % q
+
+
 def time_rule(t: TimeTest) -> Verdict:
     """The time verdict of one pair: on the instruction counts where both sides carry them,
-    else on the wall time (``_wall_judgement``)."""
-    th = t.comparison.thresholds
-    factor, q_thr = th["time_factor"], th["q"]
+    else on the wall time (``_wall_judgement``). A verdict on the counts rests on no test: its
+    ``p_value``/``q_value`` are None, its ``how`` names the counts, and the wall-time test stands
+    beside it (``wall_how``, ``wall_p_value``, ``wall_q_value``)."""
     wall_verdict, wall_reason = _wall_judgement(t)
     _, how = _describe(t)
     fields = dict(n_baseline=t.n_baseline, n_candidate=t.n_candidate, rounds_baseline=t.rounds_baseline,
-                  rounds_candidate=t.rounds_candidate, p_value=t.p_value, q_value=t.q_value, how=how,
-                  median_ratio=t.median_ratio, probe_ratio=t.probe_ratio, relative_to=t.relative_to)
+                  rounds_candidate=t.rounds_candidate, median_ratio=t.median_ratio, probe_ratio=t.probe_ratio,
+                  relative_to=t.relative_to)
     if t.counts is None:
         return t.comparison.verdict(
-            "time", wall_verdict, wall_reason, unit="s", basis=BASIS_WALL,
-            threshold={"time_factor": factor, "q": q_thr}, baseline=t.baseline, candidate=t.candidate,
-            ratio=t.ratio, test=t.test, **fields)
+            "time", wall_verdict, wall_reason, unit=WALL_TIME.unit, basis=WALL_TIME.label,
+            threshold=thresholds_of(WALL_TIME, t.comparison.thresholds), baseline=t.baseline, candidate=t.candidate,
+            ratio=t.ratio, test=t.test, p_value=t.p_value, q_value=t.q_value, how=how, **fields)
     verdict, reason = _count_judgement(t, wall_verdict, wall_reason)
     c = t.counts
+    counts, _limit = _counts_text(t)
     return t.comparison.verdict(
-        "time", verdict, reason, unit="instructions", basis=BASIS_INSTRUCTIONS,
-        threshold={"instructions_frac": th["instructions_frac"],
-                   "instructions_spread_factor": th["instructions_spread_factor"]},
+        "time", verdict, reason, unit=INSTRUCTIONS.unit, basis=INSTRUCTIONS.label,
+        threshold=thresholds_of(INSTRUCTIONS, t.comparison.thresholds),
         baseline=c.baseline, candidate=c.candidate, ratio=c.ratio, instructions_spread=c.spread,
-        counted_baseline=c.n_baseline, counted_candidate=c.n_candidate, test=BASIS_INSTRUCTIONS,
+        counted_baseline=c.n_baseline, counted_candidate=c.n_candidate, test=INSTRUCTIONS.label,
+        how="%s; wall time %.2f×, %s (%s)" % (counts, t.ratio, _q_text(t.q_value), how), p_value=None, q_value=None,
         wall_baseline_s=t.baseline, wall_candidate_s=t.candidate, wall_ratio=t.ratio, wall_test=t.test,
-        wall_verdict=wall_verdict, wall_time_only=verdict in ("unchanged", "inconclusive") and _wall_moved(t),
-        **fields)
+        wall_how=how, wall_p_value=t.p_value, wall_q_value=t.q_value, wall_verdict=wall_verdict,
+        wall_time_only=verdict in ("unchanged", "inconclusive") and _wall_moved(t), **fields)

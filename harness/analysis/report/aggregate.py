@@ -12,6 +12,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import pandas as pd
 
+from harness.analysis.report import basis
 from harness.analysis.report.frame import (
     FAILING_BY_SEVERITY,
     RULE_CALIBRATED,
@@ -49,20 +50,22 @@ def top_reasons(df: pd.DataFrame, by: Sequence[str], per_group: int = 3) -> Dict
 def ratios_vs_reference(df: pd.DataFrame, ref: str) -> pd.DataFrame:
     """Ok records matched by case key with the reference environment's ok record.
 
-    Columns: model, mode, precision, checkpoint, env, case_key, ``speed_ratio``
-    (throughput / reference throughput; > 1 is faster) and ``mem_ratio`` (peak memory /
-    reference peak; > 1 uses more).
+    Columns: model, mode, precision, checkpoint, env, case_key, ``speed_ratio`` (reference step cost / this
+    one's; > 1 is faster), ``mem_ratio`` (memory / the reference's; > 1 uses more), and ``time_basis`` and
+    ``mem_basis``: each environment's ratios rest on one measure of ``harness.measures.CHAINS``, the first
+    that every case it shares with the reference carries on both sides (``basis.with_basis``), as a
+    heatmap cell's do; wall time is a case's median over its rounds.
     """
-    cols = ["case_key", "model", "mode", "precision", "checkpoint", "env", "throughput_per_s", "peak_mem_bytes"]
-    ok = df.loc[df["status"] == "ok", cols]
-    base = ok[ok["env"] == ref][["case_key", "throughput_per_s", "peak_mem_bytes"]]
+    keep = ["case_key", "model", "mode", "precision", "checkpoint", "env", "rounds"] + [
+        c for kind in ("time", "memory") for c in basis.columns(kind, rounds=True)]
+    ok = plain_columns(df.loc[df["status"] == "ok", [c for c in dict.fromkeys(keep) if c in df.columns]])
+    base = ok[ok["env"] == ref].drop(columns=["model", "mode", "precision", "checkpoint", "env"])
     merged = ok.merge(base, on="case_key", suffixes=("", "_ref"))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        merged["speed_ratio"] = merged["throughput_per_s"] / merged["throughput_per_s_ref"]
-        merged["mem_ratio"] = merged["peak_mem_bytes"] / merged["peak_mem_bytes_ref"]
-    for col in ("speed_ratio", "mem_ratio"):
-        merged.loc[~np.isfinite(merged[col]) | (merged[col] <= 0), col] = np.nan
-    return merged.drop(columns=["throughput_per_s_ref", "peak_mem_bytes_ref"])
+    time = basis.with_basis(merged, "time", by=["env"], rounds=True)
+    mem = basis.with_basis(merged, "memory", by=["env"], rounds=True)
+    out = merged[["case_key", "model", "mode", "precision", "checkpoint", "env"]]
+    return out.assign(speed_ratio=1.0 / time["ratio"], time_basis=time["basis"], mem_ratio=mem["ratio"],
+                      mem_basis=mem["basis"])
 
 
 def geomean_table(ratios: pd.DataFrame, value: str, by: Sequence[str]) -> pd.DataFrame:
@@ -85,23 +88,19 @@ def checkpoint_tradeoff(df: pd.DataFrame) -> pd.DataFrame:
     when gradients are taken). Columns: ``mem_saved`` (fraction of peak memory saved,
     median), ``time_cost`` (fraction of median time added, median), ``n`` pairs,
     ``by_env`` ({env: (mem_saved, time_cost, n)}), ``mem_basis`` and ``time_basis`` (what the
-    pairs rest on). Memory is the exact CPU tensor peak where both records of a pair carry it
-    (the process high-water mark cannot see a checkpoint's saving on a small model), else the
-    process or allocator peak; time is instructions per step where both carry counts, else the
-    median step time.
+    pairs rest on). Each pair rests on the first measure of ``harness.measures.CHAINS`` both its
+    records carry (``basis.with_basis``): memory on the exact CPU tensor peak (the process high-water
+    mark cannot see a checkpoint's saving on a small model), else the process or allocator peak;
+    time on instructions per step, else the median step time.
     """
-    cols = ["model", "mode", "checkpoint", "pair_id", "env", "median_s", "peak_mem_bytes"]
-    extra = [c for c in ("tensor_peak_bytes", "instructions_per_iter") if c in df.columns]
-    ok = df.loc[df["status"] == "ok", cols + extra]
-    for col in ("tensor_peak_bytes", "instructions_per_iter"):
-        if col not in ok.columns:
-            ok = ok.assign(**{col: np.nan})
+    measured = [c for kind in ("time", "memory") for c in basis.columns(kind) if c in df.columns]
+    ok = df.loc[df["status"] == "ok", list(dict.fromkeys(["model", "mode", "checkpoint", "pair_id", "env"] +
+                                                         measured))]
     if (ok["mode"] == "train").any():
         ok = ok[ok["mode"] == "train"]
     ok = ok.assign(env=ok["env"].cat.codes if hasattr(ok["env"], "cat") else ok["env"])
     is_none = ok["checkpoint"] == "none"
-    base = ok.loc[is_none, ["pair_id", "env", "median_s", "peak_mem_bytes", "tensor_peak_bytes",
-                            "instructions_per_iter"]]
+    base = ok.loc[is_none, ["pair_id", "env"] + measured]
     ck = ok.loc[~is_none]
     pairs = ck.merge(base, on=["pair_id", "env"], suffixes=("", "_none"))
     if hasattr(df["env"], "cat"):
@@ -109,15 +108,12 @@ def checkpoint_tradeoff(df: pd.DataFrame) -> pd.DataFrame:
     cols = ["model", "checkpoint", "mem_saved", "time_cost", "n", "by_env", "mem_basis", "time_basis"]
     if pairs.empty:
         return pd.DataFrame(columns=cols)
-    exact_mem = pairs["tensor_peak_bytes"].notna() & pairs["tensor_peak_bytes_none"].notna()
-    counted = pairs["instructions_per_iter"].notna() & pairs["instructions_per_iter_none"].notna()
-    with np.errstate(divide="ignore", invalid="ignore"):
-        pairs["mem_saved"] = np.where(exact_mem, 1.0 - pairs["tensor_peak_bytes"] / pairs["tensor_peak_bytes_none"],
-                                      1.0 - pairs["peak_mem_bytes"] / pairs["peak_mem_bytes_none"])
-        pairs["time_cost"] = np.where(counted, pairs["instructions_per_iter"] / pairs["instructions_per_iter_none"],
-                                      pairs["median_s"] / pairs["median_s_none"]) - 1.0
-    pairs["mem_basis"] = np.where(exact_mem, "tensor peak", "process peak")
-    pairs["time_basis"] = np.where(counted, "instructions", "wall time")
+    mem = basis.with_basis(pairs, "memory", suffix="_none")
+    time = basis.with_basis(pairs, "time", suffix="_none")
+    pairs["mem_saved"] = 1.0 - mem["ratio"]
+    pairs["time_cost"] = time["ratio"] - 1.0
+    pairs["mem_basis"] = mem["basis"]
+    pairs["time_basis"] = time["basis"]
     for col in ("mem_saved", "time_cost"):
         pairs[col] = pairs[col].where(np.isfinite(pairs[col]))
     agg = pairs.groupby(["model", "checkpoint"], observed=True).agg(
@@ -236,8 +232,9 @@ def _accuracy_failure(r) -> str:
 def env_summary(df: pd.DataFrame, envs: Sequence[str], ratios: Optional[pd.DataFrame],
                 drift: Optional[pd.DataFrame]) -> Dict[str, Dict]:
     """Per environment: ``counts`` ({status: n}), ``speed`` and ``memory`` ((geometric mean of the
-    ratio to the reference, cases), (nan, 0) when none), ``acc_failed``, ``acc_checked`` (ok cases with an
-    accuracy verdict), ``drift_max`` (None: not compared)."""
+    ratio to the reference, cases), (nan, 0) when none), ``speed_basis`` and ``memory_basis`` (the measure
+    they rest on, '' when none), ``acc_failed``, ``acc_checked`` (ok cases with an accuracy verdict),
+    ``drift_max`` (None: not compared)."""
     counts = status_counts(df, ["env"])
     speed = geomean_table(ratios, "speed_ratio", ["env"]) if ratios is not None else None
     mem = geomean_table(ratios, "mem_ratio", ["env"]) if ratios is not None else None
@@ -253,11 +250,18 @@ def env_summary(df: pd.DataFrame, envs: Sequence[str], ratios: Optional[pd.DataF
             return math.nan, 0
         return float(tab.loc[env, "geomean"]), int(tab.loc[env, "n"])
 
+    def basis_of(column, env):
+        if ratios is None or column not in ratios.columns:
+            return ""
+        labels = ratios.loc[ratios["env"].astype(str) == str(env), column].dropna()
+        return str(labels.iloc[0]) if len(labels) else ""
+
     out = {}
     for env in envs:
         row = counts.loc[env] if env in counts.index else pd.Series(dtype=int)
         out[env] = {"counts": {s: int(row.get(s, 0)) for s in row.index if row.get(s, 0)},
                     "speed": mean_of(speed, env), "memory": mean_of(mem, env),
+                    "speed_basis": basis_of("time_basis", env), "memory_basis": basis_of("mem_basis", env),
                     "acc_failed": int(accfail.get(env, 0)), "acc_checked": int(accchecked.get(env, 0)),
                     "drift_max": drift_max.get(env) if env in drift_max.index else None}
     return out

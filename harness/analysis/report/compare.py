@@ -13,7 +13,10 @@ import numpy as np
 import pandas as pd
 
 from harness.analysis.load import InputError
+from harness.analysis.report import basis
 from harness.analysis.report.frame import plain_columns
+from harness.analysis.verdict_text import model_text
+from harness.measures import default_thresholds
 from harness.vocab import VERDICT_KINDS, VERDICTS
 
 #: What every verdict must have.
@@ -24,28 +27,32 @@ def compare_with_baseline(cand: pd.DataFrame, base: pd.DataFrame) -> pd.DataFram
     """Candidate against baseline per (case key, environment label), without statistics.
 
     Columns: case axes, env, status_base, status_cand, median_base_s, median_cand_s,
-    ``time_ratio`` (candidate median / baseline median; > 1 is slower), ``mem_ratio``,
-    acc_base, acc_cand, ``change`` (new | vanished | status | slower | faster | same),
-    ``env_changed`` (fingerprints differ).
+    ``time_ratio`` (candidate / baseline step cost; > 1 is slower), ``mem_ratio``, ``time_basis`` and
+    ``mem_basis`` (each case on the first measure of ``harness.measures.CHAINS`` both its records carry,
+    as the gate judges a pair), acc_base, acc_cand, ``change`` (new | vanished | status | slower |
+    faster | same: beyond the gate's default ``time_factor``), ``env_changed`` (fingerprints differ).
     """
     keys = ["case_key", "env_label"]
+    measured = [c for kind in ("time", "memory") for c in basis.columns(kind)]
     keep = keys + ["model", "mode", "batch_size", "size_label", "precision", "checkpoint", "device", "opts",
-                   "status", "median_s", "peak_mem_bytes", "acc_passed", "env_fingerprint", "reason_short"]
-    a = plain_columns(base[keep])
-    b = plain_columns(cand[keep])
+                   "status", "acc_passed", "env_fingerprint", "reason_short"] + measured
+    a = plain_columns(base[[c for c in dict.fromkeys(keep) if c in base.columns]])
+    b = plain_columns(cand[[c for c in dict.fromkeys(keep) if c in cand.columns]])
     merged = a.merge(b, on=keys, how="outer", suffixes=("_base", "_cand"), indicator=True)
     for col in ("model", "mode", "batch_size", "size_label", "precision", "checkpoint", "device", "opts"):
         merged[col] = merged[col + "_cand"].where(merged[col + "_cand"].notna(), merged[col + "_base"])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        for col, a_col, b_col in (("time_ratio", "median_s_cand", "median_s_base"),
-                                  ("mem_ratio", "peak_mem_bytes_cand", "peak_mem_bytes_base")):
-            ratio = pd.to_numeric(merged[a_col], errors="coerce") / pd.to_numeric(merged[b_col], errors="coerce")
-            merged[col] = ratio.where(np.isfinite(ratio) & (ratio > 0))
+    sides = pd.DataFrame({c + suffix: merged[c + side] for c in measured if c + "_cand" in merged
+                          for suffix, side in (("", "_cand"), ("_base", "_base"))}, index=merged.index)
+    for kind, name in (("time", "time"), ("memory", "mem")):
+        judged = basis.with_basis(sides, kind, suffix="_base")
+        merged[name + "_ratio"], merged[name + "_basis"] = judged["ratio"], judged["basis"].where(
+            judged["ratio"].notna())
+    factor = default_thresholds()["time_factor"]
     change = np.where(merged["_merge"] == "right_only", "new",
                       np.where(merged["_merge"] == "left_only", "vanished",
                                np.where(merged["status_base"] != merged["status_cand"], "status",
-                                        np.where(merged["time_ratio"] > 1.10, "slower",
-                                                 np.where(merged["time_ratio"] < 1 / 1.10, "faster", "same")))))
+                                        np.where(merged["time_ratio"] > factor, "slower",
+                                                 np.where(merged["time_ratio"] < 1 / factor, "faster", "same")))))
     merged["change"] = change
     merged["env_changed"] = ((merged["_merge"] == "both") &
                              (merged["env_fingerprint_base"] != merged["env_fingerprint_cand"]))
@@ -97,11 +104,12 @@ def verdicts_frame(verdicts: Sequence[Dict], cand: Optional[pd.DataFrame] = None
         model_by_key = cand.drop_duplicates("case_key").set_index("case_key")["model"]
         out["env_label"] = out["env_label"].fillna(out["env_label_rec"]).fillna(
             out["env_fingerprint"].map(env_by_fp)).fillna(out["env_fingerprint"].str[:12])
-        out["model"] = out["model"].fillna(out["model_rec"]).fillna(out["case_key"].map(model_by_key)).fillna("?")
+        out["model"] = out["model"].fillna(out["model_rec"]).fillna(out["case_key"].map(model_by_key))
         out = out.drop(columns=["env_label_rec", "model_rec"])
     else:
         out["env_label"] = out["env_label"].fillna(out["env_fingerprint"].str[:12])
-        out["model"] = out["model"].fillna("?")
+    # the run-wide verdict is about every case; a verdict whose model nobody names: '?'
+    out["model"] = [model_text({"model": m, "case_key": k}) for m, k in zip(out["model"], out["case_key"])]
     return out
 
 

@@ -13,10 +13,9 @@ import numpy as np
 import pandas as pd
 
 from harness.analysis.report.frame import STATUS_ORDER
-from harness.analysis.report.markup import fmt_sig, is_num
 from harness.analysis.report.payload import Column, encode_dataset, script_safe
+from harness.analysis.verdict_text import kind_text, model_text, value_text, why_text
 from harness.record.schema import TABLE_COLUMNS
-from harness.units import format_bytes, format_duration
 from harness.vocab import VERDICT_KINDS
 
 #: Most rows a comparison table embeds (the most important first), to keep the file small.
@@ -120,21 +119,6 @@ def cap_rows(frame: pd.DataFrame) -> Tuple[pd.DataFrame, int]:
     return frame.iloc[:MAX_COMPARE_ROWS], len(frame)
 
 
-def _verdict_value(kind: str, value, unit) -> str:
-    """A verdict's baseline or candidate value: times and memory with their unit, others as given."""
-    if isinstance(value, str):
-        return value
-    if not is_num(value):
-        return ""
-    if kind == "time":
-        return format_duration(value)
-    if kind == "memory" and unit in (None, "bytes"):
-        return format_bytes(value)
-    if unit == "samples":  # the largest batch that fits
-        return "%d samples" % value
-    return fmt_sig(value, 3) + (" " + str(unit) if isinstance(unit, str) and unit else "")
-
-
 def ranked_verdicts(verdicts: pd.DataFrame) -> pd.DataFrame:
     """The verdicts regressions first (then by ratio, largest first)."""
     frame = verdicts.assign(_rank=verdicts["verdict"].map(VERDICT_RANK).fillna(99))
@@ -142,11 +126,12 @@ def ranked_verdicts(verdicts: pd.DataFrame) -> pd.DataFrame:
 
 
 def verdicts_json(ranked: pd.DataFrame) -> str:
-    """The verdict table's dataset from ``ranked_verdicts`` (already capped)."""
+    """The verdict table's dataset from ``ranked_verdicts`` (already capped): each verdict in the words of
+    ``harness.analysis.verdict_text``, as the gate's Markdown writes it."""
+    rows = ranked.to_dict("records")
     frame = ranked.assign(
-        baseline=[_verdict_value(k, v, u) for k, v, u in zip(ranked["kind"], ranked["baseline"], ranked["unit"])],
-        candidate=[_verdict_value(k, v, u) for k, v, u in zip(ranked["kind"], ranked["candidate"], ranked["unit"])],
-        kind=[k if not c else "%s (%s)" % (k, c) for k, c in zip(ranked["kind"], ranked["check"])])
+        baseline=[value_text(v, "baseline") for v in rows], candidate=[value_text(v, "candidate") for v in rows],
+        kind=[kind_text(v) for v in rows], model=[model_text(v) for v in rows], reason=[why_text(v) for v in rows])
     kinds = list(VERDICT_KINDS) + sorted(set(frame["kind"]) - set(VERDICT_KINDS))
     cols = [Column("verdict", "verdict", fmt="verdict", order=list(VERDICT_RANK)),
             Column("kind", "kind", order=kinds), Column("model", "model"),
@@ -185,5 +170,6 @@ def changes_json(ranked: pd.DataFrame, cand: pd.DataFrame, base: pd.DataFrame, n
             Column("median_cand_ms", "candidate ms", kind="num", digits=4),
             Column("time_ratio", "time ratio", kind="num", digits=3, fmt="tratio"),
             Column("mem_ratio", "memory ratio", kind="num", digits=3, fmt="mratio"),
+            Column("time_basis", "time on"), Column("mem_basis", "memory on"),
             Column("acc_change", "accuracy"), Column("env_changed", "env changed")]
     return encode_dataset(frame, cols)

@@ -4,25 +4,27 @@ and whether its change lies beyond the noise (``sections/performance.py`` draws 
 
 A cell's ``ratio`` is the geometric mean over the cases that ran ok in both environments of
 (here / reference): above 1 costs more. One measure per cell (``basis``), never two mixed in a mean:
+the first of the kind's chain (``harness.measures.CHAINS``) that every case of the cell carries in both
+environments, else the last (``basis.with_basis``), as the gate chooses for a pair:
 
-- time: ``instructions`` per step (callgrind; repeatable to under 1% between processes) when
-  every case of the cell has an ok count in both environments, else ``wall time`` per step (per
-  case the median of its round medians);
-- memory: the exact CPU ``tensor peak`` when every case of the cell carries one in both
-  environments, else the ``process peak`` (the CUDA allocator's on a GPU); the gate's memory rule
-  chooses the same way (docs/gate.md).
+- time: ``instructions`` per step (callgrind; repeatable to under 1% between processes), else
+  ``wall time`` per step (per case the median of its round medians);
+- memory: the exact CPU ``tensor peak``, else the ``process peak`` (the CUDA allocator's on a GPU).
 
-Noise (``within``: drawn neutral, not coloured):
+Noise (``within``: drawn neutral, not coloured), by the measure's rule (``harness.measures.NOISE_*``)
+with the gate's thresholds (``harness.scenario.gate_config.DEFAULTS`` unless given):
 
-- wall time: |log ratio| below ``NOISE_MULTIPLE`` times the cell's spread, the root mean square
-  over its cases of sqrt(sd_here^2 + sd_ref^2), sd being the standard deviation of the log of the
-  case's round medians in one environment: measured where the case has ``MIN_ROUNDS`` there, else
-  ``ASSUMED_ROUND_SD_LOG`` (``band_source`` says measured, assumed or partly assumed). Not divided
-  by the number of cases: one process runs every case of an environment, so its speed moves them
-  all together and a mean over cases is as noisy as one case;
-- instructions: a change below ``INSTRUCTION_BAND``, or below the repeat spread of the cases' counts
-  when that is larger, is "unchanged";
-- memory: no band (the tensor peak is exact; the process peak's spread is not measured here);
+- wall time (``NOISE_ROUNDS``): |log ratio| below ``ROUND_NOISE_MULTIPLE`` times the cell's spread, the
+  root mean square over its cases of sqrt(sd_here^2 + sd_ref^2), sd being the standard deviation of the
+  log of the case's round medians in one environment: measured where the case has ``min_rounds`` there,
+  else ``ASSUMED_ROUND_SD_LOG`` (``band_source`` says measured, assumed or partly assumed). Not divided
+  by the number of cases: one process runs every case of an environment, so its speed moves them all
+  together and a mean over cases is as noisy as one case;
+- instructions (``NOISE_COUNTS``): a change within the gate's limit, ``instructions_frac`` or
+  ``instructions_spread_factor`` times the larger repeat spread of the two sides' counts where that is
+  larger (the largest over the cell's cases), is "unchanged";
+- memory (``NOISE_SIZE``): no band (the tensor peak is exact; the process peak's spread is not measured
+  here);
 - the gate's verdicts, when given, judge each cell holding a case they judged between the cell's
   two environments (an ``ab`` run's base and head, say): the cell is within noise unless one of
   those verdicts of its kind is regressed or improved (``band_source`` "gate").
@@ -30,36 +32,29 @@ Noise (``within``: drawn neutral, not coloured):
 Never imports torch.
 """
 import math
-from typing import Dict, Optional
+from typing import Any, Dict, Mapping, Optional
 
 import numpy as np
 import pandas as pd
 
+from harness.analysis.report import basis
 from harness.analysis.report.frame import plain_columns
+from harness.measures import (
+    ASSUMED_ROUND_SD_LOG,
+    CHAINS,
+    NOISE_COUNTS,
+    NOISE_ROUNDS,
+    ROUND_NOISE_MULTIPLE,
+    count_limit,
+    default_thresholds,
+)
 
 TIME, MEMORY = "time", "memory"
-#: (the deterministic measure, the fallback) of each kind, as the page names them.
-BASES = {TIME: ("instructions", "wall time"), MEMORY: ("tensor peak", "process peak")}
-#: A wall-time change counts when its log ratio exceeds this many times the cell's spread.
-NOISE_MULTIPLE = 2.0
-#: Rounds (records, one process each) a case needs in an environment to measure its spread there.
-MIN_ROUNDS = 2
-#: The spread assumed where a case has a single round and none can be measured: the standard deviation
-#: of the log of a case's round medians measured on the 2-core CI machine kind, 0.20 (68 cases, 8 rounds
-#: a side; docs/gate.md, "The speed probe"; ``python benchmarks/bench_gate.py --faults slow10 --rounds 8``,
-#: its "round spread" lines). Two single rounds then give a band of exp(2 * 0.20 * sqrt(2)) = 1.76x,
-#: inside the 18-37 ms (2.06x) that eight fresh processes gave for one step (ENVIRONMENTS.md, shared notes).
-ASSUMED_ROUND_SD_LOG = 0.20
-#: Instruction counts of one step differ between fresh processes by 0 (torch 1.10) to 5e-4 (2.15) for a
-#: 40-47 M-instruction train step, and by up to 0.75% for the smallest smoke case, 2.8 M (docs/gate.md,
-#: "Instruction counts"): a change below 1% is "unchanged".
-INSTRUCTION_BAND = 0.01
 #: Verdicts that say a change is real.
 _CHANGED = ("regressed", "improved")
 _CELL = ["model", "precision", "env"]
-_PAIR_COLUMNS = ["case_key", "model", "precision", "mode", "env", "env_label", "env_fingerprint", "median_rounds_s",
-                 "rounds", "round_sd_log", "instr_status", "instructions_per_iter", "instructions_spread",
-                 "peak_mem_bytes", "tensor_peak_bytes"]
+_PAIR_COLUMNS = ["case_key", "model", "precision", "mode", "env", "env_label", "env_fingerprint", "rounds",
+                 "round_sd_log"] + [c for kind in (TIME, MEMORY) for c in basis.columns(kind, rounds=True)]
 #: The columns of ``cells``.
 CELL_COLUMNS = _CELL + ["ratio", "n", "lo", "hi", "basis", "n_preferred", "band", "band_source", "within",
                         "rounds_lo", "rounds_hi", "modes", "gate", "gate_pair"]
@@ -68,41 +63,29 @@ CELL_COLUMNS = _CELL + ["ratio", "n", "lo", "hi", "basis", "n_preferred", "band"
 def case_pairs(df: pd.DataFrame, ref: str) -> pd.DataFrame:
     """Every ok record of an environment other than ``ref`` matched by case key with the ok record of
     ``ref``; the reference's columns carry the suffix ``_ref``."""
-    ok = plain_columns(df.loc[df["status"] == "ok", _PAIR_COLUMNS])
+    ok = plain_columns(df.loc[df["status"] == "ok", [c for c in dict.fromkeys(_PAIR_COLUMNS) if c in df]])
     base = ok[ok["env"] == ref].drop(columns=["model", "precision", "mode", "env"])
     return ok[ok["env"] != ref].merge(base, on="case_key", suffixes=("", "_ref"))
 
 
-def _ratio(a: pd.Series, b: pd.Series) -> pd.Series:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        r = pd.to_numeric(a, errors="coerce").astype(float) / pd.to_numeric(b, errors="coerce").astype(float)
-    return r.where(np.isfinite(r) & (r > 0))
+def _spread(pairs: pd.DataFrame, column: Optional[str]) -> pd.Series:
+    """Per pair, the larger relative spread of the two sides' counts (0 where unknown), as the gate takes it."""
+    if not column or column not in pairs:
+        return pd.Series(0.0, index=pairs.index)
+    here = pd.to_numeric(pairs[column], errors="coerce").fillna(0.0)
+    return np.maximum(here, pd.to_numeric(pairs[column + "_ref"], errors="coerce").fillna(0.0))
 
 
-def _with_basis(pairs: pd.DataFrame, kind: str) -> pd.DataFrame:
-    """``preferred`` (this case has the deterministic measure on both sides), ``use_best`` (every case of
-    its cell has) and ``ratio`` on the cell's measure."""
-    if kind == TIME:
-        best = _ratio(pairs["instructions_per_iter"], pairs["instructions_per_iter_ref"])
-        can = (pairs["instr_status"] == "ok") & (pairs["instr_status_ref"] == "ok") & best.notna()
-        plain = _ratio(pairs["median_rounds_s"], pairs["median_rounds_s_ref"])
-    else:
-        best = _ratio(pairs["tensor_peak_bytes"], pairs["tensor_peak_bytes_ref"])
-        can = best.notna()
-        plain = _ratio(pairs["peak_mem_bytes"], pairs["peak_mem_bytes_ref"])
-    use_best = can.groupby([pairs[c] for c in _CELL], sort=False).transform("all").astype(bool)
-    return pairs.assign(preferred=can, use_best=use_best, ratio=best.where(use_best, plain))
-
-
-def _noise(pairs: pd.DataFrame) -> pd.DataFrame:
-    """Per pair: the squared spread of the wall-time log ratio, its assumed sides (0-2), the summed
-    repeat spread of the instruction counts and the fewest rounds of the two sides."""
-    sd_here = pairs["round_sd_log"].where(pairs["rounds"] >= MIN_ROUNDS)
-    sd_ref = pairs["round_sd_log_ref"].where(pairs["rounds_ref"] >= MIN_ROUNDS)
+def _noise(pairs: pd.DataFrame, kind: str, min_rounds: int) -> pd.DataFrame:
+    """Per pair: the squared spread of the wall-time log ratio, its assumed sides (0-2), the repeat
+    spread of the counts of the chain's counted measure and the fewest rounds of the two sides."""
+    sd_here = pairs["round_sd_log"].where(pairs["rounds"] >= min_rounds)
+    sd_ref = pairs["round_sd_log_ref"].where(pairs["rounds_ref"] >= min_rounds)
+    counted = next((m for m in CHAINS[kind] if m.noise == NOISE_COUNTS), None)
     return pairs.assign(
         _var=sd_here.fillna(ASSUMED_ROUND_SD_LOG) ** 2 + sd_ref.fillna(ASSUMED_ROUND_SD_LOG) ** 2,
         _assumed=sd_here.isna().astype(int) + sd_ref.isna().astype(int),
-        _ispread=pairs["instructions_spread"].fillna(0.0) + pairs["instructions_spread_ref"].fillna(0.0),
+        _ispread=_spread(pairs, counted.spread_column if counted else None),
         _rounds=np.minimum(pairs["rounds"], pairs["rounds_ref"]), _rounds_hi=np.maximum(pairs["rounds"],
                                                                                          pairs["rounds_ref"]))
 
@@ -139,43 +122,52 @@ def _gate(pairs: pd.DataFrame, verdicts: Optional[pd.DataFrame], kind: str) -> p
     return pd.DataFrame(rows, columns=_CELL + ["gate", "gate_pair"])
 
 
-def cells(df: pd.DataFrame, ref: str, kind: str, verdicts: Optional[pd.DataFrame] = None) -> pd.DataFrame:
+def _bands(out: pd.DataFrame, kind: str, th: Mapping[str, Any]) -> pd.DataFrame:
+    """``band``, ``band_source`` and ``within`` of each cell, by the noise rule of its measure."""
+    rule = {m.label: m for m in CHAINS[kind]}
+    band_log = np.full(len(out), np.nan)
+    source = np.full(len(out), "", dtype=object)
+    for label, m in rule.items():
+        on = (out["basis"] == label).to_numpy()
+        if m.noise == NOISE_COUNTS:
+            band_log[on] = np.log1p([count_limit(m, th, s) for s in out.loc[on, "ispread"]])
+            source[on] = "instruction repeats"
+        elif m.noise == NOISE_ROUNDS:
+            band_log[on] = ROUND_NOISE_MULTIPLE * np.sqrt(out.loc[on, "var"].to_numpy(dtype=float))
+            assumed, n = out.loc[on, "assumed"].to_numpy(), out.loc[on, "n"].to_numpy()
+            source[on] = np.where(assumed == 0, "measured", np.where(assumed == 2 * n, "assumed", "partly assumed"))
+    with np.errstate(invalid="ignore"):
+        within = np.abs(out["log_mean"].to_numpy()) < band_log  # NaN band: no noise drawn, never within
+    return out.assign(band=np.exp(band_log), band_source=source, within=within)
+
+
+def cells(df: pd.DataFrame, ref: str, kind: str, verdicts: Optional[pd.DataFrame] = None,
+          thresholds: Optional[Mapping[str, Any]] = None) -> pd.DataFrame:
     """The heatmap cells of ``kind`` (``TIME`` or ``MEMORY``) against ``ref``: one row per (model,
     precision, env) with an ok case in both, columns ``CELL_COLUMNS``.
 
     ``ratio`` (geometric mean of here / reference; > 1 costs more), ``n`` cases, ``lo`` and ``hi``
-    (their smallest and largest ratio), ``basis`` (``BASES``), ``n_preferred`` (cases that have the
-    deterministic measure on both sides), ``band`` (the ratio a change must exceed either way, NaN
-    when none), ``band_source`` (measured | assumed | partly assumed | instruction repeats | gate |
-    ''), ``within`` (within noise), ``rounds_lo``/``rounds_hi`` (fewest and most rounds of a case on
-    either side), ``modes`` ([(mode, ratio, n)]), ``gate`` ({verdict: n} or None) and ``gate_pair``.
-    ``verdicts``: ``compare.verdicts_frame``, whose judgement wins where it covers a cell.
+    (their smallest and largest ratio), ``basis`` (the label of its measure, ``harness.measures``),
+    ``n_preferred`` (cases that have the chain's first measure on both sides), ``band`` (the ratio a
+    change must exceed either way, NaN when none), ``band_source`` (measured | assumed | partly assumed |
+    instruction repeats | gate | ''), ``within`` (within noise), ``rounds_lo``/``rounds_hi`` (fewest and
+    most rounds of a case on either side), ``modes`` ([(mode, ratio, n)]), ``gate`` ({verdict: n} or
+    None) and ``gate_pair``. ``verdicts``: ``compare.verdicts_frame``, whose judgement wins where it
+    covers a cell; ``thresholds``: the gate's (its defaults when None).
     """
-    pairs = _with_basis(case_pairs(df, ref), kind)
-    pairs = _noise(pairs[pairs["ratio"].notna()])
+    th = thresholds if thresholds is not None else default_thresholds()
+    pairs = basis.with_basis(case_pairs(df, ref), kind, by=_CELL, rounds=True)
+    pairs = _noise(pairs[pairs["ratio"].notna()], kind, th["min_rounds"])
     if pairs.empty:
         return pd.DataFrame(columns=CELL_COLUMNS)
-    pairs = pairs.assign(_log=np.log(pairs["ratio"]))
+    pairs = pairs.assign(_log=np.log(pairs["ratio"].astype(float)))
     grouped = pairs.groupby(_CELL, sort=False)
     out = grouped.agg(log_mean=("_log", "mean"), n=("_log", "size"), lo=("ratio", "min"), hi=("ratio", "max"),
-                      n_preferred=("preferred", "sum"), use_best=("use_best", "first"), var=("_var", "mean"),
+                      n_preferred=("preferred", "sum"), basis=("basis", "first"), var=("_var", "mean"),
                       assumed=("_assumed", "sum"), ispread=("_ispread", "max"), rounds_lo=("_rounds", "min"),
                       rounds_hi=("_rounds_hi", "max")).reset_index()
-    best, plain = BASES[kind]
     out["ratio"] = np.exp(out["log_mean"])
-    out["basis"] = np.where(out["use_best"], best, plain)
-    if kind == TIME:
-        instr_band = np.log1p(np.maximum(INSTRUCTION_BAND, out["ispread"]))
-        wall_band = NOISE_MULTIPLE * np.sqrt(out["var"])
-        band_log = np.where(out["use_best"], instr_band, wall_band)
-        out["band"] = np.exp(band_log)
-        out["band_source"] = np.where(out["use_best"], "instruction repeats", np.where(
-            out["assumed"] == 0, "measured", np.where(out["assumed"] == 2 * out["n"], "assumed", "partly assumed")))
-        out["within"] = np.abs(out["log_mean"]) < band_log
-    else:
-        out["band"] = math.nan
-        out["band_source"] = ""
-        out["within"] = False
+    out = _bands(out, kind, th)
     modes = pairs.groupby(_CELL + ["mode"], sort=False)["_log"].agg(log_mean="mean", n="size").reset_index()
     by_cell: Dict = {}
     for r in modes.itertuples(index=False):

@@ -4,6 +4,7 @@ from typing import Optional
 from harness.analysis.report import compare, datasets
 from harness.analysis.report.markup import esc, fmt_change, json_script, ratio_color, table, td_heat
 from harness.analysis.report.sections.context import Context, Part
+from harness.measures import CHAINS, default_thresholds, noise_words
 
 
 def _baseline_note(ctx: Context) -> str:
@@ -25,6 +26,13 @@ def _cut_note(shown: int, total: int, what: str, least: str) -> str:
             "mostly {}); the counts above cover all of them.</p>").format(shown, total, what, least)
 
 
+def _rules_text() -> str:
+    """Each time and memory measure and what counts as a change of it, at the gate's default thresholds."""
+    th = default_thresholds()
+    return "; ".join("%s: %s" % (kind, ", else ".join("%s %s" % (m.label, noise_words(m, th)) for m in CHAINS[kind]))
+                     for kind in ("time", "memory"))
+
+
 def _from_verdicts(ctx: Context) -> Part:
     verdicts = ctx.baseline.verdicts
     counts = compare.verdict_counts(verdicts)
@@ -42,7 +50,8 @@ def _from_verdicts(ctx: Context) -> Part:
     body = (headline + _baseline_note(ctx) + summary + _cut_note(len(shown), total, "verdicts", "unchanged verdicts") +
             '<div id="tm-table-verdicts" data-tm-table data-src="tm-verdicts" data-page-size="25"></div>')
     intro = ("Candidate against baseline, matched by case key and environment. The gate calls a change regressed "
-             "only when it is both large and significant on the raw samples; ratio is candidate / baseline.")
+             "only when it is large beyond the noise of the measure it rests on (%s); ratio is candidate / baseline, "
+             "on that measure." % esc(_rules_text()))
     return Part(body, intro, blocks=(json_script("tm-verdicts", datasets.verdicts_json(shown)),))
 
 
@@ -56,17 +65,21 @@ def _from_baseline(ctx: Context) -> Part:
                     "</td></tr>" % (
                         esc(r["env"]), r["timed"],
                         td_heat(esc(fmt_change(r["time"])), ratio_color(r["time"], False),
-                                "geometric mean of candidate/baseline median time; + is slower"),
+                                "geometric mean of candidate/baseline step cost (each case on its \"time on\" "
+                                "measure); + is slower"),
                         td_heat(esc(fmt_change(r["memory"])), ratio_color(r["memory"], False),
-                                "geometric mean of peak memory ratio"),
+                                "geometric mean of the memory ratio (each case on its \"memory on\" measure)"),
                         r["slower"], r["faster"], "bad" if r["broke"] else "", r["broke"],
                         "good" if r["fixed"] else "", r["fixed"], r["new"], r["vanished"]))
-    summary = table(["environment", "timed in both", "time", "memory", "slower >10%", "faster >10%",
+    beyond = "%g%%" % round(100 * (default_thresholds()["time_factor"] - 1.0), 6)
+    summary = table(["environment", "timed in both", "time", "memory", "slower >" + beyond, "faster >" + beyond,
                      "ok \u2192 not ok", "not ok \u2192 ok", "new", "vanished"], rows, num_cols=range(1, 10))
     shown, total = datasets.cap_rows(datasets.ranked_changes(comp))
-    body = (_baseline_note(ctx) + summary + _cut_note(len(shown), total, "cases", "cases within 10%") +
+    body = (_baseline_note(ctx) + summary + _cut_note(len(shown), total, "cases", "cases within " + beyond) +
             '<p class="note">No significance test here: run the gate for verdicts that account for noise. "slower" '
-            "and \"faster\" mark a median change beyond 10%.</p>"
+            "and \"faster\" mark a change beyond %s of the step's cost, each case on the first of %s that both its "
+            "records carry (\"time on\" says which).</p>" % (beyond, esc(", ".join(m.label for m in CHAINS["time"])))
+            +
             '<div id="tm-table-compare" data-tm-table data-src="tm-compare" data-page-size="25"></div>')
     intro = "Candidate (these records) against the baseline records, matched by case key and environment label."
     block = json_script("tm-compare", datasets.changes_json(shown, ctx.df, base, ctx.notes))

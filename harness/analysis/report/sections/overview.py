@@ -11,6 +11,7 @@ import pandas as pd
 from harness.analysis.report import aggregate as agg
 from harness.analysis.report.markup import esc, fmt_change, fmt_drift, is_num, status_bar, table
 from harness.analysis.report.sections.context import Context, Part
+from harness.measures import CHAINS
 
 
 def header(ctx: Context, title: str, generated_utc: str) -> str:
@@ -69,8 +70,9 @@ def _card_rows(ctx: Context, env: str, summary) -> str:
                 good = (g > 1.02) if better_high else (g < 0.98)
                 worse = (g < 0.98) if better_high else (g > 1.02)
                 cls = "good" if good else ("bad" if worse else "")
-                kv.append((label, '<span class="%s">%s</span> <small>(%d cases)</small>' % (
-                    cls, esc(fmt_change(g)), n)))
+                on = summary.get(key + "_basis")
+                kv.append((label, '<span class="%s">%s</span> <small>(%d cases%s)</small>' % (
+                    cls, esc(fmt_change(g)), n, ", " + esc(on) if on else "")))
             else:
                 kv.append((label, "no cases in common"))
     nf = summary["acc_failed"]
@@ -109,8 +111,10 @@ def glance(ctx: Context) -> Part:
                          '<span>why</span><span>%s</span></div></div>' % (
                              esc(row["env"]), esc("torch " + row["torch"]), esc(row["state"]), esc(row["reason"])))
     intro = ("Speed and memory are geometric means over the cases each environment shares with the reference "
-             "<b>%s</b> (speed: throughput, + is faster; memory: peak, + uses more). Drift compares fp32 output "
-             "probes with the reference." % esc(ctx.ref))
+             "<b>%s</b> (speed: + is faster; memory: + uses more), each on the measure the heatmaps below use, "
+             "named on the card (speed: %s; memory: %s). Drift compares fp32 output probes with the reference." % (
+                 esc(ctx.ref), esc(" or ".join(m.label for m in CHAINS["time"])),
+                 esc(" or ".join(m.label for m in CHAINS["memory"]))))
     return Part('<div class="cards">%s</div>' % "".join(cards), intro)
 
 

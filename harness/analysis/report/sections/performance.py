@@ -7,7 +7,7 @@ from harness.analysis.report import aggregate as agg
 from harness.analysis.report import figures, heatmap
 from harness.analysis.report.markup import esc, is_num
 from harness.analysis.report.sections.context import Context, Part
-from harness.analysis.report.sections.relative import heatmap_html
+from harness.analysis.report.sections.relative import chain_note, heatmap_html, time_noise_note
 from harness.vocab import CHECKPOINTS
 
 #: The checkpointing modes compared with no checkpointing.
@@ -53,15 +53,10 @@ def speed(ctx: Context) -> Part:
             "for each model. Pick the slice above the charts; hover a point for its value.</p>" +
             _charts(ctx, "throughput") + "<h3>Time per step relative to %s</h3>" % esc(ctx.ref) +
             '<p class="note">Change of the time a step takes, geometric mean over the cases (all modes, batch sizes, '
-            "sizes, checkpointing) that ran ok in both environments; + is slower. A cell rests on instruction counts "
-            "(<i>instr</i>: deterministic) where every case of it has an ok count in both environments, else on wall "
-            "time (<i>wall</i>). Wall-time cells within %g× the between-round spread are within noise: that "
-            "spread is measured where a case has %d or more rounds (records) in an environment, and assumed where "
-            "it has one (the spread measured on the 2-core CI machine, docs/gate.md); instruction counts less than "
-            "%g%% apart are unchanged; the gate's verdicts, when given, judge the cells they cover. Hover a cell for "
-            "its basis, its noise band and where that came from, the count, the range and train/eval separately. "
-            "Pick another reference with <code>--reference-env</code>.</p>" % (
-                heatmap.NOISE_MULTIPLE, heatmap.MIN_ROUNDS, 100 * heatmap.INSTRUCTION_BAND) + heat)
+            "sizes, checkpointing) that ran ok in both environments; + is slower. %s %s; the gate's verdicts, when "
+            "given, judge the cells they cover. Hover a cell for its basis, its noise band and where that came from, "
+            "the count, the range and train/eval separately. Pick another reference with "
+            "<code>--reference-env</code>.</p>" % (chain_note(heatmap.TIME), time_noise_note()) + heat)
     intro = ("How long a step takes in each environment, and how fast each model runs against the reference "
              "<b>%s</b>." % esc(ctx.ref))
     return Part(body, intro, figures=(chart,) if chart else ())
@@ -112,9 +107,8 @@ def memory(ctx: Context) -> Part:
             "<h3>Peak memory per model</h3>"
             '<p class="note">Same slice controls as the throughput charts.</p>' + _charts(ctx, "peak") +
             "<h3>Peak memory relative to %s</h3>" % esc(ctx.ref) +
-            '<p class="note">Geometric mean over the cases that ran ok in both environments. A cell rests on the exact '
-            "CPU tensor peak (<i>tensor</i>) where every case of it carries one in both environments, as the gate "
-            "judges memory, else on the process peak (<i>process</i>).</p>" + heat +
+            '<p class="note">Geometric mean over the cases that ran ok in both environments. %s</p>' % (
+                chain_note(heatmap.MEMORY)) + heat +
             "<h3>Gradient checkpointing: memory saved against time lost</h3>"
             '<p class="note">Each checkpointed train case against the same case without checkpointing in the same '
             "environment; medians over batch sizes, sizes, precisions and environments (hover the table for each "

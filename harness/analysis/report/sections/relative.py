@@ -7,20 +7,40 @@ from typing import Dict, List
 from harness.analysis.report import heatmap
 from harness.analysis.report.markup import esc, fmt_change, legend, ratio_color, table, td_heat
 from harness.analysis.report.sections.context import Context
+from harness.measures import ASSUMED_ROUND_SD_LOG, CHAINS, INSTRUCTIONS, ROUND_NOISE_MULTIPLE, default_thresholds
 
-#: The tag a cell shows for its measure.
-TAGS = {"instructions": "instr", "wall time": "wall", "tensor peak": "tensor", "process peak": "process"}
-#: What each measure is, in a cell's hover text.
-MEANINGS = {"instructions": "CPU instructions per step (callgrind; deterministic)",
-            "wall time": "wall time per step (per case the median of its round medians)",
-            "tensor peak": "the exact CPU tensor-memory peak of one step",
-            "process peak": "the process high-water mark on the CPU, the CUDA allocator peak on a GPU"}
+#: The tag a cell shows for its measure, and what the measure is (its hover text), by the measure's label.
+TAGS = {m.label: m.tag for kind in (heatmap.TIME, heatmap.MEMORY) for m in CHAINS[kind]}
+MEANINGS = {m.label: m.meaning for kind in (heatmap.TIME, heatmap.MEMORY) for m in CHAINS[kind]}
 #: How each kind reads in the hover text, and its legend (the colours of ``markup.ratio_color``).
 WHAT = {heatmap.TIME: "time per step", heatmap.MEMORY: "peak memory"}
 KEYS = {heatmap.TIME: [("slower than the reference", "#e8705f"), ("same", "#ffffff"), ("faster", "#6fa8dc"),
                        ("within noise: not coloured", None, "noise")],
         heatmap.MEMORY: [("uses less than the reference", "#6fa8dc"), ("same", "#ffffff"),
                          ("uses more", "#e8705f"), ("within noise (gate verdicts): not coloured", None, "noise")]}
+
+
+def _labels(kind: str):
+    return [m.label for m in CHAINS[kind]]
+
+
+def chain_note(kind: str) -> str:
+    """Which measure a cell of ``kind`` rests on, in words from ``harness.measures.CHAINS``."""
+    chain = CHAINS[kind]
+    said = ["%s (<i>%s</i>)" % (esc(m.meaning), esc(m.tag)) for m in chain]
+    return ("A cell rests on %s where every case of it carries that in both environments, as the gate judges "
+            "%s, else on %s." % ("; else ".join(said[:-1]), kind, said[-1]))
+
+
+def time_noise_note() -> str:
+    """What counts as noise in the time heatmap, in words with the gate's default thresholds."""
+    th = default_thresholds()
+    frac, factor = INSTRUCTIONS.thresholds
+    return ("Wall-time cells within %g\u00d7 the between-round spread are within noise: that spread is measured "
+            "where a case has %d or more rounds (records) in an environment, and assumed where it has fewer (the "
+            "spread measured on the 2-core CI machine, docs/gate.md); instruction counts less than %g%% apart (or "
+            "than %g\u00d7 their repeat spread) are unchanged, as the gate judges them" % (
+                ROUND_NOISE_MULTIPLE, th["min_rounds"], 100 * th[frac], th[factor]))
 
 
 def _band_text(cell) -> str:
@@ -32,22 +52,25 @@ def _band_text(cell) -> str:
     if source == "gate":
         counts = ", ".join("%d %s" % (n, v) for v, n in sorted(cell.gate.items()))
         return "Judged by the gate's verdicts (%s): %s." % (cell.gate_pair, counts)
+    th = default_thresholds()
     if source == "instruction repeats":
-        return "Noise band %s: instruction counts less than %g%% apart (or than their repeat spread) are " \
-            "unchanged." % (band, 100 * heatmap.INSTRUCTION_BAND)
-    multiple = "%g\u00d7 the between-round spread" % heatmap.NOISE_MULTIPLE
+        frac, factor = INSTRUCTIONS.thresholds
+        return "Noise band %s: instruction counts less than %g%% apart (or than %g\u00d7 their repeat spread) " \
+            "are unchanged, as the gate judges them." % (band, 100 * th[frac], th[factor])
+    multiple = "%g\u00d7 the between-round spread" % ROUND_NOISE_MULTIPLE
     if source == "measured":
         return "Noise band %s: %s, measured from the rounds (%s per case and environment)." % (band, multiple, rounds)
     assumed = ("assumed, not measured: a sd of %.2f of the log of a case's round medians, as measured on the 2-core "
-               "CI machine (docs/gate.md)" % heatmap.ASSUMED_ROUND_SD_LOG)
+               "CI machine (docs/gate.md)" % ASSUMED_ROUND_SD_LOG)
     if source == "assumed":
-        return "Noise band %s: %s, %s, since each case has one round here." % (band, multiple, assumed)
-    return "Noise band %s: %s, measured where a case has %d rounds, elsewhere %s." % (
-        band, multiple, heatmap.MIN_ROUNDS, assumed)
+        return "Noise band %s: %s, %s, since no case has %d rounds on both sides here." % (
+            band, multiple, assumed, th["min_rounds"])
+    return "Noise band %s: %s, measured where a case has %d or more rounds, elsewhere %s." % (
+        band, multiple, th["min_rounds"], assumed)
 
 
 def _tip(ctx: Context, cell, kind: str) -> str:
-    best, _plain = heatmap.BASES[kind]
+    best = CHAINS[kind][0].label
     if cell.basis == best:
         basis = "Basis: %s, on every case of the cell in both environments." % MEANINGS[cell.basis]
     elif cell.n_preferred:
@@ -76,9 +99,10 @@ def _cell_html(ctx: Context, cell, kind: str) -> str:
 def _summary(cells, kind: str) -> str:
     """One line: how many cells rest on each measure, and where the noise bands came from."""
     bases = cells["basis"].value_counts()
-    parts = ["%d on %s (<i>%s</i>)" % (bases[b], esc(b), esc(TAGS[b])) for b in heatmap.BASES[kind] if b in bases]
+    parts = ["%d on %s (<i>%s</i>)" % (bases[b], esc(b), esc(TAGS[b])) for b in _labels(kind) if b in bases]
     sources = cells["band_source"].value_counts()
-    words = {"measured": "measured from the rounds", "assumed": "assumed (one round a case)",
+    words = {"measured": "measured from the rounds",
+             "assumed": "assumed (fewer than %d rounds a case)" % default_thresholds()["min_rounds"],
              "partly assumed": "partly assumed", "instruction repeats": "from instruction counts",
              "gate": "judged by the gate's verdicts"}
     noise = ["%d %s" % (sources[s], words[s]) for s in words if s in sources]
@@ -116,7 +140,7 @@ def heatmap_html(ctx: Context, kind: str) -> str:
                 else:
                     row.append(_cell_html(ctx, cell, kind))
             rows.append("<tr>%s<td>%s</td>%s</tr>" % (first, esc(prec), "".join(row)))
-    tags = "; ".join("<i>%s</i>: %s" % (esc(TAGS[b]), esc(MEANINGS[b])) for b in heatmap.BASES[kind])
+    tags = "; ".join("<i>%s</i>: %s" % (esc(TAGS[b]), esc(MEANINGS[b])) for b in _labels(kind))
     # memory has no noise band of its own: its "within noise" key appears only when the gate judged a cell
     shown = [k for k in KEYS[kind] if kind == heatmap.TIME or len(k) < 3 or cells["within"].any()]
     keys = legend(shown) + '<p class="note">Tag under each value, the measure of that cell: %s.</p>' % tags
