@@ -207,7 +207,7 @@ def ab(session: nox.Session) -> None:
 
 
 TEST_ENVS = ["1.10", "latest"]
-#: The libraries of the model sources (models/_source_*.py), installed beside torch so their tests run
+#: The libraries of the model sources (harness/sources/*_source.py), installed beside torch so their tests run
 #: against the real thing, and the example in-house package. On 1.10: the last releases that work with
 #: it (the newest transformers disables its torch models below torch 2.1; timm 1.x passes
 #: use_reentrant, which 1.10's checkpoint lacks). The newest ones elsewhere.

@@ -4,8 +4,8 @@
 that has its own top-level ``models`` package, ``import models`` would find theirs and
 the zoo would vanish. A meta-path finder resolves the top-level name ``models`` to the
 folder that holds this ``harness`` package (a checkout or site-packages); submodules
-follow the package's own ``__path__``. The registry switches it off while it imports a
-user's ``models.x:factory`` (``models._registry._import_beside_the_zoo``).
+follow the package's own ``__path__``. The module source takes it out while it imports a
+user's ``models.x:factory`` (``harness.sources.module_source._import_beside_the_zoo``).
 """
 import importlib.abc
 import importlib.machinery
@@ -18,7 +18,7 @@ ZOO_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 class ZooFinder(importlib.abc.MetaPathFinder):
     """Finds the top-level ``models`` package in ``ZOO_PARENT`` only."""
 
-    #: What the registry looks for to take the finder out for a while (no import needed).
+    #: What the module source looks for to take the finder out for a while.
     torchmatrix_zoo_finder = True
 
     def find_spec(self, fullname, path=None, target=None):

@@ -2,33 +2,10 @@
 
     pytest -p harness.pytest_plugin scenarios/smoke.toml --benchmark-autosave
 
-A scenario file named on pytest's command line is collected as a test file: one test per
-case (``smoke.toml::case[cbam_classifier_tiny-train-b2-sdefault-fp32-none-cpu]``), each
-using pytest-benchmark's ``benchmark`` fixture. The cases run through the harness's own
-runner (``harness.runner.manager.run_cases``: worker subprocesses, the same isolation and
-classification as ``torchmatrix run``), once, when the first of them is called; pytest
-only reports them. So:
-
-- an ok case's raw samples become the benchmark's rounds (``timing.samples_s``, one
-  mean-seconds-per-iteration each) and ``timing.iters_per_sample`` its iterations, so
-  ``--benchmark-json``, ``--benchmark-autosave``, ``--benchmark-compare`` and
-  ``--benchmark-compare-fail`` see the harness's measurements; the whole record goes to
-  ``extra_info["torchmatrix_record"]`` beside a few flat figures (``EXTRA_INFO_FIELDS``);
-- ``unsupported`` and ``skipped`` cases are pytest skips with the reason, as is a largest-batch
-  search (``batch_size = "max"``: its answer is a batch size, not rounds); ``error``,
-  ``crashed``, ``timeout`` and ``oom`` are failures with the reason; an ok case whose
-  accuracy or behaviour checks failed keeps its benchmark and fails.
-
-How the samples reach pytest-benchmark: only its public API. Each test is marked
-``@pytest.mark.benchmark(timer=harness_worker_samples)`` and calls
-``benchmark.pedantic(step, rounds=len(samples), iterations=iters_per_sample)``; the
-"timer" is a counter that ``step`` advances by the case's sample for that round, so
-pedantic's ``end - start`` divided by the iterations is exactly the harness's sample
-(docs/pytest-benchmark.md says why and which versions this is tested with).
-
-Options: ``--torchmatrix-only AXIS=V1,V2`` (as ``run --only``), ``--torchmatrix-out DIR``
-(keep the harness's records in ``DIR/<env label>.jsonl``, appended: one round per pytest
-run; default a temporary folder, removed). Runner side: Python 3.9 + torch 1.10 and up.
+How cases are collected and run, what each record status becomes in pytest, what
+pytest-benchmark sees (``EXTRA_INFO_FIELDS`` in ``extra_info``) and how the samples get in
+through its public API only: docs/pytest-benchmark.md, "Scenario cases as pytest-benchmark
+tests". Runner side: Python 3.9 + torch 1.10 and up.
 """
 import os
 import shutil

@@ -1,19 +1,26 @@
 """The project's shared words, defined once: case axes and their values, record
-statuses, verdict kinds and values, exit codes.
+statuses, verdict kinds and values, exit codes. The precisions' names come from their
+table, ``harness.precisions``, where each precision is declared.
 
 Both sides import this module (the runner on Python 3.9 + PyTorch 1.10, the analysis
 side without torch), so it holds names and tuples only: standard library, no I/O.
 """
 import enum
 
+from harness import precisions as _precisions
+
 # --- a case ---------------------------------------------------------------------------
 
 MODES = ("train", "eval")
-PRECISIONS = ("fp32", "amp_fp16", "amp_bf16", "fp16", "bf16")
-#: Unit roundoff of the arithmetic each precision runs in (autocast: its low dtype).
-UNIT_ROUNDOFF = {"fp32": 2.0 ** -24, "amp_fp16": 2.0 ** -11, "fp16": 2.0 ** -11,
-                 "amp_bf16": 2.0 ** -8, "bf16": 2.0 ** -8}
-#: Gradient-checkpointing modes: off, torch.utils.checkpoint with use_reentrant=True / False.
+#: The precision axis's values, from the one table of what each precision is
+#: (``harness.precisions``), re-exported here beside the other axes' words.
+PRECISIONS = _precisions.NAMES
+#: Unit roundoff of the arithmetic each precision runs in (autocast: its low dtype). New code
+#: reads ``harness.precisions``; this re-export serves ``harness.analysis.gate.rules``.
+UNIT_ROUNDOFF = _precisions.UNIT_ROUNDOFF
+#: Gradient-checkpointing modes: off, torch.utils.checkpoint with use_reentrant=True / False. The zoo
+#: spells the same tuple as its own API (``models.CHECKPOINT_MODES``): this module stays standard
+#: library only and the zoo imports no harness module; a test holds the two equal.
 CHECKPOINTS = ("none", "reentrant", "non_reentrant")
 DEVICES = ("cpu", "cuda")
 #: Which kernel ``scaled_dot_product_attention`` may use: ``default`` leaves the choice to torch;

@@ -30,7 +30,11 @@ import torch
 from torch import nn
 from torch.utils import checkpoint as _torch_checkpoint
 
-from harness.vocab import CHECKPOINTS as CHECKPOINT_MODES  # defined once, for both sides (stdlib only)
+#: The gradient-checkpointing modes (the zoo's own API: what ``check_checkpoint_mode`` accepts).
+#: The same words are ``harness.vocab.CHECKPOINTS``, the record's and the scenario's axis:
+#: vocab is standard library only and cannot import the zoo (torch), and the zoo does not import
+#: the harness, so each side spells the tuple and ``tests/models/test_model_layout.py`` holds them equal.
+CHECKPOINT_MODES = ("none", "reentrant", "non_reentrant")
 
 
 class UnsupportedError(RuntimeError):

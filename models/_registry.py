@@ -4,15 +4,18 @@ Each zoo variant is registered under its own name, timm style (``cbam_classifier
 ``cbam_classifier_base``): a scenario names models or globs over those names. Fault
 twins (models that reproduce a bug from the seed audits on purpose) are registered
 with ``fault=True`` and only match a glob when faults are asked for, or when named
-exactly. A name with a colon comes from a source (``models._sources``): a library's
-model (``timm:resnet18``, ``torchvision:*``, ``transformers:GPT2LMHeadModel``) or a
-user's ``package.module:callable`` returning an ``nn.Module``.
+exactly. A name with a colon comes from a source: a library's model (``timm:resnet18``,
+``torchvision:*``, ``transformers:GPT2LMHeadModel``) or a user's ``package.module:callable``
+returning an ``nn.Module``. The registry knows sources only through one hook,
+``register_source_resolver``: the harness fills it (``harness.sources``), so the zoo
+imports neither the sources nor the harness and stands alone.
 """
 import fnmatch
 import importlib
+import os
 import pkgutil
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterable, List, Optional
+from typing import Any, Callable, Dict, Iterable, List, Optional, Protocol
 
 _REGISTRY: Dict[str, "ModelSpec"] = {}
 _ZOO_LOADED = False
@@ -58,16 +61,44 @@ def register_model(name: str, model_cls: Any, config: Any, family: str = "",
 
 
 def _load_zoo() -> None:
-    # Import every module of the models package once, so each registers its variants.
+    # Import every model file of this package once, so each registers its variants. Found by
+    # this module's folder and package name, not by importing the package (no import cycle).
     global _ZOO_LOADED
     if _ZOO_LOADED:
         return
     _ZOO_LOADED = True
-    import models
-
-    for info in pkgutil.iter_modules(models.__path__):
+    package = __name__.rpartition(".")[0]
+    for info in pkgutil.iter_modules([os.path.dirname(os.path.abspath(__file__))]):
         if not info.name.startswith("_"):
-            importlib.import_module("models." + info.name)
+            importlib.import_module(package + "." + info.name)
+
+
+class SourceResolver(Protocol):
+    """What the registry asks of the model sources: the one interface between the two."""
+
+    def matching(self, pattern: str) -> List[str]:
+        """Full names (``timm:resnet18``) matching a source's glob (``timm:*vit*``)."""
+
+    def get_spec(self, name: str, options: Optional[Dict[str, Any]] = None) -> ModelSpec:
+        """The spec of a source's model (``ValueError`` for bad input, ``UnsupportedError`` when
+        its library cannot be used here)."""
+
+
+_SOURCE_RESOLVER: Optional[SourceResolver] = None
+
+
+def register_source_resolver(resolver: Optional[SourceResolver]) -> Optional[SourceResolver]:
+    """Make ``resolver`` answer every name with a colon (None: no sources); returns the one it replaces."""
+    global _SOURCE_RESOLVER
+    previous, _SOURCE_RESOLVER = _SOURCE_RESOLVER, resolver
+    return previous
+
+
+def _sources(name: str) -> SourceResolver:
+    if _SOURCE_RESOLVER is None:
+        raise ValueError("model %r comes from a model source (a name with a colon), and no source resolver is "
+                         "registered: import harness.sources first (the harness does)" % name)
+    return _SOURCE_RESOLVER
 
 
 def is_import_path(name: str) -> bool:
@@ -78,16 +109,14 @@ def is_import_path(name: str) -> bool:
 def list_models(patterns: Iterable[str] = ("*",), include_faults: bool = False) -> List[str]:
     """Names matching any glob, sorted; faults only if asked or named exactly. A pattern with
     a library source's prefix (``timm:*vit*``) matches that library's names (raising
-    ``SourceUnavailable`` when it cannot be imported here)."""
+    the source's ``UnsupportedError`` when it cannot be imported here)."""
     _load_zoo()
     if isinstance(patterns, str):
         patterns = [patterns]
     found = set()
     for pattern in patterns:
         if is_import_path(pattern):
-            from models import _sources
-
-            found.update(_sources.matching(pattern))
+            found.update(_sources(pattern).matching(pattern))
             continue
         for name, spec in _REGISTRY.items():
             if name == pattern or (fnmatch.fnmatchcase(name, pattern) and (include_faults or not spec.fault)):
@@ -100,9 +129,7 @@ def get_spec(name: str, options: Optional[Dict[str, Any]] = None) -> ModelSpec:
     ``{"config": {...}, "inputs": {...}}`` for that model (sources only: a zoo model's variants
     are its configurations, ``harness.scenario.models`` refuses tables for them)."""
     if is_import_path(name):
-        from models import _sources
-
-        return _sources.get_spec(name, options)
+        return _sources(name).get_spec(name, options)
     _load_zoo()
     try:
         return _REGISTRY[name]

@@ -1,7 +1,9 @@
 """Attention zoo: MHA, GQA, MQA, linear and sliding-window attention in a small token LM (seed 003).
 
-Re-implements the attention family audited in ``shared/seeds/003_*`` (AstroBio-Gen's
-``sota_attention_2025.py`` and friends): multi-head, grouped-query and multi-query
+Re-implements AstroBio-Gen's attention family (``sota_attention_2025.py`` and friends) of
+audit report 003 ("AstroBio-Gen System Hardening & Production Readiness", 2025-10-01),
+whose attention findings are mask dtypes, missing explicit scaling and KV-cache gaps:
+multi-head, grouped-query and multi-query
 attention with a fused-kernel fallback chain, causal linear attention and sliding-window
 attention. Each variant drives a small pre-norm transformer language model (token
 embedding, rotary position embeddings in every attention -> N blocks -> LM head), so

@@ -1,7 +1,8 @@
 """Causal inference engine: a neural structural causal model fitted NOTEARS style (seed 003, AstroBio-Gen).
 
 Re-implements the ``CausalInferenceEngine`` (``models/causal_world_models.py``) of the
-astrobiology platform audited in ``shared/seeds/003_*``, which the audit describes as
+astrobiology platform of audit report 003 ("AstroBio-Gen System Hardening & Production
+Readiness", 2025-10-01), which the audit describes as
 "causal discovery and intervention" with "structural causal models with neural networks",
 research-ready, tests required (its optional ``dowhy`` import failed in the audit's import
 scan). It gives no sizes, no code and no bug for this system. This file fills it in with the

@@ -1,7 +1,9 @@
 """CBAM classifier: a torchvision-style ResNet (18, 34 or 50) with CBAM attention (seed 001).
 
-Re-implements the classifier of the image-classification framework audited in
-``shared/seeds/001_*``: its ``pretrained_network`` builds a torchvision ResNet and puts
+Re-implements the classifier of the image-classification framework of audit report 001
+("Issues, Gaps, and Limitations", 2024-11-27: its bugs are in the training and
+cross-validation loops, e.g. a new model under an optimizer still holding the old one's
+parameters; none in the network). Its ``pretrained_network`` builds a torchvision ResNet and puts
 CBAM in every residual block. The network is the standard ResNet: a 7x7 stride-2 stem
 conv, batch norm, ReLU and a 3x3 stride-2 max-pool (so the four stages run at 1/4, 1/8,
 1/16 and 1/32 of the input: 56 -> 7 at 224 px), then BasicBlock stages (ResNet-18:

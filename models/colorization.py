@@ -1,7 +1,9 @@
 """Colorization as classification over ab bins: PaperNet and MobileLite (seed 002).
 
 Re-implements the two networks of the Zhang/Isola/Efros (ECCV 2016) colorization code
-audited in ``shared/seeds/002_*``. The input is the L channel of a Lab image, the
+of audit report 002 ("Codebase Audit Report", 2025-11-09: it passes, the paper's
+parameters checked, with Q = 484 bins instead of 313 as a documented trade-off).
+The input is the L channel of a Lab image, the
 output one logit per quantised ab bin *at the input resolution*, ``[B, Q, H, W]`` with
 ``Q = 484`` as the audited model produces:
 

@@ -1,7 +1,9 @@
 """CSWin v2 generator: RGB to a 31-band hyperspectral cube with cross-shaped windows (seed 000).
 
-Re-implements the generator of the "CSWIN v2" GAN in the hyperspectral imaging toolkit
-audited in ``shared/seeds/000_*`` (``generator_v3.py``): a convolutional stem, a small
+Re-implements the generator (``generator_v3.py``) of the "CSWIN v2" GAN in the
+hyperspectral imaging toolkit of audit report 000 ("Model Audit Summary - Action Plan",
+2025-11-01: 24 bugs in five models; the generator's are an unconditional clone in
+``NaNSafeAttention`` and a mutated ``iteration_count`` buffer, both below): a convolutional stem, a small
 U-shaped stack of CSWin transformer blocks (a strided-conv merge between levels, a
 transposed-conv split back up, skip fusion by concatenation and a 1x1 conv), and a 3x3
 head to 31 bands. Each block's attention is cross-shaped-window self-attention: half of

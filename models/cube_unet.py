@@ -1,7 +1,9 @@
 """Cube U-Net: a 3-D U-Net surrogate for climate datacubes (seed 003, EnhancedCubeUNet).
 
-Re-implements the ``EnhancedCubeUNet`` of the AstroBio-Gen platform audited in
-``shared/seeds/003_*``: a U-Net over 5-D datacubes ``(b, variables, levels, h, w)``
+Re-implements the ``EnhancedCubeUNet`` of the AstroBio-Gen platform of
+audit report 003 ("AstroBio-Gen System Hardening & Production Readiness", 2025-10-01),
+which calls it a production-ready, physics-informed transformer-CNN hybrid of ~50M
+parameters, tests required: a U-Net over 5-D datacubes ``(b, variables, levels, h, w)``
 with separable 3-D convolutions, attention at the bottleneck and gradient
 checkpointing of every encoder and decoder stage. Each separable conv is a (1, 3, 3)
 spatial conv followed by a (3, 1, 1) conv across levels, then group norm and SiLU;

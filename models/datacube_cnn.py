@@ -1,8 +1,9 @@
 """Datacube CNN: an EfficientNet-style classifier of climate datacubes (seed 003).
 
-Re-implements the ``RebuiltDatacubeCNN`` of the AstroBio-Gen platform audited in
-``shared/seeds/003_*`` ("EfficientNet-inspired CNN with attention: depthwise
-separable convs, SE blocks", ~30M parameters). A cube ``(b, variables, levels, h, w)``
+Re-implements the ``RebuiltDatacubeCNN`` of the AstroBio-Gen platform of
+audit report 003 ("AstroBio-Gen System Hardening & Production Readiness", 2025-10-01:
+"EfficientNet-inspired CNN with attention: depthwise separable convs, SE blocks", ~30M
+parameters, production-ready, tests required). A cube ``(b, variables, levels, h, w)``
 has its variables and levels folded into channels, then: a stride-2 3x3 stem, stages
 of MBConv blocks (1x1 expansion, depthwise kxk, squeeze-excitation, linear 1x1
 projection, residual when shape allows), a 1x1 head conv, global average pooling and

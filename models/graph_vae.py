@@ -1,8 +1,9 @@
 """Graph transformer VAE on dense adjacency matrices (seed 003, AstroBio-Gen).
 
-Re-implements the ``RebuiltGraphVAE`` of the astrobiology platform audited in
-``shared/seeds/003_*`` (a graph transformer VAE for metabolic-pathway graphs, ~8M
-parameters): node features are embedded, a stack of pre-norm transformer encoder
+Re-implements the ``RebuiltGraphVAE`` of the astrobiology platform of
+audit report 003 ("AstroBio-Gen System Hardening & Production Readiness", 2025-10-01),
+which lists a graph transformer VAE for metabolic-pathway graphs, ~8M parameters,
+production-ready, tests required: node features are embedded, a stack of pre-norm transformer encoder
 layers attends over the nodes of each graph with the attention biased by the
 adjacency (a learned per-head edge bias) and, by default, masked to neighbours and
 the node itself; ``mu``/``logvar`` heads give a diagonal Gaussian posterior per

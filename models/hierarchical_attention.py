@@ -1,7 +1,8 @@
 """Hierarchical space-time attention: cross-scale attention with physics constraints (seed 003, AstroBio-Gen).
 
 Re-implements the ``HierarchicalAttentionSystem`` (``models/hierarchical_attention.py``) of the
-astrobiology platform audited in ``shared/seeds/003_*``. The audit gives its purpose
+astrobiology platform of audit report 003 ("AstroBio-Gen System Hardening & Production
+Readiness", 2025-10-01). The audit gives its purpose
 ("multi-scale temporal/spatial attention"), its architecture ("cross-scale attention with
 physics constraints"), two of its classes, ``CrossScaleAttention`` and
 ``PhysicsConstrainedAttention``, and two findings: its masks need standardising ("requires

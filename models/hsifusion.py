@@ -1,7 +1,9 @@
 """HSIFusionNet: a spatial-spectral fusion transformer from RGB to 31 bands (seed 000).
 
-Re-implements HSIFusionNet v2.5.2 of the hyperspectral toolkit audited in
-``shared/seeds/000_*`` (``hsifusion_v252_complete.py``), RGB (b, 3, h, w) to a 31-band
+Re-implements HSIFusionNet v2.5.2 (``hsifusion_v252_complete.py``) of the hyperspectral
+toolkit of audit report 000 ("Model Audit Summary - Action Plan", 2025-11-01: 24 bugs in
+five models; HSIFusionNet's are validation by ``assert``, silent index clamping,
+``factor_pair`` on primes and a hard-coded image-size limit), RGB (b, 3, h, w) to a 31-band
 cube (b, 31, h, w). Every block runs top-k sparse spatial self-attention inside windows
 beside spectral self-attention (the channels are the tokens, MST-style, with
 L2-normalised queries and keys and a learned temperature) and fuses the two with a

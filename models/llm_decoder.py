@@ -1,7 +1,8 @@
 """Decoder-only LM with grouped-query attention, RoPE and a KV-cache (seed 003).
 
 Re-implements the language-model core of AstroBio-Gen's ``RebuiltLLMIntegration`` /
-``ProductionLLMIntegration`` audited in ``shared/seeds/003_*``: a LLaMA-style decoder
+``ProductionLLMIntegration`` of audit report 003 ("AstroBio-Gen System Hardening &
+Production Readiness", 2025-10-01): a LLaMA-style decoder
 (RMSNorm, rotary position embeddings, grouped-query attention, SwiGLU MLP) with the
 KV-cache the audit found incomplete (issue 3): every attention layer returns its
 ``(key, value)`` after RoPE, unexpanded to the query heads (the memory GQA saves), and

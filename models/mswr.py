@@ -1,7 +1,9 @@
 """MSWR-Net: multi-scale wavelet reconstruction of 31 spectral bands from RGB (seed 000).
 
-Re-implements MSWR-Net v2.1.2 of the hyperspectral toolkit audited in
-``shared/seeds/000_*``: a U-shaped network whose scales are linked by a Haar discrete
+Re-implements MSWR-Net v2.1.2 of the hyperspectral toolkit of
+audit report 000 ("Model Audit Summary - Action Plan", 2025-11-01: 24 bugs in five
+models; MSWR-Net's are the critical checkpoint wrapper #2 and the landmark attention's
+#4, both kept in fault twins below): a U-shaped network whose scales are linked by a Haar discrete
 wavelet transform (the four sub-bands are stacked as channels going down, and the
 inverse transform rebuilds the finer grid going up), transformer blocks with 2-D
 landmark attention (Nystrom-style: a coarse grid of pooled landmarks summarises the

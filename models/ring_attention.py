@@ -1,7 +1,8 @@
 """Ring attention in a small causal token LM (seed 003: the ``RingAttention`` path of ``SOTAAttention2025``).
 
-Re-implements the Ring rung of the router audited in ``shared/seeds/003_*``
-(``models/sota_attention_2025.py``: "Flash 3.0, Ring, Sliding Window, Linear, Mamba";
+Re-implements the Ring rung of the router of audit report 003 ("AstroBio-Gen System
+Hardening & Production Readiness", 2025-10-01,
+``models/sota_attention_2025.py``: "Flash 3.0, Ring, Sliding Window, Linear, Mamba";
 the audit lists ``RingAttention`` under "mask dtype, scaling" and asks for multi-GPU
 validation). Ring attention (Liu et al., 2023) shards a sequence over ``n_ring``
 devices: device ``i`` keeps query block ``i`` and the key/value block it was given,

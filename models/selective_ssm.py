@@ -1,7 +1,9 @@
 """Selective state-space (Mamba-style) token LM (seed 003: the ``Mamba`` path of ``SOTAAttention2025``).
 
-Re-implements the Mamba rung of the router audited in ``shared/seeds/003_*``
-(``models/sota_attention_2025.py``: "Flash 3.0, Ring, Sliding Window, Linear, Mamba")
+Re-implements the Mamba rung of the router of audit report 003 ("AstroBio-Gen System
+Hardening & Production Readiness", 2025-10-01,
+``models/sota_attention_2025.py``: "Flash 3.0, Ring, Sliding Window, Linear, Mamba";
+the audit asks for the router's mask dtypes to be standardised)
 as Mamba's selective SSM block (Gu & Dao, 2023) in a small pre-norm LM: token
 embedding -> N x (x + mixer(ln(x))) -> ln -> LM head. No position embedding: the
 scan is causal and ordered by construction.

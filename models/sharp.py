@@ -1,7 +1,9 @@
 """SHARP: sparse hierarchical attention, a U-Net from RGB to 31 bands (seed 000).
 
-Re-implements SHARP v3.2.2 of the hyperspectral toolkit audited in
-``shared/seeds/000_*`` (``sharp_v322_hardened.py``), RGB (b, 3, h, w) to a 31-band cube
+Re-implements SHARP v3.2.2 (``sharp_v322_hardened.py``) of the hyperspectral toolkit of
+audit report 000 ("Model Audit Summary - Action Plan", 2025-11-01: 24 bugs in five
+models; SHARP's are validation by ``assert`` and silent fallbacks to local attention
+and to dense keys), RGB (b, 3, h, w) to a 31-band cube
 (b, 31, h, w): a U-Net (strided conv down, transposed conv up, any side and any
 ``"HxW"`` size works) whose
 blocks attend inside ``window x window`` windows to the window's own tokens plus one

@@ -1,7 +1,9 @@
 """WaveDiff: conditional diffusion in the Haar wavelet domain, RGB to a 31-band cube (seed 000).
 
-Re-implements the WaveDiff model of the hyperspectral imaging toolkit audited in
-``shared/seeds/000_*`` (``WaveDiff/models/base_model.py``): the target cube is taken to
+Re-implements the WaveDiff model (``WaveDiff/models/base_model.py``) of the hyperspectral
+imaging toolkit of audit report 000 ("Model Audit Summary - Action Plan", 2025-11-01: 24
+bugs in five models; WaveDiff's are channels read back from a conv, duplicated mask
+handling, unchecked ``sampling_steps`` and a fallback tensor on the wrong device): the target cube is taken to
 the wavelet domain by a one-level orthonormal 2-D Haar transform (four sub-bands LL, LH,
 HL, HH at half resolution), noised on a linear or cosine beta schedule, and a small
 U-Net denoiser conditioned on the Haar coefficients of the (masked) RGB, the mask and a

@@ -1,24 +1,11 @@
 """pytest-benchmark JSON files (``--benchmark-json``, ``--benchmark-autosave``, ``--benchmark-save``)
-read as records, so ``report`` and ``gate`` work on saved pytest-benchmark runs.
+read as records (``harness.record.schema.Record``), so ``report`` and ``gate`` work on saved
+pytest-benchmark runs.
 
-One benchmark entry becomes one record (``harness.record.schema.Record``):
-
-- written by ``harness.pytest_plugin``: the record it saved in ``extra_info["torchmatrix_record"]``,
-  as the harness wrote it (case axes, environment, raw samples, memory, accuracy, counts);
-- any other benchmark: a record of what pytest-benchmark knows. The case: ``model`` is the
-  test (its node id without the parameter id), ``size`` the parameter id (``"default"``
-  without one); pytest-benchmark has no other axes, so they are fixed (eval, batch 1, fp32,
-  checkpoint none, cpu) and the key stays stable. The environment comes from ``machine_info``
-  (Python, CPU, host: its fingerprint, so two machines are never compared) and
-  ``commit_info`` (git commit). The timing samples are ``stats.data`` (seconds per
-  iteration, one per round), which ``--benchmark-json`` always saves and the storage
-  (``--benchmark-autosave``/``--benchmark-save``) only with ``--benchmark-save-data``;
-  without them the record holds the median and IQR only and ``timing.reduced`` says so
-  (the gate then takes each run's median as its one sample: a time verdict needs 3 or more
-  saved runs a side). No memory, accuracy or instruction counts.
-
-A file that is not pytest-benchmark JSON is a ``BenchmarkFileError`` naming it (the loader
-turns it into an input error: exit 2); a bad entry is a problem of that entry, the rest
+How one benchmark entry becomes one record (ours, from ``extra_info["torchmatrix_record"]``; any
+other, from what pytest-benchmark knows): docs/pytest-benchmark.md, "pytest-benchmark JSON as
+records". A file that is not pytest-benchmark JSON is a ``BenchmarkFileError`` naming it (the
+loader turns it into an input error: exit 2); a bad entry is a problem of that entry, the rest
 are read. No pandas, no torch.
 """
 import datetime

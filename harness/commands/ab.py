@@ -9,15 +9,13 @@ revision's own code is measured. Finally it calls the gate on ``<out_dir>/A``
 (baseline) and ``<out_dir>/B`` (candidate), which writes ``gate-verdicts.json`` and
 ``gate-summary.md`` into ``out_dir``; its exit code is returned.
 
-Why rounds, interleaved. On a shared 2-core machine the speed of the machine drifts
-and every fresh process has its own speed (medians from 18 to 37 ms for the same step
-in eight processes; measured again by the "widest" case of the "round spread" lines of
-``python benchmarks/bench_gate.py --only-aa --rounds 8``; docs/gate.md lists the gate's
-figures and their commands). Interleaving spreads drift over both sides,
-and several rounds per side let the gate use the process, not the sample, as the unit
-of replication (``time_test = "auto"`` with ``min_rounds``). The default order is
-``"abba"`` (A B B A A B ...): each pair swaps who goes first, so a drift that is linear
-in time cancels exactly; plain ``"abab"`` leaves B half a round later on average.
+Why rounds, interleaved. On a shared machine the speed drifts and every fresh process has
+its own speed, so the gate's unit of replication is the process, not the sample
+(docs/gate.md, "Time": "The test", and its figures). Interleaving spreads drift over both
+sides, and several rounds per side let the gate test round medians (``time_test = "auto"``
+with ``min_rounds``). The default order is ``"abba"`` (A B B A A B ...): each pair swaps
+who goes first, so a drift that is linear in time cancels exactly; plain ``"abab"`` leaves
+B half a round later on average.
 
 Scenario: a path inside the repository (relative to the current directory, or
 absolute) is read from each revision's own worktree, so each revision runs its own

@@ -28,7 +28,7 @@ def run(args) -> int:
 
 
 def _source_lines(print_fn) -> None:
-    from models._sources import library_sources
+    from harness.sources import library_sources
 
     print_fn("")
     print_fn("model sources (name models as SOURCE:NAME; list a source's names with list-models 'SOURCE:*'):")
@@ -42,7 +42,7 @@ def list_models(patterns: Sequence[str], include_faults: bool, print_fn=print) -
     """Print name, family, fault flag, default sizes and description (models are not built);
     for SOURCE:GLOB patterns, the library's matching names."""
     import models
-    from models._sources import SourceUnavailable, split
+    from harness.sources import SourceUnavailable, split
 
     source_patterns = [p for p in patterns if models.is_import_path(p)]
     for pattern in source_patterns:

@@ -18,7 +18,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
-from harness.vocab import UNIT_ROUNDOFF
+from harness import precisions
 
 PROBE_POINTS = 32
 #: Values in a sketch: signed sums over interleaved elements (``sketch``).
@@ -175,7 +175,7 @@ def calibrate(got: Dict[str, Optional[torch.Tensor]], fp32: Dict[str, Optional[t
     if not ref:
         return {"ratio": 0.0, "err64": 0.0, "fp32_err64": 0.0, "expected_err": None, "worst": None,
                 "worst_ratio": 0.0, "worst_err64": None}
-    u, u32 = UNIT_ROUNDOFF[precision], UNIT_ROUNDOFF["fp32"]
+    u, u32 = precisions.get(precision).unit_roundoff, precisions.get(precisions.REFERENCE).unit_roundoff
     if any(g is not None and not bool(torch.isfinite(g).all()) for g in got.values()):
         return {"ratio": math.inf, "err64": math.inf, "fp32_err64": None, "expected_err": None,
                 "worst": None, "worst_ratio": math.inf, "worst_err64": math.inf}
@@ -205,7 +205,7 @@ def limits(precision: str, tolerance: Dict[str, Any]) -> Tuple[float, float]:
     rounding), so its limit is ``fp16_range_factor`` times the others'.
     """
     group = float(tolerance["fp64_multiple"])
-    if precision in ("fp16", "amp_fp16"):
+    if precisions.get(precision).narrow_range:
         group *= float(tolerance["fp16_range_factor"])
     return group, group * float(tolerance["tensor_factor"])
 

@@ -22,10 +22,9 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 
+from harness import precisions
 from harness.runner import memory
 
-#: Precisions whose weights are half precision themselves: an update below half their spacing is lost.
-_HALF_WEIGHTS = ("fp16", "bf16")
 #: Names listed in a failure reason at most.
 _SHOWN = 5
 
@@ -63,7 +62,9 @@ def params_updated(before: Dict[str, Tuple[float, float]], model: torch.nn.Modul
     after = fingerprints(trainable(model))
     stale = [n for n, fp in after.items() if before.get(n) == fp]
     out: Dict[str, Any] = {"stale_params": stale + frozen}
-    if precision in _HALF_WEIGHTS:
+    # a precision that casts the model holds its weights in the low dtype itself: an update
+    # below half their spacing is lost by design
+    if precisions.get(precision).casts_model:
         out["not_judged"] = "params_updated: weights in %s lose updates below half their spacing" % precision
         return out
     reasons = []

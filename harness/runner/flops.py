@@ -1,33 +1,10 @@
 """FLOPs of a case's step, counted on one extra step after the timed samples (never inside them).
 
-What is counted, by either counter: matrix products (``mm``, ``addmm``, ``bmm``, ``baddbmm``),
-convolutions (forward, and each gradient a convolution's backward computes: input and/or
-weight, each costing one forward of the same shapes, groups included) and the fused
-scaled-dot-product-attention kernels (forward 2 products, backward 5, as PyTorch counts
-them); 2 FLOPs per multiply-add. Elementwise ops, reductions, norms, softmax, the loss and
-the optimizer's update are not counted (as in PyTorch's own counter and fvcore): a train
-step is forward + backward (+ the optimizer step, which runs but adds nothing counted), an
-eval step the forward. What checkpointing recomputes runs again and is counted again.
-
-Two counters, the first this build has is used (``count_step``):
-
-* ``FlopCounterMode`` (``torch.utils.flop_counter``, a dispatcher mode): sees every aten op.
-  Its own formula for ``convolution_backward`` ignores groups (a depthwise conv's backward
-  came out 64x its forward on 2.15), so each gradient it computes is counted here as one
-  forward convolution of the same shapes (``_conv_backward_flops``), as
-  ``benchmarks/bench_zoo_cost.py`` does.
-* the profiler counter (any torch from 1.10 on): one step under ``torch.profiler`` with
-  ``record_shapes``; FLOPs from the input shapes of the ops above, each op counted once (an
-  op inside a counted op is not counted again). A convolution's output shape is not among
-  its recorded inputs, so forward hooks on the model's ``nn.ConvNd`` modules note each
-  call's input, weight and output shapes; a convolution the hooks did not see (a functional
-  ``F.conv2d``) is listed in ``uncounted``. Which gradients a convolution's backward made is
-  read from the op's children where the build splits it (1.10's
-  ``mkldnn_convolution_backward_input``/``_weights``), else from whether the forward's input
-  required grad (the weight's gradient is always counted).
-
-``record_part`` adds achieved FLOP/s (FLOPs / median step time) and the fraction of the
-environment's measured matmul peak (``harness.runner.roofline``) for the case's compute dtype.
+What is counted (matrix products, convolutions and their gradients, fused SDPA; 2 FLOPs per
+multiply-add) and how each of the two counters counts it: docs/flops.md, "What is counted"
+and "The two counters". ``count_step`` uses the first counter this build has
+(``count_flop_counter_mode``, else ``count_profiler``); ``record_part`` adds achieved FLOP/s
+and the share of the environment's measured matmul peak (``harness.runner.roofline``).
 """
 import time
 from collections import defaultdict, deque
@@ -35,7 +12,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 
-from harness.runner.precision import PRECISION_DTYPES
+from harness import precisions
 
 FLOP_COUNTER_MODE = "torch.utils.flop_counter.FlopCounterMode"
 PROFILER_COUNTER = "torch.profiler shapes (torchmatrix)"
@@ -52,14 +29,9 @@ def _prod(values) -> int:
     return out
 
 
-def _dtype_name(dtype) -> str:
-    return str(dtype).replace("torch.", "")
-
-
 def compute_dtype(precision: str) -> str:
     """The dtype a case's matrix products run in: amp precisions use their low dtype."""
-    dtype = PRECISION_DTYPES.get(precision)
-    return _dtype_name(dtype if dtype is not None else torch.float32)
+    return precisions.get(precision).dtype_name
 
 
 # --- FlopCounterMode ------------------------------------------------------------------

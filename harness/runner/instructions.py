@@ -7,7 +7,8 @@ steps only (``torch._C._valgrind_toggle``, the switch ``Timer.collect_callgrind`
 from PyTorch 1.10 to the newest) and has callgrind dump its totals after each repeat; the
 dump's ``summary:`` line is the repeat's instruction count. Python's cyclic collector is off
 while counting, and the worker runs one torch thread with a fixed hash seed, so the same step
-gives the same count in every process (measured: 1e-4 to 2e-4 relative, docs/gate.md).
+gives nearly the same count in every process (how near, measured: docs/gate.md, "Instruction
+counts" and "The figures").
 """
 import gc
 import os

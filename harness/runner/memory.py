@@ -22,6 +22,9 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 import torch
 
+from harness.precisions import COMPUTE_DTYPES
+from harness.runner.precision import torch_dtype
+
 _libc = None
 if sys.platform.startswith("linux"):
     try:
@@ -61,9 +64,9 @@ def _warm_cuda_handles() -> None:
     if _CUDA_WARM:
         return
     _CUDA_WARM = True
-    for dtype in (torch.float32, torch.float16, torch.bfloat16):
+    for name in COMPUTE_DTYPES:
         try:
-            a = torch.ones(8, 8, device="cuda", dtype=dtype, requires_grad=True)
+            a = torch.ones(8, 8, device="cuda", dtype=torch_dtype(name), requires_grad=True)
             (a @ a).sum().backward()
             torch.cuda.synchronize()
         except RuntimeError:  # a dtype this GPU or build lacks: nothing to warm

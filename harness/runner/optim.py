@@ -14,6 +14,8 @@ from typing import Any, Callable, Optional
 
 import torch
 
+from harness import precisions
+
 DEFAULT_LR = 1e-4
 
 
@@ -58,7 +60,7 @@ class TrainStep:
         self.autocast = lambda: autocast(device, precision)
         self.optimizer = make_optimizer(model)
         self.clip_norm = getattr(model, "grad_clip_norm", None)
-        self.scaler = _grad_scaler() if device == "cuda" and precision == "amp_fp16" else None
+        self.scaler = _grad_scaler() if device in precisions.get(precision).loss_scaling_devices else None
         self.description = describe(self.optimizer, self.clip_norm, self.scaler)
 
     def _params(self):

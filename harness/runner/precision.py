@@ -1,19 +1,30 @@
 """Precisions: what each one does to the model, its inputs and the step.
 
-``fp32`` runs as built; ``fp16``/``bf16`` cast the model and its floating inputs;
-``amp_fp16``/``amp_bf16`` keep fp32 weights and run the step under autocast. Whether
-this build can do it is found out by trying (feature detection), never by version:
+What each precision does is declared in ``harness.precisions``: ``fp32`` runs as built;
+those that cast the model (``fp16``/``bf16``) cast it and its floating inputs; those with an
+autocast dtype (``amp_fp16``/``amp_bf16``) keep fp32 weights and run the step under autocast.
+Whether this build can do it is found out by trying (feature detection), never by version:
 autocast that refuses the dtype or silently disables itself is ``UnsupportedError``.
 """
 import contextlib
-from typing import Any, Tuple
+from typing import Any, Optional, Tuple
 
 import torch
 
+from harness import precisions
 from models import UnsupportedError
 
-PRECISION_DTYPES = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16,
-                    "amp_fp16": torch.float16, "amp_bf16": torch.bfloat16}
+
+def torch_dtype(name: str) -> torch.dtype:
+    """The torch dtype of a dtype name of ``harness.precisions`` (``"bfloat16"``): the one place
+    the runner turns the table's names into torch dtypes."""
+    return getattr(torch, name)
+
+
+def _cast_dtype(precision: str) -> Optional[torch.dtype]:
+    """The dtype ``precision`` casts the model and floating inputs to; None: it casts nothing."""
+    row = precisions.get(precision)
+    return torch_dtype(row.dtype_name) if row.casts_model else None
 
 
 def _autocast_enabled(device: str) -> bool:
@@ -28,21 +39,22 @@ def _autocast_enabled(device: str) -> bool:
 
 @contextlib.contextmanager
 def autocast(device: str, precision: str):
-    """The autocast context of ``precision`` (a no-op outside the amp_* precisions)."""
-    if not precision.startswith("amp_"):
+    """The autocast context of ``precision`` (a no-op for a precision without an autocast dtype)."""
+    name = precisions.get(precision).autocast_dtype_name
+    if name is None:
         yield
         return
-    dtype = PRECISION_DTYPES[precision]
+    dtype = torch_dtype(name)
     if hasattr(torch, "autocast"):
         ctx = torch.autocast(device_type=device, dtype=dtype)
-    elif device == "cuda" and dtype == torch.float16:
+    elif device == "cuda" and dtype == torch.float16:  # the older API casts to float16 only
         ctx = torch.cuda.amp.autocast()
     else:
         raise UnsupportedError("autocast on %s: torch %s has no torch.autocast" % (device, torch.__version__))
     with ctx:
         if not _autocast_enabled(device):
             raise UnsupportedError("autocast(%s, %s) disabled itself on torch %s" % (
-                device, str(dtype).replace("torch.", ""), torch.__version__))
+                device, name, torch.__version__))
         yield
 
 
@@ -71,7 +83,7 @@ def _cast(value: Any, dtype, device: str, channels_last: bool) -> Any:
 
 def cast_batch(inputs: Tuple, target: Any, precision: str, device: str, channels_last: bool = False):
     """Move and cast a batch (not the model) for ``precision`` on ``device``."""
-    dtype = PRECISION_DTYPES[precision] if precision in ("fp16", "bf16") else None
+    dtype = _cast_dtype(precision)
     return _cast(inputs, dtype, device, channels_last), _cast(target, dtype, device, False)
 
 
@@ -85,7 +97,7 @@ def to_float64(model: torch.nn.Module, inputs: Tuple, target: Any, device: str):
 def prepare(model: torch.nn.Module, inputs: Tuple, target: Any, precision: str, device: str,
             channels_last: bool = False):
     """Move and cast model, inputs and target for ``precision`` on ``device``."""
-    dtype = PRECISION_DTYPES[precision] if precision in ("fp16", "bf16") else None
+    dtype = _cast_dtype(precision)
     model = model.to(device)
     if dtype is not None:
         model = model.to(dtype)

@@ -1,21 +1,11 @@
 """torch.profiler traces of chosen cases, and the per-op summary their records carry.
 
-A scenario's ``[profile]`` table or ``run --profile`` names the cases (``harness.scenario.spec``:
-``profiled``). For each, the manager adds a ``profile`` request to the settings it sends
-(``case_settings``); the worker, after the case's timed samples and its tensor-peak step,
-runs ``wait + warmup + active`` more steps under ``torch.profiler.profile`` with that
-schedule, CPU and (on a GPU) CUDA activities, input shapes and memory recorded, and writes
-the trace with ``torch.profiler.tensorboard_trace_handler`` to
-``<store>/profiles/<env_label>/<case folder>/`` (``profile_step``): the folder the
-torch-tb-profiler TensorBoard plugin lists as a run, and a Chrome trace JSON file that
-Perfetto and chrome://tracing open. The record's ``profile`` part (``harness.record.parts.Profile``)
-names the folder (relative to the store) and the file, and summarises the heaviest ops:
-name, calls and self time per step, and the input shapes of each op's heaviest call.
-
-Profiling never touches the timed samples (it runs after them) and never fails a case:
-a profiler that raises leaves ``profile.error`` and the case stays ok. The same code runs on
-PyTorch 1.10's profiler API and on the newest (attributes are looked up, never guessed
-from the version). Importing this module does not import torch (the manager uses it too).
+What runs and when, where the trace goes and what the record's ``profile`` part
+(``harness.record.parts.Profile``) holds: docs/profiling.md, "What runs, and when" and "The
+record's ``profile`` part". The cases are named by ``harness.scenario.spec.profiled``; the
+manager adds a ``profile`` request to the settings it sends (``case_settings``) and the
+worker runs ``profile_step``. Importing this module does not import torch (the manager uses
+it too).
 """
 import hashlib
 import os

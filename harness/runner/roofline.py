@@ -1,18 +1,21 @@
 """The machine's measured matmul peak: what a case's achieved FLOP/s is a fraction of.
 
 Measured once per environment run and device (the manager asks the first worker, not every
-worker start), in the worker's thread setting (``[measure] threads``), for float32,
-bfloat16 and float16: the dtypes the precisions compute in (amp precisions in their low
-dtype). For each dtype: square ``n x n`` matrix products, ``n`` doubled from ``START_N`` until one
-product takes ``TARGET_PRODUCT_S`` or ``n`` reaches the device's cap, then repeated for about
-``budget_s``; the peak is the best repeat's FLOP/s (2 n^3 per product). A dtype this build
-cannot multiply (float16 on 1.10's CPU) says why instead. The backend flags the worker pinned
-(TF32 on CUDA) are in force, as they are for the cases.
+worker start), in the worker's thread setting (``[measure] threads``), for each dtype the
+precisions compute in (``harness.precisions.COMPUTE_DTYPES``: float32, bfloat16, float16;
+amp precisions in their low dtype). For each dtype: square ``n x n`` matrix products,
+``n`` doubled from ``START_N`` until one product takes ``TARGET_PRODUCT_S`` or ``n`` reaches
+the device's cap, then repeated for about ``budget_s``; the peak is the best repeat's FLOP/s
+(2 n^3 per product). A dtype this build cannot multiply (float16 on 1.10's CPU) says why
+instead. The backend flags the worker pinned (TF32 on CUDA) are in force, as they are for the
+cases.
 """
 import time
 from typing import Any, Callable, Dict, Iterable, Tuple
 
-DTYPES = ("float32", "bfloat16", "float16")
+from harness.precisions import COMPUTE_DTYPES
+
+DTYPES = COMPUTE_DTYPES
 START_N = 128
 TARGET_PRODUCT_S = 0.02
 MAX_N = {"cpu": 2048, "cuda": 8192}
@@ -40,9 +43,12 @@ def _product_s(a, b, device: str) -> float:
 def matmul_peak(device: str, dtype_name: str, budget_s: float = 0.5) -> Dict[str, Any]:
     """``{"flops_per_s", "n", "repeats", "seconds"}`` of square matrix products of ``dtype_name``
     on ``device``, or ``{"error"}`` when this build cannot multiply them."""
-    import torch  # here, not at the top: the manager imports this module for ``measure_in`` only
+    # here, not at the top: the manager imports this module for ``measure_in`` only
+    import torch
 
-    dtype = getattr(torch, dtype_name)
+    from harness.runner.precision import torch_dtype
+
+    dtype = torch_dtype(dtype_name)
     start = time.perf_counter()
     try:
         n = START_N

@@ -9,6 +9,7 @@ from typing import Dict
 
 import torch
 
+import harness.sources  # noqa: F401 - registers the model sources (SOURCE:NAME, package.module:fn) with the zoo
 import models
 from harness.runner import fault_hooks, precision
 

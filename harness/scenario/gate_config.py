@@ -1,78 +1,11 @@
 """Thresholds of the regression gate: defaults, validation, per-model resolution.
 
+Every key, its default and meaning, the ``per_model`` resolution rule and ``--set``:
+docs/gate.md, "Thresholds".
+
 Standard library only: the runner-side scenario loader imports this module (Python
 3.9, no pandas) to validate the ``[gate]`` table of a scenario file, and the analysis
 side (``harness.analysis.gate``) uses it to resolve each case's thresholds.
-
-A scenario file may hold::
-
-    [gate]
-    time_factor = 1.10            # median ratio beyond which a significant change counts
-    q = 0.05                      # Benjamini-Hochberg false discovery rate, all timing tests
-    memory_frac = 0.05            # peak memory growth fraction ...
-    memory_floor_bytes = 16777216 # ... AND growth in bytes, both must be exceeded
-    tensor_memory_floor_bytes = 65536 # the byte floor when the CPU tensor peak is judged
-    task_drop = 0.02              # task metric worsening, absolute (metric units) ...
-    task_drop_frac = 0.01         # ... AND relative to the baseline value, both exceeded
-    time_test = "auto"            # "samples" | "rounds" | "auto" (see below)
-    min_rounds = 3                # rounds per side for "auto" to test round medians
-    time_basis = "step"           # "step" | "probe": what the timing test compares (see below)
-    instructions_frac = 0.02      # instruction counts (when both sides carry them): change beyond this ...
-    instructions_spread_factor = 5  # ... AND beyond this many times the counts' own spread
-    aggregate_factor = 1.20       # the run's geometric-mean wall-time ratio beyond which all cases moved
-    outputs_change_factor = 2.0   # outputs/gradients changed between revisions beyond this many times
-                                  # the baseline's own error against float64 (see below)
-    accuracy_growth = 2.0         # a calibrated ratio already past its limit that grew this many times
-
-    [gate.per_model."cbam_*"]     # fnmatch glob over model names; any key above
-    time_factor = 1.25
-
-``time_test``: ``"samples"`` runs a two-sided Mann-Whitney U test on the pooled raw
-samples of each side; ``"rounds"`` runs Welch's t-test on the log of each round's
-median (a round is one record: one process); ``"auto"`` uses ``"rounds"`` when both
-sides have at least ``min_rounds`` rounds, and otherwise runs the sample test but calls
-a significant change beyond the factor ``inconclusive``, never regressed or improved.
-Samples taken in one process share that process's speed (fresh processes on the 2-core
-CI machine gave medians from 18 to 37 ms for the same step; an A/A comparison of one
-round a side called 32-41% of 68 cases regressed by the sample test), so the process, not
-the sample, is the honest unit of replication: use ``ab --rounds 3`` or more. Both
-figures were measured on the 68 cases of ``scenarios/gate_bench.toml``; to measure them
-again, run ``python benchmarks/bench_gate.py --only-aa --rounds 8``: the first is the
-"widest" case of its "round spread" lines (8 processes a side), the second its
-sensitivity row "scenario +samples k=1" (32-41% in two runs). docs/gate.md
-lists every figure of the gate with its command.
-
-``instructions_frac`` and ``instructions_spread_factor``: where both sides of a case carry
-instruction counts (``run --instructions``), its time verdict rests on them: regressed when the
-count per step grew by more than ``instructions_frac`` and by more than
-``instructions_spread_factor`` times the counts' spread (between repeats in one process, and
-between rounds). ``aggregate_factor``: the run-wide verdict on the geometric mean of every
-case's time ratio (docs/gate.md, "Aggregate").
-
-``outputs_change_factor``: in one environment, the same case of two revisions runs the same
-seeded weights and inputs, so its outputs (and, in train mode, gradients) may differ by no
-more than the arithmetic explains: each side's relative error against its own float64
-reference (``err64``; at least the precision's unit roundoff). A sketch difference beyond
-``outputs_change_factor`` times the baseline's is an accuracy regression ("outputs
-changed"; the candidate's own error would grow with the change under test); identical
-code on a deterministic build gives identical sketches.
-``accuracy_growth``: a case failing the calibrated accuracy rule on both sides regressed when its
-ratio to the expected error grew by this factor.
-
-``time_basis``: ``"step"`` tests the step times as measured. ``"probe"`` tests step time /
-speed-probe time (``harness.runner.speed_probe``) where every record of both sides carries the
-probe, which cancels the shared machine's speed changes and so finds more real
-slowdowns there, but the probe is not fully independent of the code under test (see
-``harness.analysis.gate``), so it is opt-in.
-
-Resolution rule (``thresholds_for``): start from ``DEFAULTS``; apply the global keys of
-``[gate]``; then apply every ``per_model`` pattern that matches the model name, from
-the least to the most specific, where specificity is the number of non-wildcard
-characters of the pattern (an exact name is the most specific) and, between equally
-specific patterns, the one written later in the file wins. So for a model
-``cbam_resnet18``, ``"cbam_*"`` overrides the global keys, ``"cbam_resnet*"`` overrides
-``"cbam_*"``, and ``"cbam_resnet18"`` overrides both, key by key. Overrides given on
-the command line (``apply_overrides``) win over everything, per-model entries included.
 """
 import fnmatch
 from typing import Any, Dict, List, Optional

@@ -1,20 +1,7 @@
 """A scenario's per-model tables: ``[config."MODEL"]`` and ``[inputs."MODEL"]``.
 
-::
-
-    [config."transformers:GPT2LMHeadModel"]     # keyword arguments of the model's constructor
-    n_layer = 2                                 # (transformers: fields of its config class)
-
-    [inputs."mypkg.nets:build"]                 # a plain nn.Module's positional inputs, in order
-    x = { shape = ["batch", 16, 3], dtype = "float32" }
-    ids = { shape = ["batch", "size"], dtype = "int64", low = 0, high = 1000 }
-
-A key is a model name or a glob over the names of the scenario's models; each model
-takes at most one table of each kind. In a shape, ``batch`` and ``size`` stand for the
-case's batch size and size. Floating inputs are normal (mean 0, ``std``, default 1) or,
-given ``low`` and ``high``, uniform; integer inputs are uniform in [low, high) (low
-defaults to 0); bool inputs are fair coin flips. Floating inputs follow the case's
-precision (fp16/bf16 cast them), integers and bools never do.
+What a key matches, where ``[config]`` goes and how each ``[inputs]`` entry is drawn:
+docs/user-models.md, "``[config]`` and ``[inputs]``".
 
 Standard library only: the scenario validates these tables before anything imports torch.
 """

@@ -38,7 +38,7 @@ def check_source_model(name: str, options: Dict[str, Any]) -> Tuple[Optional[str
     """``(problem, unavailable)`` of a source's model: a bad-input problem, or why it cannot
     run here; both None when it is usable. Builds the model once (then lets it go)."""
     import models
-    from models._sources import BadModel, NotImportable, SourceUnavailable
+    from harness.sources import BadModel, NotImportable, SourceUnavailable
 
     try:
         spec = models.get_spec(name, options)
@@ -71,7 +71,7 @@ def resolve(patterns: Sequence[str], include_faults: bool, options_of: Callable[
     call of one expansion (the matrix and its includes name the same models: built once)."""
     checked = {} if checked is None else checked
     import models
-    from models._sources import SourceUnavailable
+    from harness.sources import SourceUnavailable
 
     found: Dict[str, Resolved] = {}
     for pattern in patterns:
@@ -116,7 +116,7 @@ def resolve(patterns: Sequence[str], include_faults: bool, options_of: Callable[
 
 def fallback_sizes(name: str) -> List[Any]:
     """Sizes for the records of a model whose source cannot say here (not importable)."""
-    from models._sources import split
+    from harness.sources import split
 
     source, _ = split(name)
     return list(source.fallback_sizes) if source is not None else [1]

@@ -1,23 +1,9 @@
 """A scenario's ``[environment]`` table: what each environment installs beside its torch.
 
-::
-
-    [environment]
-    requirements = ["timm", "transformers", "./my-project"]   # every environment
-
-    [environment.pins]                                        # one environment more
-    "torch-1.10" = ["timm==0.9.16", "transformers==4.30.2"]
-
-A requirement is what ``pip install`` takes: a project name with an optional version
-range, a URL, or a path. A path (``./x``, ``../x``, ``/x``, ``~/x``) is relative to the
-scenario file's folder and must exist. Pins add to the requirements of the environment
-they name (its record label, ``torch-1.10`` ... ``torch-latest``); the installer
-resolves both together against that environment's torch, so a pin narrows a range.
-``nox -s matrix -- --with SPEC`` adds more from the command line (relative to the
-working folder).
-
-After the install, the noxfile writes what each environment got (``make_report``) to
-``<out>/torch-X.requirements.json``; ``current_report`` reads it back inside the run
+What a requirement may be, how pins and ``nox -s matrix -- --with SPEC`` add to it and what
+the install report holds: docs/user-models.md, "``[environment]``, pins and ``--with``".
+After the install, ``nox -s matrix`` (``harness.environments``) writes what each environment
+got (``make_report``) to ``<out>/torch-X.requirements.json``; ``current_report`` reads it back inside the run
 (records' ``env.extra_packages``, ``failed_note`` for unsupported reasons).
 
 Standard library only: the noxfile reads this before any environment exists.

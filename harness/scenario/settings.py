@@ -7,13 +7,17 @@ Standard library only: the runner imports this on Python 3.9 + PyTorch 1.10.
 import math
 from typing import Any, Dict, List
 
+from harness import precisions
+
 MEASURE_DEFAULTS = {
     "warmup_iters": 2,        # at least this many untimed iterations ...
     "warmup_s": 0.05,         # ... and at least this long
     "min_sample_s": 0.02,     # each sample runs enough iterations to last this long
     "samples": 7,             # samples per case (fewer only when the budget says so)
     "case_budget_s": 10.0,    # timed work per case; beyond it fewer samples are taken
-    "timeout_s": 120.0,       # the worker is killed past this, the case is 'timeout'
+    "timeout_s": 120.0,       # build, first step and timed samples past this: the worker is killed, 'timeout'
+    "extra_timeout_s": 120.0,  # each extra after them (harness.runner.extras): past this the worker is killed,
+                               # the case stays ok with its timing and that extra's failure
     "compile_warmup_s": 120.0,  # extra timeout for compile cases (first call compiles)
     "threads": 0,             # torch.set_num_threads; 0 keeps the build's default
     "speed_probe": True,      # CPU: time harness.runner.speed_probe after each sample (gate: time_basis)
@@ -36,11 +40,10 @@ BACKEND_DEFAULTS = {"allow_tf32": False, "cudnn_benchmark": False, "deterministi
 # in units of the error its precision is expected to make there, must stay within
 # fp64_multiple. A number for a precision switches it to a fixed relative error against
 # the fp32 reference instead (the override); so does a build with no float64 reference,
-# with FALLBACK_TOLERANCE.
-TOLERANCE_DEFAULTS: Dict[str, Any] = {"fp32": None, "amp_fp16": None, "amp_bf16": None, "fp16": None,
-                                      "bf16": None, "fp64_multiple": 10.0, "fp16_range_factor": 4.0,
-                                      "tensor_factor": 10.0}
-FALLBACK_TOLERANCE = {"fp32": 1e-4, "amp_fp16": 2e-2, "amp_bf16": 1e-1, "fp16": 2e-2, "bf16": 1e-1}
+# with FALLBACK_TOLERANCE (each precision's own, from harness.precisions).
+TOLERANCE_DEFAULTS: Dict[str, Any] = dict({name: None for name in precisions.NAMES}, fp64_multiple=10.0,
+                                          fp16_range_factor=4.0, tensor_factor=10.0)
+FALLBACK_TOLERANCE = {p.name: p.fallback_tolerance for p in precisions.TABLE}
 TASK_DEFAULTS = {"enabled": False, "steps": 20, "batch_size": 8, "lr": 1e-3, "eval_batch_size": 16}
 # The largest-batch search of a case with batch_size = "max" (harness.runner.batch_search): doubling from
 # start, then bisection, never above limit; a probe fits when it runs and its memory stays within the cap.

@@ -1,103 +1,64 @@
-"""User models by import path, including from a user's own package called ``models``."""
-import json
-import os
-import subprocess
-import sys
-import textwrap
+"""The registry: zoo names, globs and fault twins, and the one hook through which names with a
+colon reach the model sources (``register_source_resolver``); the zoo itself knows no source."""
+import pytest
 
 import models
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-USER_NET = '''
-"""A user's model in a package that is also called models."""
-import torch
-from torch import nn
-
-from models.layers import WIDTH  # absolute import inside the user's package
+FAULT = "attention_mask_dtype_fault_tiny"
 
 
-class Net(nn.Module):
+class Recorder:
+    """A resolver that answers ``mine:NAME`` with the zoo's ``NAME`` and records what it was asked."""
+
     def __init__(self):
-        super().__init__()
-        self.lin = nn.Linear(4, WIDTH)
+        self.asked = []
 
-    def forward(self, x):
-        return self.lin(x)  # (b, WIDTH)
+    def matching(self, pattern):
+        self.asked.append(("matching", pattern))
+        return ["mine:cbam_classifier_tiny"] if pattern == "mine:*" else []
 
-    def example_inputs(self, batch_size, size, gen):
-        return (gen.normal((batch_size, 4)),), gen.integers(0, WIDTH, (batch_size,))
-
-    def loss(self, outputs, target):
-        return nn.functional.cross_entropy(outputs, target)
-
-    def set_grad_checkpointing(self, mode="none"):
-        pass
-
-    def infer(self, *inputs):
-        return self(*inputs)
+    def get_spec(self, name, options=None):
+        self.asked.append(("get_spec", name, options))
+        return models.get_spec(name.partition(":")[2])
 
 
-class Config:
-    default_sizes = (4,)
+@pytest.fixture
+def resolver():
+    """Swap in ``Recorder`` (or none, with ``resolver(None)``) and put the registered one back after."""
+    previous = models.register_source_resolver(None)
+    try:
+        yield lambda r: models.register_source_resolver(r)
+    finally:
+        models.register_source_resolver(previous)
 
 
-def build():
-    """the user's tiny net"""
-    return Net()
+def test_globs_match_zoo_names_and_fault_twins_only_when_asked_or_named():
+    tiny = models.list_models("*_tiny")
+    assert "cbam_classifier_tiny" in tiny and FAULT not in tiny
+    assert FAULT in models.list_models("*_tiny", include_faults=True)
+    assert models.list_models([FAULT]) == [FAULT] and models.get_spec(FAULT).fault
 
 
-build.config = Config()
-'''
+def test_an_unknown_name_is_bad_input_with_close_names():
+    with pytest.raises(ValueError, match="did you mean cbam_classifier"):
+        models.get_spec("cbam_classifier_huge")
 
 
-def _user_project(tmp_path):
-    pkg = tmp_path / "proj" / "models"
-    pkg.mkdir(parents=True)
-    (pkg / "__init__.py").write_text("")
-    (pkg / "layers.py").write_text("WIDTH = 3\n")
-    (pkg / "user_net.py").write_text(USER_NET)
-    return tmp_path / "proj"
+def test_a_name_with_a_colon_needs_a_registered_source_resolver(resolver):
+    resolver(None)
+    with pytest.raises(ValueError, match="no source resolver is registered: import harness.sources"):
+        models.get_spec("timm:resnet18")
+    with pytest.raises(ValueError, match="no source resolver"):
+        models.list_models(["timm:*"])
+    assert models.list_models(["cbam_classifier_tiny"]) == ["cbam_classifier_tiny"]  # the zoo needs none
 
 
-def test_a_users_models_package_does_not_collide_with_the_zoo(tmp_path, monkeypatch):
-    proj = _user_project(tmp_path)
-    monkeypatch.syspath_prepend(str(proj))
-    zoo = sys.modules["models"]
-    spec = models.get_spec("models.user_net:build")
-    net = spec.build()
-    assert type(net).__name__ == "Net" and net.lin.out_features == 3 and spec.description == "the user's tiny net"
-    assert spec.default_sizes == [4]
-    # the zoo is back in place, whole
-    assert sys.modules["models"] is zoo and "models.user_net" not in sys.modules
-    assert models.create_model("cbam_classifier_tiny") is not None
-    assert models.get_spec("models.user_net:build").build().lin.in_features == 4  # cached, still theirs
-
-
-def test_a_users_models_package_runs_end_to_end_from_its_folder(tmp_path):
-    proj = _user_project(tmp_path)
-    scenario = proj / "mine.toml"
-    scenario.write_text(textwrap.dedent('''
-        [scenario]
-        name = "mine"
-        [matrix]
-        model = ["models.user_net:build"]
-        mode = ["train", "eval"]
-        batch_size = [2]
-        size = ["default"]
-        precision = ["fp32"]
-        checkpoint = ["none"]
-        device = ["cpu"]
-        [measure]
-        warmup_iters = 1
-        warmup_s = 0.0
-        min_sample_s = 0.002
-        samples = 3
-        '''))
-    env = dict(os.environ, PYTHONPATH=ROOT)
-    proc = subprocess.run([sys.executable, "-m", "harness", "run", str(scenario), "--out", str(proj / "out"),
-                           "--env-label", "e"], cwd=str(proj), env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    records = [json.loads(line) for line in (proj / "out" / "e.jsonl").read_text().splitlines()]
-    assert [r["status"] for r in records] == ["ok", "ok"], [r.get("reason") for r in records]
-    assert all(r["case"]["model"] == "models.user_net:build" for r in records)
+def test_names_with_a_colon_go_to_the_registered_resolver_and_only_those(resolver):
+    mine = Recorder()
+    assert resolver(mine) is None  # register returns the resolver it replaces
+    assert models.list_models(["mine:*", "cbam_classifier_tiny"]) == ["cbam_classifier_tiny",
+                                                                      "mine:cbam_classifier_tiny"]
+    net = models.create_model("mine:cbam_classifier_tiny", None, {"config": {}})
+    assert isinstance(net, models.ZooModel) and type(net) is type(models.create_model("cbam_classifier_tiny"))
+    assert mine.asked == [("matching", "mine:*"), ("get_spec", "mine:cbam_classifier_tiny", {"config": {}})]
+    assert resolver(None) is mine

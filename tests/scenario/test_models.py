@@ -6,9 +6,9 @@ import sys
 
 import pytest
 
+from harness import sources as _sources
 from harness.scenario import requirements
 from harness.scenario import spec as scen
-from models import _sources
 
 MATRIX = {"mode": ["train"], "batch_size": [2], "size": [32], "precision": ["fp32"], "checkpoint": ["none"],
           "device": ["cpu"]}

@@ -8,13 +8,13 @@ from typing import List, Sequence, Tuple
 import numpy as np
 import pandas as pd
 
+from harness import precisions
 from harness.analysis.report.frame import PROBE_COLUMNS, plain_columns
-from harness.vocab import UNIT_ROUNDOFF
 
 #: Drift within this many times the expected drift is rounding; above it the case is flagged.
 DRIFT_LIMIT = 10.0
 #: The floor of the expected drift: one fp32 unit roundoff (2**-24).
-FP32_UNIT_ROUNDOFF = UNIT_ROUNDOFF["fp32"]
+FP32_UNIT_ROUNDOFF = precisions.get(precisions.REFERENCE).unit_roundoff
 #: A relative difference between two environments' float64 outputs above this is a changed computation.
 FP64_CHANGED = 1e-9
 

@@ -15,12 +15,15 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter
 
 from harness.analysis.report.figures import FLOPS_CHART, STYLE, Chart, _finish, _new_figure
+from harness.precisions import COMPUTE_DTYPES, TABLE
 from harness.units import format_count
 
 NAME = FLOPS_CHART
 TITLE = "Achieved FLOP/s against the measured matmul peak"
-#: Panel order: the dtypes the precisions compute in.
-DTYPES = ("float32", "bfloat16", "float16")
+#: Panel order: the dtypes the precisions compute in, in the table's order.
+DTYPES = COMPUTE_DTYPES
+#: The dtypes an amp precision autocasts to: their panels hold those cases too.
+_AUTOCAST_DTYPES = {p.autocast_dtype_name for p in TABLE if p.autocast_dtype_name}
 _MODE_MARKERS = {"train": "o", "eval": "^"}
 
 
@@ -77,7 +80,7 @@ def flops_chart(points: pd.DataFrame, envs: Sequence[str], env_color: Callable[[
             ax.set_ylim(float(sub["flops_per_s"].min()) / 3, top * 2)
             ax.xaxis.set_major_formatter(FuncFormatter(_si))
             ax.yaxis.set_major_formatter(FuncFormatter(_si))
-            ax.set_title("%s (amp: its low dtype)" % dtype if dtype != "float32" else dtype, loc="left")
+            ax.set_title("%s (amp: its low dtype)" % dtype if dtype in _AUTOCAST_DTYPES else dtype, loc="left")
             ax.set_xlabel("FLOPs per step")
             ax.grid(color="#eaeef2", linewidth=0.8, which="major")
             ax.set_axisbelow(True)

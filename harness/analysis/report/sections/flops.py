@@ -1,6 +1,6 @@
 """The FLOPs section: the measured matmul peak of each environment, the share of it each environment's
 cases reached, and the figure of achieved FLOP/s against FLOPs per step under that peak. The per-case
-columns (FLOPs, FLOP/s, % of peak) are in the table of every case (``record_parts.Flops``)."""
+columns (FLOPs, FLOP/s, % of peak) are in the table of every case (``harness.record.parts.Flops``)."""
 from typing import Dict, List, Optional
 
 import pandas as pd

@@ -4,10 +4,10 @@ import timm
 import torch
 
 import models
+from harness.sources.timm_source import _reentrant_switch
 from models import UnsupportedError, init_parameters
 from models._base import HAS_NON_REENTRANT_CHECKPOINT
-from models._source_timm import _reentrant_switch
-from tests.models.source_helpers import first_step, library_grads, same, same_grads
+from tests.sources.helpers import first_step, library_grads, same, same_grads
 
 
 def _timm_net(name: str, **kwargs) -> torch.nn.Module:

@@ -15,9 +15,9 @@ its 224. torchvision has no gradient-checkpointing switch: checkpointed cases ar
 import inspect
 from typing import Any, Callable, Dict, List, Optional
 
-from models._base import UnsupportedError, image_hw
-from models._external import ImageClassifier, asks_for_stochastic, image_size_problem
-from models._sources import ExternalSpec, Source
+from harness.sources.base import ExternalSpec, Source
+from harness.sources.external import ImageClassifier, asks_for_stochastic, image_size_problem
+from models import UnsupportedError, image_hw
 
 #: The kinds of model, by the torchvision module their builder lives in, and their defaults.
 _DEFAULT_CLASSES = {"classification": 1000, "segmentation": 21}

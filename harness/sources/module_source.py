@@ -4,7 +4,7 @@ The callable is called with the scenario's ``[config."NAME"]`` table as keyword
 arguments. What it returns is used as it is when it already speaks the zoo interface
 (``example_inputs`` and ``loss``: a ``ZooModel`` or a look-alike); any other module is
 driven from the scenario's ``[inputs."NAME"]`` table (``harness.scenario.model_options``: one
-entry per positional input), with the default loss of ``models._external`` and no
+entry per positional input), with the default loss of ``harness.sources.external`` and no
 gradient checkpointing (a plain module has no switch the harness could honestly use).
 
 A user's project often has its own top-level ``models`` package: it is imported beside
@@ -19,18 +19,22 @@ from typing import Any, Dict, Optional, Tuple
 
 import torch
 
+import models
 from harness.scenario.model_options import FLOAT_DTYPES, PLACEHOLDERS
-from models._base import UnsupportedError, ZooModel
-from models._external import ExternalModel, asks_for_stochastic
-from models._sources import BadModel, ExternalSpec, NotImportable
+from harness.sources.base import BadModel, ExternalSpec, NotImportable
+from harness.sources.external import ExternalModel, asks_for_stochastic
+from models import UnsupportedError, ZooModel
 
+#: The zoo's top-level package name and the folder that holds it (a checkout or site-packages).
+_ZOO = models.__name__
+_ZOO_PARENT = os.path.realpath(os.path.dirname(os.path.dirname(os.path.abspath(models.__file__))))
 #: User modules imported from another package named like the zoo (see _import_beside_the_zoo).
 _USER_MODULES: Dict[str, Any] = {}
 
 
 def _ours(module_name: str) -> bool:
-    """True when ``module_name`` is this zoo package or one of its modules."""
-    return module_name == __package__ or module_name.startswith(__package__ + ".")
+    """True when ``module_name`` is the zoo package or one of its modules."""
+    return module_name == _ZOO or module_name.startswith(_ZOO + ".")
 
 
 def _import_beside_the_zoo(module_name: str):
@@ -43,7 +47,6 @@ def _import_beside_the_zoo(module_name: str):
     """
     if module_name in _USER_MODULES:
         return _USER_MODULES[module_name]
-    zoo_parent = os.path.realpath(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     zoo_modules = {k: v for k, v in sys.modules.items() if _ours(k)}
     saved_path, saved_finders = list(sys.path), list(sys.meta_path)
     try:
@@ -51,7 +54,7 @@ def _import_beside_the_zoo(module_name: str):
             del sys.modules[key]
         # harness._zoo's finder would answer ``models`` with the zoo again
         sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "torchmatrix_zoo_finder", False)]
-        sys.path[:] = [p for p in sys.path if os.path.realpath(p or os.getcwd()) != zoo_parent]
+        sys.path[:] = [p for p in sys.path if os.path.realpath(p or os.getcwd()) != _ZOO_PARENT]
         importlib.invalidate_caches()
         module = importlib.import_module(module_name)
         theirs = {k: v for k, v in sys.modules.items() if _ours(k)}
@@ -67,7 +70,7 @@ def _import_beside_the_zoo(module_name: str):
 
 
 def _import_user_module(module_name: str):
-    if _ours(module_name) and module_name != __package__:
+    if _ours(module_name) and module_name != _ZOO:
         try:
             found = importlib.util.find_spec(module_name) is not None
         except ImportError:

@@ -1,10 +1,5 @@
-"""Model sources: names outside the zoo, ``SOURCE:NAME`` or ``package.module:callable``.
-
-``timm:resnet18``, ``torchvision:mobilenet_v3_small`` and ``transformers:GPT2LMHeadModel``
-name a model of that library, built randomly initialised (never downloaded) and seeded
-as the zoo is; anything else with a colon is a user's ``package.module:callable``
-returning an ``nn.Module``. Each source lives in ``models/_source_<name>.py`` and gives
-an ``ExternalSpec`` per name: its default sizes, a size check and a builder per size.
+"""What every model source is: ``Source`` (one library of models), ``ExternalSpec`` (one of its
+models, as the zoo's registry knows a model), and the two failures a source can meet.
 
 Two kinds of failure, kept apart on purpose: a name, config override or inputs table
 that is wrong is bad input (``ValueError``, the run does not start); a library that
@@ -12,14 +7,11 @@ cannot be imported or used with this torch is ``SourceUnavailable``, and the cas
 its models are recorded ``unsupported`` with the message, while the other models run.
 """
 import difflib
-import fnmatch
 import importlib
-import json
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from models._base import UnsupportedError
-from models._registry import ModelSpec
+from models import ModelSpec, UnsupportedError
 
 try:  # Python >= 3.8
     from importlib import metadata as _metadata
@@ -103,58 +95,3 @@ class Source:
         return ValueError("%s %s has no model %r%s; `python -m harness list-models '%s:*'` lists them" % (
             self.prefix, self.version() or "", name, " (did you mean %s?)" % ", ".join(close) if close else "",
             self.prefix))
-
-
-def _sources() -> Dict[str, Source]:
-    from models._source_timm import TimmSource
-    from models._source_torchvision import TorchvisionSource
-    from models._source_transformers import TransformersSource
-
-    return {s.prefix: s for s in (TimmSource(), TorchvisionSource(), TransformersSource())}
-
-
-_SOURCES: Dict[str, Source] = {}
-
-
-def library_sources() -> Dict[str, Source]:
-    """The library sources by prefix."""
-    if not _SOURCES:
-        _SOURCES.update(_sources())
-    return _SOURCES
-
-
-def split(name: str) -> Tuple[Optional[Source], str]:
-    """``(source, name within it)`` for ``SOURCE:NAME``; ``(None, name)`` for anything else."""
-    prefix, sep, rest = name.partition(":")
-    source = library_sources().get(prefix) if sep else None
-    return (source, rest) if source is not None else (None, name)
-
-
-def matching(pattern: str) -> List[str]:
-    """Full names (``timm:resnet18``) of a library source's models matching ``pattern``
-    (``timm:*vit*``); SourceUnavailable when the library cannot be imported."""
-    source, inner = split(pattern)
-    if source is None:
-        return []
-    return ["%s:%s" % (source.prefix, n) for n in source.names() if fnmatch.fnmatchcase(n, inner)]
-
-
-_SPECS: Dict[Tuple[str, str], ExternalSpec] = {}
-
-
-def get_spec(name: str, options: Optional[Dict[str, Any]] = None) -> ExternalSpec:
-    """The spec of a source's model (cached per name and options)."""
-    options = {"config": dict((options or {}).get("config") or {}), "inputs": dict((options or {}).get("inputs") or {})}
-    key = (name, json.dumps(options, sort_keys=True))
-    if key not in _SPECS:
-        source, inner = split(name)
-        if source is None:
-            from models._source_module import module_spec
-
-            _SPECS[key] = module_spec(name, options)
-        else:
-            if options["inputs"]:
-                raise ValueError("model %r: an [inputs] table is for a plain nn.Module (package.module:callable); "
-                                 "%s models come with their inputs" % (name, source.prefix))
-            _SPECS[key] = source.spec(inner, options)
-    return _SPECS[key]

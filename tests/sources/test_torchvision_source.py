@@ -7,7 +7,7 @@ import torchvision
 
 import models
 from models import UnsupportedError, init_parameters
-from tests.models.source_helpers import first_step, library_grads, same, same_grads
+from tests.sources.helpers import first_step, library_grads, same, same_grads
 
 
 def _tv_net(name: str) -> torch.nn.Module:

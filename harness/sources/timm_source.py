@@ -13,9 +13,10 @@ import importlib
 import inspect
 from typing import Any, Callable, Dict, List, Optional
 
-from models._base import HAS_NON_REENTRANT_CHECKPOINT, UnsupportedError, image_hw
-from models._external import ImageClassifier, asks_for_stochastic, image_size_problem
-from models._sources import ExternalSpec, Source
+from harness.sources.base import ExternalSpec, Source
+from harness.sources.external import ImageClassifier, asks_for_stochastic, image_size_problem
+from models import UnsupportedError, image_hw
+from models._base import HAS_NON_REENTRANT_CHECKPOINT
 
 
 def _timm_attribute(name: str, modules) -> Optional[Callable]:

@@ -2,7 +2,7 @@
 
 A model from timm, torchvision, Hugging Face transformers or a user's package is an
 ``nn.Module`` that knows nothing of example inputs, losses or checkpoint modes. Each
-source (``models/_source_*.py``) subclasses ``ExternalModel`` with its library's
+source (``harness/sources/*_source.py``) subclasses ``ExternalModel`` with its library's
 conventions: what inputs the model takes (``example_inputs``), how it is called
 (``call``), its loss, and its library's own gradient-checkpointing switch, or
 ``UnsupportedError`` naming why that mode cannot be selected.
@@ -27,7 +27,8 @@ from typing import Any, List, Optional, Tuple
 import torch
 from torch import nn
 
-from models._base import CHECKPOINT_MODES, UnsupportedError, ZooModel, at_least_float32, check_checkpoint_mode, image_hw
+from models import CHECKPOINT_MODES, UnsupportedError, ZooModel, check_checkpoint_mode, image_hw
+from models._base import at_least_float32
 
 
 def _probability_attribute(module: nn.Module) -> Optional[str]:

@@ -8,7 +8,7 @@ import transformers
 import models
 from models import UnsupportedError, init_parameters
 from models._base import HAS_NON_REENTRANT_CHECKPOINT
-from tests.models.source_helpers import first_step, library_grads, same, same_grads
+from tests.sources.helpers import first_step, library_grads, same, same_grads
 
 GPT2 = {"n_layer": 2, "n_embd": 32, "n_head": 2, "vocab_size": 101}
 BERT = {"num_hidden_layers": 1, "hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64,

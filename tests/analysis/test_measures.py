@@ -13,7 +13,7 @@ from harness.record.schema import COLUMN_NAMES
 from harness.scenario.gate_config import DEFAULTS
 from harness.vocab import VERDICT_KINDS
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 OLDEST = os.path.join(ROOT, ".nox", "tests-torch-1-10", "bin", "python")
 
 

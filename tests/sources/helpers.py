@@ -1,8 +1,11 @@
-"""The harness's first step of a source's model, for comparing with the library's own forward."""
+"""The harness's first step of a source's model, for comparing with the library's own forward.
+Importing this registers the sources with the zoo (``harness.sources``), so the tests may name
+``SOURCE:NAME`` models through ``models.create_model`` as the runner does."""
 from typing import Any, Dict, Optional
 
 import torch
 
+import harness.sources  # noqa: F401 - registers the sources with the zoo's registry
 from harness.runner import accuracy, execute
 
 

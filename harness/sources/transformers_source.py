@@ -4,7 +4,7 @@ A Hugging Face model class is built from its config class with the library's def
 and the scenario's ``[config."transformers:CLASS"]`` overrides (a key the config class
 does not have is bad input: config classes would silently keep it). Never
 ``from_pretrained``: nothing is downloaded. The config's drop probabilities (dropout,
-drop-path, layer drop) are set to 0 unless ``[config]`` sets one (``models._external``), and
+drop-path, layer drop) are set to 0 unless ``[config]`` sets one (``harness.sources.external``), and
 ``use_cache`` to False, so a step returns no key/value cache.
 
 Inputs follow the class's ``main_input_name``: ``input_ids`` (b, size) over the config's
@@ -25,9 +25,10 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
-from models._base import HAS_NON_REENTRANT_CHECKPOINT, UnsupportedError
-from models._external import ExternalModel, asks_for_stochastic, is_drop_field
-from models._sources import ExternalSpec, Source, SourceUnavailable
+from harness.sources.base import ExternalSpec, Source, SourceUnavailable
+from harness.sources.external import ExternalModel, asks_for_stochastic, is_drop_field
+from models import UnsupportedError
+from models._base import HAS_NON_REENTRANT_CHECKPOINT
 
 #: Class-name endings and the labels their heads take.
 _LM_HEADS = ("LMHeadModel", "ForCausalLM", "ForMaskedLM", "ForConditionalGeneration")
