@@ -50,6 +50,7 @@ def overhead(rounds: int, patterns):
             pair = {}
             for arm in (("on", "off") if rnd % 2 == 0 else ("off", "on")):
                 execute._reference = real if arm == "on" else without_float64
+                execute.SHARED_REFERENCES.clear()  # each arm makes its own references: their cost is measured
                 r = execute.run_case(case, settings)
                 if r["status"] == "ok":
                     pair[arm] = r["overhead_s"]

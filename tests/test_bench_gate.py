@@ -4,7 +4,6 @@ What each fault does to a real case, through the runner's fault hooks, is tested
 ``tests/test_gate_faults.py``; here, how the gate is scored on it and that a fault commit
 only adds files.
 """
-import importlib.util
 import json
 import os
 import subprocess
@@ -15,19 +14,13 @@ from harness.commands.ab import round_order
 from harness.runner import fault_hooks
 from harness.scenario import spec as scen
 from harness.vocab import AGGREGATE_CASE_KEY
+from tests.benchmarks import load_benchmark
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _load(name):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "benchmarks", name + ".py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-bg = _load("bench_gate")
-bt = _load("bench_timing")
+bg = load_benchmark("bench_gate")
+bt = load_benchmark("bench_timing")
 
 KEY = "model=mswr_net_tiny;mode=train;batch=2;size=32;precision=fp32;checkpoint=reentrant;device=cpu"
 KEY2 = "model=cbam_classifier_tiny;mode=eval;batch=2;size=32;precision=amp_bf16;checkpoint=none;device=cpu"

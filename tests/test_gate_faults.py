@@ -2,7 +2,6 @@
 bench_gate says it does, and reaches a real run only through the fault commit's activation."""
 import contextlib
 import hashlib
-import importlib.util
 import json
 import os
 import shutil
@@ -18,18 +17,12 @@ from harness.record.schema import SCHEMA_VERSION, Record
 from harness.runner import execute, fault_hooks
 from harness.runner.memory import tensor_peak_bytes
 from harness.scenario import spec as scen
+from tests.benchmarks import load_benchmark
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _load(name):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "benchmarks", name + ".py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-bg = _load("bench_gate")
+bg = load_benchmark("bench_gate")
 gf = bg.gf  # the module bench_gate activates
 AFFECTED, UNAFFECTED = "cbam_classifier_tiny", "attention_mha_tiny"
 

@@ -214,6 +214,9 @@ class Accuracy:
                                               report=True)
     output_sketch64: Optional[List[float]] = _f("sketch of the float64 reference output: what drift is "
                                                 "measured against", "output_sketch64", report=True)
+    reference_shared: Optional[bool] = _f("the references were made for an earlier case of the same model, mode, "
+                                          "batch size, size, seed and options in this worker and reused "
+                                          "(harness.runner.references)")
 
 
 @dataclass
@@ -226,6 +229,16 @@ class Task:
     after: Optional[float] = _f("metric after training", "task_after", report=True)
     steps: Optional[int] = _f("training steps")
     error: Optional[str] = _f("why the task run failed, when it did")
+
+
+@dataclass
+class Extras:
+    """What ran after the timed samples (``harness.runner.extras``): none of it can fail the case."""
+
+    seconds: Optional[Dict[str, float]] = _f("seconds each extra took (tensor_peak, flops, profile, checks, "
+                                             "references, task)")
+    failed: Optional[Dict[str, str]] = _f("extra -> why it failed, or why it was lost with its worker (killed past "
+                                          "extra_timeout_s, crashed); the case keeps its measurement")
 
 
 @dataclass

@@ -23,6 +23,7 @@ from harness.record.parts import (
     Case,
     Checks,
     Env,
+    Extras,
     Flops,
     Instructions,
     MaxBatch,
@@ -49,7 +50,8 @@ SCHEMA_HISTORY = (
         "per-side err64/fp32_err64/ratio/expected_err/worst/sketch/ref_missing, output sketches; "
         "accuracy.tolerance is None under the calibrated rule. Lifting 1 marks accuracy.rule "
         "'fixed tolerance', which is what version 1 judged by; later, without a version change (new optional "
-        "parts only): shard; max_batch (and a case's batch_size 'max'); profile; flops, roofline"),
+        "parts only): shard; max_batch (and a case's batch_size 'max'); profile; flops, roofline; extras, "
+        "accuracy.reference_shared"),
 )
 
 #: ``version -> function`` turning a record of that version into one of ``version + 1``.
@@ -92,6 +94,7 @@ class Record:
     optimizer: Optional[str] = _f("the train step's optimizer, clipping and loss scaling (train cases)",
                                   "optimizer", report=True)
     checks: Optional[Checks] = _f("behaviour checks (ok cases)")
+    extras: Optional[Extras] = _f("what ran after the timed samples, how long each took and which failed (ok cases)")
     instructions: Optional[Instructions] = _f("instruction counts (when the scenario or --instructions asks; "
                                                "ok cases only)")
     shard: Optional[Shard] = _f("which shard of a split run wrote the record (run --shard K/N); None unsharded")

@@ -5,11 +5,15 @@ The order keeps each figure honest:
 1. memory baseline, then the model is built with version-stable seeded weights and
    moved/cast for the case (precision, checkpoint mode, channels_last, compile);
 2. the first step's outputs (and gradients in train mode) are kept for fidelity;
-3. warm-up and timed samples, with the memory peak tracked from the start of warm-up;
-   on the CPU one more step under the profiler gives the exact tensor peak;
-4. the model is rebuilt in fp32 without checkpointing, same weights and inputs, and
-   its outputs/gradients are the fp32 reference; then once more, cast to float64, for the
-   float64 reference the accuracy verdict is calibrated against (docs/accuracy.md).
+3. warm-up and timed samples, with the memory peak tracked from the start of warm-up:
+   with the build and the first step, the measurement, the only part that can fail the
+   case; it goes to the manager before anything else runs;
+4. the extras (``harness.runner.extras``), each on its own, none able to fail the case:
+   on the CPU one more step under the profiler gives the exact tensor peak; the FLOPs;
+   the behaviour checks; the references, the model rebuilt in fp32 without checkpointing
+   (same weights and inputs) and once more cast to float64, which the accuracy verdict is
+   calibrated against (docs/accuracy.md), made once per model, mode, batch and size and
+   shared by the cases that follow (``harness.runner.references``).
 
 Failures are classified by what they say, not by version: ``unsupported`` (an op
 missing for a dtype on this build, a feature this torch lacks), ``oom``, or
@@ -19,10 +23,11 @@ import gc
 import re
 import time
 import traceback
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Optional
 
 import torch
 
+import harness.sources  # noqa: F401 - registers the model sources (SOURCE:NAME, package.module:fn) with the zoo
 import models
 from harness.runner import (
     accuracy,
@@ -32,10 +37,12 @@ from harness.runner import (
     instructions,
     optim,
     precision,
+    references,
     sdpa,
     speed_probe,
     timing,
 )
+from harness.runner.extras import CHECKS, FLOPS, PROFILE, REFERENCES, TASK, TENSOR_PEAK, Extras
 from harness.runner.memory import PeakMemory, tensor_peak_bytes
 from harness.runner.profile import profile_step
 from harness.scenario import settings as scenario_settings
@@ -155,15 +162,12 @@ def _release():
 
 def _tensor_peak(step, device: str) -> Dict[str, Any]:
     """The CPU tensor peak of one extra step run under the profiler (after the timed
-    samples, never during them); on CUDA the allocator's peak already says it."""
+    samples, never during them); on CUDA the allocator's peak already says it. Raises when
+    the profiler gives none (the extra's failure, ``harness.runner.extras``)."""
     if device != "cpu":
         return {"tensor_peak_bytes": None, "tensor_peak_method": None}
-    out: Dict[str, Any] = {"tensor_peak_bytes": None, "tensor_peak_method": None}
-    try:
-        out["tensor_peak_bytes"], out["tensor_peak_method"] = tensor_peak_bytes(step)
-    except Exception as exc:  # noqa: BLE001 - a failed measurement is reported, the case stays ok
-        out["tensor_peak_error"] = "%s: %s" % (type(exc).__name__, (str(exc).strip().split("\n")[0][:300]))
-    return out
+    peak, method = tensor_peak_bytes(step)
+    return {"tensor_peak_bytes": peak, "tensor_peak_method": method}
 
 
 def _reference(case: Dict, seed: int, wide: bool, options: Optional[Dict[str, Any]] = None):
@@ -183,6 +187,21 @@ def _reference(case: Dict, seed: int, wide: bool, options: Optional[Dict[str, An
         torch.set_default_dtype(default_dtype)
         del model, inputs, target
         _release()
+
+
+#: The references this worker made last, shared with the next case of the same key.
+SHARED_REFERENCES = references.SharedReferences()
+
+
+def _references(case: Dict, seed: int, options: Optional[Dict[str, Any]]):
+    """(fp32 outputs, fp32 gradients, float64 outputs, float64 gradients, why there is no float64
+    reference or None) of the case's references."""
+    ref_out, ref_grads = _reference(case, seed, False, options)
+    try:
+        out64, grads64 = _reference(case, seed, True, options)
+        return ref_out, ref_grads, out64, grads64, None
+    except Exception as exc:  # noqa: BLE001 - no float64 kernel on this build: fp32 judges, said so
+        return ref_out, ref_grads, None, None, classify(exc)["reason"]
 
 
 def _accuracy(case: Dict, tolerance: Dict, got_out, got_grads, ref_out, ref_grads, out64, grads64,
@@ -247,8 +266,12 @@ def _optional_checks(case: Dict, asked: Dict, seed: int, step, first, options) -
     return found
 
 
-def run_case(case: Dict, settings: Dict) -> Dict[str, Any]:
-    """Measure ``case``; return the record's measured part (status, timing, memory, ...)."""
+def run_case(case: Dict, settings: Dict, send: Optional[Callable[[Dict[str, Any]], None]] = None) -> Dict[str, Any]:
+    """Measure ``case``; return the record's measured part (status, timing, memory, ...).
+
+    The build, the first step and the timed samples are the measurement: only they can make the
+    case fail. The extras after them (``harness.runner.extras``) never can; ``send`` (the worker's
+    channel) gets the measurement before the first extra and each extra's name before it runs."""
     t_start = time.perf_counter()
     measure = settings["measure"]
     seed = int(measure.get("seed", 0))
@@ -279,23 +302,6 @@ def run_case(case: Dict, settings: Dict) -> Dict[str, Any]:
                                  probe=probe, probe_description=speed_probe.DESCRIPTION if probe else None)
         result["memory"] = mem.result()
         fault_hooks.notify(fault_hooks.PEAK_READ, case, result["memory"])
-        result["memory"].update(_tensor_peak(step, case["device"]))
-        counted = flops.count_step(step, model) if measure.get("flops", True) else None  # one extra step
-        if settings.get("profile"):  # after the timed samples and the tensor peak's step, never among them
-            result["profile"] = profile_step(step, case["device"], settings["profile"])
-        if params_after_first is not None:
-            found["params_updated"] = checks.params_updated(params_after_first, model, case["precision"])
-        found.update(_optional_checks(case, settings.get("checks", {}), seed, step, (got_out, got_grads), options))
-        result["checks"] = checks.merge(found)
-        del model, inputs, target, step, step_keep
-        _release()
-
-        ref_out, ref_grads = _reference(case, seed, False, options)
-        try:
-            out64, grads64 = _reference(case, seed, True, options)
-            no_fp64 = None
-        except Exception as exc:  # noqa: BLE001 - no float64 kernel on this build: fp32 judges, said so
-            out64, grads64, no_fp64 = None, None, classify(exc)["reason"]
     except Exception as exc:  # noqa: BLE001 - every failure becomes a record
         result.update(classify(exc))
         first = _nonfinite_first_step(got_out, got_grads)
@@ -305,23 +311,61 @@ def run_case(case: Dict, settings: Dict) -> Dict[str, Any]:
         _release()
         return result
 
-    result["accuracy"] = _accuracy(case, settings["tolerance"], got_out, got_grads, ref_out, ref_grads,
-                                   out64, grads64, no_fp64)
     timing_out = dict(timed)
     timing_out.update(timing.summarize(timed["samples_s"], case["batch_size"]))
     result["timing"] = timing_out
+    result["checks"] = checks.merge(found)
+    _finish(result, t_start, timed)
+    extras = Extras(send, lambda exc: classify(exc)["reason"])
+    extras.measured(result)
+
+    with extras.run(TENSOR_PEAK):
+        result["memory"].update(_tensor_peak(step, case["device"]))
+    if TENSOR_PEAK in extras.failed:
+        result["memory"].update(tensor_peak_bytes=None, tensor_peak_method=None,
+                                tensor_peak_error=extras.failed[TENSOR_PEAK])
+    counted = None
+    if measure.get("flops", True):
+        with extras.run(FLOPS):
+            counted = flops.count_step(step, model)  # one extra step
+        if counted is not None and counted.get("error"):
+            extras.fail(FLOPS, counted["error"])
+    if settings.get("profile"):  # after the timed samples and the tensor peak's step, never among them
+        with extras.run(PROFILE):
+            result["profile"] = profile_step(step, case["device"], settings["profile"])
+        if (result.get("profile") or {}).get("error"):
+            extras.fail(PROFILE, result["profile"]["error"])
+    with extras.run(CHECKS):
+        if params_after_first is not None:
+            found["params_updated"] = checks.params_updated(params_after_first, model, case["precision"])
+        found.update(_optional_checks(case, settings.get("checks", {}), seed, step, (got_out, got_grads), options))
+    result["checks"] = checks.merge(found)
+    del model, inputs, target, step, step_keep
+    _release()
+
+    with extras.run(REFERENCES):
+        refs, shared = SHARED_REFERENCES.get(references.reference_key(case, seed, options),
+                                              lambda: _references(case, seed, options))
+        result["accuracy"] = _accuracy(case, settings["tolerance"], got_out, got_grads, *refs)
+        result["accuracy"]["reference_shared"] = shared
     result["flops"] = flops.record_part(counted, timing_out.get("median_s"), case["precision"], case["device"],
                                         settings.get("roofline"))
     if settings.get("task", {}).get("enabled") and case["mode"] == "train":
-        try:
+        with extras.run(TASK):
             from harness.runner.task import run_task
 
             result["task"] = run_task(case, settings)
-        except Exception as exc:  # noqa: BLE001 - a failed task run is reported, not fatal
-            result["task"] = {"error": classify(exc)["reason"]}
+        if TASK in extras.failed:
+            result["task"] = {"error": extras.failed[TASK]}
+    result["extras"] = extras.part()
+    _finish(result, t_start, timed)
+    return result
+
+
+def _finish(result: Dict[str, Any], t_start: float, timed: Dict[str, Any]) -> None:
+    """The case's duration so far and its overhead: what was not warm-up or timed samples."""
     result["duration_s"] = time.perf_counter() - t_start
     result["overhead_s"] = max(result["duration_s"] - timed["warmup_s"] - timed["timed_s"], 0.0)
-    return result
 
 
 def count_case(case: Dict, settings: Dict, dump_dir: str) -> Dict[str, Any]:

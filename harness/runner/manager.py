@@ -16,7 +16,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from harness.record.schema import SCHEMA_VERSION, Record, RecordError
 from harness.record.store import RecordWriter
-from harness.runner import batch_search, roofline
+from harness.runner import batch_search, extras, roofline
 from harness.runner import profile as profiling
 from harness.runner.instruction_pass import InstructionPass
 from harness.runner.worker_process import Worker, WorkerDied, signal_name
@@ -47,10 +47,13 @@ def progress_line(index: int, total: int, case: Case, rec: Dict) -> str:
         return head + " largest batch %d (%s; %s at batch %s; %d probes)" % (
             found["batch_size"], format_bytes(found["peak_bytes"]), found["limited_by"],
             found["first_unfit"] if found["first_unfit"] is not None else found["batch_size"], len(found["probes"]))
-    acc = rec.get("accuracy") or {}
+    acc = rec.get("accuracy")
     tail = "median %-9s peak %-10s acc %s" % (
         format_duration(rec["timing"]["median_s"], "-"), format_bytes(rec["memory"].get("peak_bytes"), "-"),
-        "ok" if acc.get("passed") else "FAIL (%s)" % "; ".join(acc.get("failures", []))[:80])
+        "n/a" if not acc else "ok" if acc.get("passed") else "FAIL (%s)" % "; ".join(acc.get("failures", []))[:80])
+    failed = (rec.get("extras") or {}).get("failed") or {}
+    if failed:
+        tail += "  [extras failed: %s]" % "; ".join("%s: %s" % (k, v[:60]) for k, v in sorted(failed.items()))
     if rec["timing"].get("reduced"):
         tail += "  [%s]" % rec["timing"]["reduced"]
     counted = rec.get("instructions")
@@ -75,23 +78,31 @@ def summary_table(env_label: str, records: List[Dict]) -> str:
 
 
 def ask_worker(worker: Worker, case: Dict, settings: Dict, timeout_s: float,
-               probe: Optional[Dict] = None) -> Tuple[Dict, bool]:
+               probe: Optional[Dict] = None, extra_timeout_s: Optional[float] = None) -> Tuple[Dict, bool]:
     """``worker``'s result for ``case`` (or one probe of it) and whether the worker can take another:
-    a timeout (the worker killed) or a dead worker is the result, with the signal and its last words."""
+    a timeout (the worker killed) or a dead worker is the result, with the signal and its last words.
+    Lost after the case's measurement, in an extra: the case is ok with its measurement, and that
+    extra failed for that reason (``harness.runner.extras``)."""
     try:
-        result = worker.run(case, settings, timeout_s, probe)
+        result = worker.run(case, settings, timeout_s, probe, extra_timeout_s)
     except WorkerDied:
         code = worker.proc.wait()
         words = worker.last_words(300).replace("\n", " | ")
-        result = {"status": "crashed", "reason": "worker died (%s)%s" % (signal_name(code),
-                                                                          ": " + words if words else "")}
+        reason = "worker died (%s)%s" % (signal_name(code), ": " + words if words else "")
         if code == -signal.SIGKILL:
-            result["reason"] += " (SIGKILL: killed from outside or by the kernel's OOM killer)"
+            reason += " (SIGKILL: killed from outside or by the kernel's OOM killer)"
         worker.close()
-        return result, False
+        if worker.partial is not None:
+            return extras.lost_in(worker.partial, worker.extra, reason, worker.extra_s), False
+        return {"status": "crashed", "reason": reason}, False
     if result is None:
+        extra_s = worker.extra_s
         worker.kill()
         worker.close()
+        if worker.partial is not None:
+            budget = timeout_s if extra_timeout_s is None else extra_timeout_s
+            return extras.lost_in(worker.partial, worker.extra, "overran its %.0f s (extra_timeout_s); worker "
+                                  "killed" % budget, extra_s), False
         return {"status": "timeout", "reason": "no result in %.0f s; worker killed" % timeout_s}, False
     return result, True
 
@@ -175,7 +186,8 @@ def run_cases(scenario: Scenario, cases: Sequence[Tuple[Case, Optional[NotRun]]]
                     env = worker.env.get(case.device) or worker.env.get("cpu")
                     case_settings = profiling.case_settings(settings, scenario.profile, profiled(scenario, case),
                                                             out_path, env_label, case.key)
-                    result, usable = ask_worker(worker, case.to_dict(), case_settings, timeout_s)
+                    result, usable = ask_worker(worker, case.to_dict(), case_settings, timeout_s,
+                                                extra_timeout_s=measure.get("extra_timeout_s"))
                     if not usable:
                         worker = None
                 record = {

@@ -3,7 +3,9 @@
 Protocol: the manager writes one JSON object per line to the worker's stdin
 (``{"case": {...}, "settings": {...}}``); the worker answers on the file descriptor
 given by ``--result-fd`` with one JSON line per case, after a first ``ready`` line
-carrying the environment. A message with a ``probe`` key (``{"cap_bytes": ...}``) asks
+carrying the environment. Before a case's result line come its measurement
+(``{"partial": ...}``) and the name of each extra as it starts (``{"extra": ...}``;
+``harness.runner.extras``). A message with a ``probe`` key (``{"cap_bytes": ...}``) asks
 for one probe of a largest-batch search instead (``harness.runner.batch_probe``). With
 ``--count-dir`` the worker is the instruction counter (the manager starts it under valgrind,
 ``harness.runner.instructions``) and answers each case with its instruction counts.
@@ -100,7 +102,7 @@ def main(argv=None) -> int:
 
             send(probe_case(msg["case"], msg["settings"], msg["probe"].get("cap_bytes")))
         else:
-            send(execute.run_case(msg["case"], msg["settings"]))
+            send(execute.run_case(msg["case"], msg["settings"], send))
     return 0
 
 

@@ -71,6 +71,9 @@ class Worker:
         self._rfile = os.fdopen(read_fd, "rb", buffering=0)
         self._buf = b""
         self.env: Dict = {}
+        self.partial: Optional[Dict] = None
+        self.extra: Optional[str] = None
+        self._extra_t0: Optional[float] = None
         self.start_timeout_s = COUNTING_START_TIMEOUT_S if count_dir is not None else WORKER_START_TIMEOUT_S
 
     def _read_line(self, timeout_s: float) -> Optional[Dict]:
@@ -104,9 +107,14 @@ class Worker:
             raise RuntimeError("worker failed to start: %s\n%s" % (reason, self.last_words()))
         self.env = msg["env"]
 
-    def run(self, case: Dict, settings: Dict, timeout_s: float, probe: Optional[Dict] = None) -> Optional[Dict]:
+    def run(self, case: Dict, settings: Dict, timeout_s: float, probe: Optional[Dict] = None,
+            extra_timeout_s: Optional[float] = None) -> Optional[Dict]:
         """The case's result (``probe``: one probe of a largest-batch search, ``harness.runner.batch_probe``),
-        None on timeout; WorkerDied if the worker died."""
+        None on timeout; WorkerDied if the worker died. ``timeout_s`` bounds the case up to its measurement;
+        then each extra (``harness.runner.extras``) has ``extra_timeout_s`` (default ``timeout_s``) from its
+        start. ``partial`` keeps the case's measurement once sent, ``extra`` the extra running and
+        ``extra_s`` how long it has run, so a lost worker costs the extra, not the measurement."""
+        self.partial = self.extra = self._extra_t0 = None
         message = {"case": case, "settings": settings}
         if probe is not None:
             message["probe"] = probe
@@ -115,7 +123,21 @@ class Worker:
             self.proc.stdin.flush()
         except (BrokenPipeError, OSError):
             raise WorkerDied() from None
-        return self._read_line(timeout_s)
+        wait_s = timeout_s
+        while True:
+            msg = self._read_line(wait_s)
+            if msg is None or not ("partial" in msg or "extra" in msg):
+                return msg
+            if "partial" in msg:
+                self.partial = msg["partial"]
+            else:
+                self.extra, self._extra_t0 = msg["extra"], time.monotonic()
+            wait_s = timeout_s if extra_timeout_s is None else extra_timeout_s
+
+    @property
+    def extra_s(self) -> Optional[float]:
+        """Seconds the extra in progress (``extra``) has run, or None."""
+        return None if self._extra_t0 is None else time.monotonic() - self._extra_t0
 
     def last_words(self, limit: int = 600) -> str:
         try:

@@ -16,6 +16,18 @@ case_budget_s = 2.0
 timeout_s = %(timeout)s
 """
 
+#: A matrix of ``tests.fixtures.misbehaving:factory`` (train, batch 2, fp32, CPU) at the sizes given by
+#: ``%`` (each size is a behaviour: 8 healthy, 3 hangs, ...; see the fixture).
+MISBEHAVING = '''
+model = ["tests.fixtures.misbehaving:factory"]
+mode = ["train"]
+batch_size = [2]
+size = [%s]
+precision = ["fp32"]
+checkpoint = ["none"]
+device = ["cpu"]
+'''
+
 
 def write_scenario(tmp_path, matrix: str, extra: str = "", timeout: float = 60.0, name: str = "t") -> str:
     path = os.path.join(str(tmp_path), name + ".toml")

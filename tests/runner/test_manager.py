@@ -8,17 +8,7 @@ import time
 
 import pytest
 
-from tests.runner.helpers import ROOT, harness_cmd, read_jsonl, run_harness, write_scenario
-
-MISBEHAVING = '''
-model = ["tests.fixtures.misbehaving:factory"]
-mode = ["train"]
-batch_size = [2]
-size = [%s]
-precision = ["fp32"]
-checkpoint = ["none"]
-device = ["cpu"]
-'''
+from tests.runner.helpers import MISBEHAVING, ROOT, harness_cmd, read_jsonl, run_harness, write_scenario
 
 
 def test_segfault_sigkill_hang_and_error_each_cost_one_case(tmp_path):
