@@ -1,15 +1,16 @@
 """What a case costs besides its measurement, and whether that moved: two checkouts side by side.
 
 Runs the same slice of a scenario (default: ``scenarios/default.toml``, ``--only`` the models
-given) with ``python -m harness run`` in two checkouts of this repository, the base (``--base
-REV``: a ``git worktree`` made under the system temporary folder, removed at the end) and this
-working tree, in interleaved rounds (base, head, head, base, ...) so that the machine's drift
-falls on both alike, each run a fresh process with the same interpreter (``--python``: an
-environment with torch, e.g. ``.nox/tests-torch-1-10/bin/python``). Printed per side and round:
-the run's wall time, the median per-case ``overhead_s`` (everything but warm-up and timed
-samples) of the ok cases, the share of warm-up and timed samples in the cases' time, and, where
-the records have them, the median seconds of each extra (``extras.seconds``). Then whether the
-two sides' accuracy verdicts are identical, case by case (status, ``accuracy.passed``, ratio).
+given) with ``python -m harness run`` in two checkouts of this repository: the base (``--base
+REV``, a ``git worktree`` made under the system temporary folder and removed at the end) and
+this working tree (or ``--head REV``, another such worktree). The rounds interleave (base,
+head, head, base, ...) so that the machine's drift falls on both alike; each run is a fresh
+process of the same interpreter (``--python``: an environment with torch, e.g.
+``.nox/tests-torch-1-10/bin/python``). Printed per side and round: the run's wall time, the
+median per-case ``overhead_s`` (everything but warm-up and timed samples) of the ok cases, the
+share of warm-up and timed samples in the cases' time, and, where the records have them, the
+median seconds of each extra (``extras.seconds``). Then whether the two sides' accuracy
+verdicts are identical, case by case (status, ``accuracy.passed``, ratio, rule).
 
     python benchmarks/bench_case_overhead.py --base HEAD~1 --python .nox/tests-torch-latest/bin/python \\
         --models cbam_classifier_tiny,attention_gqa_tiny --rounds 2
@@ -68,23 +69,29 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--base", default="HEAD", help="the base revision (default HEAD: the working tree's "
                                                        "uncommitted change against its commit)")
+    parser.add_argument("--head", default=None, help="the head revision (default: this working tree as it is)")
     parser.add_argument("--python", default=sys.executable, help="the interpreter both sides run with")
     parser.add_argument("--scenario", default="default")
     parser.add_argument("--models", default="cbam_classifier_tiny", help="comma-separated model names")
     parser.add_argument("--rounds", type=int, default=2, help="rounds; each runs both sides (default 2)")
     args = parser.parse_args(argv)
+    python = os.path.abspath(args.python) if os.sep in args.python else args.python  # the runs start elsewhere
 
     tmp = tempfile.mkdtemp(prefix="bench-case-overhead-")
     base_tree = os.path.join(tmp, "base")
     subprocess.run(["git", "worktree", "add", "--detach", base_tree, args.base], cwd=ROOT, check=True,
                    capture_output=True)
     trees = {"base": base_tree, "head": ROOT}
+    if args.head:
+        trees["head"] = os.path.join(tmp, "head")
+        subprocess.run(["git", "worktree", "add", "--detach", trees["head"], args.head], cwd=ROOT, check=True,
+                       capture_output=True)
     seen: Dict[str, List[Dict]] = {"base": [], "head": []}
     verdicts: Dict[str, Dict] = {}
     try:
         for rnd in range(args.rounds):
             for side in (("base", "head") if rnd % 2 == 0 else ("head", "base")):
-                wall, records = _run(trees[side], args.python, args.scenario, args.models,
+                wall, records = _run(trees[side], python, args.scenario, args.models,
                                      os.path.join(tmp, "out-" + side))
                 fig = _figures(wall, records)
                 seen[side].append(fig)
@@ -95,13 +102,16 @@ def main(argv=None) -> int:
                           100 * (fig["timed_share"] or 0.0),
                           json.dumps({k: round(v, 3) for k, v in fig["extras_median_s"].items()})), flush=True)
     finally:
-        subprocess.run(["git", "worktree", "remove", "--force", base_tree], cwd=ROOT, capture_output=True)
+        for side in ("base", "head"):
+            if trees[side] != ROOT:
+                subprocess.run(["git", "worktree", "remove", "--force", trees[side]], cwd=ROOT, capture_output=True)
         shutil.rmtree(tmp, ignore_errors=True)
     for side in ("base", "head"):
         figs = seen[side]
         print("%s (%s): wall median %.1f s, overhead median %.3f s/case over %d rounds" % (
-            side, args.base if side == "base" else "working tree", statistics.median(f["wall_s"] for f in figs),
-            statistics.median(f["overhead_median_s"] for f in figs), len(figs)))
+            side, args.base if side == "base" else (args.head or "working tree"),
+            statistics.median(f["wall_s"] for f in figs), statistics.median(f["overhead_median_s"] for f in figs),
+            len(figs)))
     base_v, head_v = verdicts["base"], verdicts["head"]
     differ = sorted(k for k in set(base_v) | set(head_v) if base_v.get(k) != head_v.get(k))
     print("accuracy verdicts (status, passed, ratio, rule): %d cases, %d differ%s" % (

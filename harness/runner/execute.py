@@ -9,7 +9,8 @@ The order keeps each figure honest:
    with the build and the first step, the measurement, the only part that can fail the
    case; it goes to the manager before anything else runs;
 4. the extras (``harness.runner.extras``), each on its own, none able to fail the case:
-   on the CPU one more step under the profiler gives the exact tensor peak; the FLOPs;
+   the FLOPs, counted on one step that on the CPU is also the first of the tensor peak's two
+   profiled steps (``harness.runner.memory.tensor_peak_bytes``), then the exact tensor peak;
    the behaviour checks; the references, the model rebuilt in fp32 without checkpointing
    (same weights and inputs) and once more cast to float64, which the accuracy verdict is
    calibrated against (docs/accuracy.md), made once per model, mode, batch and size and
@@ -160,13 +161,14 @@ def _release():
         torch.cuda.empty_cache()
 
 
-def _tensor_peak(step, device: str) -> Dict[str, Any]:
+def _tensor_peak(step, device: str, seen: bool = False) -> Dict[str, Any]:
     """The CPU tensor peak of one extra step run under the profiler (after the timed
-    samples, never during them); on CUDA the allocator's peak already says it. Raises when
-    the profiler gives none (the extra's failure, ``harness.runner.extras``)."""
+    samples, never during them; ``seen``: the FLOPs count's step was its first profiled
+    session); on CUDA the allocator's peak already says it. Raises when the profiler gives
+    none (the extra's failure, ``harness.runner.extras``)."""
     if device != "cpu":
         return {"tensor_peak_bytes": None, "tensor_peak_method": None}
-    peak, method = tensor_peak_bytes(step)
+    peak, method = tensor_peak_bytes(step, seen)
     return {"tensor_peak_bytes": peak, "tensor_peak_method": method}
 
 
@@ -319,17 +321,19 @@ def run_case(case: Dict, settings: Dict, send: Optional[Callable[[Dict[str, Any]
     extras = Extras(send, lambda exc: classify(exc)["reason"])
     extras.measured(result)
 
+    counted = None
+    on_cpu = case["device"] == "cpu"
+    if measure.get("flops", True):
+        with extras.run(FLOPS):  # on the CPU also the tensor peak's first profiled session
+            counted = flops.count_step(step, model, profile_memory=on_cpu)
+        if counted is not None and counted.get("error"):
+            extras.fail(FLOPS, counted["error"])
     with extras.run(TENSOR_PEAK):
-        result["memory"].update(_tensor_peak(step, case["device"]))
+        seen = FLOPS not in extras.failed and counted is not None
+        result["memory"].update(_tensor_peak(step, case["device"], seen))
     if TENSOR_PEAK in extras.failed:
         result["memory"].update(tensor_peak_bytes=None, tensor_peak_method=None,
                                 tensor_peak_error=extras.failed[TENSOR_PEAK])
-    counted = None
-    if measure.get("flops", True):
-        with extras.run(FLOPS):
-            counted = flops.count_step(step, model)  # one extra step
-        if counted is not None and counted.get("error"):
-            extras.fail(FLOPS, counted["error"])
     if settings.get("profile"):  # after the timed samples and the tensor peak's step, never among them
         with extras.run(PROFILE):
             result["profile"] = profile_step(step, case["device"], settings["profile"])

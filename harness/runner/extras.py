@@ -1,7 +1,7 @@
 """The extras of a case: what the worker measures after the timed samples, each on its own.
 
 A case's measurement is its build, its first step and its timed samples; only those can
-make it fail. Everything after them is an extra (``NAMES``): the tensor peak, the FLOPs,
+make it fail. Everything after them is an extra (``NAMES``): the FLOPs, the tensor peak,
 a profiler trace, the behaviour checks, the references the accuracy is judged against,
 the task run. Before the first extra the worker sends the measurement to the manager
 (``{"partial": ...}``), and before each extra its name (``{"extra": name}``): the manager
@@ -21,7 +21,7 @@ CHECKS = "checks"
 REFERENCES = "references"
 TASK = "task"
 #: Every extra, in the order a case runs them.
-NAMES = (TENSOR_PEAK, FLOPS, PROFILE, CHECKS, REFERENCES, TASK)
+NAMES = (FLOPS, TENSOR_PEAK, PROFILE, CHECKS, REFERENCES, TASK)
 
 
 class Extras:

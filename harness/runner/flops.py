@@ -6,6 +6,7 @@ and "The two counters". ``count_step`` uses the first counter this build has
 (``count_flop_counter_mode``, else ``count_profiler``); ``record_part`` adds achieved FLOP/s
 and the share of the environment's measured matmul peak (``harness.runner.roofline``).
 """
+import contextlib
 import time
 from collections import defaultdict, deque
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -13,6 +14,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import torch
 
 from harness import precisions
+from harness.runner.memory import memory_session
 
 FLOP_COUNTER_MODE = "torch.utils.flop_counter.FlopCounterMode"
 PROFILER_COUNTER = "torch.profiler shapes (torchmatrix)"
@@ -59,13 +61,14 @@ def _conv_backward_flops(grad_out_shape, x_shape, w_shape, _bias, _stride, _padd
     return forward * (int(bool(output_mask[0])) + int(bool(output_mask[1])))
 
 
-def count_flop_counter_mode(step: Callable[[], Any]) -> int:
-    """FLOPs of one call of ``step`` under ``FlopCounterMode`` (conv backward corrected for groups)."""
+def count_flop_counter_mode(step: Callable[[], Any], profile_memory: bool = False) -> int:
+    """FLOPs of one call of ``step`` under ``FlopCounterMode`` (conv backward corrected for groups);
+    ``profile_memory``: inside a ``memory.memory_session`` too (see ``count_step``)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     counter = FlopCounterMode(display=False,
                               custom_mapping={torch.ops.aten.convolution_backward: _conv_backward_flops})
-    with counter:
+    with (memory_session() if profile_memory else contextlib.nullcontext()), counter:
         step()
     return int(counter.get_total_flops())
 
@@ -198,13 +201,19 @@ def _short(name: str) -> str:
     return name[len("aten::"):] if name.startswith("aten::") else name
 
 
-def count_profiler(step: Callable[[], Any], model: Optional[torch.nn.Module] = None) -> Tuple[int, Dict[str, int]]:
+def count_profiler(step: Callable[[], Any], model: Optional[torch.nn.Module] = None,
+                   profile_memory: bool = False) -> Tuple[int, Dict[str, int]]:
     """FLOPs of one call of ``step`` read from the profiler's op shapes, and the ops of the
-    counted kinds it could not count (name -> calls): see the module docstring."""
+    counted kinds it could not count (name -> calls): see the module docstring. ``profile_memory``:
+    the session records memory too (a ``memory.memory_session``; see ``count_step``)."""
     profiler = torch.profiler
     convs = _ConvCalls(model)
     try:
-        with profiler.profile(activities=[profiler.ProfilerActivity.CPU], record_shapes=True) as prof:
+        if profile_memory:
+            session = memory_session(record_shapes=True)
+        else:
+            session = profiler.profile(activities=[profiler.ProfilerActivity.CPU], record_shapes=True)
+        with session as prof:
             step()
     finally:
         convs.close()
@@ -249,20 +258,22 @@ def count_profiler(step: Callable[[], Any], model: Optional[torch.nn.Module] = N
 # --- the record's part -------------------------------------------------------------------
 
 def count_step(step: Callable[[], Any], model: Optional[torch.nn.Module] = None,
-               counter: str = "auto") -> Dict[str, Any]:
+               counter: str = "auto", profile_memory: bool = False) -> Dict[str, Any]:
     """Count one extra call of ``step``: ``{"per_iter", "tool", "covers", "uncounted", "wall_s"}``, or
     ``{"error", "tool", "wall_s"}`` when the counter failed (the case stays ok). ``counter``:
     ``auto`` (FlopCounterMode where this build has it, else the profiler counter), ``flop_counter_mode``
-    or ``profiler``."""
+    or ``profiler``. ``profile_memory``: the step runs in a ``memory.memory_session``, so that it is
+    also the first of the tensor peak's two sessions (``memory.tensor_peak_bytes(..., seen=True)``):
+    one profiled step fewer per case."""
     start = time.perf_counter()
     use_fcm = counter == "flop_counter_mode" or (counter == "auto" and has_flop_counter_mode())
     tool = FLOP_COUNTER_MODE if use_fcm else PROFILER_COUNTER
     out: Dict[str, Any] = {"tool": tool}
     try:
         if use_fcm:
-            out["per_iter"] = count_flop_counter_mode(step)
+            out["per_iter"] = count_flop_counter_mode(step, profile_memory)
         else:
-            out["per_iter"], uncounted = count_profiler(step, model)
+            out["per_iter"], uncounted = count_profiler(step, model, profile_memory)
             if uncounted:
                 out["uncounted"] = ["%s x%d" % kv for kv in sorted(uncounted.items())]
         out["covers"] = COVERS

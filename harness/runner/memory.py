@@ -12,6 +12,7 @@ says which method was used).
 the order they were made; its running maximum is the peak of live tensor bytes (identical
 to the byte across reruns, on 1.10 and the newest).
 """
+import contextlib
 import ctypes
 import ctypes.util
 import gc
@@ -193,36 +194,49 @@ def _profiler():
     return profiler
 
 
-def running_peak_of(fn: Callable[[], Any]) -> Tuple[int, str]:
-    """(peak, method): the largest sum of CPU tensor bytes live at once while ``fn`` runs, counting from
-    its start, in one profiler session with memory profiling and the cyclic collector off (it would free
-    earlier garbage at a time that differs from run to run). Exact where everything ``fn`` frees it also
-    made (a probe that builds its model inside ``fn``, in a fresh process). Raises ``RuntimeError`` when
-    this torch has no CPU memory profiler."""
+@contextlib.contextmanager
+def memory_session(**options):
+    """A ``torch.profiler`` session recording CPU memory (``options``: more of the profiler's, e.g.
+    ``record_shapes``), with the cyclic collector off inside it (it would free earlier garbage at a
+    time that differs from run to run). Yields the profiler. Raises ``RuntimeError`` when this torch
+    has no CPU memory profiler."""
     profiler = _profiler()
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        with profiler.profile(activities=[profiler.ProfilerActivity.CPU], profile_memory=True) as prof:
-            fn()
+        with profiler.profile(activities=[profiler.ProfilerActivity.CPU], profile_memory=True, **options) as prof:
+            yield prof
     finally:
         if gc_was_enabled:
             gc.enable()
+
+
+def running_peak_of(fn: Callable[[], Any]) -> Tuple[int, str]:
+    """(peak, method): the largest sum of CPU tensor bytes live at once while ``fn`` runs, counting from
+    its start, in one ``memory_session``. Exact where everything ``fn`` frees it also made (a probe that
+    builds its model inside ``fn``, in a fresh process). Raises ``RuntimeError`` when this torch has no
+    CPU memory profiler."""
+    with memory_session() as prof:
+        fn()
     deltas = _raw_memory_deltas(prof)
     if deltas is not None:
         return _running_peak(deltas), TENSOR_PEAK_METHOD
     return tensor_peak_from_events(prof.events()), SELF_MEMORY_METHOD
 
 
-def tensor_peak_bytes(step: Callable[[], Any]) -> Tuple[int, str]:
+def tensor_peak_bytes(step: Callable[[], Any], seen: bool = False) -> Tuple[int, str]:
     """Run ``step`` under ``torch.profiler`` with memory profiling; return (peak, method): the largest
     sum of CPU tensor bytes allocated during the step and live at once (frees of tensors made before
     the step are not seen by the profiler), and how it was read. Raises ``RuntimeError`` when this
-    torch has no CPU memory profiler."""
-    # Twice: the profiler forgets nothing between sessions, so the first run sees tensors
-    # of earlier cases freed (or not) by chance; in the second, every free of the step's
-    # own previous tensors is known, and the figure repeats.
-    running_peak_of(step)
+    torch has no CPU memory profiler.
+
+    The figure comes from the second of two sessions: the profiler forgets nothing between sessions,
+    so the first sees tensors of earlier work freed (or not) by chance; in the second, every free of
+    the step's own previous tensors is known, and the figure repeats to the byte. ``seen``: the step
+    has just run once in a ``memory_session`` already (the FLOPs count's step,
+    ``flops.count_step(..., profile_memory=True)``), which serves as the first session."""
+    if not seen:
+        running_peak_of(step)
     return running_peak_of(step)
 
 

@@ -9,7 +9,8 @@ from tests.runner.helpers import MISBEHAVING, read_jsonl, run_harness, write_sce
 
 
 def test_an_extra_that_hangs_or_crashes_keeps_the_measurement_and_records_its_failure(tmp_path):
-    # 11 hangs under the profiler (the tensor peak's step), 12 segfaults there; 8 is healthy
+    # 11 hangs under the profiler (the FLOPs count's step, the tensor peak's first profiled session), 12
+    # segfaults there; 8 is healthy
     path = write_scenario(tmp_path, MISBEHAVING % "11, 12, 8", timeout=60,
                           extra="extra_timeout_s = 6\n")
     out = tmp_path / "out"
@@ -23,15 +24,18 @@ def test_an_extra_that_hangs_or_crashes_keeps_the_measurement_and_records_its_fa
         assert rec["memory"]["peak_bytes"] is not None
         Record.from_dict(rec, strict=True)
     hung = by_size[11]["extras"]["failed"]
-    assert list(hung) == [extras.TENSOR_PEAK] and "overran its 6 s" in hung[extras.TENSOR_PEAK], hung
+    assert list(hung) == [extras.FLOPS] and "overran its 6 s" in hung[extras.FLOPS], hung
     crashed = by_size[12]["extras"]["failed"]
-    assert list(crashed) == [extras.TENSOR_PEAK] and "SIGSEGV" in crashed[extras.TENSOR_PEAK], crashed
-    for size in (11, 12):  # nothing after the lost extra: no accuracy, no FLOPs
-        assert by_size[size].get("accuracy") is None and by_size[size].get("flops") is None
+    assert list(crashed) == [extras.FLOPS] and "SIGSEGV" in crashed[extras.FLOPS], crashed
+    for size in (11, 12):  # nothing after the lost extra: no tensor peak, no accuracy, no FLOPs
+        rec = by_size[size]
+        assert rec.get("accuracy") is None and rec.get("flops") is None
+        assert rec["memory"].get("tensor_peak_bytes") is None
     healthy = by_size[8]
     assert healthy["extras"]["failed"] == {} and healthy["accuracy"]["passed"] is True
-    assert set(healthy["extras"]["seconds"]) >= {extras.TENSOR_PEAK, extras.CHECKS, extras.REFERENCES}
-    assert "extras failed: tensor_peak: overran its 6 s" in proc.stdout
+    assert set(healthy["extras"]["seconds"]) >= {extras.FLOPS, extras.TENSOR_PEAK, extras.CHECKS, extras.REFERENCES}
+    assert healthy["flops"]["per_iter"] > 0 and healthy["memory"]["tensor_peak_bytes"] > 0
+    assert "extras failed: flops: overran its 6 s" in proc.stdout
     assert "ok 3" in proc.stdout  # the summary counts all three as ok
 
 

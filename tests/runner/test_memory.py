@@ -63,7 +63,7 @@ def test_every_cpu_case_records_a_repeatable_tensor_peak(mode):
 
 
 def test_a_failing_profiler_leaves_the_case_ok(monkeypatch):
-    def broken(step):
+    def broken(step, seen=False):
         raise RuntimeError("profiler busy\nsecond line")
     monkeypatch.setattr(execute, "tensor_peak_bytes", broken)
     r = execute.run_case(case(mode="eval"), SETTINGS)
