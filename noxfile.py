@@ -12,7 +12,10 @@ Extra requirements: a scenario's ``[environment]`` table lists what every enviro
 installs beside its torch (``requirements = ["timm", "./my-project"]``; ``[environment.pins]``
 adds per environment, e.g. ``"torch-1.10" = ["timm==0.9.16"]``; see ``harness.scenario.requirements``),
 and ``nox -s matrix -- --with SPEC`` (or ``--with=SPEC``, repeatable; a path is relative to
-the folder nox was started in) adds more. They are installed after torch in one command
+the folder nox was started in) adds more. A bare ``torchvision``, ``timm`` or ``transformers``
+that no pin names becomes the release that goes with the environment's torch
+(``harness.scenario.releases``; the install report says what was chosen and why). They are
+installed after torch in one command
 that also pins torch to the version just installed and the environment's own pins, so the
 resolver can only pick versions that work with that torch (a torch index set in
 TORCHMATRIX_TORCH_INDEX_URL is an extra index there: PyPI stays in use). When that fails,
@@ -23,6 +26,12 @@ torch and the runner's needs (name and version of each distribution, also in a r
 environment) and what failed go to ``results/<scenario>/torch-X.requirements.json``, which
 ``harness run`` reads (TORCHMATRIX_REQUIREMENTS_REPORT): records carry those versions in
 ``env.extra_packages``, and they are part of the environment fingerprint.
+
+Model names: after installing an environment, a scenario naming library models has what that
+environment's releases lack written to ``results/<scenario>/torch-X.names.json``; before the first
+case the session stops, one line per name, on a name that no environment has (the newest
+environment runs first, so a misspelt name stops every environment). A name only some releases
+lack is ``unsupported`` where it is missing (``harness.scenario.models.names_problems``).
 
 A sharded run (``torchmatrix run --shard K/N``, one output folder per shard) is joined by
 ``nox -s merge -- SHARD_DIR... --out DIR``, which then builds the report of DIR.
@@ -63,7 +72,9 @@ nox.options.sessions = ["matrix"]
 
 def _matrix_params():
     params = []
-    for label, _, pythons, _ in ENVIRONMENTS:
+    # The newest first: its names file tells a misspelt model name (that the newest releases lack
+    # too) before any older environment runs a case (harness.scenario.models.names_problems).
+    for label, _, pythons, _ in ENVIRONMENTS[-1:] + ENVIRONMENTS[:-1]:
         path, _ = pick_python(pythons)
         # python=False: no virtualenv is made and the session explains the skip itself.
         params.append(nox.param(path or False, label, id="torch=" + label))
@@ -105,18 +116,54 @@ def _with_args(posargs: List[str], base_dir: str) -> Tuple[List[str], List[str]]
     return specs, rest
 
 
-def _scenario_requirements(session: nox.Session, scenario: str, env_label: str, extra: List[str]) -> List[str]:
-    """What ``env_label`` installs for ``scenario`` (``[environment]``) and ``--with``; a scenario
-    that does not load is an error of the session (each problem printed)."""
+#: The prefixes of the library sources (harness/sources): a scenario naming one gets its names checked per environment.
+LIBRARY_PREFIXES = ("timm:", "torchvision:", "transformers:")
+#: Run in the environment: write what its library releases lack of the scenario's names (harness.environments).
+_WRITE_NAMES = "import sys; from harness.environments import write_names; write_names(*sys.argv[1:4])"
+
+
+def _scenario_requirements(session: nox.Session, scenario: str, env_label: str,
+                           extra: List[str]) -> Tuple[List[str], List[str], bool, bool]:
+    """What ``env_label`` installs for ``scenario`` (``[environment]``) and ``--with``; what of it
+    is a user's pin there (its pins and ``--with``); whether the scenario names library models; and
+    whether the newest environment installs the newest libraries (no pin or ``--with`` names one).
+    A scenario that does not load is an error of the session (each problem printed)."""
     from harness.scenario.spec import ScenarioError, load, resolve_path
 
     try:
-        environment = load(resolve_path(scenario)).environment
+        sc = load(resolve_path(scenario))
     except ScenarioError as exc:
         for problem in exc.problems:
             session.log(problem)
         session.error("scenario %s has %d problem(s), listed above" % (scenario, len(exc.problems)))
-    return requirements.requirements_for(environment, env_label, extra)
+    environment = sc.environment
+    pinned = list(environment.get("pins", {}).get(env_label, [])) + list(extra)
+    patterns = [str(m) for table in [sc.matrix] + list(sc.includes) for m in table.get("model", [])]
+    libraries = any(m.startswith(LIBRARY_PREFIXES) for m in patterns)
+    newest_pins = list(environment.get("pins", {}).get("torch-latest", [])) + list(extra)
+    newest_unpinned = not any(requirements.project_name(p) + ":" in LIBRARY_PREFIXES for p in newest_pins
+                              if not requirements.is_path(p) and requirements.project_name(p))
+    return requirements.requirements_for(environment, env_label, extra), pinned, libraries, newest_unpinned
+
+
+def _check_names(session: nox.Session, scenario: str, out_dir: str, env_label: str, report_file: Optional[str],
+                 newest_unpinned: bool) -> bool:
+    """Write what this environment's library releases lack of the scenario's names, and stop the
+    session (one line per name) on a name that no environment knows; True when every name was
+    decided, False when this environment cannot tell a misspelt name from a newer one."""
+    from harness.scenario import models as scenario_models
+
+    session.run("python", "-c", _WRITE_NAMES, scenario, out_dir, env_label, silent=True,
+                env={"PYTHONPATH": ROOT, requirements.REPORT_ENV_VAR: report_file or ""})
+    labels = ["torch-" + e[0] for e in ENVIRONMENTS]
+    problems, cannot_tell = scenario_models.names_problems(out_dir, env_label, labels,
+                                                           "torch-latest" if newest_unpinned else None)
+    if problems:
+        for problem in problems:
+            session.log("error: %s" % problem)
+        session.error("%d model name(s) that no environment's library release has (misspelt?), listed above; "
+                      "`python -m harness list-models 'SOURCE:*'` lists a release's names" % len(problems))
+    return not cannot_tell
 
 
 def _out_dir(scenario: str, args: List[str]) -> str:
@@ -152,16 +199,25 @@ def matrix(session: nox.Session, torch: str) -> None:
     scenario, args = _run_args(posargs)
     env_label = "torch-" + torch
     out_dir = _out_dir(scenario, args)
-    extras = _scenario_requirements(session, scenario, env_label, with_specs)
-    path, how = pick_python(ENV_BY_LABEL[torch][2])
+    extras, pinned, libraries, newest_unpinned = _scenario_requirements(session, scenario, env_label, with_specs)
+    pythons = ENV_BY_LABEL[torch][2]
+    path, how = pick_python(pythons)
     if path is None:
         _write_skip(out_dir, env_label, how)
         session.skip(how)
     install_torch(session, torch)
-    report_file = install_extras(session, torch, extras, os.path.abspath(requirements.report_path(out_dir, env_label)))
+    python_note = "%s (%s): the first found of Python %s, the ones torch %s and its libraries have wheels for" % (
+        path, how, ", ".join(pythons), torch)
+    report_file = install_extras(session, torch, extras, os.path.abspath(requirements.report_path(out_dir, env_label)),
+                                 pinned, python_note)
+    env = {"PYTHONPATH": ROOT, requirements.REPORT_ENV_VAR: report_file or ""}
+    if libraries:
+        from harness.scenario.models import NAMES_CHECKED_ENV_VAR
+
+        if _check_names(session, scenario, out_dir, env_label, report_file, newest_unpinned):
+            env[NAMES_CHECKED_ENV_VAR] = "1"  # decided here: the run's own "cannot tell" note would mislead
     session.run("python", "-m", "harness", "run", scenario, "--env-label", env_label,
-                *([] if "--out" in args else ["--out", out_dir]), *args,
-                env={"PYTHONPATH": ROOT, requirements.REPORT_ENV_VAR: report_file or ""})
+                *([] if "--out" in args else ["--out", out_dir]), *args, env=env)
     session.notify("report", posargs=[out_dir])
 
 
@@ -214,6 +270,10 @@ TEST_ENVS = ["1.10", "latest"]
 TEST_EXTRAS = {"1.10": ("timm==0.9.16", "torchvision", "transformers==4.30.2"),
                "latest": ("timm", "torchvision", "transformers")}
 EXAMPLE_PROJECT = os.path.join(ROOT, "examples", "user_project")
+#: pytest-timeout's limit on one test in the tests session, in seconds: a hung test fails with its traceback
+#: instead of waiting for CI's 90-minute job limit. Generous: above the longest time a test itself allows a
+#: subprocess (2,400 s: tests/runner/test_instruction_pass.py's counting of a zoo model under valgrind).
+TEST_TIMEOUT_S = 2700
 
 
 @nox.session
@@ -226,7 +286,7 @@ def tests(session: nox.Session, torch: str) -> None:
         session.error("cannot test torch %s: %s" % (torch, how))
     install_torch(session, torch)
     # pytest-benchmark: harness.pytest_plugin's range (pyproject.toml's "pytest" extra; docs/pytest-benchmark.md)
-    session.install("pytest>=7", "nox", "pyyaml", "pytest-benchmark>=4,<6")
+    session.install("pytest>=7", "nox", "pyyaml", "pytest-benchmark>=4,<6", "pytest-timeout>=2")
     pins = ["torch==" + installed_in(session)["torch"]] + list(ENV_BY_LABEL[torch][3])
     failed = try_install(session, list(TEST_EXTRAS[torch]) + [EXAMPLE_PROJECT] + pins)
     if failed:
@@ -238,8 +298,8 @@ def tests(session: nox.Session, torch: str) -> None:
     else:
         session.install(*ANALYSIS_DEPS)
     # -rs: every skip prints its reason in every log, so a skip that hides a feature shows.
-    session.run("python", "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", *targets, *session.posargs,
-                env={"PYTHONPATH": ROOT})
+    session.run("python", "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", "--timeout=%d" % TEST_TIMEOUT_S,
+                *targets, *session.posargs, env={"PYTHONPATH": ROOT})
 
 
 #: Biome, from the npm registry through npx, lints the report's CSS and JavaScript (rules: biome.json).

@@ -367,6 +367,8 @@ def workflow_run(path: str = WORKFLOW) -> Dict:
         lines.append(line.strip())
     command = " ".join(lines)
     words = shlex.split(re.sub(r"\$\{\{.*?\}\}", "EXPR", command))[len("nox -s ab --".split()):]
+    # A shell variable ($TRUST_FLAG) expands to an optional flag or to nothing: not an argument here.
+    words = [w for w in words if not re.fullmatch(r"\$\w+", w)]
     parser = argparse.ArgumentParser(add_help=False)
     ab.add_arguments(parser)
     try:
@@ -375,7 +377,10 @@ def workflow_run(path: str = WORKFLOW) -> Dict:
         raise BenchError("%s: cannot read `%s` as `harness ab` arguments" % (path, command)) from None
     from harness.scenario.spec import resolve_path
 
-    scenario = resolve_path(args.scenario)  # as `harness ab` does, run from the repository root
+    scenario = args.scenario
+    if "/" in scenario and not os.path.exists(os.path.join(ROOT, scenario)):
+        scenario = os.path.join("scenarios", os.path.basename(scenario))  # the PR checkout's copy (../pr/...)
+    scenario = resolve_path(scenario)  # as `harness ab` does, run from the repository root
     # getattr: an ab without the option (an older checkout) reads the command without it
     instructions = bool(getattr(args, "instructions", False))
     rounds_given = args.rounds is not None

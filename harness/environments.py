@@ -22,14 +22,16 @@ from harness.scenario import requirements
 if TYPE_CHECKING:  # pragma: no cover - nox is there when a session calls
     import nox
 
-# label, torch requirement, Pythons with wheels (newest first), extra pins.
+# label, torch requirement, Pythons its ecosystem has wheels for (newest first), extra pins.
 # torch <= 2.2 breaks on NumPy 2 ("Numpy is not available") and needs pkg_resources
-# (setuptools < 70) at import; torch 2.0's compile refuses Python 3.11, hence 3.10.
+# (setuptools < 70) at import; torch 2.0's compile refuses Python 3.11, hence 3.10. The Python
+# must suit torch's companions too: torchvision 0.14.1 (torch 1.13's) has no Python 3.11 wheel
+# (PyPI's file list: cp37 to cp310), so 1.13 runs on 3.10, where every library source installs.
 ENVIRONMENTS: List[Tuple[str, str, Tuple[str, ...], Tuple[str, ...]]] = [
     ("1.10", "torch==1.10.2", ("3.9",), ("numpy<2", "setuptools<70")),
     ("1.11", "torch==1.11.0", ("3.10", "3.9"), ("numpy<2", "setuptools<70")),
     ("1.12", "torch==1.12.1", ("3.10", "3.9"), ("numpy<2", "setuptools<70")),
-    ("1.13", "torch==1.13.1", ("3.11", "3.10", "3.9"), ("numpy<2", "setuptools<70")),
+    ("1.13", "torch==1.13.1", ("3.10", "3.9"), ("numpy<2", "setuptools<70")),
     ("2.0", "torch==2.0.1", ("3.10", "3.9"), ("numpy<2", "setuptools<70")),
     ("2.1", "torch==2.1.2", ("3.11", "3.10", "3.9"), ("numpy<2", "setuptools<70")),
     ("latest", "torch", ("3.13", "3.12", "3.11"), ()),
@@ -188,12 +190,16 @@ def try_install(session: "nox.Session", specs: List[str]) -> Optional[str]:
     return None if proc.returncode == 0 else requirements.installer_message(proc.stdout)
 
 
-def install_extras(session: "nox.Session", label: str, specs: List[str], report_file: str) -> Optional[str]:
+def install_extras(session: "nox.Session", label: str, specs: List[str], report_file: str,
+                   pinned: List[str] = (), python_note: Optional[str] = None) -> Optional[str]:
     """Install ``specs`` beside this environment's torch, resolved against it (torch pinned to
     the installed version, plus the environment's pins); each alone when together they fail.
-    Write what was installed and what failed to ``report_file`` (``harness.scenario.requirements``)
-    and return its path; with no ``specs``, remove a report of an earlier run and return None.
-    A requirement that cannot be installed is reported, never an error of the session."""
+    A bare ``torchvision`` / ``timm`` / ``transformers`` that ``pinned`` (the scenario's pins for
+    this environment, ``--with``) does not name becomes the release that goes with this torch
+    (``requirements.resolve_for_torch``). Write what was chosen and why, what was installed and
+    what failed to ``report_file`` (``harness.scenario.requirements``; ``python_note``: which
+    Python and why) and return its path; with no ``specs``, remove a report of an earlier run and
+    return None. A requirement that cannot be installed is reported, never an error of the session."""
     if not specs:
         if os.path.exists(report_file):
             os.remove(report_file)
@@ -202,6 +208,10 @@ def install_extras(session: "nox.Session", label: str, specs: List[str], report_
     torch_version = before.get("torch")
     if torch_version is None:
         session.warn("torch is not installed here: extra requirements are resolved without a torch pin")
+    requested = list(specs)
+    specs, chosen = requirements.resolve_for_torch(specs, torch_version, list(pinned))
+    for _, entry in sorted(chosen.items()):
+        session.log("%s: %s" % (entry["requirement"], entry["why"]))
     pins = (["torch==" + torch_version] if torch_version else []) + list(ENV_BY_LABEL[label][3])
     failed = []
     reason = try_install(session, specs + pins)
@@ -209,10 +219,24 @@ def install_extras(session: "nox.Session", label: str, specs: List[str], report_
         alone = {spec: try_install(session, [spec] + pins) for spec in specs} if len(specs) > 1 else {specs[0]: reason}
         failed = [(spec, why) for spec, why in alone.items() if why is not None]
     installed = installed_in(session, _LIST_EXTRAS)  # all of them, also where a reused environment had them
-    requirements.write_report(report_file, requirements.make_report("torch-" + label, specs, installed, failed,
-                                                                     torch_version))
+    requirements.write_report(report_file, requirements.make_report("torch-" + label, requested, installed, failed,
+                                                                     torch_version, chosen, python_note))
     session.log("beside torch %s: %s" % (torch_version, ", ".join(
         "%s==%s" % pair for pair in sorted(installed.items())) or "nothing"))
     for spec, why in failed:
         session.warn("could not install %s (the run goes on without it): %s" % (spec, why))
     return report_file
+
+
+def write_names(scenario: str, out_dir: str, env_label: str) -> str:
+    """Run inside an environment by ``nox -s matrix``: write what its library releases lack of
+    ``scenario``'s model names (``harness.scenario.models.write_names_file``); a scenario that is
+    bad input writes an empty file (the run says why, one line per problem)."""
+    from harness.scenario import spec
+    from harness.scenario.models import write_names_file
+
+    try:
+        cases = spec.expand(spec.load(spec.resolve_path(scenario)))
+    except spec.ScenarioError:
+        cases = []
+    return write_names_file(cases, out_dir, env_label)

@@ -199,10 +199,26 @@ def default_thresholds() -> Dict[str, Any]:
     return dict(DEFAULTS)
 
 
+#: ``NOISE_COUNTS``: the most the counts' own spread may add to the limit (a fraction). Without it, a
+#: tiny step whose repeats spread 2.66% got a 13% limit (5 x the spread), so a 10% heavier step passed.
+#: A count's repeats differ by allocator and cache state, not by chance draws: their spread is a range
+#: the medians stay inside, so a change beyond 5% (twice the 2.66% seen, 2.5x the 2% default) is beyond
+#: that noise. Where the spread is larger than this cap the verdict says the limit was capped.
+COUNT_SPREAD_CAP = 0.05
+
+
 def count_limit(measure: Measure, thresholds: Mapping[str, Any], spread: float) -> float:
-    """``NOISE_COUNTS``: the relative change a count must exceed, given its spread."""
+    """``NOISE_COUNTS``: the relative change a count must exceed, given its spread: beyond the first
+    threshold key, and beyond the second times the spread, that product capped at ``COUNT_SPREAD_CAP``
+    (a noisy repeat cannot inflate the limit past it)."""
     frac, factor = measure.thresholds
-    return max(thresholds[frac], thresholds[factor] * spread)
+    return max(thresholds[frac], min(thresholds[factor] * spread, COUNT_SPREAD_CAP))
+
+
+def count_limit_capped(measure: Measure, thresholds: Mapping[str, Any], spread: float) -> bool:
+    """Whether ``count_limit`` was capped by ``COUNT_SPREAD_CAP`` for this spread."""
+    frac, factor = measure.thresholds
+    return thresholds[factor] * spread > max(COUNT_SPREAD_CAP, thresholds[frac])
 
 
 def carried(measure: Measure, values: Sequence[Any], valid: Optional[Sequence[Any]] = None) -> bool:
@@ -223,7 +239,8 @@ def noise_words(measure: Measure, thresholds: Mapping[str, Any]) -> str:
     th = thresholds
     if measure.noise == NOISE_COUNTS:
         frac, factor = measure.thresholds
-        return "beyond %g%% and %g\u00d7 the counts' own spread" % (100 * th[frac], th[factor])
+        return "beyond %g%% and %g\u00d7 the counts' own spread (that part at most %g%%)" % (
+            100 * th[frac], th[factor], 100 * COUNT_SPREAD_CAP)
     if measure.noise == NOISE_ROUNDS:
         return ("beyond %.2f\u00d7 and significant (BH q \u2264 %g) on round medians with %d rounds a side, "
                 "at most inconclusive with fewer" % (th["time_factor"], th["q"], th["min_rounds"]))

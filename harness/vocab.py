@@ -49,9 +49,19 @@ NOT_RUN_STATUSES = ("unsupported", "skipped")
 #: eval), the others when the scenario's ``[checks]`` table asks.
 CHECKS = ("params_updated", "eval_buffers", "deterministic", "leak")
 
+#: The environment variable naming a JSON file ``{case key: step seconds}`` that decides which cases the
+#: instruction pass counts (``harness.runner.instruction_pass``): ``ab`` writes the base's steps for the
+#: head's counting round, so both sides count the same cases.
+COUNT_STEPS_FROM_ENV = "TORCHMATRIX_COUNT_STEPS_FROM"
+
 #: The key of pytest-benchmark's ``extra_info`` under which ``harness.pytest_plugin`` saves a case's whole
 #: record, and from which ``harness.analysis.pytest_benchmark`` reads it back.
 PYTEST_BENCHMARK_RECORD_KEY = "torchmatrix_record"
+
+#: The words that open an accuracy note where the calibrated rule cannot judge (its expected error is too
+#: large to tell a fault from rounding: ``harness.runner.accuracy.judgeable``): the record's
+#: ``accuracy.passed`` is then None, never True, and its ``failures`` hold the notes with the figures.
+ACCURACY_NOT_JUDGED = "not judged: this precision cannot compute these values here"
 
 # --- the gate -------------------------------------------------------------------------
 
@@ -60,8 +70,13 @@ VERDICT_KINDS = ("status", "accuracy", "memory", "time")
 #: The case key of the gate's run-wide verdict (kind ``time``): the geometric mean of every
 #: compared case's time ratio in one environment. Not a case: no case key has this form.
 AGGREGATE_CASE_KEY = "(all cases)"
-#: What a verdict says.
-VERDICTS = ("regressed", "improved", "unchanged", "inconclusive", "not_comparable", "new", "vanished")
+#: What a verdict says. ``lost``: the evidence a verdict rests on, present on the baseline, is missing on
+#: the candidate (an instruction count whose counting crashed or timed out, a tensor peak that
+#: disappeared): it fails like a regression, because a gate that falls back to weaker evidence can be
+#: passed by breaking the stronger one.
+VERDICTS = ("regressed", "lost", "improved", "unchanged", "inconclusive", "not_comparable", "new", "vanished")
+#: The verdicts that fail the gate (exit code 1).
+FAILING_VERDICTS = ("regressed", "lost")
 
 
 class ExitCode(enum.IntEnum):

@@ -58,7 +58,8 @@ FAKE_MAIN = textwrap.dedent('''
     assert "--append" in args
     with open(os.environ["AB_TEST_LOG"], "a") as fh:
         fh.write(json.dumps({{"label": label, "cwd": os.getcwd(), "scenario": os.path.abspath(scenario),
-                             "code": os.path.abspath(__file__), "args": args}}) + "\\n")
+                             "code": os.path.abspath(__file__), "args": args,
+                             "steps_from": os.environ.get("TORCHMATRIX_COUNT_STEPS_FROM")}}) + "\\n")
     if os.environ.get("AB_TEST_FAIL_LABEL") == label:
         sys.exit(1)
     if os.environ.get("AB_TEST_HANG_LABEL") == label:
@@ -88,7 +89,9 @@ FAKE_MAIN = textwrap.dedent('''
            "timing": {{"samples_s": samples, "median_s": sorted(samples)[5], "iqr_s": 0.0, "iters_per_sample": 1,
                       "warmup_iters": 1, "warmup_s": 0.0, "throughput_per_s": 1.0, "reduced": None}},
            "memory": {{"peak_bytes": 1000000, "method": "linux_vmhwm"}}, "accuracy": None, "task": None}}
-    if "--instructions" in args:  # counts that follow the code's work: 1e8 instructions per 10 ms
+    if "--instructions" in args and os.environ.get("AB_TEST_COUNT_CRASH_LABEL") == label:
+        rec["instructions"] = {{"status": "crashed", "reason": "counting worker died (SIGSEGV)"}}
+    elif "--instructions" in args:  # counts that follow the code's work: 1e8 instructions per 10 ms
         count = 1e10 * MEDIAN_S
         rec["instructions"] = {{"status": "ok", "per_iter": count, "repeats_per_iter": [count, count],
                                "iterations": 1, "spread": 0.0, "tool": "fake callgrind"}}
@@ -156,10 +159,93 @@ def test_instructions_are_counted_in_the_first_round_of_each_side_and_decide(fak
     rounds = _log(log_path)
     assert [(r["label"], "--instructions" in r["args"]) for r in rounds] == [
         ("base", True), ("head", True), ("head", False), ("base", False)]
+    # the head's counting round is told the base's steps: they decide which cases both sides count
+    assert [r["steps_from"] for r in rounds] == [None, str(out / "ab-base-steps.json"), None, None]
+    steps = json.load(open(str(out / "ab-base-steps.json")))
+    assert list(steps) == ["model=m;mode=eval;batch=1;size=8;precision=fp32;checkpoint=none;device=cpu"]
+    assert steps[list(steps)[0]] == pytest.approx(0.010, rel=0.2)
     doc = json.load(open(str(out / "gate-verdicts.json")))
     time_v = [v for v in doc["verdicts"] if v["kind"] == "time"][0]
     assert time_v["basis"] == "instructions" and time_v["verdict"] == "regressed"
     assert time_v["ratio"] == pytest.approx(1.3) and time_v["counted_baseline"] == 1
+
+
+RELAXED = '[scenario]\nname = "tiny"\n\n[gate]\ntime_factor = 10.0\ninstructions_frac = 0.9\naggregate_factor = 10.0\n'
+
+
+def _relaxing_head(repo, base, gate_text=RELAXED, extra=None):
+    """A head on ``base`` that adds 30% more work and, in the same commit, writes ``gate_text``."""
+    _git(repo, "checkout", "-q", "--detach", base)
+    (repo / "harness" / "speed.py").write_text("MEDIAN_S = 0.013\n")
+    (repo / "scenarios").mkdir(exist_ok=True)
+    (repo / "scenarios" / "tiny.toml").write_text(gate_text)
+    for path, text in (extra or {}).items():
+        (repo / path).parent.mkdir(parents=True, exist_ok=True)
+        (repo / path).write_text(text)
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-q", "-m", "heavier, and relax the gate")
+    return _git(repo, "rev-parse", "HEAD")
+
+
+@needs_gate
+def test_the_head_cannot_relax_the_thresholds_it_is_judged_by(fake_repo, log_path, tmp_path, capsys):
+    """+30% work and a relaxed [gate] in one commit: the base's thresholds judge it (exit 1), the
+    summary names each ignored change; --trust-head-config applies them (exit 0) and says so."""
+    repo, base, _ = fake_repo
+    head = _relaxing_head(repo, base, extra={"noxfile.py": "# changed\n"})
+    out = tmp_path / "ab"
+    assert run_ab(str(repo), base, head, str(repo / "scenarios" / "tiny.toml"), out_dir=str(out), rounds=1,
+                  instructions=True) == 1
+    summary = (out / "gate-summary.md").read_text()
+    assert "this pull request changes time_factor 1.1 → 10.0; not applied" in summary
+    assert "| instructions_frac | 0.02 | 0.9 | not applied |" in summary
+    assert "Thresholds from the base revision's scenario." in summary and "`noxfile.py`" in summary
+    doc = json.load(open(str(out / "gate-verdicts.json")))
+    assert doc["thresholds"]["time_factor"] == 1.10 and doc["policy"]["applied"] is False
+    assert [c["key"] for c in doc["policy"]["changes"]] == ["aggregate_factor", "instructions_frac", "time_factor"]
+    assert doc["policy"]["tooling_changes"] == ["noxfile.py"]
+    assert "ab: this revision changes time_factor 1.1 → 10.0; not applied" in capsys.readouterr().out
+    # a maintainer's opt-in
+    assert run_ab(str(repo), base, head, str(repo / "scenarios" / "tiny.toml"), out_dir=str(out), rounds=1,
+                  instructions=True, trust_head_config=True) == 0
+    summary = (out / "gate-summary.md").read_text()
+    assert "this pull request changes time_factor 1.1 → 10.0; applied" in summary
+    assert "a maintainer opted in" in summary
+    # the same head without the threshold change fails too; the base against itself passes
+    plain = _relaxing_head(repo, base, gate_text=(repo / "scenarios" / "tiny.toml").read_text().replace(
+        "time_factor = 10.0\ninstructions_frac = 0.9\naggregate_factor = 10.0\n", "time_factor = 1.10\n"))
+    assert run_ab(str(repo), base, plain, str(repo / "scenarios" / "tiny.toml"), out_dir=str(out), rounds=1,
+                  instructions=True) == 1
+    assert "this pull request changes" not in (out / "gate-summary.md").read_text()
+    assert run_ab(str(repo), base, base, str(repo / "scenarios" / "tiny.toml"), out_dir=str(out), rounds=1,
+                  instructions=True) == 0
+
+
+@needs_gate
+def test_a_base_without_the_scenario_is_judged_by_the_defaults(fake_repo, log_path, tmp_path):
+    repo, base, _ = fake_repo
+    _git(repo, "checkout", "-q", "--detach", base)
+    _git(repo, "rm", "-q", "scenarios/tiny.toml")
+    _git(repo, "commit", "-q", "-m", "no scenario")
+    bare = _git(repo, "rev-parse", "HEAD")
+    head = _relaxing_head(repo, bare)
+    out = tmp_path / "ab"
+    assert run_ab(str(repo), bare, head, str(repo / "scenarios" / "tiny.toml"), out_dir=str(out), rounds=1,
+                  instructions=True) == 1
+    doc = json.load(open(str(out / "gate-verdicts.json")))
+    assert doc["policy"]["source"].startswith("the defaults") and doc["thresholds"]["time_factor"] == 1.10
+
+
+@needs_gate
+def test_a_head_whose_counting_crashes_fails_with_the_count_lost(fake_repo, log_path, tmp_path, monkeypatch):
+    repo, base, _ = fake_repo
+    monkeypatch.setenv("AB_TEST_COUNT_CRASH_LABEL", "head")
+    out = tmp_path / "ab"
+    assert run_ab(str(repo), base, base, str(repo / "scenarios" / "tiny.toml"), out_dir=str(out), rounds=1,
+                  instructions=True) == 1
+    summary = (out / "gate-summary.md").read_text()
+    assert "instruction count lost on the head: crashed: counting worker died (SIGSEGV)" in summary
+    assert summary.splitlines()[3] == "Thresholds from the base revision's scenario."
 
 
 def test_ab_rounds_default_to_one_with_instructions_else_three():
@@ -434,29 +520,75 @@ def test_workflow_runs_the_ab_session_on_the_pull_request_revisions():
     checkout = [s for s in steps if str(s.get("uses", "")).startswith("actions/checkout@")][0]
     assert checkout["with"]["fetch-depth"] == 0   # the base revision's worktree needs the history
     ab = [s for s in steps if s.get("id") == "ab"][0]
+    # the base's tooling runs it: its noxfile and harness, from a worktree of the merge commit's first parent
+    assert ab["working-directory"] == "tooling" and checkout["with"]["path"] == "pr"
+    tooling = [s for s in steps if "worktree add" in str(s.get("run", ""))][0]
+    assert '"$GITHUB_WORKSPACE/tooling" "${{ steps.revs.outputs.base }}"' in tooling["run"]
     # GitHub substitutes the ${{ }} expressions before the shell reads the line: do the same, with a value
-    argv = shlex.split(re.sub(r"\$\{\{\s*(.*?)\s*\}\}", lambda m: "<%s>" % m.group(1), ab["run"]))
-    assert argv[:4] == ["nox", "-s", "ab", "--"]
-    # what the session passes on to `python -m harness ab` parses, with the pull request's two revisions
-    args = build_parser().parse_args(["ab"] + argv[4:])
-    assert args.command == "ab" and args.run is ab_command.run
-    assert args.base == "<github.event.pull_request.base.sha>" and args.head == "<github.sha>"
+    for flag in ("", ab_command.TRUST_LABEL):
+        line = re.sub(r"\$\{\{\s*(.*?)\s*\}\}", lambda m: "<%s>" % m.group(1), ab["run"])
+        argv = shlex.split(line.replace("$TRUST_FLAG", "--trust-head-config" if flag else ""))
+        assert argv[:4] == ["nox", "-s", "ab", "--"]
+        # what the session passes on to `python -m harness ab` parses, with the pull request's two revisions
+        args = build_parser().parse_args(["ab"] + argv[4:])
+        assert args.command == "ab" and args.run is ab_command.run and args.trust_head_config == bool(flag)
+    assert args.base == "<steps.revs.outputs.base>" and args.head == "<steps.revs.outputs.head>"
+    assert args.repo == "../pr"
+    # the label the maintainer adds is the one the workflow reads
+    assert "contains(github.event.pull_request.labels.*.name, '%s')" % ab_command.TRUST_LABEL in job["env"][
+        "TRUST_FLAG"]
+    assert {"labeled", "unlabeled", "synchronize"} <= set(on["pull_request"]["types"])
     # one round a side with the instruction pass: the counts decide time (ab's default rounds with --instructions)
-    assert args.scenario == "scenarios/smoke.toml" and args.instructions and args.rounds is None
+    # the scenario lies inside the measured repository: each side runs its own copy; the base's [gate] applies
+    assert args.scenario == "../pr/scenarios/smoke.toml" and args.instructions and args.rounds is None
     installs = [s["run"] for s in steps if "apt-get install" in str(s.get("run", ""))]
     assert installs and "valgrind" in installs[0] and steps.index(ab) > steps.index(
         [s for s in steps if s.get("run") == installs[0]][0])
     # the summary the later steps post is the one ab writes (its default output folder)
-    assert os.path.normpath(job["env"]["SUMMARY"]) == os.path.join(args.out, "gate-summary.md")
+    assert os.path.normpath(job["env"]["SUMMARY"]) == os.path.join("tooling", args.out, "gate-summary.md")
     upload = [s for s in steps if str(s.get("uses", "")).startswith("actions/upload-artifact@")][0]
     kept = upload["with"]["path"].split()
-    assert {os.path.join(args.out, name) for name in ("A", "B", "gate-verdicts.json", "gate-summary.md",
-                                                      "ab-rounds.json")} == {os.path.normpath(p) for p in kept}
+    assert {os.path.join("tooling", args.out, name) for name in (
+        "A", "B", "gate-verdicts.json", "gate-summary.md", "ab-rounds.json", "ab-policy.json")} == {
+            os.path.normpath(p) for p in kept}
     # a regression fails the job, but only after the summary and the comment are posted
     assert ab["continue-on-error"] is True
     assert steps[-1]["if"] == "steps.ab.outcome == 'failure'" and "exit 1" in steps[-1]["run"]
     later = steps[steps.index(ab) + 1:-1]
     assert later and all(s["if"] == "always()" for s in later)
+
+
+def test_workflow_measures_the_merge_commit_against_its_first_parent(tmp_path):
+    """A throw-away repository where the base branch moved after the pull request's payload was
+    taken: the workflow's revisions step (run as written) picks the merge commit's first parent, so
+    the head side carries the pull request's change only, not the base branch's newer commits."""
+    _, doc = _workflow()
+    step = [s for s in doc["jobs"]["ab"]["steps"] if s.get("id") == "revs"][0]
+    repo = tmp_path / "pr"
+    repo.mkdir()
+    subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
+    (repo / "a.txt").write_text("a\n")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-q", "-m", "payload base")
+    payload_base = _git(repo, "rev-parse", "HEAD")
+    _git(repo, "checkout", "-q", "-b", "feature")
+    (repo / "pr.txt").write_text("the pull request\n")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-q", "-m", "the pull request")
+    _git(repo, "checkout", "-q", "main")
+    (repo / "other.txt").write_text("someone else's commit\n")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-q", "-m", "the base branch moved")
+    moved = _git(repo, "rev-parse", "HEAD")
+    _git(repo, "merge", "-q", "--no-ff", "--no-edit", "feature")   # what refs/pull/N/merge holds
+    merge = _git(repo, "rev-parse", "HEAD")
+    out = tmp_path / "github_output"
+    subprocess.run(["bash", "-e", "-c", step["run"]], cwd=str(repo / step["working-directory"].replace("pr", ".")),
+                   env=dict(os.environ, GITHUB_OUTPUT=str(out)), check=True)
+    revs = dict(line.split("=", 1) for line in out.read_text().split())
+    assert revs == {"base": moved, "head": merge} and revs["base"] != payload_base
+    assert _git(repo, "diff", "--name-only", revs["base"], revs["head"]) == "pr.txt"
+    assert sorted(_git(repo, "diff", "--name-only", payload_base, revs["head"]).split()) == ["other.txt", "pr.txt"]
 
 
 def test_workflow_comment_carries_the_gate_marker():

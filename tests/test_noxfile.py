@@ -297,3 +297,46 @@ def test_matrix_stops_before_installing_on_a_bad_environment_table(tmp_path, mon
         noxfile.matrix(VenvSession(tmp_path, "uv", posargs=["smoke", "--with", "./nope"],
                                    invoked_from=str(tmp_path)), torch="1.10")
     assert installed == []
+
+
+class _HereSession(VenvSession):
+    """A session whose ``python`` is this test's interpreter (it has the libraries of the sources)."""
+
+    def __init__(self, folder):
+        super().__init__(folder, "venv")
+        self.bin = os.path.dirname(sys.executable)
+
+
+def _library_scenario(folder, models, name):
+    text = open(os.path.join(ROOT, "scenarios", "smoke.toml"), encoding="utf-8").read()
+    text = re.sub(r"(?m)^model = .*$", "model = %s" % json.dumps(models), text)
+    path = folder / (name + ".toml")
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def test_a_name_the_newest_environment_lacks_stops_the_matrix_before_any_case(tmp_path):
+    noxfile = _load_noxfile()
+    out = str(tmp_path / "out")
+    typo = _library_scenario(tmp_path, ["timm:resnet18", "timm:resnet1800"], "typo")
+    session = _HereSession(tmp_path)
+    with pytest.raises(RuntimeError, match=r"session.error: 1 model name\(s\) that no environment's library release"):
+        noxfile._check_names(session, typo, out, "torch-latest", None, newest_unpinned=True)
+    problem, = [line for line in session.logs if line.startswith("error: ")]
+    assert problem.startswith("error: model 'timm:resnet1800': no environment's library release has it; here: "
+                              "not in timm ")
+    # an older environment, after the newest: the same name is refused there too
+    with pytest.raises(RuntimeError, match="session.error: 1 model name"):
+        noxfile._check_names(_HereSession(tmp_path), typo, out, "torch-1.10", None, newest_unpinned=True)
+    # a name the table dates is a newer name: decided, nothing refused
+    dated = _library_scenario(tmp_path, ["timm:resnet18", "torchvision:swin_t"], "dated")
+    assert noxfile._check_names(_HereSession(tmp_path), dated, str(tmp_path / "o2"), "torch-1.10", None, True)
+    # alone, with the newest pinned: cannot tell (the run says so itself)
+    assert not noxfile._check_names(_HereSession(tmp_path), typo, str(tmp_path / "o3"), "torch-1.10", None, False)
+
+
+def test_the_matrix_runs_the_newest_environment_first():
+    noxfile = _load_noxfile()
+    ids = [p.id for p in noxfile._matrix_params()]
+    assert ids[0] == "torch=latest" and sorted(ids) == sorted("torch=" + e[0] for e in noxfile.ENVIRONMENTS)
+    assert noxfile.ENV_BY_LABEL["1.13"][2][0] == "3.10"  # torchvision 0.14.1 has no Python 3.11 wheel

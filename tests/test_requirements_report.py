@@ -45,8 +45,8 @@ def _report(**kw):
 
 def test_report_round_trip_through_its_file(tmp_path):
     report = _report()
-    assert report == {"env_label": "torch-1.10", "torch": "1.10.2", "requested": ["timm", "/abs/my-project"],
-                      "installed": {"timm": "0.9.16"},
+    assert report == {"env_label": "torch-1.10", "torch": "1.10.2", "python": None,
+                      "requested": ["timm", "/abs/my-project"], "installed": {"timm": "0.9.16"}, "chosen": {},
                       "failed": [{"requirement": "/abs/my-project", "reason": "No solution found"}]}
     path = requirements.report_path(str(tmp_path / "out"), "torch-1.10")
     assert os.path.basename(path) == "torch-1.10.requirements.json"

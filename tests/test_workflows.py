@@ -36,3 +36,24 @@ def test_the_local_ci_script_lints_and_tests_and_fails_on_missing_tools_under_ci
     for tool in ("chromium", "valgrind", "nodejs", "check-jsonschema"):
         assert tool in text
 
+
+
+def test_the_cuda_job_runs_only_where_a_gpu_runner_is_named():
+    """A job for a label no runner has waits in the queue forever: the repository variable names the
+    runner and enables the job; the job fails where the GPU is missing instead of skipping its tests."""
+    doc, _ = _load(CI_WORKFLOW)
+    job = doc["jobs"]["cuda"]
+    assert job["if"] == "${{ vars.TORCHMATRIX_GPU_RUNNER != '' }}"
+    assert job["runs-on"] == "${{ vars.TORCHMATRIX_GPU_RUNNER }}"
+    runs = [s["run"] for s in job["steps"] if "run" in s]
+    assert runs[0].strip() == "nvidia-smi" and 'nox -s "tests(torch=latest)" -- -k cuda' in runs[1]
+
+
+def test_codeowners_asks_review_for_every_path_that_decides_the_gate():
+    from harness.commands.ab import GATE_TOOLING
+
+    with open(os.path.join(ROOT, ".github", "CODEOWNERS"), encoding="utf-8") as fh:
+        owned = {line.split()[0].lstrip("/") for line in fh if line.strip() and not line.startswith("#")}
+    assert set(GATE_TOOLING) <= owned
+    for path in owned:
+        assert os.path.exists(os.path.join(ROOT, path)), path

@@ -20,7 +20,16 @@ B half a round later on average.
 Scenario: a path inside the repository (relative to the current directory, or
 absolute) is read from each revision's own worktree, so each revision runs its own
 scenario file; a revision that lacks it uses the head's. A path outside the repository
-is used as is by both. The gate's thresholds come from the head's copy.
+is used as is by both.
+
+Policy from the base. The gate's thresholds come from the BASE revision's copy of the
+scenario (the defaults where the base lacks it): a pull request cannot relax the rules it is
+judged by. The head's changes to the ``[gate]`` table are shown in the summary as a table,
+"not applied", unless ``trust_head_config`` (``--trust-head-config``; in CI a maintainer's
+label, ``TRUST_LABEL``) says to apply them, which the summary says too. Changes the head makes
+to the gate's own tooling (``GATE_TOOLING``) are named in the summary for review; the workflow
+runs the base's tooling (.github/workflows/ab-gate.yml). The note is written to
+``<out_dir>/ab-policy.json`` and given to the gate (``gate --policy``).
 
 Standard library only; the gate (pandas, scipy) is imported only at the end, in this
 process, or run with ``gate_python`` when given. Exit codes (``harness.vocab.ExitCode``):
@@ -34,14 +43,26 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from harness.fileio import REPO_ROOT, atomic_write_text
+from harness.fileio import REPO_ROOT, atomic_write_text, load_toml
+from harness.scenario.gate_config import diff_gate_tables
 from harness.scenario.spec import resolve_path
-from harness.vocab import ExitCode
+from harness.vocab import COUNT_STEPS_FROM_ENV, ExitCode
 
 NAME = "ab"
 HELP = "measure two git revisions in interleaved rounds (A B B A ...), then gate"
+
+#: The pull-request label that makes the workflow pass ``--trust-head-config`` (a maintainer's opt-in).
+TRUST_LABEL = "gate:trust-head-config"
+#: Paths whose change by the head changes how the gate judges (named in the summary for review;
+#: .github/CODEOWNERS asks a maintainer's review of the same paths).
+GATE_TOOLING = (".github/", "noxfile.py", "harness/analysis/gate/", "harness/commands/ab.py",
+                "harness/commands/gate.py", "harness/scenario/gate_config.py", "harness/measures.py",
+                "harness/vocab.py")
+
+#: The base's step times written for the head's counting round (``harness.runner.instruction_pass``).
+BASE_STEPS = "ab-base-steps.json"
 
 #: (folder under out_dir, env label) of each side.
 SIDES = {"A": ("A", "base"), "B": ("B", "head")}
@@ -106,7 +127,12 @@ def _scenario_for(scenario: str, toplevel: str, worktree: str, fallback: Optiona
 def _move_aside(out_dir: str, print_fn: Callable) -> None:
     """Earlier A/B records would be pooled by ``--append``: move them to previous/<time>/."""
     stamp = time.strftime("%Y%m%dT%H%M%S")
-    for name in ("A", "B", "gate-verdicts.json", "gate-summary.md", "ab-rounds.json"):
+    base, n = stamp, 1
+    while os.path.exists(os.path.join(out_dir, "previous", stamp)):  # two runs within one second
+        n += 1
+        stamp = "%s-%d" % (base, n)
+    for name in ("A", "B", "gate-verdicts.json", "gate-summary.md", "ab-rounds.json", "ab-policy.json",
+                 BASE_STEPS):
         src = os.path.join(out_dir, name)
         if os.path.exists(src):
             dest = os.path.join(out_dir, "previous", stamp)
@@ -132,16 +158,77 @@ def _run_round(cmd: Sequence[str], cwd: str, env: Dict[str, str], timeout_s: Opt
         raise
 
 
+def base_steps(folder: str) -> Dict[str, float]:
+    """``{case key: median step seconds}`` of the ok records in ``folder`` (the base's first round):
+    they decide which cases the head's instruction pass counts. Unreadable lines are skipped (the
+    gate reports them)."""
+    steps: Dict[str, float] = {}
+    for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+        if not name.endswith(".jsonl"):
+            continue
+        with open(os.path.join(folder, name), encoding="utf-8") as fh:
+            for line in fh:
+                try:
+                    rec = json.loads(line)
+                except ValueError:
+                    continue
+                median_s = (rec.get("timing") or {}).get("median_s") if isinstance(rec, dict) else None
+                if rec.get("status") == "ok" and isinstance(median_s, (int, float)) and rec.get("case_key"):
+                    steps.setdefault(str(rec["case_key"]), float(median_s))
+    return steps
+
+
 def _write_json(path: str, data) -> None:
     atomic_write_text(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
 
 
-def _run_gate(out_dir: str, scenario_path: Optional[str], gate_python: Optional[str]) -> int:
+def _gate_table(path: Optional[str]) -> Tuple[Optional[Dict], Optional[str]]:
+    """(the ``[gate]`` table of a scenario file, or None without one; a problem reading it, or None)."""
+    if not path or not os.path.exists(path):
+        return None, None
+    try:
+        table = load_toml(path).get("gate")
+    except (OSError, ValueError) as exc:
+        return None, "%s: %s" % (path, exc)
+    return (table if isinstance(table, dict) else None), None
+
+
+def tooling_changes(repo: str, base: str, head: str) -> List[str]:
+    """The files under ``GATE_TOOLING`` that differ between the two commits."""
+    proc = _git(repo, "diff", "--name-only", base, head, "--", *GATE_TOOLING, check=False)
+    return sorted(line for line in proc.stdout.splitlines() if line.strip()) if proc.returncode == 0 else []
+
+
+def policy_note(base_scenario: Optional[str], head_scenario: str, trust_head_config: bool,
+                tooling: Sequence[str] = ()) -> Tuple[Dict, Optional[str]]:
+    """(the policy note, the scenario file whose ``[gate]`` table the gate applies, None for the
+    defaults): the base's table unless ``trust_head_config``; the head's changes listed either way."""
+    base_table, base_problem = _gate_table(base_scenario)
+    head_table, head_problem = _gate_table(head_scenario)
+    changes = diff_gate_tables(base_table, head_table) if not head_problem else []
+    if trust_head_config:
+        source, path = "the head revision's scenario (--trust-head-config: a maintainer opted in)", head_scenario
+    elif base_scenario:
+        source, path = "the base revision's scenario", base_scenario
+    else:
+        source, path = "the defaults (the base revision has no copy of the scenario)", None
+    note = {"source": source, "applied": bool(trust_head_config and changes), "changes": changes,
+            "tooling_changes": list(tooling), "label": TRUST_LABEL,
+            "problems": [p for p in (base_problem, head_problem) if p]}
+    return note, path
+
+
+def _run_gate(out_dir: str, scenario_path: Optional[str], gate_python: Optional[str],
+              policy: Optional[Dict] = None) -> int:
     base, head = os.path.join(out_dir, "A"), os.path.join(out_dir, "B")
     json_out, md_out = os.path.join(out_dir, "gate-verdicts.json"), os.path.join(out_dir, "gate-summary.md")
     if gate_python:
         cmd = [gate_python, "-m", "harness", "gate", "--baseline", base, "--candidate", head,
                "--json", json_out, "--markdown", md_out]
+        if policy is not None:
+            policy_path = os.path.join(out_dir, "ab-policy.json")
+            _write_json(policy_path, policy)
+            cmd += ["--policy", policy_path]
         if scenario_path:
             cmd += ["--scenario", scenario_path]
         env = dict(os.environ)
@@ -153,20 +240,25 @@ def _run_gate(out_dir: str, scenario_path: Optional[str], gate_python: Optional[
         print("ab: the gate needs the analysis dependencies (pip install '.[analysis]'), or pass gate_python: %s"
               % exc, file=sys.stderr)
         return ExitCode.INPUT
-    return run_gate([base], [head], scenario_path=scenario_path, json_out=json_out, markdown_out=md_out)
+    if policy is not None:
+        _write_json(os.path.join(out_dir, "ab-policy.json"), policy)
+    return run_gate([base], [head], scenario_path=scenario_path, json_out=json_out, markdown_out=md_out,
+                    policy=policy)
 
 
 def run_ab(repo: str, base_rev: str, head_rev: str, scenario: str, rounds: int = 3,
            out_dir: str = os.path.join("results", "ab"), python: str = sys.executable,
            extra_args: Sequence[str] = (), order: str = "abba", timeout_s: Optional[float] = None,
-           gate_python: Optional[str] = None, instructions: bool = False, print_fn: Callable = print) -> int:
+           gate_python: Optional[str] = None, instructions: bool = False, trust_head_config: bool = False,
+           print_fn: Callable = print) -> int:
     """Measure ``base_rev`` (A) and ``head_rev`` (B) of ``repo`` in interleaved rounds; gate.
 
     ``python`` runs the rounds (an environment with torch); ``extra_args`` are added
     to every ``harness run`` command (``--only model=cbam*``...); ``timeout_s`` limits
     one round (its process group is killed). ``instructions`` adds the instruction pass
     (``run --instructions``) to the first round of each side: counts are deterministic, so one
-    pass a side is enough, and the gate judges time on them. Returns the gate's exit code, or 2 for a
+    pass a side is enough, and the gate judges time on them. ``trust_head_config`` applies the head's
+    ``[gate]`` table instead of the base's (see the module docstring). Returns the gate's exit code, or 2 for a
     bad repository, revision or scenario, 130 when interrupted. See the module docstring.
     """
     if rounds < 1:
@@ -190,6 +282,8 @@ def run_ab(repo: str, base_rev: str, head_rev: str, scenario: str, rounds: int =
             _add_worktree(toplevel, trees[side], commits[side])
         scen = {"B": _scenario_for(scenario, toplevel, trees["B"], None)}
         scen["A"] = _scenario_for(scenario, toplevel, trees["A"], scen["B"])
+        # the base's own copy (inside its worktree), or one outside the repository that both sides use
+        base_own = scen["A"] if scen["A"] != scen["B"] or not scen["B"].startswith(trees["B"] + os.sep) else None
         if not os.path.exists(scen["B"]):
             raise ABError("scenario %s not found (looked in the head revision and as given)" % scenario)
         print_fn("ab: %s (A, %s) vs %s (B, %s), %d rounds each, order %s" % (
@@ -198,9 +292,13 @@ def run_ab(repo: str, base_rev: str, head_rev: str, scenario: str, rounds: int =
             folder, label = SIDES[side]
             cmd = [python, "-m", "harness", "run", scen[side], "--out", os.path.join(out_dir, folder),
                    "--env-label", label, "--append"] + list(extra_args)
+            env = dict(os.environ)
             if instructions and side not in seq[:i]:
                 cmd.append("--instructions")
-            env = dict(os.environ)
+                if side == "B" and "A" in seq[:i]:  # the base's steps decide which cases both sides count
+                    steps_path = os.path.join(out_dir, BASE_STEPS)
+                    _write_json(steps_path, base_steps(os.path.join(out_dir, SIDES["A"][0])))
+                    env[COUNT_STEPS_FROM_ENV] = steps_path
             env["PYTHONPATH"] = os.pathsep.join([trees[side]] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
             print_fn("ab: round %d/%d: %s (%s)" % (i + 1, len(seq), label, commits[side][:10]))
             t0 = time.time()
@@ -212,7 +310,13 @@ def run_ab(repo: str, base_rev: str, head_rev: str, scenario: str, rounds: int =
                 raise KeyboardInterrupt
             if rc != 0:
                 print("ab: round %d (%s) exited with %d" % (i + 1, label, rc), file=sys.stderr)
-        code = _run_gate(out_dir, scen["B"], gate_python)
+        policy, gate_scenario = policy_note(base_own, scen["B"], trust_head_config,
+                                            tooling_changes(toplevel, commits["A"], commits["B"]))
+        for change in policy["changes"]:
+            print_fn("ab: this revision changes %s %s → %s; %s" % (
+                change["key"], change["base"], change["head"], "applied" if policy["applied"] else "not applied"))
+        log["policy"] = policy
+        code = _run_gate(out_dir, gate_scenario, gate_python, policy)
         log["gate_exit_code"] = code
         _write_json(os.path.join(out_dir, "ab-rounds.json"), log)
         return code
@@ -244,6 +348,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", default=os.path.join("results", "ab"),
                         help="output folder: A/, B/, gate-verdicts.json, gate-summary.md (default results/ab)")
     parser.add_argument("--repo", default=".", help="the git repository (default: the current folder)")
+    parser.add_argument("--trust-head-config", action="store_true",
+                        help="apply the head's [gate] thresholds (default: the base's; the head's changes are "
+                             "listed in the summary, not applied)")
 
 
 def default_rounds(instructions: bool) -> int:
@@ -255,4 +362,4 @@ def default_rounds(instructions: bool) -> int:
 def run(args) -> int:
     rounds = args.rounds if args.rounds is not None else default_rounds(args.instructions)
     return run_ab(args.repo, args.base, args.head, resolve_path(args.scenario), rounds=rounds, out_dir=args.out,
-                  instructions=args.instructions)
+                  instructions=args.instructions, trust_head_config=args.trust_head_config)

@@ -38,16 +38,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--markdown", dest="markdown_out", help="write the Markdown summary here")
     parser.add_argument("--set", dest="overrides", action="append", type=parse_override, default=[],
                         metavar="KEY=VALUE", help="override a [gate] key for every model, e.g. --set time_factor=1.2")
+    parser.add_argument("--policy", help="a policy note written by ab (where the thresholds came from, what the "
+                        "head changed): shown at the top of the summary")
 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        from harness.analysis.gate.io import run_gate
+        from harness.analysis.gate.io import load_policy, run_gate
+        from harness.analysis.load import InputError
     except ImportError as exc:
         print("gate: needs the analysis dependencies (pip install '.[analysis]'): %s" % exc, file=sys.stderr)
         return ExitCode.INPUT
+    try:
+        policy = load_policy(getattr(args, "policy", None))
+    except InputError as exc:
+        print("gate: input error: %s" % exc, file=sys.stderr)
+        return ExitCode.INPUT
     return run_gate(args.baseline, args.candidate, args.scenario, args.json_out, args.markdown_out,
-                    dict(args.overrides) or None)
+                    dict(args.overrides) or None, policy)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

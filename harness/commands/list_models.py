@@ -3,8 +3,11 @@
 Without a pattern: the zoo, one line per model, then the sources a scenario can name
 models from (``timm:``, ``torchvision:``, ``transformers:`` with the installed version,
 and ``package.module:callable``). A pattern with a source's prefix lists that library's
-names (``list-models 'timm:*vit*'``), read from the library without building a model.
+names (``list-models 'timm:*vit*'``), read from the library without building a model; a
+pattern that the installed release matches nothing of is said as a run says it (``not in
+torchvision 0.11.3: ...``, with the first release that has it where the project knows it).
 """
+import fnmatch
 import sys
 from typing import Sequence
 
@@ -42,6 +45,7 @@ def list_models(patterns: Sequence[str], include_faults: bool, print_fn=print) -
     """Print name, family, fault flag, default sizes and description (models are not built);
     for SOURCE:GLOB patterns, the library's matching names."""
     import models
+    from harness.scenario.releases import NOT_IN_RELEASE_PREFIX, first_release
     from harness.sources import SourceUnavailable, split
 
     source_patterns = [p for p in patterns if models.is_import_path(p)]
@@ -58,6 +62,13 @@ def list_models(patterns: Sequence[str], include_faults: bool, print_fn=print) -
     zoo_patterns = [p for p in patterns if not models.is_import_path(p)]
     names = models.list_models(zoo_patterns or ["*"], include_faults=include_faults) if zoo_patterns or not \
         patterns else []
+    missing = [p for p in source_patterns if not any(fnmatch.fnmatchcase(n, p) for n in external)]
+    for pattern in missing:  # as a run says it: a fact of this release, dated where the project knows it
+        source, inner = split(pattern)
+        first = first_release(source.prefix, inner)
+        print("%s%s %s: no model matches %r%s" % (
+            NOT_IN_RELEASE_PREFIX, source.prefix, source.version(), inner,
+            " (first in %s %s)" % (source.prefix, first) if first else ""), file=sys.stderr)
     if not names and not external:
         print("error: no model matches %s (`torchmatrix list-models` lists the zoo and the sources; --faults adds the "
               "fault twins)" % " ".join(patterns), file=sys.stderr)

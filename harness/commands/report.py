@@ -15,6 +15,10 @@ def add_arguments(parser) -> None:
                         help="the HTML file to write (default results/report/index.html); figures go beside it")
     parser.add_argument("--baseline", nargs="+", help="baseline record files or folders, for the comparison section")
     parser.add_argument("--reference-env", help="environment label speeds are relative to (default: newest torch)")
+    parser.add_argument("--upgrade", nargs=2, metavar=("FROM", "TO"),
+                        help="the pair of environments of the upgrade section (default: the oldest and the newest)")
+    parser.add_argument("--markdown", metavar="FILE",
+                        help="also write the upgrade (FROM to TO) as Markdown for a pull request comment")
     parser.add_argument("--verdicts",
                         help="the gate's verdicts JSON (torchmatrix gate --json), for the comparison section")
 
@@ -22,7 +26,13 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from harness.analysis.load import InputError
     from harness.analysis.report import build_report
+    from harness.analysis.report.upgrade import PR_COMMENT_CHARS
 
+    markdown = getattr(args, "markdown", None)
+    if markdown and os.path.isdir(markdown):
+        print("error: --markdown %s is a folder: name the Markdown file to write (e.g. %s)" % (
+            markdown, os.path.join(markdown, "upgrade.md")), file=sys.stderr)
+        return ExitCode.INPUT
     if os.path.isdir(args.out):
         print("error: --out %s is a folder: name the HTML file to write (e.g. %s)" % (
             args.out, os.path.join(args.out, "index.html")), file=sys.stderr)
@@ -40,7 +50,7 @@ def run(args) -> int:
                 raise InputError("%s: not a verdicts JSON of `torchmatrix gate --json` (expected a list of verdict "
                                  "objects under \"verdicts\")" % args.verdicts)
         info = build_report(args.results, args.out, baseline_paths=args.baseline, reference_env=args.reference_env,
-                            verdicts=verdicts)
+                            verdicts=verdicts, upgrade=getattr(args, "upgrade", None), markdown_path=markdown)
     except InputError as exc:
         print("error: %s" % exc, file=sys.stderr)
         return ExitCode.INPUT
@@ -50,4 +60,7 @@ def run(args) -> int:
     for problem in info.get("problems", []):
         print("warning: %s" % problem, file=sys.stderr)
     print("report: %s (%d records, %.1f s)" % (info["out_path"], info["records"], info["seconds"]))
+    if markdown:
+        print("upgrade: %s (%d characters; a pull request comment holds %d)" % (
+            markdown, info["markdown_chars"], PR_COMMENT_CHARS))
     return ExitCode.OK

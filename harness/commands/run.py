@@ -131,6 +131,9 @@ def run_scenario(scenario_path: str, out_dir: Optional[str] = None, env_label: O
         cases = selection.cases
     if instructions:
         sc.measure["instructions"] = True
+    from harness.scenario import models as scenario_models  # names a release lacks; library versions (#27)
+
+    scenario_models.before_run(cases, dry_run, print_fn)
     if dry_run:
         for case, not_run in cases:
             print_fn(case.key + ("   [%s: %s]" % (not_run.status, not_run.reason) if not_run else "") +

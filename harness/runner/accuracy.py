@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from harness import precisions
+from harness.vocab import ACCURACY_NOT_JUDGED
 
 PROBE_POINTS = 32
 #: Values in a sketch: signed sums over interleaved elements (``sketch``).
@@ -210,20 +211,45 @@ def limits(precision: str, tolerance: Dict[str, Any]) -> Tuple[float, float]:
     return group, group * float(tolerance["tensor_factor"])
 
 
+#: The words that open a not-judged note (``judge``): the record's ``passed`` is None, never True.
+NOT_JUDGED = ACCURACY_NOT_JUDGED
+
+
+def judgeable(expected_err: Optional[float], group_limit: float) -> bool:
+    """Whether the calibrated rule can tell a fault from rounding for a group whose expected error is
+    ``expected_err``: a result that carries no information (all zeros: 100% off float64; an
+    unrelated one: more) must be able to fail, so ``group_limit`` times the expected error must stay
+    below 1. With the default limit (10x) the bound is an expected error of 10%; a precision whose
+    expected error is above it (fp32's own error here, scaled by 65,536 for bf16, reached 195%)
+    would pass any result."""
+    return expected_err is None or expected_err * group_limit < 1.0
+
+
 def judge(outputs: Dict[str, Any], grads: Optional[Dict[str, Any]], tolerance: Optional[float],
           limit: Tuple[float, float]) -> Dict[str, Any]:
     """Pass/fail with the failing checks named: the calibrated ratios within ``limit``
     (group, single tensor) when the figures carry them, else the relative error against
     fp32 within ``tolerance``. A parameter without gradient (in the case or in the fp32
-    reference) always fails."""
+    reference) always fails. A group whose expected error is too large to judge (``judgeable``)
+    makes the case not judged: ``passed`` None, never a pass, with the figures in ``failures``
+    (each note opens with ``NOT_JUDGED``); a real failure elsewhere still fails it."""
     group_limit, tensor_limit = limit
     failures = []
+    not_judged = []
     ratios = []
     for name, figures in (("outputs", outputs), ("grads", grads)):
         if figures is None:
             continue
         if figures.get("problem"):
             failures.append("%s: %s" % (name, figures["problem"]))
+        elif tolerance is None and figures.get("ratio") is not None and not judgeable(
+                figures.get("expected_err"), group_limit):
+            not_judged.append("%s (%s): expected error %.3g against float64 (fp32's own %.3g scaled to this "
+                              "precision), and %gx that is past 100%%: even an all-zero result would pass; its "
+                              "error %.3g, cosine with fp32 %.3g" % (
+                                  NOT_JUDGED, name, figures["expected_err"], figures.get("fp32_err64") or math.nan,
+                                  group_limit, figures.get("err64") or math.nan,
+                                  figures.get("cosine") if figures.get("cosine") is not None else math.nan))
         elif tolerance is None and figures.get("ratio") is not None:
             ratios.append((figures["ratio"], name, figures.get("worst")))
             if not figures["ratio"] <= group_limit:
@@ -241,7 +267,10 @@ def judge(outputs: Dict[str, Any], grads: Optional[Dict[str, Any]], tolerance: O
                             "branch or an unused layer): %s" % (name, figures["ref_missing"],
                                                                 ", ".join(figures.get("ref_missing_names") or [])))
     worst = max(ratios) if ratios else None
-    return {"passed": not failures, "failures": failures, "tolerance": tolerance,
+    passed: Optional[bool] = not failures
+    if not failures and not_judged:
+        passed, failures = None, not_judged
+    return {"passed": passed, "failures": failures, "tolerance": tolerance,
             "limit": group_limit if tolerance is None else None,
             "ratio": worst[0] if worst else None,
             "worst": ("%s: %s" % (worst[1], worst[2]) if worst and worst[2] else None)}

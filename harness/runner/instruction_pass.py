@@ -9,14 +9,36 @@ the count only, never the case: valgrind missing or refusing makes every count
 ``unsupported`` with the reason; a case whose step is too long to count in reasonable time
 (``instructions_max_step_s``) is ``skipped``; a count that crashes or times out is recorded as such and
 a fresh counting worker takes the next case.
+
+Which cases to count, in an A/B run: ``ab`` gives the head's run the base's step times
+(``harness.vocab.COUNT_STEPS_FROM_ENV``), and the decision to count a case is taken from the
+base's step for both sides; otherwise a case whose step sits near the limit would be counted on one side only, its
+noisy median deciding, and the gate would lose its count (docs/gate.md).
 """
+import json
+import os
 import shutil
 import signal
 import tempfile
 from typing import Dict, Optional
 
+from harness.record.parts import Case
 from harness.runner.instructions import valgrind_problem, valgrind_version
 from harness.runner.worker_process import Worker, WorkerDied, WorkerUnsupported, signal_name
+from harness.vocab import COUNT_STEPS_FROM_ENV
+
+
+def deciding_steps(path: Optional[str]) -> Dict[str, float]:
+    """``{case key: step seconds}`` of the JSON file at ``path`` (``harness.vocab.COUNT_STEPS_FROM_ENV``);
+    empty without one. Raises ``OSError``/``ValueError`` for a file that cannot be read: counting on
+    the head's own steps instead would be the very asymmetry the file is there to prevent."""
+    if not path:
+        return {}
+    with open(path, encoding="utf-8") as fh:
+        data = json.load(fh)
+    if not isinstance(data, dict):
+        raise ValueError("%s: expected an object {case key: step seconds}, got %s" % (path, type(data).__name__))
+    return {str(k): float(v) for k, v in data.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
 class InstructionPass:
@@ -33,6 +55,12 @@ class InstructionPass:
         #: why the counting worker could not start: every later count is an error with it (no retry
         #: per case: a start costs up to minutes)
         self.start_failed: Optional[str] = None
+        #: the steps that decide which cases are counted, where given (``COUNT_STEPS_FROM_ENV``)
+        self.deciding_steps: Dict[str, float] = {}
+        try:
+            self.deciding_steps = deciding_steps(os.environ.get(COUNT_STEPS_FROM_ENV))
+        except (OSError, ValueError) as exc:  # no count at all rather than counts the base did not decide
+            self.start_failed = "%s: %s" % (COUNT_STEPS_FROM_ENV, exc)
 
     def start(self) -> None:
         """Start the counting worker now (no-op when counting is unsupported, failed to start or runs)."""
@@ -67,10 +95,14 @@ class InstructionPass:
         """The record's ``instructions`` part for ``case``, whose timed pass was ok with a median
         step of ``step_s`` seconds: ``skipped`` beyond ``instructions_max_step_s``."""
         limit_s = float(self.measure["instructions_max_step_s"])
+        whose = ""
+        key = Case(**case).key
+        if key in self.deciding_steps:
+            step_s, whose = self.deciding_steps[key], " (the base's step, which decides for both sides)"
         if step_s is not None and step_s > limit_s:
-            return {"status": "skipped", "reason": "step %.3g s > instructions_max_step_s %.3g s: under valgrind "
+            return {"status": "skipped", "reason": "step %.3g s%s > instructions_max_step_s %.3g s: under valgrind "
                     "(50-150x slower) counting it would take minutes; raise the limit to count it" % (
-                        step_s, limit_s)}
+                        step_s, whose, limit_s)}
         self.start()
         if self.unsupported:
             return {"status": "unsupported", "reason": self.unsupported}

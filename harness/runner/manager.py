@@ -50,7 +50,8 @@ def progress_line(index: int, total: int, case: Case, rec: Dict) -> str:
     acc = rec.get("accuracy")
     tail = "median %-9s peak %-10s acc %s" % (
         format_duration(rec["timing"]["median_s"], "-"), format_bytes(rec["memory"].get("peak_bytes"), "-"),
-        "n/a" if not acc else "ok" if acc.get("passed") else "FAIL (%s)" % "; ".join(acc.get("failures", []))[:80])
+        "n/a" if not acc else "not judged" if acc.get("passed") is None else "ok" if acc["passed"] else
+        "FAIL (%s)" % "; ".join(acc.get("failures") or [])[:80])
     failed = (rec.get("extras") or {}).get("failed") or {}
     if failed:
         tail += "  [extras failed: %s]" % "; ".join("%s: %s" % (k, v[:60]) for k, v in sorted(failed.items()))
@@ -71,7 +72,7 @@ def summary_table(env_label: str, records: List[Dict]) -> str:
     reasons = Counter((r["status"], (r.get("reason") or "")[:100]) for r in records if r["status"] != "ok")
     for (status, reason), n in reasons.most_common(12):
         lines.append("   %4d  %-11s %s" % (n, status, reason))
-    failed_acc = [r for r in records if r["status"] == "ok" and not (r.get("accuracy") or {}).get("passed", True)]
+    failed_acc = [r for r in records if r["status"] == "ok" and (r.get("accuracy") or {}).get("passed") is False]
     if failed_acc:
         lines.append("   %4d  ok but accuracy failed (see the records)" % len(failed_acc))
     return "\n".join(lines)

@@ -157,3 +157,24 @@ def apply_overrides(table: Optional[Dict], overrides: Optional[Dict]) -> Dict:
     if per_model:
         table["per_model"] = per_model
     return table
+
+
+def _flat(table: Optional[Dict]) -> Dict[str, Any]:
+    """``{key path: value}`` of a ``[gate]`` table: global keys with their defaults filled in,
+    ``per_model."glob".key`` for the per-model entries."""
+    table = table or {}
+    flat: Dict[str, Any] = dict(DEFAULTS)
+    flat.update({k: v for k, v in table.items() if k != "per_model"})
+    for pattern, entry in (table.get("per_model") or {}).items():
+        for key, value in (entry or {}).items():
+            flat['per_model."%s".%s' % (pattern, key)] = value
+    return flat
+
+
+def diff_gate_tables(base: Optional[Dict], head: Optional[Dict]) -> List[Dict[str, Any]]:
+    """The thresholds ``head`` sets differently from ``base``: ``[{"key", "base", "head"}]`` in key
+    order, a value a side does not set being None (a global key then has its default). The gate's
+    policy comes from the base; ``ab`` shows these changes and does not apply them unless trusted."""
+    fb, fh = _flat(base), _flat(head)
+    return [{"key": key, "base": fb.get(key), "head": fh.get(key)}
+            for key in sorted(set(fb) | set(fh)) if fb.get(key) != fh.get(key)]

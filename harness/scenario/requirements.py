@@ -93,6 +93,52 @@ def requirements_for(environment: Dict[str, Any], env_label: str, extra: Optiona
     return list(dict.fromkeys(reqs + list(extra or [])))
 
 
+# --- versions that go with a torch release ----------------------------------------------
+
+def _torch_release(torch_version: Optional[str]) -> Optional[str]:
+    match = re.match(r"(\d+)\.(\d+)", torch_version or "")
+    return "%s.%s" % match.groups() if match else None
+
+
+def resolve_for_torch(specs: List[str], torch_version: Optional[str],
+                      pinned: List[str]) -> Tuple[List[str], Dict[str, Dict[str, Any]]]:
+    """``specs`` with each bare library name (``torchvision``, ``timm``, ``transformers``, no
+    version range) that ``pinned`` (the scenario's pins for this environment and ``--with``) does
+    not name made the release that goes with ``torch_version`` (``harness.scenario.releases``);
+    and, per library named, what was asked and why: ``{"timm": {"requirement": ..., "why": ...}}``.
+    A user's pin wins; a torch the table does not list leaves the name to the installer."""
+    from harness.scenario.releases import NEWEST_FOR_TORCH, TORCHVISION_FOR_TORCH
+
+    release = _torch_release(torch_version)
+    pinned_projects = {project_name(p) for p in pinned if not is_path(p)}
+    out, chosen = [], {}
+    for spec in specs:
+        project = None if is_path(spec) or "://" in spec else project_name(spec)
+        if project not in ("torchvision", "timm", "transformers"):
+            out.append(spec)
+            continue
+        if project in pinned_projects:
+            out.append(spec)
+            chosen[project] = {"requirement": spec, "why": "the scenario's pin (or --with) for this environment"}
+            continue
+        if spec.strip() != project:
+            out.append(spec)
+            chosen[project] = {"requirement": spec, "why": "as the scenario asks"}
+            continue
+        if project == "torchvision" and release in TORCHVISION_FOR_TORCH:
+            req = "torchvision==" + TORCHVISION_FOR_TORCH[release]
+            why = "the torchvision built for torch %s (torchvision's compatibility table)" % release
+        elif project in NEWEST_FOR_TORCH.get(release or "", {}):
+            req = NEWEST_FOR_TORCH[release][project]
+            why = "the newest %s known to run on torch %s (harness/scenario/releases.py)" % (project, release)
+        else:
+            req = spec
+            why = "the newest the installer resolves with torch==%s pinned" % (torch_version or "?")
+        out.append(req)
+        chosen[project] = {"requirement": req, "why": why}
+    return out, chosen
+
+
 # --- what an environment got: the report file -------------------------------------------
 #
 # ``nox -s matrix`` writes ``<out>/torch-X.requirements.json`` after installing an
@@ -118,16 +164,23 @@ def report_path(out_dir: str, env_label: str) -> str:
     return os.path.join(out_dir, env_label + ".requirements.json")
 
 
-def make_report(env_label: str, requested: List[str], installed: Dict[str, str],
-                failed: List[Tuple[str, str]], torch_version: Optional[str] = None) -> Dict[str, Any]:
+def make_report(env_label: Optional[str], requested: List[str], installed: Dict[str, str],
+                failed: List[Tuple[str, str]], torch_version: Optional[str] = None,
+                chosen: Optional[Dict[str, Dict[str, Any]]] = None, python: Optional[str] = None) -> Dict[str, Any]:
     """The report of one environment::
 
-        {"env_label": "torch-1.10", "torch": "1.10.2", "requested": ["timm", ...],
+        {"env_label": "torch-1.10", "torch": "1.10.2", "python": "3.9 (the newest with wheels ...)",
+         "requested": ["timm", ...],
          "installed": {"timm": "0.9.16", ...},        # added or changed by the install
+         "chosen": {"timm": {"requirement": "timm==0.9.16", "version": "0.9.16", "why": "..."}},
          "failed": [{"requirement": "...", "reason": "the installer's message"}]}
-    """
-    return {"env_label": env_label, "torch": torch_version, "requested": list(requested),
-            "installed": dict(sorted(installed.items())),
+
+    ``chosen``: for each library the scenario named, what was asked of the installer and why
+    (``resolve_for_torch``), and the version it got."""
+    chosen = {name: dict(entry, version=installed.get(name, entry.get("version")))
+              for name, entry in (chosen or {}).items()}
+    return {"env_label": env_label, "torch": torch_version, "python": python, "requested": list(requested),
+            "installed": dict(sorted(installed.items())), "chosen": dict(sorted(chosen.items())),
             "failed": [{"requirement": req, "reason": reason} for req, reason in failed]}
 
 
@@ -153,9 +206,28 @@ def load_report(path: Optional[str]) -> Optional[Dict[str, Any]]:
     return report
 
 
+#: The versions of the libraries a run's models come from, as JSON (name -> version), set by a run
+#: without a requirements report (``harness.scenario.models.before_run``) for its workers.
+LIBRARY_VERSIONS_ENV_VAR = "TORCHMATRIX_LIBRARY_VERSIONS"
+
+
 def current_report() -> Optional[Dict[str, Any]]:
-    """The report of the environment this process runs in (REPORT_ENV_VAR), or None."""
-    return load_report(os.environ.get(REPORT_ENV_VAR))
+    """The report of the environment this process runs in (REPORT_ENV_VAR), or None. A run
+    without one (no nox) that named library models has the versions of those libraries
+    (LIBRARY_VERSIONS_ENV_VAR) as its report: installed as the environment came, nothing failed."""
+    report = load_report(os.environ.get(REPORT_ENV_VAR))
+    if report is not None or os.environ.get(REPORT_ENV_VAR):
+        return report
+    try:
+        versions = json.loads(os.environ.get(LIBRARY_VERSIONS_ENV_VAR) or "{}")
+    except ValueError:
+        return None
+    if not isinstance(versions, dict) or not versions:
+        return None
+    return make_report(None, [], {str(k): str(v) for k, v in versions.items()}, [],
+                       chosen={str(k): {"version": str(v), "why": "as installed: a run without nox takes the "
+                                                                  "environment as it is"}
+                               for k, v in versions.items()})
 
 
 def failed_note(report: Optional[Dict[str, Any]], limit_chars: int = NOTE_LIMIT_CHARS) -> Optional[str]:

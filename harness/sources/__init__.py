@@ -18,15 +18,23 @@ import fnmatch
 import json
 from typing import Any, Dict, List, Optional, Tuple
 
-from harness.sources.base import BadModel, ExternalSpec, NotImportable, Source, SourceUnavailable
+from harness.sources.base import (
+    BadModel,
+    ExternalSpec,
+    NotImportable,
+    NotInRelease,
+    Source,
+    SourceUnavailable,
+    is_not_in_release,
+)
 from harness.sources.module_source import module_spec
 from harness.sources.timm_source import TimmSource
 from harness.sources.torchvision_source import TorchvisionSource
 from harness.sources.transformers_source import TransformersSource
 from models import register_source_resolver
 
-__all__ = ["BadModel", "ExternalSpec", "NotImportable", "Source", "SourceUnavailable", "get_spec",
-           "library_sources", "matching", "split"]
+__all__ = ["BadModel", "ExternalSpec", "NotImportable", "NotInRelease", "Source", "SourceUnavailable", "get_spec",
+           "is_not_in_release", "library_sources", "library_versions", "matching", "split"]
 
 _SOURCES: Dict[str, Source] = {s.prefix: s for s in (TimmSource(), TorchvisionSource(), TransformersSource())}
 
@@ -34,6 +42,18 @@ _SOURCES: Dict[str, Source] = {s.prefix: s for s in (TimmSource(), TorchvisionSo
 def library_sources() -> Dict[str, Source]:
     """The library sources by prefix."""
     return _SOURCES
+
+
+def library_versions(names) -> Dict[str, str]:
+    """The installed version of each library that ``names`` (``timm:resnet18``, ...) come from
+    (distribution -> version; read without importing), for the records of a run without nox."""
+    found = {}
+    for name in names:
+        source, _ = split(name)
+        version = source.version() if source is not None else None
+        if version:
+            found[source.distribution] = version
+    return dict(sorted(found.items()))
 
 
 def split(name: str) -> Tuple[Optional[Source], str]:

@@ -5,12 +5,18 @@ Two kinds of failure, kept apart on purpose: a name, config override or inputs t
 that is wrong is bad input (``ValueError``, the run does not start); a library that
 cannot be imported or used with this torch is ``SourceUnavailable``, and the cases of
 its models are recorded ``unsupported`` with the message, while the other models run.
+A library model name or ``[config]`` field that the installed release lacks is
+``NotInRelease`` (a ``SourceUnavailable``): a fact about this environment, since another
+release may have it; ``nox -s matrix`` tells a name that no environment knows (a typo)
+from one that only this release lacks (``harness.scenario.models``).
 """
 import difflib
 import importlib
+import re
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+from harness.scenario.releases import NOT_IN_RELEASE_PREFIX, first_release, is_not_in_release  # noqa: F401
 from models import ModelSpec, UnsupportedError
 
 try:  # Python >= 3.8
@@ -21,6 +27,28 @@ except ImportError:  # pragma: no cover
 
 class SourceUnavailable(UnsupportedError):
     """The source's library cannot be imported or used here; the message says why."""
+
+
+class NotInRelease(SourceUnavailable):
+    """The installed release of a library lacks a model name or a ``[config]`` field.
+
+    The message reads ``not in torchvision 0.11.3: no model 'swin_t' (first in torchvision 0.13.0)``;
+    ``library``, ``release``, ``missing`` (the name, or ``Config.field``) and ``first`` (the first
+    release that has it, where ``harness.scenario.releases`` knows it) say the same as fields."""
+
+    def __init__(self, library: str, release: Optional[str], missing: str, what: str, hint: str = ""):
+        self.library, self.release, self.missing = library, release or "(version unknown)", missing
+        self.first = first_release(library, missing)
+        # a release known to have it says it all: close names of this release would only mislead
+        tail = " (first in %s %s)" % (library, self.first) if self.first else hint
+        super().__init__("%s%s %s: %s%s" % (NOT_IN_RELEASE_PREFIX, library, self.release, what, tail))
+
+
+def unexpected_keyword(exc: TypeError, given: Dict[str, Any]) -> Optional[str]:
+    """The ``[config]`` key of ``given`` that a constructor refused in ``exc`` ("got an unexpected
+    keyword argument 'x'"), or None when the TypeError says something else."""
+    found = re.search(r"keyword argument '([^']+)'", str(exc))
+    return found.group(1) if found and found.group(1) in given else None
 
 
 class BadModel(ValueError):
@@ -89,9 +117,17 @@ class Source:
         """The spec of ``name``; ValueError for bad input, SourceUnavailable when not usable here."""
         raise NotImplementedError
 
-    def unknown(self, name: str) -> ValueError:
-        """The bad-input error of a name the library does not have, with close names."""
+    def unknown(self, name: str) -> "NotInRelease":
+        """The error of a name the installed release does not have, with close names."""
         close = difflib.get_close_matches(name, self.names(), n=5, cutoff=0.6)
-        return ValueError("%s %s has no model %r%s; `python -m harness list-models '%s:*'` lists them" % (
-            self.prefix, self.version() or "", name, " (did you mean %s?)" % ", ".join(close) if close else "",
-            self.prefix))
+        return NotInRelease(self.prefix, self.version(), name, "no model %r" % name,
+                            "%s; `python -m harness list-models '%s:*'` lists this release's names" % (
+                                " (did you mean %s?)" % ", ".join(close) if close else "", self.prefix))
+
+    def missing_field(self, field: str, owner: str, known: List[str]) -> "NotInRelease":
+        """The error of a ``[config]`` ``field`` that ``owner`` (a config class, a constructor) of
+        this release does not take, with close fields among ``known``; ``missing`` is ``owner.field``."""
+        close = difflib.get_close_matches(field, known, n=3)
+        return NotInRelease(self.prefix, self.version(), "%s.%s" % (owner, field),
+                            "%s has no field %r" % (owner, field),
+                            " (did you mean %s?)" % ", ".join(close) if close else "")

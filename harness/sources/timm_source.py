@@ -13,7 +13,7 @@ import importlib
 import inspect
 from typing import Any, Callable, Dict, List, Optional
 
-from harness.sources.base import ExternalSpec, Source
+from harness.sources.base import ExternalSpec, Source, unexpected_keyword
 from harness.sources.external import ImageClassifier, asks_for_stochastic, image_size_problem
 from models import UnsupportedError, image_hw
 from models._base import HAS_NON_REENTRANT_CHECKPOINT
@@ -91,8 +91,12 @@ class TimmSource(Source):
         try:
             probe = timm.create_model(name, pretrained=False, **kwargs)
         except TypeError as exc:
-            raise ValueError("timm:%s: a [config] key is not an argument of its constructor: %s" % (
-                name, str(exc).split("\n")[0])) from None
+            field = unexpected_keyword(exc, kwargs)
+            if field is None:
+                raise ValueError("timm:%s: a [config] key is not an argument of its constructor: %s" % (
+                    name, str(exc).split("\n")[0])) from None
+            # this release's constructor does not take it (a later one may)
+            raise self.missing_field(field, name, []) from None
         cfg = dict(getattr(probe, "pretrained_cfg", None) or getattr(probe, "default_cfg", None) or {})
         in_chans, side = int(kwargs.get("in_chans", cfg.get("input_size", (3, 224, 224))[0])), None
         if "img_size" in kwargs:

@@ -13,9 +13,9 @@ its 224. torchvision has no gradient-checkpointing switch: checkpointed cases ar
 ``unsupported``, never checkpointed by hand behind the library's back.
 """
 import inspect
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from harness.sources.base import ExternalSpec, Source
+from harness.sources.base import ExternalSpec, Source, unexpected_keyword
 from harness.sources.external import ImageClassifier, asks_for_stochastic, image_size_problem
 from models import UnsupportedError, image_hw
 
@@ -74,16 +74,24 @@ class TorchvisionSource(Source):
         kwargs = dict(options.get("config") or {})
         params = inspect.signature(builder).parameters
         no_weights = self._no_weights(tv, params, kind)
-        problem = _kwargs_problem(builder, params, kwargs, no_weights)
+        problem, unknown = _kwargs_problem(builder, params, kwargs, no_weights)
         if problem:
             raise ValueError("torchvision:%s: %s" % (name, problem))
+        if unknown:  # not arguments in this release (a later one may take them)
+            raise self.missing_field(unknown[0], builder.__name__, sorted(params))
         num_classes = int(kwargs.get("num_classes", _DEFAULT_CLASSES.get(kind, 0)))
 
         def make(extra: Dict[str, Any]):
             args = dict(no_weights, **kwargs, **extra)
-            if hasattr(tv.models, "get_model"):
-                return tv.models.get_model(name, **args)
-            return builder(**args)
+            try:
+                if hasattr(tv.models, "get_model"):
+                    return tv.models.get_model(name, **args)
+                return builder(**args)
+            except TypeError as exc:  # an old builder (no model class to check against) refused a key
+                field = unexpected_keyword(exc, kwargs)
+                if field is None:
+                    raise
+                raise self.missing_field(field, builder.__name__, []) from None
 
         def build(size: Any) -> TorchvisionModel:
             if kind not in _DEFAULT_CLASSES:
@@ -120,21 +128,19 @@ class TorchvisionSource(Source):
         return out
 
 
-def _kwargs_problem(builder: Callable, params, kwargs: Dict[str, Any], fixed: Dict[str, Any]) -> Optional[str]:
-    """Why ``kwargs`` cannot go to ``builder``, or None. Builders pass ``**kwargs`` on to the
-    model class, so a key is checked against the builder and that class's parameters."""
+def _kwargs_problem(builder: Callable, params, kwargs: Dict[str, Any],
+                    fixed: Dict[str, Any]) -> Tuple[Optional[str], List[str]]:
+    """``(why kwargs cannot go to builder, or None; the keys neither it nor its model class
+    takes)``. Builders pass ``**kwargs`` on to the model class, so a key is checked against the
+    builder and that class's parameters."""
     taken = [k for k in kwargs if k in fixed]
     if taken:
-        return "[config] may not set %s: the harness never loads weights" % ", ".join(taken)
+        return "[config] may not set %s: the harness never loads weights" % ", ".join(taken), []
     accepted = set(params)
     returned = getattr(builder, "__annotations__", {}).get("return")  # the model class, from 0.13
     model_cls = returned if inspect.isclass(returned) else None
     if model_cls is not None:
         accepted |= set(inspect.signature(model_cls.__init__).parameters)
     if model_cls is None and any(p.kind == p.VAR_KEYWORD for p in params.values()):
-        return None  # no class to check against: the builder will say
-    unknown = [k for k in kwargs if k not in accepted]
-    if unknown:
-        return "[config] keys %s are not arguments of %s or its model class" % (
-            ", ".join(unknown), builder.__name__)
-    return None
+        return None, []  # no class to check against: the builder will say
+    return None, [k for k in kwargs if k not in accepted]

@@ -2,7 +2,8 @@
 
 A Hugging Face model class is built from its config class with the library's defaults
 and the scenario's ``[config."transformers:CLASS"]`` overrides (a key the config class
-does not have is bad input: config classes would silently keep it). Never
+does not have is refused, never passed: config classes would silently keep it; it is
+``NotInRelease``, as a class this release lacks). Never
 ``from_pretrained``: nothing is downloaded. The config's drop probabilities (dropout,
 drop-path, layer drop) are set to 0 unless ``[config]`` sets one (``harness.sources.external``), and
 ``use_cache`` to False, so a step returns no key/value cache.
@@ -18,7 +19,6 @@ no labels make them. Gradient checkpointing is ``gradient_checkpointing_enable``
 ``use_reentrant`` where the installed release takes ``gradient_checkpointing_kwargs``;
 an older release checkpoints with torch's default (reentrant) only.
 """
-import difflib
 import inspect
 import logging
 from typing import Any, Dict, List, Optional, Tuple
@@ -192,10 +192,9 @@ class TransformersSource(Source):
         overrides = dict(options.get("config") or {})
         defaults = cls.config_class()
         for key in overrides:
-            if not hasattr(defaults, key):
-                close = difflib.get_close_matches(key, [k for k in vars(defaults) if not k.startswith("_")], n=3)
-                raise ValueError("transformers:%s: %s has no field %r%s" % (
-                    name, cls.config_class.__name__, key, " (did you mean %s?)" % ", ".join(close) if close else ""))
+            if not hasattr(defaults, key):  # this release's config class lacks it (a later one may have it)
+                raise self.missing_field(key, cls.config_class.__name__,
+                                         [k for k in vars(defaults) if not k.startswith("_")])
         version, labels = self.version(), _labels_kind(name)
         keep_stochastic = asks_for_stochastic(overrides)
 

@@ -66,6 +66,31 @@ INSTRUCTION_FAILURES = (
     ("datacube_unet3d", "timeout", "no count in 900 s under valgrind; counting worker killed"),
 )
 
+#: Failures planted over a span of releases (``planted_spans``): (precision, checkpoint, device, per
+#: environment how many models fail (the first ones of ``MODELS``), reason). Models at an odd place of
+#: ``MODELS`` carry the reason re-raised ("RuntimeError: RuntimeError: ..."): one cause, once normalised.
+PLANTED_SPANS = (
+    ("amp_bf16", "non_reentrant", "cuda", {"torch-1.11": 11, "torch-1.12": 12, "torch-1.13": 3},
+     "RuntimeError: expected scalar type BFloat16 but found Float"),
+)
+#: A span with a gap (``planted_spans``): (model, precision, checkpoint, environments where it fails, reason).
+PLANTED_GAP = ("graph_vae", "amp_fp16", "reentrant", ("torch-1.11", "torch-1.13"),
+               "RuntimeError: Function 'CheckpointFunctionBackward' returned nan values in its 0th output.")
+
+
+def _planted(model: str, label: str, case: Dict):
+    """The planted span failure of a case in an environment, or None."""
+    names = [m[0] for m in MODELS]
+    place = names.index(model) if model in names else len(MODELS)
+    for precision, ckpt, device, failing, reason in PLANTED_SPANS:
+        if (case["precision"], case["checkpoint"], case["device"]) == (precision, ckpt, device) and \
+                place < failing.get(label, 0):
+            return "error", ("RuntimeError: " + reason) if place % 2 else reason
+    gap_model, precision, ckpt, labels, reason = PLANTED_GAP
+    if (model, case["precision"], case["checkpoint"]) == (gap_model, precision, ckpt) and label in labels:
+        return "error", reason
+    return None
+
 
 def _size_pixels(size) -> float:
     if isinstance(size, str) and "x" in size:
@@ -87,7 +112,8 @@ def _env_dict(env: Sequence, device: str, commit: str) -> Dict:
     }
 
 
-def _status_for(rng: random.Random, env_index: int, model: str, case: Dict, failure_rate: float):
+def _status_for(rng: random.Random, env_index: int, model: str, case: Dict, failure_rate: float,
+                planted: bool = False):
     torch_minor = ENVS[env_index][1]
     if case["checkpoint"] == "non_reentrant" and torch_minor.startswith("1.10"):
         return "unsupported", ("non-reentrant checkpointing: torch.utils.checkpoint.checkpoint has no "
@@ -99,6 +125,9 @@ def _status_for(rng: random.Random, env_index: int, model: str, case: Dict, fail
                          '  File "harness/runner/execute.py", line 88, in run_case\n'
                          '    out = model(*inputs)\nRuntimeError: "slow_conv3d_cpu" not implemented for \'Half\'')
     roll = rng.random()
+    planted_failure = _planted(model, ENVS[env_index][0], case) if planted else None
+    if planted_failure:
+        return planted_failure
     if roll < failure_rate * 0.25:
         return "crashed", "worker died: signal 11 (SIGSEGV)"
     if roll < failure_rate * 0.45:
@@ -136,7 +165,7 @@ def iter_synthetic_records(n_records: Optional[int] = None, seed: int = 0, envs:
                            checkpoints: Sequence[str] = CHECKPOINTS, batches: Sequence[int] = BATCHES,
                            n_sizes: int = 4, speed_factors: Optional[Dict[str, float]] = None,
                            rounds: int = 1, round_spread: float = 0.0, instructions: bool = False,
-                           tensor_peaks: bool = False):
+                           tensor_peaks: bool = False, planted_spans: bool = False):
     """Yield ``(env_label, record)`` pairs, round-major, then case-major and environment-minor.
 
     ``n_records`` caps the count (the matrix is cut evenly across environments);
@@ -148,7 +177,8 @@ def iter_synthetic_records(n_records: Optional[int] = None, seed: int = 0, envs:
     to the step's noise-free time (so they show the same regressions, without the noise),
     and the planted ``INSTRUCTION_FAILURES`` carry a status and reason instead.
     ``tensor_peaks``: CPU ok cases carry the exact tensor peak, the same in every round and
-    environment but the planted ``TENSOR_PEAK_CHANGE``.
+    environment but the planted ``TENSOR_PEAK_CHANGE``. ``planted_spans``: the failures of
+    ``PLANTED_SPANS`` and ``PLANTED_GAP`` over spans of releases.
     """
     rng = random.Random(seed)
     count = 0
@@ -170,7 +200,7 @@ def iter_synthetic_records(n_records: Optional[int] = None, seed: int = 0, envs:
                 if n_records is not None and count >= n_records:
                     return
                 label = env[0]
-                status, reason = _status_for(rng, env_index, model, case, failure_rate)
+                status, reason = _status_for(rng, env_index, model, case, failure_rate, planted_spans)
                 rec = {
                     "schema_version": SCHEMA_VERSION, "run_id": round_run_id,
                     "time_utc": "2026-11-%02dT10:%02d:%02dZ" % (day, count // 60 % 60, count % 60),

@@ -81,7 +81,12 @@ def test_on_instruction_counts_when_every_case_carries_them(tmp_path):
 def test_too_few_cases_give_no_run_wide_verdict(tmp_path):
     rng = np.random.default_rng(34)
     b, c = frames(_store(rng, 4, 1.0), _store(rng, 4, 2.0), tmp_path)
-    assert not [v for v in compare(b, c, {}) if v.get("aggregate")]
+    verdicts = compare(b, c, {})
+    assert len([v for v in verdicts if v["kind"] == "time"]) == 4  # four cases compared, each its own verdict
+    assert not [v for v in verdicts if v.get("aggregate")]
+    # one case more reaches MIN_CASES: then there is one (the empty result above is the rule, not an accident)
+    b, c = frames(_store(rng, 5, 1.0), _store(rng, 5, 2.0), tmp_path)
+    assert len([v for v in compare(b, c, {}) if v.get("aggregate")]) == 1
 
 
 def test_cases_without_counts_are_left_out_of_a_counted_run_wide_verdict(tmp_path):

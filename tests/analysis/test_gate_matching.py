@@ -23,7 +23,10 @@ def test_matching_ignores_env_label_but_not_fingerprint(tmp_path):
 
 def test_verdicts_have_the_documented_fields(tmp_path):
     b, c = frames([make_record()], [make_record()], tmp_path)
-    for v in compare(b, c, {}):
+    verdicts = compare(b, c, {})
+    # one verdict of every kind a plain pair gets: never an empty loop
+    assert {v["kind"] for v in verdicts} == set(VERDICT_KINDS)
+    for v in verdicts:
         for field in ("case_key", "model", "env_fingerprint", "env_label", "kind", "verdict", "baseline",
                       "candidate", "ratio", "p_value", "q_value", "reason"):
             assert field in v
@@ -39,6 +42,7 @@ def test_counts_and_exit_code():
     assert counts["time"]["improved"] == 1 and counts["accuracy"]["regressed"] == 0
     assert exit_code_for(verdicts) == ExitCode.OK
     assert exit_code_for(verdicts + [v("accuracy", "regressed")]) == ExitCode.FAILURE
+    assert exit_code_for(verdicts + [v("time", "lost")]) == ExitCode.FAILURE  # evidence lost fails too
     assert exit_code_for([v("status", "new"), v("status", "vanished")]) == ExitCode.INPUT  # nothing compared
 
 

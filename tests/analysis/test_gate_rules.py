@@ -139,6 +139,20 @@ def test_memory_falls_back_to_the_process_peak_when_one_side_lacks_the_tensor_pe
     assert v["threshold"] == {"memory_frac": 0.05, "memory_floor_bytes": 16 * MIB}
 
 
+def test_a_tensor_peak_that_disappears_on_the_head_is_lost_and_fails(tmp_path):
+    """The base carries the exact tensor peak, the head does not: 'lost' (exit 1), never a quiet fall
+    back to the coarse process peak, which a head that breaks the exact measure would pass."""
+    from harness.analysis.gate import exit_code_for
+
+    base = [_with_tensor_peak(make_record(peak_bytes=200 * MIB), 10 * MIB)]
+    cand = [make_record(peak_bytes=200 * MIB)]
+    verdicts = compare(*frames(base, cand, tmp_path), {})
+    v = only(verdicts, "memory")
+    assert v["verdict"] == "lost" and v["measure"] == "tensor_peak_bytes" and v["baseline"] == 10 * MIB
+    assert v["reason"].startswith("tensor peak lost on the head: no tensor peak in 1 of the candidate's 1 ok")
+    assert exit_code_for(verdicts) == 1
+
+
 def _calibrated(rec, ratio=1.0, passed=True, sketch=None, grad_sketch=None, err64=1e-7, limit=10.0):
     """``rec`` judged by the float64-calibrated rule (schema 2), with sketches of its tensors."""
     acc = rec["accuracy"]
@@ -148,6 +162,18 @@ def _calibrated(rec, ratio=1.0, passed=True, sketch=None, grad_sketch=None, err6
     if "grads" in acc:
         acc["grads"].update(err64=err64, sketch=list(grad_sketch or [0.3, 0.1, -0.2, 0.4]))
     return rec
+
+
+def test_a_candidate_the_runner_could_not_judge_is_inconclusive_never_a_pass(tmp_path):
+    from harness.vocab import ACCURACY_NOT_JUDGED
+
+    note = ACCURACY_NOT_JUDGED + " (grads): expected error 1.95 against float64; its error 1.17"
+    base = [_calibrated(make_record(), ratio=0.5)]
+    cand = _calibrated(make_record(), ratio=0.6)
+    cand["accuracy"].update(passed=None, failures=[note])
+    v = [v for v in compare(*frames(base, [cand], tmp_path), {}) if v.get("check") == "fidelity"][0]
+    assert v["verdict"] == "inconclusive" and v["not_judged"] is True
+    assert v["reason"].startswith(ACCURACY_NOT_JUDGED + " (grads)") and v["reason"].endswith("baseline: judged)")
 
 
 def test_identical_outputs_stay_silent_and_a_change_beyond_arithmetic_regresses(tmp_path):

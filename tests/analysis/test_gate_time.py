@@ -241,9 +241,56 @@ def test_wall_time_moving_alone_is_reported_as_such(tmp_path):
     assert one["verdict"] == "unchanged" and one["wall_time_only"] and "wall time only" in one["reason"]
 
 
-def test_counts_on_one_side_only_leave_the_verdict_on_wall_time(tmp_path):
+def test_a_count_lost_on_the_head_fails_with_its_reason_listed_first(tmp_path):
+    """Counted on the base, the head's count crashed: its own failing verdict ('lost'), whatever the
+    wall time says (here: unchanged), listed first in the summary; exit code 1."""
+    from harness.analysis.gate import exit_code_for
+    from harness.analysis.gate.markdown import render_markdown
+
     rng = np.random.default_rng(23)
-    b, c = frames([make_record(samples=lognormal(rng, 0.010, 30), instructions=50e6)],
-                  [make_record(samples=lognormal(rng, 0.013, 30))], tmp_path)
+    head = make_record(samples=lognormal(rng, 0.010, 30))
+    head["instructions"] = {"status": "crashed", "reason": "counting worker died (SIGSEGV)"}
+    b, c = frames([make_record(samples=lognormal(rng, 0.010, 30), instructions=50e6)], [head], tmp_path)
+    verdicts = compare(b, c, {})
+    v = only(verdicts, "time")
+    assert v["verdict"] == "lost" and v["count_missing_on"] == "candidate" and v["basis"] == "wall time"
+    assert v["reason"].startswith("instruction count lost on the head: crashed: counting worker died (SIGSEGV)")
+    assert v["wall_verdict"] == "unchanged" and exit_code_for(verdicts) == 1
+    doc = {"verdicts": verdicts, "counts": {}, "exit_code": 1}
+    md = render_markdown(doc)
+    lines = md.splitlines()
+    assert "evidence lost on the head" in lines[1]
+    assert lines[3] == "#### Evidence lost on the head (fails the gate)"
+    assert "instruction count lost on the head: crashed" in lines[5]
+
+
+def test_a_count_missing_on_the_base_only_is_not_comparable(tmp_path):
+    rng = np.random.default_rng(23)
+    b, c = frames([make_record(samples=lognormal(rng, 0.010, 30))],
+                  [make_record(samples=lognormal(rng, 0.010, 30), instructions=50e6)], tmp_path)
+    v = only(compare(b, c, SAMPLES), "time")
+    assert v["verdict"] == "not_comparable" and v["count_missing_on"] == "baseline"
+    assert v["reason"].startswith("instruction count missing on the base: not counted")
+
+
+def test_a_wall_time_regression_with_the_base_uncounted_still_fails(tmp_path):
+    """The base's missing count cannot hide what the wall time shows."""
+    rng = np.random.default_rng(23)
+    b, c = frames([make_record(samples=lognormal(rng, 0.010, 30))],
+                  [make_record(samples=lognormal(rng, 0.013, 30), instructions=50e6)], tmp_path)
     v = only(compare(b, c, SAMPLES), "time")
     assert v["basis"] == "wall time" and v["verdict"] == "regressed" and v["unit"] == "s"
+    assert "instruction count missing on the base" in v["reason"]
+
+
+def test_a_noisy_repeat_cannot_inflate_the_count_limit(tmp_path):
+    """A tiny step whose repeats spread 2.7% (limit 5 x 2.7% = 13.5% uncapped) made 10% heavier:
+    regressed, the verdict saying the spread's part was capped at 5%."""
+    b, c = frames([make_record(instructions=1.0e6, instr_spread=0.027)],
+                  [make_record(instructions=1.1e6, instr_spread=0.027)], tmp_path)
+    v = only(compare(b, c, {}), "time")
+    assert v["verdict"] == "regressed" and v["instructions_spread"] == pytest.approx(0.027)
+    assert "limit 5.0%, the spread's part capped at 5%" in v["reason"]
+    b, c = frames([make_record(instructions=1.0e6, instr_spread=0.027)],
+                  [make_record(instructions=1.04e6, instr_spread=0.027)], tmp_path)
+    assert only(compare(b, c, {}), "time")["verdict"] == "unchanged"  # +4%: within the capped 5%

@@ -70,7 +70,8 @@ def test_a_side_carries_a_measure_on_every_record_or_on_one_counted_one():
 
 def test_noise_in_words_names_the_thresholds():
     th = dict(DEFAULTS)
-    assert measures.noise_words(measures.INSTRUCTIONS, th) == "beyond 2% and 5× the counts' own spread"
+    assert measures.noise_words(measures.INSTRUCTIONS, th) == (
+        "beyond 2% and 5× the counts' own spread (that part at most 5%)")
     assert measures.noise_words(measures.TENSOR_PEAK, th) == "beyond 5% and 64 KiB"
     assert "3 rounds a side" in measures.noise_words(measures.WALL_TIME, th)
 

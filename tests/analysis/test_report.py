@@ -36,7 +36,7 @@ def built(store, tmp_path_factory):
 def test_report_is_one_offline_file_with_every_section(built):
     result, text = built
     assert set(result) == {"out_path", "records", "problems", "seconds", "load_seconds", "bytes", "reference_env",
-                           "environments", "superseded"}
+                           "environments", "superseded", "markdown_chars"}
     assert result["records"] == 6 * 2 * 3 * 3 * 3 * 2 * len(ENVS)
     assert result["problems"] == [] and result["bytes"] == len(text.encode("utf-8"))
     for ident in ("glance", "run", "compat", "speed", "memory", "accuracy", "failures", "all"):

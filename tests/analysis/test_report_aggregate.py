@@ -171,3 +171,27 @@ def test_failure_groups_word_an_accuracy_failure_by_its_rule(tmp_path):
     reasons = sorted(g["reason"] for g in groups if g["status"] == "accuracy")
     assert reasons == ["accuracy failed: error up to 31x expected (limit 10x) in grads at bf16",
                        "accuracy failed: error/tolerance up to 2x at bf16 (fixed tolerance)"]
+
+
+def test_release_series_draws_memory_on_the_tensor_peak_where_every_release_carries_it(tmp_path):
+    old = dict(env="torch-1.10", torch_v="1.10.2")
+    df = _frame(tmp_path, [record(model="a", peak=50 * 2 ** 20, tensor_peak=4000),
+                           record(model="a", peak=60 * 2 ** 20, tensor_peak=5000, **old),
+                           record(model="b", peak=70 * 2 ** 20, tensor_peak=3000),
+                           record(model="b", peak=80 * 2 ** 20, **old)])
+    series = agg.release_series(df, agg.default_slice(df)).set_index(["model", "env"])
+    assert series.loc["a", "mem_basis"].tolist() == ["tensor peak"] * 2
+    assert series.loc[("a", "torch-1.10"), "mem_value"] == 5000
+    assert series.loc[("a", "torch-1.10"), "peak_mem_bytes"] == 60 * 2 ** 20  # the process peak beside it
+    assert series.loc["b", "mem_basis"].tolist() == ["process peak"] * 2  # one release lacks the tensor peak
+    assert series.loc[("b", "torch-1.10"), "mem_value"] == 80 * 2 ** 20
+
+
+def test_release_series_times_over_rounds_with_an_interval_else_one_run(tmp_path):
+    rounds = [record(model="a", median_s=m, time_utc="2026-01-0%dT00:00:00Z" % (k + 1))
+              for k, m in enumerate((0.010, 0.012, 0.011))]
+    df = _frame(tmp_path, rounds + [record(model="b", median_s=0.02)])
+    series = agg.release_series(df, agg.default_slice(df)).set_index("model")
+    a, b = series.loc["a"], series.loc["b"]
+    assert a["time_s"] == pytest.approx(0.011) and a["time_lo_s"] < 0.011 < a["time_hi_s"]
+    assert b["time_s"] == 0.02 and b[["time_lo_s", "time_hi_s"]].isna().all()  # one run: no interval

@@ -32,7 +32,7 @@ def _ids_in_body(body):
 def test_the_table_declares_each_section_once():
     idents = [s.ident for s in SECTIONS]
     assert len(idents) == len(set(idents))
-    assert idents == ["problems", "glance", "run", "compat", "speed", "memory", "flops", "max-batch", "ops",
+    assert idents == ["problems", "glance", "run", "compat", "upgrade", "speed", "memory", "flops", "max-batch", "ops",
                       "accuracy", "failures", "all", "compare"]
     assert all(s.nav and s.heading and callable(s.build) for s in SECTIONS)
 

@@ -116,5 +116,6 @@ def test_the_report_heading_names_what_each_measure_rests_on(run):
     _, _, ctx = run
     intro = html.unescape(comparison.comparison(ctx).intro)
     assert "significant on the raw samples" not in intro
-    assert "instructions beyond 2% and 5× the counts' own spread, else wall time beyond 1.10×" in intro
+    assert ("instructions beyond 2% and 5× the counts' own spread (that part at most 5%), else wall time beyond "
+            "1.10×") in intro
     assert "memory: tensor peak beyond 5% and 64 KiB, else " in intro and "process peak beyond 5% and 16 MiB" in intro

@@ -101,6 +101,21 @@ def test_hsifusion_sparsity_changes_the_output_and_zero_sparsity_is_dense():
         with torch.no_grad():
             outs[ratio] = model(*inputs)
     assert not torch.allclose(outs[0.0], outs[0.5]) and not torch.allclose(outs[0.5], outs[0.9])
+    # Zero sparsity is dense: the spatial attention at ratio 0 equals plain softmax attention over every
+    # key of the window, computed here without the top-k path.
+    from models._attention import merge_heads, split_heads, window_merge, window_partition
+    from models.hsifusion import TopKWindowAttention
+
+    torch.manual_seed(0)
+    block = TopKWindowAttention(16, 2, 0.0).eval()
+    x = torch.randn(1, 8, 8, 16)
+    with torch.no_grad():
+        q, k, v = (split_heads(t, 2) for t in window_partition(block.qkv(x), 4, 4).chunk(3, dim=-1))
+        dense = torch.softmax((q * block.scale) @ k.transpose(-2, -1), dim=-1) @ v
+        expected = block.proj(window_merge(merge_heads(dense), 1, 8, 8, 4, 4))
+        torch.testing.assert_close(block(x, 4, 4), expected)
+        block.sparsity_ratio = 0.5  # the same weights, half the keys: no longer the dense result
+        assert not torch.allclose(block(x, 4, 4), expected)
 
 
 def test_fault_prime_factor_pair_accepts_prime_sizes_then_fails():

@@ -108,3 +108,24 @@ def test_sketch_sees_a_change_anywhere_at_about_its_size():
 def test_named_outputs():
     assert list(accuracy.named_outputs([t(1.0)])) == ["output"]
     assert list(accuracy.named_outputs([t(1.0), t(2.0)])) == ["output[0]", "output[1]"]
+
+
+def test_a_precision_whose_expected_error_is_too_large_is_not_judged_never_passed():
+    """Expected 195% (fp32's own 0.3% x 65,536 for bf16): limit x expected is past 100%, so even an
+    all-zero result would pass: the case is not judged (passed None) with its figures; a real failure
+    elsewhere still fails it; at 10x the limit the bound is an expected error of 10%."""
+    outputs = {"rel_err": 1e-3, "ratio": 0.5, "worst_ratio": 0.5, "err64": 1e-3, "expected_err": 2e-3,
+               "worst": "output", "worst_err64": 1e-3, "cosine": 1.0}
+    grads = {"rel_err": 1.17, "ratio": 0.6, "worst_ratio": 0.6, "err64": 1.17, "expected_err": 1.95,
+             "fp32_err64": 2.98e-5, "worst": "w", "worst_err64": 1.17, "cosine": 0.23}
+    verdict = accuracy.judge(dict(outputs), dict(grads), None, (10.0, 100.0))
+    assert verdict["passed"] is None and len(verdict["failures"]) == 1
+    note = verdict["failures"][0]
+    assert note.startswith(accuracy.NOT_JUDGED + " (grads): expected error 1.95 against float64")
+    assert "its error 1.17, cosine with fp32 0.23" in note
+    broken = accuracy.judge(dict(outputs, problem="3 non-finite values"), dict(grads), None, (10.0, 100.0))
+    assert broken["passed"] is False and broken["failures"] == ["outputs: 3 non-finite values"]
+    assert accuracy.judgeable(0.099, 10.0) and not accuracy.judgeable(0.10, 10.0)
+    assert accuracy.judge(dict(outputs), dict(grads, expected_err=0.05), None, (10.0, 100.0))["passed"] is True
+    # a fixed tolerance judges against fp32, not the calibrated ratio: no bound applies
+    assert accuracy.judge(dict(outputs), dict(grads), 2.0, (10.0, 100.0))["passed"] is True

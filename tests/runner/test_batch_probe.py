@@ -44,10 +44,15 @@ def test_a_search_finds_the_largest_batch_within_the_cap_and_repeats_its_figures
     part = search["max_batch"]
     cap = int(CAP_GIB * (1 << 30))
     found = part["batch_size"]
-    assert part["cap_bytes"] == cap and part["limited_by"] == "cap" and 16 <= found < 32
+    # Where the cap falls between batches depends on the CPU's kernels (batch 16 fitted on one machine of
+    # the CI kind and not on another): the promise is a batch within the cap, next to one beyond it,
+    # whichever they are, and the same bytes again in fresh workers (below).
+    assert part["cap_bytes"] == cap and part["limited_by"] == "cap" and 1 <= found < 64
     assert part["first_unfit"] == found + 1
     by_batch = {p["batch_size"]: p for p in part["probes"]}
-    assert [p["batch_size"] for p in part["probes"]][:3] == [8, 16, 32]
+    sizes = [p["batch_size"] for p in part["probes"]]
+    doubling = next(i for i, p in enumerate(part["probes"]) if not p["fits"])  # the search doubles from start
+    assert sizes[:doubling + 1] == [8 * 2 ** i for i in range(doubling + 1)]
     for probe in part["probes"]:
         assert probe["status"] == "ok" and probe["fits"] == (probe["peak_bytes"] <= cap)
         assert probe["rss_peak_bytes"] > 0

@@ -108,3 +108,32 @@ def test_a_step_too_long_to_count_is_skipped_with_the_reason(tmp_path):
     assert recs[0]["status"] == "ok"
     assert recs[0]["instructions"]["status"] == "skipped"
     assert "instructions_max_step_s 1e-09 s" in recs[0]["instructions"]["reason"]
+
+
+def test_the_base_steps_decide_which_cases_are_counted(tmp_path):
+    """With the base's steps given (as ab gives them to the head's run), the base's step decides, not
+    this run's own: a case whose own step is beyond the limit is still counted (here: unsupported, no
+    valgrind on this PATH), and one the base found too long is skipped, naming the base's step."""
+    import json
+
+    from harness.record.parts import Case
+    from harness.vocab import COUNT_STEPS_FROM_ENV
+
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    key = Case("tests.fixtures.misbehaving:factory", "train", 2, 8, "fp32", "none", "cpu").key
+    steps = tmp_path / "base-steps.json"
+    path = write_scenario(tmp_path, MATRIX % ('"tests.fixtures.misbehaving:factory"', "train", "8"),
+                          extra="instructions_max_step_s = 1e-9\n")
+    steps.write_text(json.dumps({key: 1e-12}))
+    proc, recs = _run(tmp_path, path, path_dirs=[str(empty)], extra_env={COUNT_STEPS_FROM_ENV: str(steps)})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert recs[0]["case_key"] == key and recs[0]["instructions"]["status"] == "unsupported"
+    steps.write_text(json.dumps({key: 5.0}))
+    path = write_scenario(tmp_path, MATRIX % ('"tests.fixtures.misbehaving:factory"', "train", "8"))
+    shutil.rmtree(str(tmp_path / "out"))
+    proc, recs = _run(tmp_path, path, path_dirs=[str(empty)], extra_env={COUNT_STEPS_FROM_ENV: str(steps)})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert recs[0]["instructions"]["status"] == "skipped"
+    assert "step 5 s (the base's step, which decides for both sides) > instructions_max_step_s" in \
+        recs[0]["instructions"]["reason"]

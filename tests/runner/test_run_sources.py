@@ -2,6 +2,7 @@
 judged, checkpoint modes a source cannot select recorded unsupported with the reason."""
 import os
 
+from harness.vocab import ACCURACY_NOT_JUDGED
 from tests.runner.helpers import read_jsonl, run_harness, write_scenario
 
 MATRIX = '''
@@ -43,7 +44,12 @@ def test_every_source_runs_through_the_harness(tmp_path):
             assert rec["status"] == "unsupported" and "checkpointing cannot be selected" in rec["reason"], rec
             continue
         assert rec["status"] == "ok", (model, mode, ckpt, rec.get("reason"))
-        assert rec["accuracy"]["passed"], (model, mode, ckpt, rec["accuracy"].get("failures"))
-        assert rec["env"].get("extra_packages") is None  # no requirements report: nothing installed for the run
+        # passed, or not judged where this precision cannot tell a fault from rounding (docs/accuracy.md);
+        # never a failure
+        acc = rec["accuracy"]
+        assert acc["passed"] is True or (acc["passed"] is None and ACCURACY_NOT_JUDGED in " ".join(acc["failures"])), (
+            model, mode, ckpt, acc.get("failures"))
+        # no requirements report (no nox): the versions of the libraries its models come from (#27)
+        assert set(rec["env"]["extra_packages"]) == {"timm", "torchvision", "transformers"}
     gpt2 = records[("transformers:GPT2LMHeadModel", "train", "none")]
     assert gpt2["optimizer"].startswith("AdamW")

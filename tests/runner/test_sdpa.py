@@ -21,9 +21,23 @@ def _case(backend, mode="train"):
                 device="cpu", channels_last=False, compile=False, sdpa_backend=backend)
 
 
+def _backend_flags():
+    """Which SDPA backends torch allows now (the flags a backend context flips), where the build has them."""
+    names = ("flash_sdp_enabled", "mem_efficient_sdp_enabled", "math_sdp_enabled", "cudnn_sdp_enabled")
+    return {n: getattr(torch.backends.cuda, n)() for n in names if hasattr(torch.backends.cuda, n)}
+
+
 def test_default_is_a_no_op_everywhere():
+    """``default`` pins nothing: no backend flag moves inside or after it, and SDPA (where the build has
+    it) gives bit-identical results inside and outside."""
+    flags = _backend_flags()
+    q = torch.randn(1, 2, 8, 4)
     with sdpa.backend_context("default"):
-        pass
+        assert _backend_flags() == flags
+        inside = F.scaled_dot_product_attention(q, q, q) if HAS_SDPA else None
+    assert _backend_flags() == flags
+    if HAS_SDPA:
+        assert torch.equal(inside, F.scaled_dot_product_attention(q, q, q))
 
 
 @pytest.mark.skipif(HAS_SDPA, reason="this build has scaled_dot_product_attention")

@@ -1,14 +1,21 @@
 """Which models a scenario names and whether each can run here: a library that cannot be
-imported, or a requirement the environment could not install, makes ``unsupported`` cases;
-a wrong name or table is bad input."""
+imported, a name or field its installed release lacks, or a requirement the environment could
+not install, makes ``unsupported`` cases; a wrong zoo name or table is bad input; ``nox -s
+matrix`` calls a name that no environment has bad input (``names_problems``)."""
 import json
+import os
+import subprocess
 import sys
 
 import pytest
 
 from harness import sources as _sources
+from harness.scenario import models as scenario_models
 from harness.scenario import requirements
 from harness.scenario import spec as scen
+from harness.sources import library_sources
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 MATRIX = {"mode": ["train"], "batch_size": [2], "size": [32], "precision": ["fp32"], "checkpoint": ["none"],
           "device": ["cpu"]}
@@ -80,9 +87,10 @@ def test_a_key_for_a_name_a_missing_library_cannot_expand_is_kept(monkeypatch, f
 
 
 def test_a_failed_model_is_the_one_problem_told():
+    inputs = {"x": {"shape": ["batch", 4]}}
     with pytest.raises(scen.ScenarioError) as err:
-        scen.expand(_scenario(["timm:resnet_nope"], config={"timm:resnet_nope": {"num_classes": 3}}))
-    assert len(err.value.problems) == 1 and "has no model 'resnet_nope'" in err.value.problems[0]
+        scen.expand(_scenario(["nopkg_xyz.nets:build"], inputs={"nopkg_xyz.nets:build": inputs}))
+    assert len(err.value.problems) == 1 and "cannot import module 'nopkg_xyz.nets'" in err.value.problems[0]
 
 
 def test_option_tables_must_name_a_model_once():
@@ -113,3 +121,108 @@ def test_dry_run_shows_why_a_case_will_not_run(tmp_path, monkeypatch, capsys, fr
     assert run_scenario(str(path), dry_run=True) == 0
     out = capsys.readouterr().out
     assert "model=torchvision:resnet18" in out and "[unsupported: cannot import torchvision" in out
+
+
+def test_a_name_this_release_lacks_makes_unsupported_cases_while_the_others_run(fresh_specs):
+    timm_version = library_sources()["timm"].version()
+    cases = scen.expand(_scenario(["timm:resnet_nope", "timm:resnet18", "cbam_classifier_tiny"],
+                                  config={"timm:resnet_nope": {"num_classes": 3}}))
+    got = {c.model: r for c, r in cases}
+    assert got["timm:resnet18"] is None and got["cbam_classifier_tiny"] is None
+    assert got["timm:resnet_nope"].status == "unsupported"
+    assert got["timm:resnet_nope"].reason.startswith("not in timm %s: no model 'resnet_nope'" % timm_version)
+    missing = scenario_models.missing_here(cases)
+    assert list(missing) == ["timm:resnet_nope"]
+    note = scenario_models.missing_note(missing)
+    assert "\n" not in note and "cannot tell a misspelt name from one that another release has" in note
+    assert scenario_models.missing_note({}) is None
+
+
+@pytest.mark.skipif(hasattr(__import__("torchvision").models, "swin_t"), reason="torchvision has swin_t here")
+def test_models_of_later_releases_are_dated_in_a_dry_run_of_an_old_environment(tmp_path, fresh_specs):
+    """On torch 1.10 (torchvision 0.11, transformers 4.30): the lone run's note and dry-run lines."""
+    path = tmp_path / "s.toml"
+    path.write_text("[matrix]\n" + "\n".join("%s = %s" % (k, json.dumps(v)) for k, v in dict(
+        MATRIX, model=["torchvision:swin_t", "transformers:Qwen2ForCausalLM", "torchvision:resnet18"]).items()))
+    proc = subprocess.run([sys.executable, "-m", "harness", "run", str(path), "--dry-run"], cwd=str(tmp_path),
+                          env=dict(os.environ, PYTHONPATH=ROOT), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    tv, hf = library_sources()["torchvision"].version(), library_sources()["transformers"].version()
+    notes = [line for line in proc.stdout.splitlines() if line.startswith("note: ")]
+    assert len(notes) == 1 and "2 model(s) not in this environment's library release" in notes[0]
+    assert "[unsupported: not in torchvision %s: no model 'swin_t' (first in torchvision 0.13.0)]" % tv in proc.stdout
+    assert "[unsupported: not in transformers %s: no model 'Qwen2ForCausalLM' (first in transformers 4.37.0)]" % (
+        hf) in proc.stdout
+    assert "model=torchvision:resnet18" in proc.stdout and proc.stdout.count("[unsupported") == 2
+    # checked by nox -s matrix: no note
+    proc = subprocess.run([sys.executable, "-m", "harness", "run", str(path), "--dry-run"], cwd=str(tmp_path),
+                          env=dict(os.environ, PYTHONPATH=ROOT, **{scenario_models.NAMES_CHECKED_ENV_VAR: "1"}),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and "note: " not in proc.stdout
+
+
+def test_an_unknown_zoo_name_gets_close_names_not_the_whole_zoo():
+    with pytest.raises(scen.ScenarioError) as err:
+        scen.expand(_scenario(["cbam_clasifier_tiny"]))
+    problem, = err.value.problems
+    assert "matches no registered model (did you mean cbam_classifier_tiny" in problem
+    assert "known:" not in problem and len(problem) < 400
+
+
+def test_a_names_file_says_what_this_environment_lacks(tmp_path, fresh_specs):
+    path = tmp_path / "s.toml"
+    path.write_text("[matrix]\n" + "\n".join("%s = %s" % (k, json.dumps(v)) for k, v in dict(
+        MATRIX, model=["timm:resnet18", "timm:resnet_nope", "cbam_classifier_tiny"]).items()))
+    cases = scen.expand(scen.load(str(path)))
+    written = scenario_models.write_names_file(cases, str(tmp_path / "out"), "torch-x")
+    with open(written, encoding="utf-8") as fh:
+        data = json.load(fh)
+    assert data["env_label"] == "torch-x" and set(data["names"]) == {"timm:resnet18", "timm:resnet_nope"}
+    assert data["names"]["timm:resnet18"] is None and data["names"]["timm:resnet_nope"].startswith("not in timm ")
+
+
+def _names(out, label, names):
+    os.makedirs(str(out), exist_ok=True)
+    with open(os.path.join(str(out), label + scenario_models.NAMES_SUFFIX), "w", encoding="utf-8") as fh:
+        json.dump({"env_label": label, "names": names}, fh)
+
+
+def test_a_name_no_environment_has_is_a_problem_and_one_another_has_is_not(tmp_path):
+    labels = ["torch-1.10", "torch-2.1", "torch-latest"]
+    swin = "not in torchvision 0.11.3: no model 'swin_t' (first in torchvision 0.13.0)"
+    typo = "not in timm 0.9.16: no model 'resnet1800'"
+    _names(tmp_path, "torch-1.10", {"torchvision:swin_t": swin, "timm:resnet1800": typo,
+                                    "timm:brand_new": "not in timm 0.9.16: no model 'brand_new'"})
+    # alone: nothing to compare with (swin_t is dated by the table; the others cannot be told)
+    problems, cannot_tell = scenario_models.names_problems(str(tmp_path), "torch-1.10", labels, "torch-latest")
+    assert problems == [] and set(cannot_tell) == {"timm:resnet1800", "timm:brand_new"}
+    # the newest environment (unpinned) has brand_new but not resnet1800: that one is misspelt
+    _names(tmp_path, "torch-latest", {"torchvision:swin_t": None, "timm:brand_new": None,
+                                      "timm:resnet1800": "not in timm 1.0.31: no model 'resnet1800'"})
+    problems, cannot_tell = scenario_models.names_problems(str(tmp_path), "torch-1.10", labels, "torch-latest")
+    assert cannot_tell == {} and len(problems) == 1
+    assert problems[0].startswith("model 'timm:resnet1800': no environment's library release has it; here: " + typo)
+    assert "in torch-latest: not in timm 1.0.31" in problems[0]
+    # with the newest pinned, only every environment's file decides
+    problems, cannot_tell = scenario_models.names_problems(str(tmp_path), "torch-1.10", labels, None)
+    assert problems == [] and list(cannot_tell) == ["timm:resnet1800"]
+    _names(tmp_path, "torch-2.1", {"timm:resnet1800": "not in timm 1.0.31: no model 'resnet1800'"})
+    problems, _ = scenario_models.names_problems(str(tmp_path), "torch-1.10", labels, None)
+    assert len(problems) == 1
+
+
+def test_a_run_without_nox_records_the_versions_of_its_libraries(monkeypatch, fresh_specs):
+    monkeypatch.delenv(requirements.REPORT_ENV_VAR, raising=False)
+    monkeypatch.setenv(requirements.LIBRARY_VERSIONS_ENV_VAR, "")  # restored (unset) after the test
+    monkeypatch.delenv(requirements.LIBRARY_VERSIONS_ENV_VAR)
+    assert requirements.current_report() is None
+    cases = scen.expand(_scenario(["timm:resnet18", "cbam_classifier_tiny"]))
+    scenario_models.before_run(cases, dry_run=True, print_fn=lambda line: None)
+    assert requirements.LIBRARY_VERSIONS_ENV_VAR not in os.environ  # a dry run sets nothing up
+    lines = []
+    scenario_models.before_run(cases, print_fn=lines.append)
+    assert lines == []  # every name is in this release
+    report = requirements.current_report()
+    timm_version = library_sources()["timm"].version()
+    assert report["installed"] == {"timm": timm_version} and report["failed"] == []
+    assert report["chosen"]["timm"]["version"] == timm_version and "without nox" in report["chosen"]["timm"]["why"]

@@ -38,3 +38,43 @@ def test_a_bad_environment_table_names_the_key_and_value(tmp_path, env, says):
                                  "git+https://example.org/x.git", "pkg @ https://example.org/pkg.whl"])
 def test_requirement_forms_pip_takes(req):
     assert requirements.requirement_problem(req, ".") is None
+
+
+def test_bare_library_names_resolve_per_torch_and_the_users_pins_win():
+    specs = ["timm", "torchvision", "transformers", "einops", "/abs/my-project"]
+    out, chosen = requirements.resolve_for_torch(specs, "1.10.2", [])
+    assert out == ["timm==0.9.16", "torchvision==0.11.3", "transformers==4.30.2", "einops", "/abs/my-project"]
+    assert set(chosen) == {"timm", "torchvision", "transformers"}
+    assert chosen["torchvision"]["why"] == "the torchvision built for torch 1.10 (torchvision's compatibility table)"
+    assert "newest timm known to run on torch 1.10" in chosen["timm"]["why"]
+    # a pin for this environment (or --with) wins; a version range the scenario wrote is kept
+    out, chosen = requirements.resolve_for_torch(["timm", "torchvision>=0.11", "transformers"], "1.10.2",
+                                                 ["timm==0.6.13"])
+    assert out == ["timm", "torchvision>=0.11", "transformers==4.30.2"]
+    assert "pin" in chosen["timm"]["why"] and chosen["torchvision"]["why"] == "as the scenario asks"
+    # torchvision is matched to every torch of the table; a torch it does not list is the installer's choice
+    assert requirements.resolve_for_torch(["torchvision"], "1.13.1+cpu", [])[0] == ["torchvision==0.14.1"]
+    out, chosen = requirements.resolve_for_torch(["torchvision", "timm"], "2.15.0", [])
+    assert out == ["torchvision", "timm"] and "torch==2.15.0 pinned" in chosen["timm"]["why"]
+
+
+def test_the_report_says_what_was_chosen_and_the_version_installed():
+    _, chosen = requirements.resolve_for_torch(["timm"], "1.10.2", [])
+    report = requirements.make_report("torch-1.10", ["timm"], {"timm": "0.9.16"}, [], "1.10.2", chosen,
+                                      python="/usr/bin/python3.9 (found)")
+    assert report["chosen"] == {"timm": {"requirement": "timm==0.9.16", "version": "0.9.16",
+                                         "why": chosen["timm"]["why"]}}
+    assert report["python"] == "/usr/bin/python3.9 (found)" and report["requested"] == ["timm"]
+
+
+def test_the_table_matches_every_environment_of_the_matrix():
+    from harness.environments import ENVIRONMENTS
+    from harness.scenario.releases import NEWEST_FOR_TORCH, TORCHVISION_FOR_TORCH
+
+    for label, torch_req, _, _ in ENVIRONMENTS:
+        if label == "latest":
+            continue
+        assert torch_req.startswith("torch==" + label + "."), torch_req
+        specs, chosen = requirements.resolve_for_torch(["torchvision", "transformers"], torch_req[len("torch=="):], [])
+        assert specs[0] == "torchvision==" + TORCHVISION_FOR_TORCH[label]
+        assert specs[1] == NEWEST_FOR_TORCH[label]["transformers"] and "known to run" in chosen["transformers"]["why"]

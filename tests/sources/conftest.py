@@ -1,12 +1,3 @@
-import pytest
-import torch
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # As the zoo's tests (tests/models/conftest.py): tiny library models run as fast on one
-    # intra-op thread, and two on a busy 2-core machine spin-wait on each other.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# As the zoo's tests: tiny library models run as fast on one intra-op thread, and two on a busy
+# 2-core machine spin-wait on each other.
+from tests.models.conftest import _one_thread  # noqa: F401 - an autouse fixture, used by pytest

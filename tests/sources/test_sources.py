@@ -65,3 +65,20 @@ def test_a_library_that_does_not_import_is_unavailable_not_bad_input(monkeypatch
     assert isinstance(err.value, models.UnsupportedError) and not isinstance(err.value, ValueError)
     with pytest.raises(sources.SourceUnavailable, match="cannot import timm"):
         models.list_models(["timm:*"])
+
+
+def test_list_models_says_what_this_release_lacks_as_a_run_does(capsys):
+    from harness.commands.list_models import list_models
+    from harness.sources import library_sources
+    from harness.vocab import ExitCode
+
+    lines = []
+    assert list_models(["timm:resnet18", "timm:resnet_nope*"], False, print_fn=lines.append) == ExitCode.OK
+    assert lines == ["timm:resnet18"]
+    assert capsys.readouterr().err == "not in timm %s: no model matches 'resnet_nope*'\n" % (
+        library_sources()["timm"].version())
+    tv = library_sources()["torchvision"]
+    if "swin_t" not in tv.names():  # torchvision before 0.13: the table dates it
+        assert list_models(["torchvision:swin_t"], False, print_fn=lines.append) == ExitCode.INPUT
+        assert "not in torchvision %s: no model matches 'swin_t' (first in torchvision 0.13.0)\n" % tv.version() in \
+            capsys.readouterr().err

@@ -6,6 +6,8 @@ import torch
 import torchvision
 
 import models
+from harness.sources import NotInRelease
+from harness.sources.torchvision_source import TorchvisionSource
 from models import UnsupportedError, init_parameters
 from tests.sources.helpers import first_step, library_grads, same, same_grads
 
@@ -56,8 +58,17 @@ def test_a_detection_model_is_unsupported_not_faked():
         models.create_model("torchvision:" + name, 64)
 
 
-def test_bad_names_and_arguments_are_bad_input():
-    with pytest.raises(ValueError, match="has no model 'resnet_18'"):
+def test_names_and_arguments_this_release_lacks_are_not_in_release():
+    with pytest.raises(NotInRelease, match="^not in torchvision .*: no model 'resnet_18'"):
         models.get_spec("torchvision:resnet_18")
-    with pytest.raises(ValueError, match="n_layer"):
-        models.get_spec("torchvision:resnet18", {"config": {"n_layer": 2}})
+    with pytest.raises(NotInRelease, match="resnet18 has no field 'n_layer'"):
+        # checked against the model class (0.13 and later) or refused by the builder's call (older)
+        models.get_spec("torchvision:resnet18", {"config": {"n_layer": 2}}).build(32)
+
+
+@pytest.mark.skipif(hasattr(torchvision.models, "swin_t"), reason="this torchvision has swin_t (0.13 and later)")
+def test_a_model_of_a_later_release_names_that_release():
+    with pytest.raises(NotInRelease) as err:
+        models.get_spec("torchvision:swin_t")
+    assert str(err.value) == "not in torchvision %s: no model 'swin_t' (first in torchvision 0.13.0)" % (
+        TorchvisionSource().version())

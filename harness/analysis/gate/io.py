@@ -119,10 +119,27 @@ def _side(paths: List[str], df: pd.DataFrame) -> Dict:
             "env_labels": sorted({str(x) for x in df["env_label"].dropna()})}
 
 
+def load_policy(path: Optional[str]) -> Optional[Dict]:
+    """The policy note ``ab`` writes (``harness.commands.ab.policy_note``): where the thresholds came
+    from and what the head changed; None without a path. Raises ``InputError`` naming the file."""
+    if not path:
+        return None
+    try:
+        with open(path, encoding="utf-8") as fh:
+            policy = json.load(fh)
+    except (OSError, ValueError) as exc:
+        raise InputError("%s: cannot read the policy note (%s)" % (path, exc)) from None
+    if not isinstance(policy, dict) or not isinstance(policy.get("changes", []), list):
+        raise InputError("%s: the policy note must be an object with a list 'changes', got %r" % (
+            path, type(policy).__name__))
+    return policy
+
+
 def evaluate(baseline_paths, candidate_paths, scenario_path: Optional[str] = None,
-             overrides: Optional[Dict] = None) -> Dict:
+             overrides: Optional[Dict] = None, policy: Optional[Dict] = None) -> Dict:
     """Load, compare and summarise; returns the verdicts document (what the JSON holds)
-    with ``markdown`` added. Raises ``InputError`` for bad input."""
+    with ``markdown`` added. ``policy``: where the thresholds came from (``ab``'s note), shown
+    in the summary. Raises ``InputError`` for bad input."""
     if isinstance(baseline_paths, str):
         baseline_paths = [baseline_paths]
     if isinstance(candidate_paths, str):
@@ -138,14 +155,15 @@ def evaluate(baseline_paths, candidate_paths, scenario_path: Optional[str] = Non
         "schema": VERDICTS_SCHEMA, "exit_code": code, "passed": code == ExitCode.OK,
         "baseline": _side(baseline_paths, df_b), "candidate": _side(candidate_paths, df_c),
         "thresholds": thresholds_for("", table), "gate_table": table, "counts": count_verdicts(verdicts),
-        "problems": problems_b + problems_c, "verdicts": verdicts,
+        "problems": problems_b + problems_c, "verdicts": verdicts, "policy": policy,
     })
     doc["markdown"] = render_markdown(doc)
     return doc
 
 
 def run_gate(baseline_paths, candidate_paths, scenario_path: Optional[str] = None, json_out: Optional[str] = None,
-             markdown_out: Optional[str] = None, overrides: Optional[Dict] = None) -> int:
+             markdown_out: Optional[str] = None, overrides: Optional[Dict] = None,
+             policy: Optional[Dict] = None) -> int:
     """Run the gate on record files or folders; return the exit code (``harness.vocab.ExitCode``).
 
     Prints the Markdown summary to stdout, writes it to ``markdown_out`` and the
@@ -158,7 +176,7 @@ def run_gate(baseline_paths, candidate_paths, scenario_path: Optional[str] = Non
             print("gate: input error: %s %s is a folder: name the file to write" % (flag, path), file=sys.stderr)
             return ExitCode.INPUT
     try:
-        doc = evaluate(baseline_paths, candidate_paths, scenario_path, overrides)
+        doc = evaluate(baseline_paths, candidate_paths, scenario_path, overrides, policy)
     except InputError as exc:
         print("gate: input error: %s" % exc, file=sys.stderr)
         return ExitCode.INPUT

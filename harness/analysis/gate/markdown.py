@@ -10,7 +10,7 @@ characters per comment.
 """
 import html
 import re
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 from harness.analysis.verdict_text import case_text, kind_text, q_text, ratio_text, value_text, why_text
 from harness.measures import CHAINS, INSTRUCTIONS
@@ -85,6 +85,35 @@ def _details(summary: str, lines: List[str]) -> List[str]:
     return ["", "<details><summary>%s</summary>" % summary, ""] + lines + ["", "</details>"]
 
 
+def _cell(value) -> str:
+    return "(not set)" if value is None else md_text(value)
+
+
+def policy_lines(policy: Optional[Dict]) -> List[str]:
+    """Where the thresholds came from and what the pull request changed (``ab``'s policy note): a
+    table of the head's threshold changes, applied or not, and the gate's tooling files it changes."""
+    if not policy:
+        return []
+    changes, tooling = policy.get("changes") or [], policy.get("tooling_changes") or []
+    applied = bool(policy.get("applied"))
+    out = ["Thresholds from %s." % md_text(policy.get("source") or "the base revision")]
+    if changes:
+        out += ["", "**This pull request changes the gate's thresholds%s:**" % (
+            " — applied (a maintainer trusted the head's config)" if applied else
+            " — not applied (a maintainer can opt in: the `%s` label, or `ab --trust-head-config`)"
+            % md_text(policy.get("label") or "gate: trust head config")), "",
+            "| threshold | base | head | |", "|---|---:|---:|---|"]
+        out += ["| %s | %s | %s | %s |" % (md_text(c.get("key")), _cell(c.get("base")), _cell(c.get("head")),
+                                            "applied" if applied else "not applied") for c in changes[:MAX_ROWS]]
+        out += ["", "; ".join("this pull request changes %s %s → %s; %s" % (
+            md_text(c.get("key")), _cell(c.get("base")), _cell(c.get("head")), "applied" if applied else "not applied")
+            for c in changes[:MAX_ROWS])]
+    if tooling:
+        out += ["", "⚠️ **Changes the gate's own tooling, for review** (the gate ran the base's): " +
+                ", ".join("`%s`" % md_text(path).replace("`", "") for path in tooling[:MAX_ROWS])]
+    return out + [""]
+
+
 def render_markdown(doc: Dict) -> str:
     """The pull-request summary of a verdicts document (see docs/gate.md)."""
     verdicts = doc["verdicts"]
@@ -94,19 +123,25 @@ def render_markdown(doc: Dict) -> str:
     for v in verdicts:
         by.setdefault(v["verdict"], []).append(v)
     regressed = sorted(by.get("regressed", []), key=severity_key)
+    lost = sorted(by.get("lost", []), key=severity_key)
     compared = sum(1 for v in verdicts if v["kind"] == "status"
                    and v["verdict"] not in ("new", "vanished", "not_comparable"))
     code = doc.get("exit_code")
     envs = sorted({str(v.get("env") or "") for v in verdicts if v["kind"] == "status"})
     show_env = len(envs) > 1
 
-    if regressed:
+    if regressed or lost:
         kinds = {}
         for v in regressed:
             kinds[v["kind"]] = kinds.get(v["kind"], 0) + 1
-        head = "❌ torchmatrix gate: %d regression%s (%s)" % (
-            len(regressed), "" if len(regressed) == 1 else "s",
-            ", ".join("%d %s" % (n, k) for k, n in sorted(kinds.items(), key=lambda kv: _KIND_ORDER[kv[0]])))
+        parts = []
+        if lost:
+            parts.append("%d with evidence lost on the head" % len(lost))
+        if regressed:
+            parts.append("%d regression%s (%s)" % (
+                len(regressed), "" if len(regressed) == 1 else "s",
+                ", ".join("%d %s" % (n, k) for k, n in sorted(kinds.items(), key=lambda kv: _KIND_ORDER[kv[0]]))))
+        head = "❌ torchmatrix gate: " + ", ".join(parts)
     elif code == ExitCode.INPUT or compared == 0:
         head = "⚠️ torchmatrix gate: nothing could be compared"
     else:
@@ -119,7 +154,11 @@ def render_markdown(doc: Dict) -> str:
                                             "" if n == 1 else "s")
 
     scenarios = (doc.get("candidate") or {}).get("scenarios") or []
-    lines = [MARKER, "### " + head, "",
+    lines = [MARKER, "### " + head, ""]
+    lines += policy_lines(doc.get("policy"))
+    if lost:  # first: a gate that falls back to weaker evidence can be passed by breaking the stronger one
+        lines += ["#### Evidence lost on the head (fails the gate)", ""] + _list(lost) + [""]
+    lines += [
              "%s%s vs %s%s · %d case×environment pairs compared · time: > %.2f× and BH q ≤ %g · "
              "%s · per-model thresholds may differ" % (
                  ("%s · " % md_text(", ".join(scenarios))) if scenarios else "", side("baseline"),
@@ -134,8 +173,8 @@ def render_markdown(doc: Dict) -> str:
             kind, ("**%d**" % c.get("regressed", 0)) if c.get("regressed") else "0", c.get("improved", 0),
             c.get("inconclusive", 0), c.get("unchanged", 0), c.get("not_comparable", 0)))
     new, vanished = by.get("new", []), by.get("vanished", [])
-    lines += ["", "New cases: %d · vanished: %d · inconclusive: %d" % (
-        len(new), len(vanished), len(by.get("inconclusive", [])))]
+    lines += ["", "New cases: %d · vanished: %d · inconclusive: %d%s" % (
+        len(new), len(vanished), len(by.get("inconclusive", [])), " · evidence lost: %d" % len(lost) if lost else "")]
 
     for v in verdicts:
         if v.get("aggregate"):

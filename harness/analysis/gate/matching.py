@@ -24,7 +24,7 @@ from harness.analysis.gate.rules import (
 from harness.analysis.gate.time_rules import TimeTest, time_rule, time_test, with_q_values
 from harness.measures import CHAINS
 from harness.scenario.gate_config import thresholds_for
-from harness.vocab import VERDICT_KINDS, VERDICTS, ExitCode
+from harness.vocab import FAILING_VERDICTS, VERDICT_KINDS, VERDICTS, ExitCode
 
 #: The rules of a matched pair by the kind of verdict they give, in the order their verdicts are
 #: listed; time comes last, after the run-wide correction.
@@ -146,9 +146,9 @@ def count_verdicts(verdicts: Iterable[Dict]) -> Dict[str, Dict[str, int]]:
 
 
 def exit_code_for(verdicts: Sequence[Dict]) -> ExitCode:
-    """``FAILURE`` if any verdict regressed, ``INPUT`` if no (case, environment) was compared
-    at all, else ``OK``."""
-    if any(v["verdict"] == "regressed" for v in verdicts):
+    """``FAILURE`` if any verdict fails (``harness.vocab.FAILING_VERDICTS``: regressed, or evidence
+    lost), ``INPUT`` if no (case, environment) was compared at all, else ``OK``."""
+    if any(v["verdict"] in FAILING_VERDICTS for v in verdicts):
         return ExitCode.FAILURE
     if not any(v["kind"] == "status" and v["verdict"] not in ("new", "vanished", "not_comparable")
                for v in verdicts):

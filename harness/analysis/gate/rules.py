@@ -11,10 +11,20 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from harness.analysis.gate.groups import Group, env_text, short
 from harness.analysis.gate.stats import median
-from harness.measures import CHAINS, FIDELITY, FIDELITY_FIXED, LARGEST_BATCH, OUTPUTS, Measure, carried, thresholds_of
+from harness.measures import (
+    CHAINS,
+    FIDELITY,
+    FIDELITY_FIXED,
+    LARGEST_BATCH,
+    OUTPUTS,
+    Measure,
+    carried,
+    is_number,
+    thresholds_of,
+)
 from harness.scenario.gate_config import thresholds_for
 from harness.sketches import relative_change
-from harness.vocab import CHECKS, UNIT_ROUNDOFF
+from harness.vocab import ACCURACY_NOT_JUDGED, CHECKS, UNIT_ROUNDOFF
 
 #: Fields every verdict has, in this order (the kind's own fields follow).
 _CORE = ("baseline", "candidate", "ratio", "p_value", "q_value")
@@ -146,9 +156,20 @@ def _size_verdict(cmp: Comparison, measure: Measure, pb: List[float], pc: List[f
 def memory_rule(cmp: Comparison) -> Optional[Verdict]:
     """Memory on the first measure of ``harness.measures.CHAINS["memory"]`` that every ok record of
     both sides carries (the exact CPU tensor peak), else on the last (the process or allocator peak)
-    where each side has one; measured differently on the two sides: not comparable."""
+    where each side has one; measured differently on the two sides: not comparable. An exact figure
+    the baseline carries and the candidate's ok records lack is ``lost`` (it fails the gate)."""
     gb, gc = cmp.baseline, cmp.candidate
     chain = CHAINS["memory"]
+    lost = next((m for m in chain[:-1] if _carries(gb, m) and not _carries(gc, m)), None)
+    if lost is not None and gc.ok:
+        # The exact figure went missing on the head: falling back to the process peak would let a change
+        # that breaks the exact measure pass on the coarse one.
+        why = "no %s in %d of the candidate's %d ok records (the record's memory.tensor_peak_error says why)" % (
+            lost.label, sum(1 for r in gc.ok if not is_number(r.get(lost.column))), len(gc.ok))
+        pb = gb.numbers(lost.column)
+        return cmp.verdict("memory", "lost", "%s lost on the head: %s" % (lost.label, why), unit=lost.unit,
+                           measure=lost.column, n_baseline=len(pb), n_candidate=0,
+                           baseline=median(pb) if pb else None, threshold=thresholds_of(lost, cmp.thresholds))
     measure = next((m for m in chain[:-1] if _carries(gb, m) and _carries(gc, m)), chain[-1])
     pb, pc = gb.numbers(measure.column), gc.numbers(measure.column)
     if not pb or not pc:
@@ -208,12 +229,26 @@ def _calibrated(group: Group) -> bool:
     return bool(rules) and all(r == value for r in rules)
 
 
+def _not_judged(group: Group) -> List[str]:
+    """The not-judged notes (``harness.vocab.ACCURACY_NOT_JUDGED``) of the group's ok records."""
+    return [str(f) for fs in group.column("acc_failures") if fs for f in fs
+            if str(f).startswith(ACCURACY_NOT_JUDGED)]
+
+
 def fidelity_rule(cmp: Comparison) -> Optional[Verdict]:
     """A fidelity check that passed in every baseline round and fails now regressed; so did an
     error that grew past its tolerance, and a calibrated ratio already past its limit that grew
     by ``accuracy_growth``. Under the calibrated rule (docs/accuracy.md) the figures are the
-    ratios to the expected error; under a fixed tolerance, the relative errors against fp32."""
+    ratios to the expected error; under a fixed tolerance, the relative errors against fp32. A
+    candidate the runner could not judge (``harness.vocab.ACCURACY_NOT_JUDGED``) is inconclusive,
+    never a pass, its note in the reason."""
     gb, gc = cmp.baseline, cmp.candidate
+    unjudged = _not_judged(gc)
+    if unjudged:
+        # never a pass: the precision's expected error is too large to tell a fault from rounding here
+        return cmp.verdict("accuracy", "inconclusive", "%s (candidate; baseline: %s)" % (
+            short(unjudged[0], 300), "not judged too" if _not_judged(gb) else "judged"),
+            check="fidelity", unit=FIDELITY.unit, not_judged=True, n_candidate=len(gc.ok))
     ab, ac = [bool(v) for v in gb.column("acc_passed")], [bool(v) for v in gc.column("acc_passed")]
     if not ab or not ac:
         return None

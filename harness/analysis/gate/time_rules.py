@@ -12,9 +12,18 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from harness.analysis.gate.groups import Group, short
 from harness.analysis.gate.rules import Comparison, Verdict
 from harness.analysis.gate.stats import bh_qvalues, mannwhitney_p, median, min_exact_mannwhitney_p, welch_log_p
-from harness.measures import INSTRUCTIONS, WALL_TIME, count_limit, format_value, thresholds_of
+from harness.measures import (
+    COUNT_SPREAD_CAP,
+    INSTRUCTIONS,
+    WALL_TIME,
+    count_limit,
+    count_limit_capped,
+    format_value,
+    thresholds_of,
+)
 
 SAMPLE_TEST = "mannwhitneyu"
 ROUND_TEST = "welch_t_log_round_medians"
@@ -40,6 +49,28 @@ class Counts:
 def _spread(counts: Sequence[float], spreads: Sequence[float]) -> float:
     between = (max(counts) - min(counts)) / median(counts) if len(counts) > 1 else 0.0
     return max([between] + list(spreads))
+
+
+def why_uncounted(group: Group) -> str:
+    """Why a side's ok records carry no instruction count: the counting pass's status and reason."""
+    column = INSTRUCTIONS.only_where[0]
+    for row in group.ok:
+        status = row.get(column)
+        if isinstance(status, str) and status != INSTRUCTIONS.only_where[1]:
+            reason = row.get("instr_reason")
+            return "%s%s" % (status, ": " + short(reason, 200) if isinstance(reason, str) and reason else "")
+    return "not counted (no instruction pass in its records)"
+
+
+def missing_counts(cmp: Comparison) -> Optional[Tuple[str, str]]:
+    """(the side whose count is missing, why) when one side of the pair carries instruction counts
+    and the other, which ran ok, does not; else None."""
+    cb, cc = cmp.baseline.counts(INSTRUCTIONS), cmp.candidate.counts(INSTRUCTIONS)
+    if cb is not None and cc is None and cmp.candidate.ok:
+        return "candidate", why_uncounted(cmp.candidate)
+    if cc is not None and cb is None and cmp.baseline.ok:
+        return "baseline", why_uncounted(cmp.baseline)
+    return None
 
 
 def counts_of(cmp: Comparison) -> Optional[Counts]:
@@ -74,6 +105,8 @@ class TimeTest:
     q_value: Optional[float] = None
     #: instruction counts of both sides, when both carry them: then they decide
     counts: Optional[Counts] = None
+    #: (side, why) when only one side carries counts (``missing_counts``)
+    missing: Optional[Tuple[str, str]] = None
 
 
 def _round_test(rb: Sequence[float], rc: Sequence[float]) -> Tuple[Optional[float], Optional[str]]:
@@ -134,7 +167,7 @@ def time_test(cmp: Comparison) -> Optional[TimeTest]:
     else:
         test, (p, too_few) = SAMPLE_TEST, _sample_test(xb, xc, th["q"])
     return TimeTest(cmp, mb, mc, ratio, mc / mb, probe_ratio, relative_to, test=test, p_value=p, too_few=too_few,
-                    few_rounds=few_rounds, counts=counts_of(cmp), **counts)
+                    few_rounds=few_rounds, counts=counts_of(cmp), missing=missing_counts(cmp), **counts)
 
 
 def with_q_values(tests: Sequence[TimeTest]) -> List[TimeTest]:
@@ -201,10 +234,13 @@ def _wall_moved(t: TimeTest) -> bool:
 def _counts_text(t: TimeTest) -> Tuple[str, float]:
     """(the counts' change, spread and limit as text, the limit)."""
     c = t.counts
-    limit = count_limit(INSTRUCTIONS, t.comparison.thresholds, c.spread)
-    return "instructions %+.1f%% (%s → %s per step; spread %.2g%%, limit %.1f%%)" % (
+    th = t.comparison.thresholds
+    limit = count_limit(INSTRUCTIONS, th, c.spread)
+    capped = ", the spread's part capped at %g%%" % (100 * COUNT_SPREAD_CAP) \
+        if count_limit_capped(INSTRUCTIONS, th, c.spread) else ""
+    return "instructions %+.1f%% (%s → %s per step; spread %.2g%%, limit %.1f%%%s)" % (
         100 * (c.ratio - 1.0), format_value(INSTRUCTIONS.unit, c.baseline),
-        format_value(INSTRUCTIONS.unit, c.candidate), 100 * c.spread, 100 * limit), limit
+        format_value(INSTRUCTIONS.unit, c.candidate), 100 * c.spread, 100 * limit, capped), limit
 
 
 def _count_judgement(t: TimeTest, wall_verdict: str, wall_reason: str) -> Tuple[str, str]:
@@ -240,6 +276,20 @@ def time_rule(t: TimeTest) -> Verdict:
     fields = dict(n_baseline=t.n_baseline, n_candidate=t.n_candidate, rounds_baseline=t.rounds_baseline,
                   rounds_candidate=t.rounds_candidate, median_ratio=t.median_ratio, probe_ratio=t.probe_ratio,
                   relative_to=t.relative_to)
+    if t.counts is None and t.missing is not None:
+        side, why = t.missing
+        if side == "candidate":
+            verdict, reason = "lost", "instruction count lost on the head: %s; wall time: %s" % (why, wall_reason)
+        elif wall_verdict == "regressed":
+            verdict, reason = wall_verdict, "%s; instruction count missing on the base: %s" % (wall_reason, why)
+        else:
+            verdict, reason = "not_comparable", "instruction count missing on the base: %s; wall time: %s" % (
+                why, wall_reason)
+        return t.comparison.verdict(
+            "time", verdict, reason, unit=WALL_TIME.unit, basis=WALL_TIME.label, count_missing_on=side,
+            threshold=thresholds_of(WALL_TIME, t.comparison.thresholds), baseline=t.baseline, candidate=t.candidate,
+            ratio=t.ratio, test=t.test, p_value=t.p_value, q_value=t.q_value, how=how, wall_verdict=wall_verdict,
+            **fields)
     if t.counts is None:
         return t.comparison.verdict(
             "time", wall_verdict, wall_reason, unit=WALL_TIME.unit, basis=WALL_TIME.label,

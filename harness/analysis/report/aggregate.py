@@ -12,7 +12,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import pandas as pd
 
-from harness.analysis.report import basis
+from harness.analysis.report import basis, spans
+from harness.analysis.report.drift import ratio_to_expected
 from harness.analysis.report.frame import (
     FAILING_BY_SEVERITY,
     RULE_CALIBRATED,
@@ -20,6 +21,7 @@ from harness.analysis.report.frame import (
     plain_columns,
     reason_group,
 )
+from harness.measures import CHAINS, PROCESS_PEAK
 from harness.vocab import NOT_RUN_STATUSES
 
 #: The order of failure groups: the worst failures first, then accuracy failures, then cases that could not run.
@@ -176,11 +178,15 @@ def failure_groups(df: pd.DataFrame, max_cases: int = 25) -> List[Dict]:
     """Every non-ok record (and ok records that failed accuracy or a behaviour check), grouped by
     status and reason.
 
-    Each group: status, reason (an example short reason), full (an example full
-    reason), count, models, envs, cases (up to ``max_cases`` (env, case_key) pairs).
+    Each group: status, reason (an example short reason; reasons are grouped by
+    ``spans.normalise_cause``), full (an example full reason), count, models, envs, cases (up
+    to ``max_cases`` (env, case_key) pairs), spans (``spans.group_spans``: per (model,
+    precision, mode, checkpoint) the releases where it fails and works) and finding (its one
+    line, ``spans.group_finding``).
     Sorted by status severity, then count.
     """
-    cols = ["status", "reason", "reason_short", "model", "env", "case_key", "err_over_tol", "precision", "acc_rule",
+    cols = ["status", "reason", "reason_short", "model", "env", "case_key", "err_over_tol", "precision", "mode",
+            "checkpoint", "acc_rule",
             "acc_ratio", "acc_limit", "acc_worst"]
     bad = plain_columns(df.loc[df["status"] != "ok", cols])
     acc = plain_columns(df.loc[(df["status"] == "ok") & (df["acc_passed"] == False), cols])  # noqa: E712
@@ -200,11 +206,15 @@ def failure_groups(df: pd.DataFrame, max_cases: int = 25) -> List[Dict]:
         return []
     env_order = [str(e) for e in df["env"].cat.categories] if hasattr(df["env"], "cat") else []
     allbad = pd.concat(frames, ignore_index=True)
-    groups_of = {r: reason_group(r) for r in pd.unique(allbad["_reason"])}
+    groups_of = {r: spans.normalise_cause(r) for r in pd.unique(allbad["_reason"])}
     allbad["_group"] = allbad["_status"] + "\x00" + allbad["_reason"].map(groups_of)
     severity = {s: i for i, s in enumerate(FAILURE_SEVERITY)}
+    base = spans.base_states(df, env_order) if env_order else None
     groups = []
     for _, sub in allbad.groupby("_group", sort=False):
+        # a case that could not run is neither working nor failing: no span of its own
+        running = base is not None and sub["_status"].iloc[0] not in NOT_RUN_STATUSES
+        cells = spans.group_spans(sub, base, env_order) if running else []
         first = sub.iloc[0]
         cases = list(zip(sub["env"].astype(str).head(max_cases), sub["case_key"].astype(str).head(max_cases)))
         envs = {str(e) for e in sub["env"].unique()}
@@ -213,6 +223,7 @@ def failure_groups(df: pd.DataFrame, max_cases: int = 25) -> List[Dict]:
             "full": first["reason"] if isinstance(first["reason"], str) else "",
             "count": int(len(sub)), "models": sorted(sub["model"].unique()),
             "envs": [e for e in env_order if e in envs] + sorted(envs - set(env_order)), "cases": cases,
+            "spans": cells, "finding": spans.group_finding(cells, base, env_order) if cells else "",
         })
     groups.sort(key=lambda g: (severity.get(g["status"], 99), -g["count"], g["reason"]))
     return groups
@@ -234,7 +245,8 @@ def env_summary(df: pd.DataFrame, envs: Sequence[str], ratios: Optional[pd.DataF
     """Per environment: ``counts`` ({status: n}), ``speed`` and ``memory`` ((geometric mean of the
     ratio to the reference, cases), (nan, 0) when none), ``speed_basis`` and ``memory_basis`` (the measure
     they rest on, '' when none), ``acc_failed``, ``acc_checked`` (ok cases with an accuracy verdict),
-    ``drift_max`` (None: not compared)."""
+    ``drift_max`` and ``drift_ratio_max`` (the largest drift, and the largest as a ratio to the drift
+    rounding explains: ``drift.ratio_to_expected``; None: not compared)."""
     counts = status_counts(df, ["env"])
     speed = geomean_table(ratios, "speed_ratio", ["env"]) if ratios is not None else None
     mem = geomean_table(ratios, "mem_ratio", ["env"]) if ratios is not None else None
@@ -244,6 +256,8 @@ def env_summary(df: pd.DataFrame, envs: Sequence[str], ratios: Optional[pd.DataF
     accchecked = df[(df["status"] == "ok") & df["acc_passed"].notna()].groupby("env", observed=True).size()
     drift_max = (drift.groupby("env", observed=True)["drift"].max() if drift is not None and len(drift)
                  else pd.Series(dtype=float))
+    drift_ratio_max = (ratio_to_expected(drift).groupby(drift["env"], observed=True).max()
+                       if drift is not None and len(drift) else pd.Series(dtype=float))
 
     def mean_of(tab, env):
         if tab is None or env not in tab.index:
@@ -263,7 +277,8 @@ def env_summary(df: pd.DataFrame, envs: Sequence[str], ratios: Optional[pd.DataF
                     "speed": mean_of(speed, env), "memory": mean_of(mem, env),
                     "speed_basis": basis_of("time_basis", env), "memory_basis": basis_of("mem_basis", env),
                     "acc_failed": int(accfail.get(env, 0)), "acc_checked": int(accchecked.get(env, 0)),
-                    "drift_max": drift_max.get(env) if env in drift_max.index else None}
+                    "drift_max": drift_max.get(env) if env in drift_max.index else None,
+                    "drift_ratio_max": drift_ratio_max.get(env) if env in drift_ratio_max.index else None}
     return out
 
 
@@ -288,15 +303,21 @@ def release_series(df: pd.DataFrame, where: Dict[str, str]) -> pd.DataFrame:
     Per model the case is the batch size and size with the most ok records in the slice
     (among equally common ones, the middle one by batch size and size). Columns: model,
     batch_size, size_label, env (categorical in environment order), median_s,
-    peak_mem_bytes; sorted by model and environment.
+    peak_mem_bytes, tensor_peak_bytes (NaN where the records lack it), and ``mem_value`` with
+    ``mem_basis``: per model the first memory measure of ``harness.measures.CHAINS`` that every
+    environment drawn carries (the exact tensor peak before the process peak); ``time_s`` with
+    ``time_lo_s`` and ``time_hi_s``: wall time over the case's rounds with its 95% interval where it has
+    two or more, else the single run's median and no interval; sorted by model and environment.
     """
-    cols = ["model", "batch_size", "size_label", "env", "median_s", "peak_mem_bytes"]
+    cols = ["model", "batch_size", "size_label", "env", "median_s", "peak_mem_bytes", "tensor_peak_bytes",
+            "rounds", "median_rounds_s", "round_sd_log"]
+    df = df.assign(**{c: np.nan for c in cols if c not in df.columns})
     mask = df["status"] == "ok"
     for key, value in where.items():
         mask &= df[key].astype(str) == value
     ok = df.loc[mask, cols + ["size_rank"]]
     if ok.empty:
-        return pd.DataFrame(columns=cols)
+        return pd.DataFrame(columns=cols + ["time_s", "time_lo_s", "time_hi_s", "mem_value", "mem_basis"])
     combos = ok.groupby(["model", "batch_size", "size_label", "size_rank"], observed=True).size().reset_index(
         name="n").sort_values(["model", "batch_size", "size_rank", "size_label"], kind="stable")
     chosen = []
@@ -306,10 +327,35 @@ def release_series(df: pd.DataFrame, where: Dict[str, str]) -> pd.DataFrame:
     picks = pd.DataFrame(chosen)[["model", "batch_size", "size_label"]]
     sub = plain_columns(ok).merge(plain_columns(picks), on=["model", "batch_size", "size_label"])
     out = sub.groupby(["model", "batch_size", "size_label", "env"], observed=True, sort=False).agg(
-        median_s=("median_s", "median"), peak_mem_bytes=("peak_mem_bytes", "median")).reset_index()
+        median_s=("median_s", "median"), peak_mem_bytes=("peak_mem_bytes", "median"),
+        tensor_peak_bytes=("tensor_peak_bytes", "median"), rounds=("rounds", "max"),
+        median_rounds_s=("median_rounds_s", "median"), round_sd_log=("round_sd_log", "median")).reset_index()
     if hasattr(df["env"], "cat"):
         out["env"] = pd.Categorical(out["env"].astype(str), categories=df["env"].cat.categories, ordered=True)
-    return out.sort_values(["model", "env"], kind="stable").reset_index(drop=True)[cols]
+    out = out.sort_values(["model", "env"], kind="stable").reset_index(drop=True)[cols]
+    rounds = pd.to_numeric(out["rounds"], errors="coerce")
+    multi = (rounds >= 2) & out["round_sd_log"].notna()
+    out["time_s"] = out["median_rounds_s"].where(multi, out["median_s"])
+    half = 1.959964 * out["round_sd_log"] / np.sqrt(rounds.where(multi))  # 95%, normal on the log scale
+    out["time_lo_s"] = (out["time_s"] * np.exp(-half)).where(multi)
+    out["time_hi_s"] = (out["time_s"] * np.exp(half)).where(multi)
+    return _memory_basis(out)
+
+
+def _memory_basis(series: pd.DataFrame) -> pd.DataFrame:
+    """``series`` with ``mem_value`` and ``mem_basis``: per model the first measure of the memory chain
+    every row of the model carries, else the last (its label in ``mem_basis``)."""
+    # the measures the series carries (a measure added to the chain without a column here is skipped)
+    chain = [m for m in CHAINS["memory"] if m.column in series.columns] or [PROCESS_PEAK]
+    series = series.assign(mem_value=np.nan, mem_basis=chain[-1].label)
+    for _model, idx in series.groupby("model", sort=False).groups.items():
+        for m in chain:
+            values = pd.to_numeric(series.loc[idx, m.column], errors="coerce")
+            if (values > 0).all() or m is chain[-1]:
+                series.loc[idx, "mem_value"] = values
+                series.loc[idx, "mem_basis"] = m.label
+                break
+    return series
 
 
 def reasons_by_model(df: pd.DataFrame, envs: Sequence[str], per_model: int = 6) -> Dict[str, List[Dict]]:

@@ -16,6 +16,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 from harness.analysis.load import InputError, expand_paths
 from harness.analysis.report import aggregate as agg
 from harness.analysis.report import environments, figures
+from harness.analysis.report import upgrade as up
 from harness.analysis.report.compare import verdicts_frame
 from harness.analysis.report.drift import drift_table
 from harness.analysis.report.frame import prepare_frame
@@ -53,7 +54,8 @@ def _baseline(base_list: List[str], verdicts, df, problems: List[str]) -> Option
 
 def make_context(paths: Sequence[str], baseline_paths: Optional[Sequence[str]] = None,
                  reference_env: Optional[str] = None,
-                 verdicts: Optional[Sequence[Dict]] = None) -> Tuple[Context, float]:
+                 verdicts: Optional[Sequence[Dict]] = None,
+                 upgrade: Optional[Sequence[str]] = None) -> Tuple[Context, float]:
     """Read and prepare everything the sections show (see ``build_report``); also the seconds spent
     reading the records."""
     start = time.perf_counter()
@@ -80,14 +82,17 @@ def make_context(paths: Sequence[str], baseline_paths: Optional[Sequence[str]] =
     env_rows = environments.environment_table(everything, notes["env_order"], env_files)
     ref = environments.choose_reference(everything, notes["env_order"], reference_env)
     baseline = _baseline(_as_list(baseline_paths), verdicts, df, problems)
+    pair = up.pick_pair(list(notes["env_order"]), upgrade) if upgrade else None  # a bad pair: before any work
     ctx = Context(df=df, notes=notes, ref=ref, env_rows=env_rows, problems=tuple(problems), searches=searches,
-                  ratios=agg.ratios_vs_reference(df, ref), drift=drift_table(df, ref), baseline=baseline)
+                  ratios=agg.ratios_vs_reference(df, ref), drift=drift_table(df, ref), baseline=baseline,
+                  upgrade_pair=pair)
     return ctx, load_seconds
 
 
 def build_report(paths: Union[str, Sequence[str]], out_path: str = DEFAULT_OUT,
                  baseline_paths: Optional[Sequence[str]] = None, reference_env: Optional[str] = None,
-                 verdicts: Optional[Sequence[Dict]] = None) -> Dict:
+                 verdicts: Optional[Sequence[Dict]] = None, upgrade: Optional[Sequence[str]] = None,
+                 markdown_path: Optional[str] = None) -> Dict:
     """Build the HTML report of the records in ``paths`` (files or folders of ``*.jsonl``).
 
     ``baseline_paths``: records to compare against (per case: median ratio, memory ratio,
@@ -95,17 +100,22 @@ def build_report(paths: Union[str, Sequence[str]], out_path: str = DEFAULT_OUT,
     dicts, shown as the comparison section instead. ``reference_env``: the environment
     label speed, memory and drift are compared with (default: the highest torch version).
     The figures are also written as ``figures/<name>.svg`` and ``.png`` next to ``out_path``.
+    ``upgrade``: the (FROM, TO) environments of the upgrade section (default: the oldest and the
+    newest); ``markdown_path``: also write that upgrade as Markdown for a pull request comment there.
 
     Returns ``{"out_path", "records", "problems", "seconds", "load_seconds", "bytes",
-    "reference_env", "environments", "superseded"}``: ``records`` counts the records
+    "reference_env", "environments", "superseded", "markdown_chars"}``: ``records`` counts the records
     reported (the latest per case and environment), ``superseded`` the older ones
     dropped, ``load_seconds`` the part of ``seconds`` spent reading the records.
     Raises ``InputError`` for a missing path, no input, no good record, an unknown
-    reference environment or malformed verdicts.
+    reference environment, an upgrade pair not among the environments, or malformed verdicts.
     """
     start = time.perf_counter()
     paths = _as_list(paths)
-    ctx, load_seconds = make_context(paths, baseline_paths, reference_env, verdicts)
+    ctx, load_seconds = make_context(paths, baseline_paths, reference_env, verdicts, upgrade)
+    if markdown_path and len(ctx.envs) < 2:
+        raise InputError("--markdown: the upgrade needs records of two environments; these have %s" % (
+            ", ".join(ctx.envs) or "none"))
     ctx = dataclasses.replace(ctx, page_dir=os.path.dirname(os.path.abspath(out_path)))
     notes, ref = ctx.notes, ctx.ref
     scenarios = notes["scenarios"]
@@ -117,6 +127,13 @@ def build_report(paths: Union[str, Sequence[str]], out_path: str = DEFAULT_OUT,
     text = page(title, overview.header(ctx, title, generated), built.nav, built.body, built.blocks, footer)
     figures.write_files(built.figures, os.path.join(os.path.dirname(os.path.abspath(out_path)), FIGURES_DIR))
     atomic_write_text(out_path, text)
+    markdown_chars = None
+    if markdown_path:
+        frm, to = up.pick_pair(ctx.envs, ctx.upgrade_pair)
+        markdown = up.markdown(up.upgrade_view(ctx.df, frm, to, ctx.env_rows))
+        atomic_write_text(markdown_path, markdown + "\n")
+        markdown_chars = len(markdown) + 1
     return {"out_path": out_path, "records": int(notes["records"]), "problems": list(ctx.problems),
             "seconds": time.perf_counter() - start, "load_seconds": load_seconds, "bytes": len(text.encode("utf-8")),
-            "reference_env": ref, "environments": list(notes["env_order"]), "superseded": int(notes["superseded"])}
+            "reference_env": ref, "environments": list(notes["env_order"]), "superseded": int(notes["superseded"]),
+            "markdown_chars": markdown_chars}

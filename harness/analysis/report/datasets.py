@@ -21,7 +21,7 @@ from harness.vocab import VERDICT_KINDS
 #: Most rows a comparison table embeds (the most important first), to keep the file small.
 MAX_COMPARE_ROWS = 20000
 #: Verdicts in the order the verdict table lists them: regressions first.
-VERDICT_RANK = {v: i for i, v in enumerate(("regressed", "inconclusive", "not_comparable", "vanished", "new",
+VERDICT_RANK = {v: i for i, v in enumerate(("regressed", "lost", "inconclusive", "not_comparable", "vanished", "new",
                                             "improved", "unchanged"))}
 #: Per-case changes against baseline records, in the order the comparison table lists them.
 CHANGE_RANK = {"status": 0, "slower": 1, "vanished": 2, "new": 3, "faster": 4, "same": 5}

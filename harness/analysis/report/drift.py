@@ -19,6 +19,13 @@ FP32_UNIT_ROUNDOFF = precisions.get(precisions.REFERENCE).unit_roundoff
 FP64_CHANGED = 1e-9
 
 
+def ratio_to_expected(table: pd.DataFrame) -> pd.Series:
+    """Each row of ``drift_table`` as a ratio to the drift rounding explains: its ``ratio`` where the records
+    carry sketches, else (an output probe alone) its drift over one fp32 unit roundoff, the floor of the
+    expected drift. Above ``DRIFT_LIMIT``: more than rounding."""
+    return table["ratio"].where(table["ratio"].notna(), table["drift"] / FP32_UNIT_ROUNDOFF)
+
+
 def drift_table(df: pd.DataFrame, ref: str) -> pd.DataFrame:
     """fp32 output drift across environments, judged against float64 where the records allow.
 

@@ -23,7 +23,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from harness.analysis.report.markup import esc
+from harness.analysis.report.markup import ENV_COLORS, esc
 from harness.fileio import atomic_write_bytes, atomic_write_text
 
 #: The FLOPs chart's file name (``flops_figure``): drawn only for records that carry FLOP counts.
@@ -35,10 +35,6 @@ STYLE = {"svg.fonttype": "none", "font.size": 9, "axes.spines.top": False, "axes
          "axes.edgecolor": "#8c959f", "axes.labelcolor": "#1f2328", "xtick.color": "#59636e",
          "ytick.color": "#59636e", "axes.titlesize": 10, "axes.titleweight": "bold", "legend.fontsize": 8,
          "legend.frameon": False}
-#: Line colours for models (Tableau 10); past ten models the dash pattern changes too.
-MODEL_COLORS = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#b07aa1", "#76b7b2", "#9c755f", "#edc948",
-                "#ff9da7", "#bab0ac")
-_DASHES = ("-", "--", ":", "-.")
 #: Checkpointing modes and their colours in the trade-off chart.
 CHECKPOINT_COLORS = {"reentrant": "#f28e2b", "non_reentrant": "#4e79a7"}
 TRADEOFF_TITLE = "Gradient checkpointing: peak memory saved against time added (train)"
@@ -136,59 +132,123 @@ def _env_axis(ax, envs: Sequence[str], ref: str) -> None:
     ax.set_axisbelow(True)
 
 
+def env_colors(n: int) -> List[str]:
+    """``n`` colours, none repeated: the page's environment colours (``markup.ENV_COLORS``), past them a
+    sampled colour map."""
+    if n <= len(ENV_COLORS):
+        return list(ENV_COLORS[:n])
+    cmap = matplotlib.colormaps["turbo"]
+    return [matplotlib.colors.to_hex(cmap(0.05 + 0.9 * i / max(n - 1, 1))) for i in range(n)]
+
+
 def release_chart(series: pd.DataFrame, column: str, scale: float, name: str, title: str, ylabel: str,
-                  envs: Sequence[str], ref: str, slice_text: str) -> Optional[Chart]:
-    """Two panels across environments, one line per model: the value (``column`` times ``scale``;
-    log scale when the values span more than ``LOG_ABOVE`` times) and the value relative to ``ref``.
-    ``series`` is ``aggregate.release_series``; None when it has no finite value."""
+                  envs: Sequence[str], ref: str, slice_text: str, basis_column: Optional[str] = None,
+                  beside: Optional[str] = None, beside_label: str = "",
+                  interval: Optional[Sequence[str]] = None) -> Optional[Chart]:
+    """A ranked dot plot across environments: one row per model (labelled once, on the y axis), one dot
+    per environment (a colour each, none repeated), the value (``column`` times ``scale``, log scale when
+    the values span more than ``LOG_ABOVE`` times) on the left and the ratio to ``ref`` on the right; rows
+    ranked by their largest ratio, the most grown on top. ``basis_column``: a per-row measure name added
+    to the row's label; ``beside``: a second column whose ratio to ``ref`` is drawn as hollow rings beside
+    (``beside_label`` in the legend) on the rows where it is not the column drawn; ``interval``: the
+    (low, high) columns of each value's interval, drawn as a line through its dot. ``series`` is
+    ``aggregate.release_series``; None when it has no finite value."""
     data = series.dropna(subset=[column])
     data = data[data[column] > 0]
     if data.empty:
         return None
     envs = list(envs)
+    colors = env_colors(len(envs))
+    rows = []
+    for model, sub in data.groupby("model", sort=True, observed=True):
+        first = sub.iloc[0]
+        y = np.full(len(envs), np.nan)
+        extra = np.full(len(envs), np.nan)
+        span = np.full((2, len(envs)), np.nan)
+        for r in sub.itertuples(index=False):
+            if str(r.env) in envs:
+                y[envs.index(str(r.env))] = float(getattr(r, column)) * scale
+                if interval:
+                    span[:, envs.index(str(r.env))] = [float(getattr(r, c)) * scale for c in interval]
+                if beside and beside in sub.columns:
+                    extra[envs.index(str(r.env))] = float(getattr(r, beside))
+        label = "%s (batch %s, size %s%s)" % (model, _tick(first["batch_size"]), first["size_label"],
+                                              ", %s" % first[basis_column] if basis_column else "")
+        rows.append((label, y, extra, span))
     ref_i = envs.index(ref) if ref in envs else None
-    fig = _new_figure(11.5, 4.4)
+
+    def rel(v):
+        return v / v[ref_i] if ref_i is not None and np.isfinite(v[ref_i]) else np.full(len(v), np.nan)
+
+    def rank(row):
+        r = rel(row[1])
+        return np.nanmax(r) if np.isfinite(r).any() else -np.inf
+
+    rows.sort(key=rank)  # the most grown row last: drawn on top
+    height = 1.6 + 0.24 * len(rows)
+    fig = _new_figure(11.5, height)
     with matplotlib.rc_context(STYLE):
-        ax_abs, ax_rel = fig.subplots(1, 2)
-        fig.subplots_adjust(left=0.065, right=0.74, bottom=0.25, top=0.91, wspace=0.28)
-        values = []
-        for k, (model, sub) in enumerate(data.groupby("model", sort=True, observed=True)):
-            first = sub.iloc[0]
-            y = np.full(len(envs), np.nan)
-            for env, v in zip(sub["env"].astype(str), sub[column]):
-                if env in envs:
-                    y[envs.index(env)] = float(v) * scale
-            values.append(y)
-            style = dict(color=MODEL_COLORS[k % len(MODEL_COLORS)], linestyle=_DASHES[(k // len(MODEL_COLORS))
-                                                                                     % len(_DASHES)],
-                         marker="o", markersize=3.5, linewidth=1.4)
-            label = "%s (batch %s, size %s)" % (model, _tick(first["batch_size"]), first["size_label"])
-            ax_abs.plot(range(len(envs)), y, label=label, **style)
-            if ref_i is not None and np.isfinite(y[ref_i]):
-                ax_rel.plot(range(len(envs)), y / y[ref_i], **style)
-        finite = np.concatenate(values)
+        ax_abs, ax_rel = fig.subplots(1, 2, sharey=True)
+        fig.subplots_adjust(left=0.3, right=0.98, bottom=0.9 / height, top=1.0 - 0.85 / height, wspace=0.06)
+        for i, (_label, y, extra, span) in enumerate(rows):
+            for ax in (ax_abs, ax_rel):
+                ax.axhline(i, color="#eaeef2", linewidth=0.8, zorder=0)
+            ok = np.isfinite(y)
+            ax_abs.scatter(y[ok], np.full(ok.sum(), i), c=[colors[j] for j in np.flatnonzero(ok)], s=22, zorder=2)
+            has = np.isfinite(span).all(axis=0)
+            if has.any():
+                cols = [colors[j] for j in np.flatnonzero(has)]
+                ax_abs.hlines(np.full(has.sum(), i), span[0, has], span[1, has], colors=cols, linewidth=1.6, zorder=2)
+                if ref_i is not None and np.isfinite(y[ref_i]):
+                    ax_rel.hlines(np.full(has.sum(), i), span[0, has] / y[ref_i], span[1, has] / y[ref_i], colors=cols,
+                                  linewidth=1.6, zorder=2)
+            r = rel(y)
+            ok = np.isfinite(r)
+            ax_rel.scatter(r[ok], np.full(ok.sum(), i), c=[colors[j] for j in np.flatnonzero(ok)], s=22, zorder=2)
+            if beside and not np.allclose(np.nan_to_num(extra), np.nan_to_num(y / scale)):  # not the same measure
+                b = rel(extra)
+                ok = np.isfinite(b)
+                ax_rel.scatter(b[ok], np.full(ok.sum(), i) - 0.3, facecolors="none", s=16, linewidths=0.9,
+                               edgecolors=[colors[j] for j in np.flatnonzero(ok)], zorder=2)
+        ax_abs.set_yticks(range(len(rows)))
+        ax_abs.set_yticklabels([r[0] for r in rows])
+        ax_abs.set_ylim(-0.7, len(rows) - 0.3)
+        finite = np.concatenate([r[1] for r in rows])
         finite = finite[np.isfinite(finite)]
         if finite.max() / finite.min() > LOG_ABOVE:
-            ax_abs.set_yscale("log")
-            ax_abs.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-            ax_abs.yaxis.set_minor_formatter(NullFormatter())
+            ax_abs.set_xscale("log")
+            ax_abs.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+            ax_abs.xaxis.set_minor_formatter(NullFormatter())
         else:
-            ax_abs.set_ylim(bottom=0, top=finite.max() * 1.08)
-        ax_abs.yaxis.set_major_formatter(FuncFormatter(_tick))
-        ax_abs.set_ylabel(ylabel)
-        ax_abs.set_title(title, loc="left")
-        ax_rel.axhline(1.0, color="#8c959f", linewidth=0.9, linestyle="--")
-        ax_rel.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: "%.2f\u00d7" % v))
-        ax_rel.set_ylabel("ratio to the reference")
-        ax_rel.set_title("relative to the reference %s" % ref, loc="left")
+            ax_abs.set_xlim(left=0, right=finite.max() * 1.08)
+        ax_abs.xaxis.set_major_formatter(FuncFormatter(_tick))
+        ax_abs.set_xlabel(ylabel)
+        ax_rel.axvline(1.0, color="#8c959f", linewidth=0.9, linestyle="--", zorder=1)
+        ax_rel.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: "%g\u00d7" % round(v, 3)))
+        ax_rel.set_xlabel("ratio to the reference %s" % ref)
+        ax_rel.tick_params(axis="y", left=False)
         for ax in (ax_abs, ax_rel):
-            _env_axis(ax, envs, ref)
-        n_models = len(values)
-        handles, labels = ax_abs.get_legend_handles_labels()
-        ax_rel.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.03, 1.02), ncol=1 if n_models <= 22 else 2,
-                      title="model (the case drawn)", title_fontsize=8, alignment="left")
-        fig.text(0.065, 0.015, slice_text, fontsize=8, color="#59636e")
+            ax.grid(axis="x", color="#eaeef2", linewidth=0.8)
+            ax.set_axisbelow(True)
+        handles = [Line2D([], [], marker="o", linestyle="", color=c, label=e + (" (ref)" if e == ref else ""))
+                   for e, c in zip(envs, colors)]
+        if beside:
+            handles.append(Line2D([], [], marker="o", linestyle="", markerfacecolor="none", color="#57606a",
+                                  label=beside_label))
+        left = _fit_left(fig, ax_abs)
+        fig.subplots_adjust(left=left)
+        fig.legend(handles=handles, loc="upper right", bbox_to_anchor=(0.98, 1.0 - 0.04 / height),
+                   ncol=min(len(handles), 5), title=None)
+        fig.text(0.01, 1.0 - 0.12 / height, title, fontsize=10, fontweight="bold", va="top")
+        fig.text(0.01, 0.08 / height, slice_text, fontsize=8, color="#59636e", wrap=True)
     return _finish(fig, name, "%s per model across environments" % title)
+
+
+def _fit_left(fig: Figure, ax) -> float:
+    """The left margin (a fraction of the figure) that shows every y tick label whole."""
+    renderer = fig.canvas.get_renderer()
+    widest = max((t.get_window_extent(renderer).width for t in ax.get_yticklabels()), default=0.0)
+    return min(0.6, (widest + 12.0) / (fig.get_figwidth() * fig.dpi))
 
 
 def _pct(signed: bool):

@@ -70,6 +70,8 @@
     const defaults = JSON.parse(root.getAttribute('data-defaults') || '{}');
     const valueCol = C[metric === 'peak' ? 'peak_mib' : 'throughput'];
     const unit = metric === 'peak' ? 'MiB' : 'samples/s';
+    // memory: the exact tensor peak (bytes) where every point of a chart carries it, as the heatmaps prefer
+    const tensorCol = metric === 'peak' ? C.tensor_peak_bytes : undefined;
     const okCode = D.dicts.status.indexOf('ok');
     const okRows = [];
     for (let i = 0; i < A.n; i++) {
@@ -138,14 +140,16 @@
     function modelChart(modelName, rows, xKey) {
       const fixedKeys = X_AXES.map((a) => a[0]).filter((k) => k !== xKey && k !== 'env');
       const fixed = fixedValues(rows, fixedKeys);
+      const drawn = rows.filter((i) => !fixedKeys.some((k, j) => A.raw(C[k], i) !== fixed[j]));
+      const exact = tensorCol !== undefined && drawn.every((i) => Number.isFinite(A.raw(tensorCol, i)));
+      const chartUnit = metric === 'peak' ? (exact ? 'MiB tensor peak' : 'MiB process peak') : unit;
       const values = {};  // {series code: {x code: [values]}}
       const xs = {};
-      rows.forEach((i) => {
-        if (fixedKeys.some((k, j) => A.raw(C[k], i) !== fixed[j])) { return; }
+      drawn.forEach((i) => {
         const x = A.raw(C[xKey], i), group = xKey === 'env' ? 0 : A.raw(C.env, i);
         xs[x] = true;
         if (!values[group]) { values[group] = {}; }
-        pushTo(values[group], x, A.raw(valueCol, i));
+        pushTo(values[group], x, exact ? A.raw(tensorCol, i) / 1048576 : A.raw(valueCol, i));
       });
       // every environment has its place, so that the charts of a grid line up
       const xvals = xKey === 'env' ? D.dicts.env.map((_name, k) => k)
@@ -164,8 +168,8 @@
       });
       const subtitle = fixedKeys.map((k, j) => (k === 'size' ? 'size ' : 'batch ') + label(k, fixed[j]));
       const xname = X_AXES.find((a) => a[0] === xKey)[1];
-      return svgChart(modelName, `${subtitle.join(' \u00b7 ')} \u00b7 ${unit}`,
-                      xvals.map((x) => label(xKey, x)), series, unit, xname);
+      return svgChart(modelName, `${subtitle.join(' \u00b7 ')} \u00b7 ${chartUnit}`,
+                      xvals.map((x) => label(xKey, x)), series, chartUnit, xname);
     }
     function draw() {
       const xKey = sel.x.value;

@@ -22,6 +22,7 @@ from harness.analysis.report.sections import (
     ops,
     overview,
     performance,
+    upgrade,
 )
 from harness.analysis.report.sections.context import Baseline, Context, Part
 
@@ -46,6 +47,7 @@ SECTIONS: Tuple[Section, ...] = (
     Section("glance", "At a glance", "At a glance", overview.glance),
     Section("run", "Run", "The run", overview.run, needs_cases=False),
     Section("compat", "Compatibility", "Compatibility", compat.matrix),
+    Section("upgrade", "Upgrade", "Upgrade", upgrade.upgrade),
     Section("speed", "Speed", "Speed", performance.speed),
     Section("memory", "Memory", "Memory", performance.memory),
     Section("flops", "FLOPs", "FLOPs and the machine's peak", flops.flops),

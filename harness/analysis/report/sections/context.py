@@ -40,6 +40,8 @@ class Context:
     searches: Optional[pd.DataFrame] = None
     #: the report page's folder: links to files beside the records (trace folders) are made relative to it
     page_dir: Optional[str] = None
+    #: the (FROM, TO) environments of the upgrade section (``--upgrade``); None: the oldest and the newest
+    upgrade_pair: Optional[Tuple[str, str]] = None
 
     @property
     def envs(self) -> List[str]:

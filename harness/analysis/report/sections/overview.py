@@ -9,7 +9,8 @@ from typing import Optional
 import pandas as pd
 
 from harness.analysis.report import aggregate as agg
-from harness.analysis.report.markup import esc, fmt_change, fmt_drift, is_num, status_bar, table
+from harness.analysis.report.drift import DRIFT_LIMIT
+from harness.analysis.report.markup import esc, fmt_change, fmt_drift, fmt_sig, is_num, status_bar, table
 from harness.analysis.report.sections.context import Context, Part
 from harness.measures import CHAINS
 
@@ -31,7 +32,14 @@ def header(ctx: Context, title: str, generated_utc: str) -> str:
             ("run", ", ".join(runs[:3]) + (" (+%d more)" % (len(runs) - 3) if len(runs) > 3 else "") or "-"),
             ("measured", span), ("generated", generated_utc)]
     html_meta = " &nbsp;\u00b7&nbsp; ".join("%s <b>%s</b>" % (esc(k), esc(v)) for k, v in meta)
-    return '<header class="top"><h1>%s</h1><div class="meta">%s</div></header>' % (esc(title), html_meta)
+    return '<header class="top"><h1>%s</h1><div class="meta">%s</div><div class="meta signs">%s</div></header>' % (
+        esc(title), html_meta, esc(SIGNS))
+
+
+#: The page's one convention for signs and drift, said once at the top.
+SIGNS = ("Signs on this page: a change is the value here against the reference (or the upgrade's FROM): + is "
+         "slower, more memory or a larger error, \u2212 is faster, less or smaller. Accuracy and fp32 drift are "
+         "ratios to the error the arithmetic explains (above %g\u00d7 for drift: more than rounding)." % DRIFT_LIMIT)
 
 
 def problems(ctx: Context) -> Optional[Part]:
@@ -62,10 +70,12 @@ def _card_rows(ctx: Context, env: str, summary) -> str:
     bad = ", ".join("%d %s" % (n, s) for s, n in counts.items() if s != "ok")
     kv.append(("not ok", esc(bad) if bad else "none"))
     if env == ctx.ref:
-        kv += [("speed", "reference"), ("memory", "reference")]
+        kv += [("time", "reference"), ("memory", "reference")]
     else:
-        for label, key, better_high in (("speed", "speed", True), ("memory", "memory", False)):
+        for label, key, better_high in (("time", "speed", False), ("memory", "memory", False)):
             g, n = summary[key]
+            if n and key == "speed":  # the speed ratio (+ is faster) as time, the page's sign: + is slower
+                g = 1.0 / g if is_num(g) and g > 0 else math.nan
             if n:
                 good = (g > 1.02) if better_high else (g < 0.98)
                 worse = (g < 0.98) if better_high else (g > 1.02)
@@ -81,12 +91,13 @@ def _card_rows(ctx: Context, env: str, summary) -> str:
                                                              "%d failed" % nf if nf else "all passed")))
     else:
         kv.append(("accuracy", "not checked"))
-    d = summary["drift_max"]
+    d, r = summary["drift_max"], summary.get("drift_ratio_max")
     if env == ctx.ref:
         kv.append(("fp32 drift", "reference"))
     elif d is not None:
-        cls = "bad" if is_num(d) and d > 1e-4 or (isinstance(d, float) and math.isinf(d)) else "good"
-        kv.append(("fp32 drift", '<span class="%s">max %s</span>' % (cls, esc(fmt_drift(d)))))
+        far = is_num(r) and r > DRIFT_LIMIT or (isinstance(d, float) and math.isinf(d))
+        kv.append(("fp32 drift", '<span class="%s" title="largest drift %s">max %s\u00d7 expected</span>' % (
+            "bad" if far else "good", esc(fmt_drift(d)), esc(fmt_sig(r, 2)))))
     else:
         kv.append(("fp32 drift", "-"))
     return "".join("<span>%s</span><span>%s</span>" % (esc(k), v) for k, v in kv)
@@ -110,9 +121,10 @@ def glance(ctx: Context) -> Part:
                          '</small></h4><div class="kv"><span>state</span><span class="warn">%s</span>'
                          '<span>why</span><span>%s</span></div></div>' % (
                              esc(row["env"]), esc("torch " + row["torch"]), esc(row["state"]), esc(row["reason"])))
-    intro = ("Speed and memory are geometric means over the cases each environment shares with the reference "
-             "<b>%s</b> (speed: + is faster; memory: + uses more), each on the measure the heatmaps below use, "
-             "named on the card (speed: %s; memory: %s). Drift compares fp32 output probes with the reference." % (
+    intro = ("Time and memory are geometric means over the cases each environment shares with the reference "
+             "<b>%s</b> (+ is slower, + uses more), each on the measure the heatmaps below use, named on the card "
+             "(time: %s; memory: %s). Drift compares fp32 outputs with the reference, as a ratio to the drift "
+             "rounding explains (hover for the raw figure)." % (
                  esc(ctx.ref), esc(" or ".join(m.label for m in CHAINS["time"])),
                  esc(" or ".join(m.label for m in CHAINS["memory"]))))
     return Part('<div class="cards">%s</div>' % "".join(cards), intro)

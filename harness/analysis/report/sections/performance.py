@@ -16,14 +16,16 @@ CHECKPOINTED = tuple(c for c in CHECKPOINTS if c != "none")
 
 def _slice_text(where: Dict[str, str]) -> str:
     parts = ["%s %s" % (k, v) for k, v in where.items() if not (k == "opts" and v == "-")]
-    return ("Slice: %s. Each model at the batch size and size with the most ok records (in the legend); "
-            "median of the raw samples." % ", ".join(parts))
+    return ("Slice: %s. Each model at the batch size and size with the most ok records (in its row's label). "
+            "Time: the median over the rounds with its 95%% interval (a line) where a case has two or more, else "
+            "the median of one run's samples." % ", ".join(parts))
 
 
-def _release_figure(ctx: Context, column: str, scale: float, name: str, title: str, ylabel: str):
+def _release_figure(ctx: Context, column: str, scale: float, name: str, title: str, ylabel: str, **kwargs):
     where = agg.default_slice(ctx.df)
     series = agg.release_series(ctx.df, where)
-    return figures.release_chart(series, column, scale, name, title, ylabel, ctx.envs, ctx.ref, _slice_text(where))
+    return figures.release_chart(series, column, scale, name, title, ylabel, ctx.envs, ctx.ref, _slice_text(where),
+                                 **kwargs)
 
 
 def _charts(ctx: Context, metric: str) -> str:
@@ -44,7 +46,9 @@ _FILES_NOTE = "Also saved as <code>figures/%s.svg</code> and <code>.png</code> n
 
 def speed(ctx: Context) -> Part:
     """Step time per model across releases, throughput curves per model, the heatmap against the reference."""
-    chart = _release_figure(ctx, "median_s", 1e3, "speed_by_release", "Median step time", "median time (ms)")
+    # wall time: instruction counts of two releases count different code; the rounds' interval where there are some
+    chart = _release_figure(ctx, "time_s", 1e3, "speed_by_release", "Median step time", "median time (ms)",
+                            interval=("time_lo_s", "time_hi_s"))
     heat = heatmap_html(ctx, heatmap.TIME)
     body = ("<h3>Across PyTorch releases</h3>" + _figure_html(chart, _FILES_NOTE % "speed_by_release") +
             "<h3>Throughput per model</h3>"
@@ -93,8 +97,10 @@ def _tradeoff_table(trade) -> str:
 
 def memory(ctx: Context) -> Part:
     """Peak memory across releases, peak-memory curves, memory against the reference, the checkpointing trade-off."""
-    chart = _release_figure(ctx, "peak_mem_bytes", 1.0 / 2 ** 20, "memory_by_release", "Peak memory",
-                            "peak memory (MiB)")
+    # the exact tensor peak where every environment of a model carries it, the process peak beside it
+    chart = _release_figure(ctx, "mem_value", 1.0 / 2 ** 20, "memory_by_release", "Peak memory",
+                            "peak memory (MiB; each row's measure in its label)", basis_column="mem_basis",
+                            beside="peak_mem_bytes", beside_label="process peak (ring, below the dot)")
     heat = heatmap_html(ctx, heatmap.MEMORY)
     trade = agg.checkpoint_tradeoff(ctx.df)
     trade_chart = figures.tradeoff_chart(trade) if len(trade) else None
@@ -113,6 +119,7 @@ def memory(ctx: Context) -> Part:
             '<p class="note">Each checkpointed train case against the same case without checkpointing in the same '
             "environment; medians over batch sizes, sizes, precisions and environments (hover the table for each "
             "environment).</p>" + trade_html)
-    intro = ("Peak memory: the CUDA allocator peak on GPU, the process high-water mark above the pre-case baseline "
-             "on CPU (MiB).")
+    intro = ("Peak memory: the exact tensor peak wherever the records carry it (CPU), else the CUDA allocator peak "
+             "on GPU or the process high-water mark above the pre-case baseline on CPU (MiB). The figure across "
+             "releases names each model's measure and rings the process peak beside the tensor peak.")
     return Part(body, intro, figures=tuple(c for c in (chart, trade_chart) if c is not None))
