@@ -1,10 +1,12 @@
 """The environment matrix and the everyday sessions.
 
 ``nox -s matrix`` builds one virtual environment per PyTorch release, each with the
-newest Python that has wheels for it, and runs a scenario in each (posargs: the
-scenario, then any ``torchmatrix run`` options). One environment alone:
-``nox -s "matrix(torch=1.10)"``. Which releases, their Pythons, how an interpreter is
-found and how an environment is installed: ``harness.environments``. An environment
+newest Python that has wheels for it; then the ``matrix_rounds`` session runs the scenario
+in all the environments this invocation built at once, in interleaved rounds
+(``python -m harness matrix``, ``harness.engine``; posargs: the scenario, then any
+``torchmatrix matrix`` options). One environment alone: ``nox -s "matrix(torch=1.10)"``.
+Which releases, their Pythons, how an interpreter is found and how an environment is
+installed: ``harness.environments``. An environment
 whose interpreter cannot be had is skipped with a one-line reason (also written to
 ``results/<scenario>/torch-X.env.json`` so the report lists it).
 
@@ -161,6 +163,7 @@ def _check_names(session: nox.Session, scenario: str, out_dir: str, env_label: s
     if problems:
         for problem in problems:
             session.log("error: %s" % problem)
+        _NAMES_FAILED.append("%d model name(s) that no environment's library release has" % len(problems))
         session.error("%d model name(s) that no environment's library release has (misspelt?), listed above; "
                       "`python -m harness list-models 'SOURCE:*'` lists a release's names" % len(problems))
     return not cannot_tell
@@ -216,9 +219,48 @@ def matrix(session: nox.Session, torch: str) -> None:
 
         if _check_names(session, scenario, out_dir, env_label, report_file, newest_unpinned):
             env[NAMES_CHECKED_ENV_VAR] = "1"  # decided here: the run's own "cannot tell" note would mislead
-    session.run("python", "-m", "harness", "run", scenario, "--env-label", env_label,
-                *([] if "--out" in args else ["--out", out_dir]), *args, env=env)
-    session.notify("report", posargs=[out_dir])
+    # Nothing runs yet: the environment joins the run that `matrix_rounds` makes of every environment this
+    # invocation built, in interleaved rounds (harness.engine), once the last one is installed.
+    python = os.path.join(session.virtualenv.location, "bin", "python")
+    _VARIANTS.append({"label": env_label, "python": python, "env": env})
+    session.notify("matrix_rounds", posargs=session.posargs)
+
+
+#: The environments this nox invocation built for the matrix, in order: {"label", "python", "env"} (a
+#: noxfile is loaded once per invocation, and every session runs in this process).
+_VARIANTS: List[dict] = []
+#: Set when a matrix session stopped the run on a model name no environment has: nothing may run then.
+_NAMES_FAILED: List[str] = []
+
+
+@nox.session(python=False)
+def matrix_rounds(session: nox.Session) -> None:
+    """The matrix's run (what `nox -s matrix` ends with): every environment it built, in interleaved rounds."""
+    if _NAMES_FAILED:
+        session.error("not run: %s" % _NAMES_FAILED[0])
+    if not _VARIANTS:
+        session.error("no environment to run: `nox -s matrix` (or `nox -s \"matrix(torch=1.10)\"`) builds them and "
+                      "then runs this session")
+    try:
+        _, posargs = _with_args(session.posargs, getattr(session, "invoked_from", None) or os.getcwd())
+    except ValueError as exc:
+        session.error(str(exc))
+    scenario, args = _run_args(posargs)
+    out_dir = _out_dir(scenario, args)
+    folder = os.path.join(out_dir, ".variants")
+    os.makedirs(folder, exist_ok=True)
+    files = []
+    for variant in _VARIANTS:
+        path = os.path.join(folder, variant["label"] + ".json")
+        with open(path, "w", encoding="utf-8") as fh:
+            json.dump(variant, fh, indent=1)
+        files += ["--variant-file", path]
+    # The coordinator is standard library only (tomli, which Python < 3.11 needs, comes with nox): nox's own
+    # interpreter runs it; each environment's Python runs its workers.
+    session.run(sys.executable, "-m", "harness", "matrix", scenario, *files,
+                *([] if "--out" in args else ["--out", out_dir]), *args, env={"PYTHONPATH": ROOT}, external=True)
+    if "--dry-run" not in args:
+        session.notify("report", posargs=[out_dir])
 
 
 @nox.session(python=False)

@@ -155,9 +155,12 @@ class CaseBatch:
 
     def _run(self, session: Any) -> None:
         from harness.commands.run import default_env_label
+        from harness.engine import schedule
+        from harness.engine.coordinator import run_variants
+        from harness.engine.variant import Variant
         from harness.record.schema import Record
         from harness.record.store import OutputLock, OutputLocked
-        from harness.runner.manager import DiskFull, run_cases
+        from harness.runner.manager import DiskFull
 
         selected = [i.torchmatrix_case for i in session.items
                     if getattr(i, "torchmatrix_case", None) is not None and i.torchmatrix_case[0] is self]
@@ -171,9 +174,17 @@ class CaseBatch:
         interrupted = False
         try:
             with OutputLock(out_path):
-                written, interrupted = run_cases(self.scenario, cases, out_path, label, print_fn=self._say)
-            # as the record file holds them: every field of the schema, absent parts as null
-            self.records = {r["case_key"]: Record.from_dict(r).to_dict() for r in written}
+                rounds = schedule.resolve_rounds(self.scenario.measure.get("rounds"), 1)
+                outcome = run_variants(self.scenario, [Variant(label, out_path=out_path, cases=cases)], rounds,
+                                       print_fn=self._say)
+                interrupted = outcome.interrupted
+                if outcome.dropped:
+                    raise RuntimeError(outcome.dropped[label])
+            # as the record file holds them: every field of the schema, absent parts as null; a case's
+            # first round (the one with its extras) stands for it
+            self.records = {}
+            for r in outcome.written[label]:
+                self.records.setdefault(r["case_key"], Record.from_dict(r).to_dict())
         except (OutputLocked, DiskFull, RuntimeError, OSError) as exc:
             self.problem = "torchmatrix: the cases could not run: %s" % exc
         finally:

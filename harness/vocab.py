@@ -6,6 +6,7 @@ Both sides import this module (the runner on Python 3.9 + PyTorch 1.10, the anal
 side without torch), so it holds names and tuples only: standard library, no I/O.
 """
 import enum
+import re
 
 from harness import precisions as _precisions
 
@@ -77,6 +78,10 @@ AGGREGATE_CASE_KEY = "(all cases)"
 VERDICTS = ("regressed", "lost", "improved", "unchanged", "inconclusive", "not_comparable", "new", "vanished")
 #: The verdicts that fail the gate (exit code 1).
 FAILING_VERDICTS = ("regressed", "lost")
+
+
+#: What an environment (variant) label may hold: it names a record file in the output folder.
+ENV_LABEL_RE = re.compile(r"^[A-Za-z0-9+_-][A-Za-z0-9.+_-]*$")
 
 
 class ExitCode(enum.IntEnum):

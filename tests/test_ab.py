@@ -293,6 +293,8 @@ def test_same_revision_twice_passes_and_old_results_are_moved_aside(fake_repo, l
     assert run_ab(str(repo), base, base, str(repo / "scenarios" / "tiny.toml"), rounds=3, out_dir=str(out)) == 0
     assert len(open(str(out / "A" / "base.jsonl")).readlines()) == 3   # not pooled with the first run
     assert len(os.listdir(str(out / "previous"))) >= 1
+    # this stand-in runner has no engine (harness/engine/cases.py): whole rounds, as for an old base
+    assert json.load(open(str(out / "ab-rounds.json")))["engine"] is False
 
 
 @needs_gate
@@ -427,7 +429,8 @@ def test_ctrl_c_during_a_round_stops_it_and_removes_the_worktrees(fake_repo, log
 TWO_CASES = ("--only", "model=cbam_classifier_tiny,attention_mha_tiny", "--only", "mode=eval",
              "--only", "precision=fp32")
 #: Appended to the head revision's run command: ``harness run`` then fails before measuring anything.
-BROKEN_RUN = '\n\ndef run(args):\n    raise RuntimeError("this revision is broken on purpose")\n'
+#: Put first in the head's worker (harness/runner/worker.py): its workers die on start-up.
+BROKEN_WORKER = 'raise RuntimeError("this revision is broken on purpose")\n'
 
 
 @pytest.fixture(scope="module")
@@ -441,8 +444,8 @@ def real_project(tmp_path_factory):
     _git(repo, "add", "-A")
     _git(repo, "commit", "-q", "-m", "snapshot")
     good = _git(repo, "rev-parse", "HEAD")
-    with open(str(repo / "harness" / "commands" / "run.py"), "a") as fh:
-        fh.write(BROKEN_RUN)
+    worker = repo / "harness" / "runner" / "worker.py"
+    worker.write_text(BROKEN_WORKER + worker.read_text())
     _git(repo, "commit", "-q", "-am", "broken")
     return repo, good, _git(repo, "rev-parse", "HEAD")
 
@@ -459,12 +462,15 @@ def test_real_runner_a_a_passes(real_project, tmp_path, capsys):
     doc = json.load(open(str(out / "gate-verdicts.json")))
     assert not [v for v in doc["verdicts"] if v["verdict"] == "regressed"]
     log = json.load(open(str(out / "ab-rounds.json")))
+    assert log["engine"] is True  # both revisions have the engine: one interleaved run
     assert [(r["label"], r["rc"]) for r in log["rounds"]] == [("base", 0), ("head", 0)]
     assert log["gate_exit_code"] == 0
     for folder, label in (("A", "base"), ("B", "head")):
         recs = [json.loads(line) for line in open(str(out / folder / (label + ".jsonl")))]
         assert sorted(r["case"]["model"] for r in recs) == ["attention_mha_tiny", "cbam_classifier_tiny"]
         assert all(r["status"] == "ok" and r["env_label"] == label for r in recs), recs
+        assert all(r["round"]["index"] == 1 and r["round"]["paired"] and r["round"]["variants"] == ["base", "head"]
+                   for r in recs)
     by_kind = {}
     for v in doc["verdicts"]:
         by_kind.setdefault(v["kind"], []).append(v["verdict"])
@@ -479,7 +485,8 @@ def test_real_runner_a_a_passes(real_project, tmp_path, capsys):
 
 
 def test_a_failed_round_is_reported_and_the_worktrees_are_removed(real_project, tmp_path, capsys):
-    """A head revision whose ``harness run`` exits non-zero: the run goes on, says so, cleans up; gate exit 2."""
+    """A head revision whose workers cannot start: the head drops out, the base's cases still run, ab says so
+    and cleans up; the gate's exit is 2 (no candidate records)."""
     repo, good, broken = real_project
     out = tmp_path / "ab"
     code = run_ab(str(repo), good, broken, str(repo / "scenarios" / "smoke.toml"), rounds=1, out_dir=str(out),
@@ -487,11 +494,13 @@ def test_a_failed_round_is_reported_and_the_worktrees_are_removed(real_project, 
     err = capsys.readouterr().err
     # the candidate has no records: an input error of the gate (or its missing dependencies: also 2)
     assert code == 2, err[-3000:]
-    assert "ab: round 2 (head) exited with 1" in err
+    assert "ab: head (B) dropped out: worker failed to start" in err and "broken on purpose" in err
     log = json.load(open(str(out / "ab-rounds.json")))
+    assert log["engine"] is True
     assert [(r["label"], r["rc"]) for r in log["rounds"]] == [("base", 0), ("head", 1)]
     assert len(open(str(out / "A" / "base.jsonl")).readlines()) == 2
-    assert not os.path.exists(str(out / "B" / "head.jsonl"))
+    head = out / "B" / "head.jsonl"
+    assert not head.exists() or head.read_text() == ""  # no head record
     assert _worktrees_left(repo, out) == ([], False)
     assert _git(repo, "status", "--porcelain") == ""
 

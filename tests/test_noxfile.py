@@ -260,13 +260,21 @@ def test_matrix_installs_the_scenarios_requirements_and_with_beside_torch_and_na
     session = _venv_session(tmp_path, backend, fake_torch, posargs=posargs, invoked_from=str(tmp_path))
     monkeypatch.setattr(noxfile, "pick_python", lambda versions: (sys.executable, "found"))
     monkeypatch.setattr(noxfile, "install_torch", lambda session, label: None)  # done by _venv_session
+    noxfile._VARIANTS.clear()
     noxfile.matrix(session, torch="1.10")
 
-    assert len(session.harness_runs) == 1 and session.notified == [("report", [out])]
-    args, env = session.harness_runs[0]
-    assert args == ["python", "-m", "harness", "run", scenario, "--env-label", "torch-1.10", "--out", out]
+    # nothing runs in the environment's own session: it joins the interleaved run of matrix_rounds
+    assert session.harness_runs == [] and session.notified == [("matrix_rounds", posargs)]
     report_file = os.path.join(out, "torch-1.10.requirements.json")
-    assert env == {"PYTHONPATH": ROOT, requirements.REPORT_ENV_VAR: report_file}
+    assert noxfile._VARIANTS == [{"label": "torch-1.10", "python": os.path.join(session.virtualenv.location, "bin",
+                                                                                 "python"),
+                                  "env": {"PYTHONPATH": ROOT, requirements.REPORT_ENV_VAR: report_file}}]
+    noxfile.matrix_rounds(session)
+    (args, env), = session.harness_runs
+    variant_file = os.path.join(out, ".variants", "torch-1.10.json")
+    assert args == [sys.executable, "-m", "harness", "matrix", scenario, "--variant-file", variant_file, "--out", out]
+    assert json.loads(open(variant_file, encoding="utf-8").read()) == noxfile._VARIANTS[0]
+    assert session.notified[-1] == ("report", [out])
     report = requirements.load_report(report_file)
     assert report["requested"] == [str(wheels / "tinyextra-0.3-py3-none-any.whl"),
                                    str(wheels / "needsnewtorch-1.0-py3-none-any.whl"), other, "torchmatrix-nope"]
@@ -277,9 +285,10 @@ def test_matrix_installs_the_scenarios_requirements_and_with_beside_torch_and_na
     assert note.startswith("not installed in this environment: ") and "torchmatrix-nope (" in note
 
     # the same output folder without extras: the old report goes, the run is told there is none
-    session.posargs, session.harness_runs = ["smoke", "--out", out], []
+    session.posargs = ["smoke", "--out", out]
+    noxfile._VARIANTS.clear()
     noxfile.matrix(session, torch="1.10")
-    assert session.harness_runs[0][1][requirements.REPORT_ENV_VAR] == ""
+    assert noxfile._VARIANTS[0]["env"][requirements.REPORT_ENV_VAR] == ""
     assert not os.path.exists(report_file)
 
 
@@ -291,7 +300,7 @@ def test_matrix_stops_before_installing_on_a_bad_environment_table(tmp_path, mon
     session = VenvSession(tmp_path / "no-venv", "uv", posargs=[scenario, "--out", str(tmp_path / "out")])
     with pytest.raises(RuntimeError, match=r"session.error: scenario .*extras.toml has 1 problem"):
         noxfile.matrix(session, torch="1.10")
-    assert installed == [] and session.harness_runs == []
+    assert installed == [] and session.harness_runs == [] and session.notified == []
     assert any("missing-project does not" in line for line in session.logs), session.logs
     with pytest.raises(RuntimeError, match=r"session.error: --with '\./nope'"):
         noxfile.matrix(VenvSession(tmp_path, "uv", posargs=["smoke", "--with", "./nope"],

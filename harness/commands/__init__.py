@@ -7,4 +7,4 @@ pandas, scipy and torch are imported inside ``run``. ``harness.cli`` assembles t
 """
 
 #: Command modules in the order ``--help`` lists them.
-COMMAND_MODULES = ("run", "merge", "list_models", "env", "report", "gate", "ab")
+COMMAND_MODULES = ("run", "matrix", "merge", "list_models", "env", "report", "gate", "ab")

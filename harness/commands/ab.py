@@ -2,10 +2,13 @@
 
 ``run_ab(repo, base_rev, head_rev, scenario)`` checks each revision out in its own
 git worktree under ``<out_dir>/worktrees/`` (removed afterwards, also after an
-error or Ctrl-C), then runs the scenario ``rounds`` times per revision, each round a
-fresh ``python -m harness run SCENARIO --out <out_dir>/<A|B> --env-label <base|head>
---append`` with the worktree as working directory and first on ``PYTHONPATH``, so each
-revision's own code is measured. Finally it calls the gate on ``<out_dir>/A``
+error or Ctrl-C), then runs both as the two variants of one interleaved run
+(``harness.engine``): in each of ``rounds`` rounds each case is measured by the base and the
+head back to back, each side in a fresh worker running its own revision's code (the
+worktree is its working folder and first on ``PYTHONPATH``); records go to
+``<out_dir>/A/base.jsonl`` and ``<out_dir>/B/head.jsonl``. A revision from before the engine
+(no ``ENGINE_MARK``) runs whole rounds instead, each a fresh ``python -m harness run SCENARIO
+--out <out_dir>/<A|B> --env-label <base|head> --append``, in ``order``. Finally it calls the gate on ``<out_dir>/A``
 (baseline) and ``<out_dir>/B`` (candidate), which writes ``gate-verdicts.json`` and
 ``gate-summary.md`` into ``out_dir``; its exit code is returned.
 
@@ -63,6 +66,10 @@ GATE_TOOLING = (".github/", "noxfile.py", "harness/analysis/gate/", "harness/com
 
 #: The base's step times written for the head's counting round (``harness.runner.instruction_pass``).
 BASE_STEPS = "ab-base-steps.json"
+
+#: A revision that has this file speaks the engine's protocol (``harness.engine``): ``ab`` runs both sides as
+#: variants of one interleaved run; an older one runs whole rounds, one ``harness run`` per side and round.
+ENGINE_MARK = os.path.join("harness", "engine", "cases.py")
 
 #: (folder under out_dir, env label) of each side.
 SIDES = {"A": ("A", "base"), "B": ("B", "head")}
@@ -286,30 +293,18 @@ def run_ab(repo: str, base_rev: str, head_rev: str, scenario: str, rounds: int =
         base_own = scen["A"] if scen["A"] != scen["B"] or not scen["B"].startswith(trees["B"] + os.sep) else None
         if not os.path.exists(scen["B"]):
             raise ABError("scenario %s not found (looked in the head revision and as given)" % scenario)
-        print_fn("ab: %s (A, %s) vs %s (B, %s), %d rounds each, order %s" % (
-            base_rev, commits["A"][:10], head_rev, commits["B"][:10], rounds, "".join(seq)))
-        for i, side in enumerate(seq):
-            folder, label = SIDES[side]
-            cmd = [python, "-m", "harness", "run", scen[side], "--out", os.path.join(out_dir, folder),
-                   "--env-label", label, "--append"] + list(extra_args)
-            env = dict(os.environ)
-            if instructions and side not in seq[:i]:
-                cmd.append("--instructions")
-                if side == "B" and "A" in seq[:i]:  # the base's steps decide which cases both sides count
-                    steps_path = os.path.join(out_dir, BASE_STEPS)
-                    _write_json(steps_path, base_steps(os.path.join(out_dir, SIDES["A"][0])))
-                    env[COUNT_STEPS_FROM_ENV] = steps_path
-            env["PYTHONPATH"] = os.pathsep.join([trees[side]] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-            print_fn("ab: round %d/%d: %s (%s)" % (i + 1, len(seq), label, commits[side][:10]))
-            t0 = time.time()
-            rc = _run_round(cmd, trees[side], env, timeout_s)
-            log["rounds"].append({"index": i, "side": side, "label": label, "rc": rc,
-                                  "seconds": round(time.time() - t0, 3)})
-            _write_json(os.path.join(out_dir, "ab-rounds.json"), log)
-            if rc == ExitCode.INTERRUPTED:
-                raise KeyboardInterrupt
-            if rc != 0:
-                print("ab: round %d (%s) exited with %d" % (i + 1, label, rc), file=sys.stderr)
+        if speaks_engine(trees["A"]) and speaks_engine(trees["B"]):
+            log["engine"] = True
+            print_fn("ab: %s (A, %s) vs %s (B, %s), %d interleaved rounds (each case: base and head back to back)" % (
+                base_rev, commits["A"][:10], head_rev, commits["B"][:10], rounds))
+            _run_engine(trees, scen, base_own, out_dir, python, extra_args, rounds, instructions, log, print_fn)
+        else:
+            log["engine"] = False
+            print_fn("ab: the %s revision predates the engine (no %s): whole rounds, one `harness run` per side and "
+                     "round, order %s" % ("base" if not speaks_engine(trees["A"]) else "head", ENGINE_MARK,
+                                          "".join(seq)))
+            _run_whole_rounds(seq, trees, scen, commits, out_dir, python, extra_args, instructions, timeout_s,
+                              log, print_fn)
         policy, gate_scenario = policy_note(base_own, scen["B"], trust_head_config,
                                             tooling_changes(toplevel, commits["A"], commits["B"]))
         for change in policy["changes"]:
@@ -333,6 +328,101 @@ def run_ab(repo: str, base_rev: str, head_rev: str, scenario: str, rounds: int =
             os.rmdir(os.path.join(out_dir, "worktrees"))
         except OSError:
             pass
+
+
+def speaks_engine(tree: str) -> bool:
+    """Whether the revision checked out at ``tree`` has the engine's worker side (``ENGINE_MARK``)."""
+    return os.path.exists(os.path.join(tree, ENGINE_MARK))
+
+
+def _only_args(extra_args: Sequence[str]) -> List[str]:
+    """The ``--only`` values of ``extra_args`` (the one ``harness run`` option the engine path takes)."""
+    only, args = [], list(extra_args)
+    while args:
+        arg = args.pop(0)
+        if arg == "--only" and args:
+            only.append(args.pop(0))
+        elif arg.startswith("--only="):
+            only.append(arg[len("--only="):])
+        else:
+            raise ABError("extra argument %r: with the engine only --only AXIS=V,... is passed on" % arg)
+    return only
+
+
+def _run_engine(trees: Dict[str, str], scen: Dict[str, str], base_own: Optional[str], out_dir: str, python: str,
+                extra_args: Sequence[str], rounds: int, instructions: bool, log: Dict, print_fn: Callable) -> None:
+    """Both revisions as variants of one interleaved run (``harness.engine``): each case measured by the base
+    and the head back to back, in a fresh worker per side and round, each side's worker running its own
+    code and expanding its own scenario; the measure settings are the base's (the head's where the base
+    lacks the scenario). A side whose code cannot list its cases takes no part (the gate then says so)."""
+    from harness.engine.coordinator import run_variants
+    from harness.engine.variant import Variant, VariantError
+    from harness.scenario import spec as scenario_spec
+
+    only = _only_args(extra_args)
+    try:
+        settings_from = scenario_spec.load(base_own or scen["B"])
+    except scenario_spec.ScenarioError as exc:
+        raise ABError("scenario %s: %s" % (base_own or scen["B"], "; ".join(exc.problems))) from None
+    if instructions:
+        settings_from.measure["instructions"] = True
+    variants = []
+    for side in ("A", "B"):
+        folder, label = SIDES[side]
+        variant = Variant(label, python, trees[side], out_path=os.path.join(out_dir, folder, label + ".jsonl"))
+        try:
+            variant.expand(scen[side], only)
+        except VariantError as exc:
+            print("ab: %s (%s) takes no part: %s" % (label, side, exc), file=sys.stderr)
+            log["rounds"].append({"side": side, "label": label, "rc": ExitCode.FAILURE, "reason": str(exc)})
+            continue
+        os.makedirs(os.path.dirname(variant.out_path), exist_ok=True)
+        variants.append(variant)
+    _write_json(os.path.join(out_dir, "ab-rounds.json"), log)
+    if not variants:
+        return
+    t0 = time.time()
+    outcome = run_variants(settings_from, variants, rounds, print_fn=print_fn, first_decides_counts=True)
+    for v in variants:
+        side = "A" if v.label == SIDES["A"][1] else "B"
+        dropped = outcome.dropped.get(v.label)
+        if dropped:
+            print("ab: %s (%s) dropped out: %s" % (v.label, side, dropped), file=sys.stderr)
+        log["rounds"].append({"side": side, "label": v.label, "reason": dropped,
+                              "records": len(outcome.written[v.label]),
+                              "rc": ExitCode.INTERRUPTED if outcome.interrupted else ExitCode.FAILURE if dropped else 0,
+                              "rounds": rounds, "seconds": round(time.time() - t0, 3)})
+    _write_json(os.path.join(out_dir, "ab-rounds.json"), log)
+    if outcome.interrupted:
+        raise KeyboardInterrupt
+
+
+def _run_whole_rounds(seq: List[str], trees: Dict[str, str], scen: Dict[str, str], commits: Dict[str, str],
+                      out_dir: str, python: str, extra_args: Sequence[str], instructions: bool,
+                      timeout_s: Optional[float], log: Dict, print_fn: Callable) -> None:
+    """A revision from before the engine: each round one ``harness run`` of one side, in ``seq`` order."""
+    for i, side in enumerate(seq):
+        folder, label = SIDES[side]
+        cmd = [python, "-m", "harness", "run", scen[side], "--out", os.path.join(out_dir, folder),
+               "--env-label", label, "--append"] + list(extra_args)
+        env = dict(os.environ)
+        if instructions and side not in seq[:i]:
+            cmd.append("--instructions")
+            if side == "B" and "A" in seq[:i]:  # the base's steps decide which cases both sides count
+                steps_path = os.path.join(out_dir, BASE_STEPS)
+                _write_json(steps_path, base_steps(os.path.join(out_dir, SIDES["A"][0])))
+                env[COUNT_STEPS_FROM_ENV] = steps_path
+        env["PYTHONPATH"] = os.pathsep.join([trees[side]] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+        print_fn("ab: round %d/%d: %s (%s)" % (i + 1, len(seq), label, commits[side][:10]))
+        t0 = time.time()
+        rc = _run_round(cmd, trees[side], env, timeout_s)
+        log["rounds"].append({"index": i, "side": side, "label": label, "rc": rc,
+                              "seconds": round(time.time() - t0, 3)})
+        _write_json(os.path.join(out_dir, "ab-rounds.json"), log)
+        if rc == ExitCode.INTERRUPTED:
+            raise KeyboardInterrupt
+        if rc != 0:
+            print("ab: round %d (%s) exited with %d" % (i + 1, label, rc), file=sys.stderr)
 
 
 def add_arguments(parser) -> None:

@@ -1,14 +1,11 @@
 """``torchmatrix run SCENARIO``: run a scenario's cases in this environment."""
-import json
 import os
-import re
 import sys
 import time
-from typing import Dict, Optional, Sequence
+from typing import Optional, Sequence
 
-from harness.fileio import atomic_write_text
-from harness.record.store import OutputLock, OutputLocked, held_case_keys
-from harness.vocab import ExitCode
+from harness.record.store import OutputLock, OutputLocked, read_records, rotate_aside, write_env_json
+from harness.vocab import ENV_LABEL_RE, ExitCode
 
 NAME = "run"
 HELP = "run a scenario in this environment (records to results/)"
@@ -46,8 +43,6 @@ def add_arguments(parser) -> None:
     parser.add_argument("--dry-run", action="store_true", help="list the cases (of the shard, with --shard) and exit")
 
 
-#: What an environment label may hold: it names a file in the output folder.
-ENV_LABEL_RE = re.compile(r"^[A-Za-z0-9+_-][A-Za-z0-9.+_-]*$")
 
 
 def run(args) -> int:
@@ -62,32 +57,6 @@ def default_env_label() -> str:
     import torch
 
     return "torch-%s-py%s" % (torch.__version__.split("+")[0], ".".join(platform.python_version_tuple()[:2]))
-
-
-def _rotate(path: str) -> Optional[str]:
-    """Move an earlier run's records aside (never delete them); return the new place."""
-    if not os.path.exists(path) or os.path.getsize(path) == 0:
-        return None
-    stamp = time.strftime("%Y%m%dT%H%M%S", time.localtime(os.path.getmtime(path)))
-    dest_dir = os.path.join(os.path.dirname(path), "previous", stamp)
-    os.makedirs(dest_dir, exist_ok=True)
-    dest = os.path.join(dest_dir, os.path.basename(path))
-    os.replace(path, dest)
-    env_json = path[: -len(".jsonl")] + ".env.json"
-    if os.path.exists(env_json):
-        os.replace(env_json, os.path.join(dest_dir, os.path.basename(env_json)))
-    # the traces go with their records: a record names its trace folder relative to its own folder
-    traces = os.path.join(os.path.dirname(path), "profiles", os.path.basename(path)[: -len(".jsonl")])
-    if os.path.isdir(traces):
-        os.makedirs(os.path.join(dest_dir, "profiles"), exist_ok=True)
-        os.replace(traces, os.path.join(dest_dir, "profiles", os.path.basename(traces)))
-    return dest
-
-
-def write_env_json(out_dir: str, label: str, env: Dict, status: str = "ok", reason: Optional[str] = None) -> None:
-    """``OUT/LABEL.env.json``: the environment's versions, or why it was skipped."""
-    doc = {"env_label": label, "status": status, "reason": reason, "versions": env}
-    atomic_write_text(os.path.join(out_dir, label + ".env.json"), json.dumps(doc, indent=1, sort_keys=True))
 
 
 def run_scenario(scenario_path: str, out_dir: Optional[str] = None, env_label: Optional[str] = None,
@@ -168,11 +137,14 @@ def run_scenario(scenario_path: str, out_dir: Optional[str] = None, env_label: O
 def _run_locked(sc, path: str, cases, out_dir: str, out_path: str, label: str, resume: bool, append: bool,
                 print_fn, selection=None) -> int:
     """The run proper, with the output's lock held; ``selection``: the shard (``harness.shard.split.Selection``)."""
-    from harness.runner.manager import DiskFull, run_cases, summary_table
+    from harness.engine import schedule
+    from harness.engine.coordinator import held_offset, held_rounds, run_variants
+    from harness.engine.variant import Variant
+    from harness.runner.manager import DiskFull, summary_table
 
-    held = held_case_keys(out_path) if resume else set()
+    held = held_rounds(read_records(out_path)) if resume and os.path.exists(out_path) else set()
     if not resume and not append:
-        moved = _rotate(out_path)
+        moved = rotate_aside(out_path)
         if moved:
             print_fn("earlier records moved to %s" % moved)
     print_fn("torchmatrix: scenario %s (%s), %d cases, environment %s -> %s" % (
@@ -181,8 +153,12 @@ def _run_locked(sc, path: str, cases, out_dir: str, out_path: str, label: str, r
         print_fn(selection.summary())
     t0 = time.perf_counter()
     try:
-        written, interrupted = run_cases(sc, cases, out_path, label, held=held, print_fn=print_fn,
-                                         shard=selection.fields if selection else None)
+        rounds = schedule.resolve_rounds(sc.measure.get("rounds"), 1)
+        variant = Variant(label, out_path=out_path, cases=list(cases))
+        offset = held_offset(read_records(out_path)) if append and os.path.exists(out_path) else 0
+        outcome = run_variants(sc, [variant], rounds, {label: held}, print_fn,
+                               shard=selection.fields if selection else None, round_offset=offset)
+        written, interrupted = outcome.written[label], outcome.interrupted
     except DiskFull as exc:
         print("error: %s" % exc, file=sys.stderr)
         return ExitCode.FAILURE
@@ -198,4 +174,7 @@ def _run_locked(sc, path: str, cases, out_dir: str, out_path: str, label: str, r
         print_fn("   profiler traces of %d cases in %s (nox -s tensorboard, or Perfetto)" % (
             traced, os.path.join(out_dir, "profiles", label)))
     print_fn("   %.1f s; records in %s" % (time.perf_counter() - t0, out_path))
+    if outcome.dropped:
+        print("error: %s" % outcome.dropped[label], file=sys.stderr)
+        return ExitCode.FAILURE
     return ExitCode.INTERRUPTED if interrupted else ExitCode.OK

@@ -259,6 +259,28 @@ class Checks:
 
 
 @dataclass
+class Round:
+    """Which round of an interleaved run wrote the record (``harness.engine``): every variant (an
+    environment of ``nox -s matrix``, a revision of ``ab``) measures each case once per round, in a
+    fresh worker per round and variant, the variants of one case one after another in a rotating
+    order, so the records of one case and round are paired in time across variants."""
+
+    index: Optional[int] = _f("this round, counted from 1", "round", required=True, report=True)
+    of: Optional[int] = _f("how many rounds the run planned ([measure] rounds)", "round_of", required=True,
+                           report=True)
+    variants: Optional[List[str]] = _f("the labels of the variants the run measured, in its fixed order",
+                                       required=True)
+    position: Optional[int] = _f("this variant's place in this case's visit order in this round, from 0",
+                                 "round_position", report=True)
+    paired: Optional[bool] = _f("another variant measured the same case in the same round beside it (False: "
+                                "one variant, or a job that held one environment: nothing to pair with)",
+                                "round_paired", required=True, report=True)
+    extras: Optional[bool] = _f("this round ran the case's extras (tensor peak, FLOPs, references, checks, "
+                                "counts): the first round does, later rounds time only", "round_extras",
+                                report=True)
+
+
+@dataclass
 class Shard:
     """Which shard of a split run wrote the record (``run --shard K/N``; ``harness.shard.split``):
     what ``torchmatrix merge`` checks before it joins the shards' records."""

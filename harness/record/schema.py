@@ -30,6 +30,7 @@ from harness.record.parts import (
     Memory,
     Profile,
     Roofline,
+    Round,
     Shard,
     Task,
     Timing,
@@ -51,7 +52,7 @@ SCHEMA_HISTORY = (
         "accuracy.tolerance is None under the calibrated rule. Lifting 1 marks accuracy.rule "
         "'fixed tolerance', which is what version 1 judged by; later, without a version change (new optional "
         "parts only): shard; max_batch (and a case's batch_size 'max'); profile; flops, roofline; extras, "
-        "accuracy.reference_shared"),
+        "accuracy.reference_shared; round"),
 )
 
 #: ``version -> function`` turning a record of that version into one of ``version + 1``.
@@ -98,6 +99,8 @@ class Record:
     instructions: Optional[Instructions] = _f("instruction counts (when the scenario or --instructions asks; "
                                                "ok cases only)")
     shard: Optional[Shard] = _f("which shard of a split run wrote the record (run --shard K/N); None unsharded")
+    round: Optional[Round] = _f("which round of an interleaved run wrote the record (harness.engine); None: "
+                                "a record from before rounds (one round)")
     max_batch: Optional[MaxBatch] = _f("the largest batch that fits (a case with batch_size 'max'); None otherwise")
     profile: Optional[Profile] = _f("a torch.profiler trace and the heaviest ops (cases a scenario's [profile] or "
                                     "run --profile names; ok cases only)")

@@ -4,7 +4,11 @@ Writing is append-only, flushed and fsynced per line: a crash or kill loses at m
 the case in flight. A writer that finds an unterminated last line (a kill mid-write, a
 full disk) moves it to ``<file>.partial`` before appending, so no record is glued to a
 fragment. Reading tolerates bad lines and reports each as ``(line, None, problem)``;
-what a good record is comes from ``harness.record.schema``. ``OutputLock`` keeps a second run
+what a good record is comes from ``harness.record.schema``. Instruction counts, made after the
+timed rounds (``harness.engine.coordinator``), go to a counts file beside the record file
+(``counts_path``: ``<label>.counts``, one ``{"case_key", "round", "instructions"}`` a line,
+appended and fsynced the same way); reading a record file merges them into its records' ``instructions``
+part, so every reader sees one record. ``OutputLock`` keeps a second run
 off a record file in use. Standard library only (the runner writes, the analysis side
 reads).
 """
@@ -56,6 +60,16 @@ def set_aside_unterminated_tail(path: str) -> Optional[Tuple[int, str]]:
     return len(fragment), sidecar
 
 
+#: The counts file of a record file: ``<label>.counts`` beside ``<label>.jsonl`` (not ``*.jsonl``: the
+#: analysis side reads every ``*.jsonl`` of a folder as records).
+COUNTS_SUFFIX = ".counts"
+
+
+def counts_path(path: str) -> str:
+    """The counts file of the record file ``path``."""
+    return (path[:-len(".jsonl")] if path.endswith(".jsonl") else path) + COUNTS_SUFFIX
+
+
 class RecordWriter:
     """Append records to a JSONL file, one fsynced line per record.
 
@@ -91,6 +105,37 @@ class RecordWriter:
         self.close()
 
 
+class CountsWriter(RecordWriter):
+    """Append instruction counts to a record file's counts file (``counts_path``), one fsynced line each."""
+
+    def __init__(self, record_path: str):
+        super().__init__(counts_path(record_path))
+
+    def append(self, entry: Dict[str, Any]) -> None:  # type: ignore[override]
+        """Write ``{"case_key", "round", "instructions"}`` as one line."""
+        self._fh.write(json.dumps(entry, sort_keys=True, allow_nan=True) + "\n")
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+
+def read_counts(path: str) -> Dict[Tuple[str, int], Dict]:
+    """``{(case key, round): instructions part}`` of the record file ``path``'s counts file (none: empty);
+    unreadable lines are skipped (a count cut by a kill is counted again on ``--resume``)."""
+    found: Dict[Tuple[str, int], Dict] = {}
+    try:
+        fh = open(counts_path(path), "rb")
+    except OSError:
+        return found
+    with fh:
+        for raw in fh:
+            try:
+                entry = json.loads(raw.decode("utf-8"))
+                found[(str(entry["case_key"]), int(entry["round"]))] = dict(entry["instructions"])
+            except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+                continue
+    return found
+
+
 def iter_records(path: str, loads=None) -> Iterator[Tuple[int, Optional[Dict], Optional[str]]]:
     """Yield ``(line_number, record, problem)`` for each non-blank line of ``path``.
 
@@ -98,8 +143,10 @@ def iter_records(path: str, loads=None) -> Iterator[Tuple[int, Optional[Dict], O
     readable schema version (a truncated last line after a kill, a field of the wrong
     type). ``loads`` is a faster parser to try first (the analysis side passes
     orjson's); lines it refuses, such as the NaN/Infinity that ``json`` writes, fall
-    back to ``json.loads``. Records are returned lifted to ``SCHEMA_VERSION``.
+    back to ``json.loads``. Records are returned lifted to ``SCHEMA_VERSION``, with their counts from
+    the counts file (``read_counts``) where the record has none.
     """
+    counts = read_counts(path)
     with open(path, "rb") as fh:
         for lineno, raw in enumerate(fh, 1):
             try:
@@ -124,13 +171,47 @@ def iter_records(path: str, loads=None) -> Iterator[Tuple[int, Optional[Dict], O
             problem = check(rec)
             if problem:
                 yield lineno, None, problem
-            else:
-                yield lineno, upgrade(rec), None
+                continue
+            counted = counts.get((rec.get("case_key"), int((rec.get("round") or {}).get("index") or 1))) \
+                if counts and isinstance(rec, dict) and not rec.get("instructions") else None
+            if counted is not None and check(dict(rec, instructions=counted)) is None:
+                rec = dict(rec, instructions=counted)
+            yield lineno, upgrade(rec), None
 
 
 def read_records(path: str) -> List[Dict]:
     """Every good record of ``path`` (bad lines are skipped; see ``iter_records``)."""
     return [rec for _, rec, _ in iter_records(path) if rec is not None]
+
+
+def rotate_aside(path: str) -> Optional[str]:
+    """Move an earlier run's records aside (never delete them); return the new place."""
+    if not os.path.exists(path) or os.path.getsize(path) == 0:
+        return None
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.localtime(os.path.getmtime(path)))
+    dest_dir = os.path.join(os.path.dirname(path), "previous", stamp)
+    os.makedirs(dest_dir, exist_ok=True)
+    dest = os.path.join(dest_dir, os.path.basename(path))
+    os.replace(path, dest)
+    if os.path.exists(counts_path(path)):
+        os.replace(counts_path(path), os.path.join(dest_dir, os.path.basename(counts_path(path))))
+    env_json = path[: -len(".jsonl")] + ".env.json"
+    if os.path.exists(env_json):
+        os.replace(env_json, os.path.join(dest_dir, os.path.basename(env_json)))
+    # the traces go with their records: a record names its trace folder relative to its own folder
+    traces = os.path.join(os.path.dirname(path), "profiles", os.path.basename(path)[: -len(".jsonl")])
+    if os.path.isdir(traces):
+        os.makedirs(os.path.join(dest_dir, "profiles"), exist_ok=True)
+        os.replace(traces, os.path.join(dest_dir, "profiles", os.path.basename(traces)))
+    return dest
+
+
+def write_env_json(out_dir: str, label: str, env: Dict, status: str = "ok", reason: Optional[str] = None) -> None:
+    """``OUT/LABEL.env.json``: the environment's versions, or why it was skipped."""
+    from harness.fileio import atomic_write_text
+
+    doc = {"env_label": label, "status": status, "reason": reason, "versions": env}
+    atomic_write_text(os.path.join(out_dir, label + ".env.json"), json.dumps(doc, indent=1, sort_keys=True))
 
 
 def held_case_keys(path: str) -> set:

@@ -318,6 +318,10 @@ def run_case(case: Dict, settings: Dict, send: Optional[Callable[[Dict[str, Any]
     result["timing"] = timing_out
     result["checks"] = checks.merge(found)
     _finish(result, t_start, timed)
+    if settings.get("extras") is False:  # a timing-only round (harness.engine): the first round ran them
+        del model, inputs, target, step, step_keep
+        _release()
+        return result
     extras = Extras(send, lambda exc: classify(exc)["reason"])
     extras.measured(result)
 

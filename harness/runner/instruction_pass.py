@@ -44,7 +44,11 @@ def deciding_steps(path: Optional[str]) -> Dict[str, float]:
 class InstructionPass:
     """Counts the instructions of ok cases; ``close()`` at the end of the environment."""
 
-    def __init__(self, measure: Dict, backend: Dict, print_fn=print):
+    def __init__(self, measure: Dict, backend: Dict, print_fn=print, python: Optional[str] = None,
+                 root: Optional[str] = None, env: Optional[Dict[str, str]] = None):
+        """``python``, ``root``, ``env``: the variant whose cases are counted (``harness.engine``); this
+        interpreter and repository by default."""
+        self.where = {k: v for k, v in (("python", python), ("root", root), ("env", env)) if v is not None}
         self.measure = measure
         self.backend = backend
         self.print_fn = print_fn
@@ -58,7 +62,8 @@ class InstructionPass:
         #: the steps that decide which cases are counted, where given (``COUNT_STEPS_FROM_ENV``)
         self.deciding_steps: Dict[str, float] = {}
         try:
-            self.deciding_steps = deciding_steps(os.environ.get(COUNT_STEPS_FROM_ENV))
+            self.deciding_steps = deciding_steps((env or {}).get(COUNT_STEPS_FROM_ENV) or
+                                                 os.environ.get(COUNT_STEPS_FROM_ENV))
         except (OSError, ValueError) as exc:  # no count at all rather than counts the base did not decide
             self.start_failed = "%s: %s" % (COUNT_STEPS_FROM_ENV, exc)
 
@@ -71,7 +76,7 @@ class InstructionPass:
         if self.dump_dir is None:
             self.dump_dir = tempfile.mkdtemp(prefix="torchmatrix-callgrind-")
         # One thread: valgrind runs threads one at a time anyway, and one thread is one order of work.
-        worker = Worker(1, self.backend, count_dir=self.dump_dir)
+        worker = Worker(1, self.backend, count_dir=self.dump_dir, **self.where)
         try:
             worker.start()
         except WorkerUnsupported as exc:

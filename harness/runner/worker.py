@@ -24,6 +24,9 @@ import signal
 import sys
 
 _PR_SET_PDEATHSIG = 1
+#: The protocol this worker speaks, said in its ``ready`` line. 2: a case's ``settings`` may say
+#: ``"extras": false`` (a timing-only round of ``harness.engine``: the measurement, no extras).
+PROTOCOL = 2
 
 
 def _die_with_the_manager(manager_pid: int) -> None:
@@ -82,7 +85,7 @@ def main(argv=None) -> int:
         envs = {"cpu": envinfo.environment("cpu")}
         if torch.cuda.is_available():
             envs["cuda"] = envinfo.environment("cuda")
-        send({"ready": True, "env": envs})
+        send({"ready": True, "env": envs, "protocol": PROTOCOL})
     except Exception as exc:  # noqa: BLE001 - reported to the manager, which stops the run
         send({"ready": False, "reason": "%s: %s" % (type(exc).__name__, exc)})
         return 1

@@ -41,7 +41,9 @@ class Worker:
     """One worker subprocess and its result pipe."""
 
     def __init__(self, threads: int, backend: Dict, python: str = sys.executable, count_dir: Optional[str] = None,
-                 optimize: int = sys.flags.optimize):
+                 optimize: int = sys.flags.optimize, root: str = REPO_ROOT, env: Optional[Dict[str, str]] = None):
+        """``python`` runs the worker in the code tree ``root`` (its working folder, first on
+        ``PYTHONPATH``), with ``env`` added to ours (a variant of ``harness.engine``)."""
         #: The worker's ``python -O`` level: the manager's own, or 1 for a ``python_optimized`` case.
         self.optimize = optimize
         self.log = tempfile.TemporaryFile(mode="w+b")
@@ -57,20 +59,23 @@ class Worker:
         cmd += ["-m", "harness.runner.worker", "--result-fd", str(write_fd), "--manager-pid", str(os.getpid()),
                 "--threads", str(threads),
                 "--backend", json.dumps(backend)]
-        env = dict(os.environ)
+        proc_env = dict(os.environ)
+        proc_env.update(env or {})
         if count_dir is not None:
             cmd += ["--count-dir", count_dir]
-            env["PYTHONHASHSEED"] = "0"  # the same dict and set orders, so the same instructions
-        # The worker runs in the repository; the folder the user ran from stays importable (as for
+            proc_env["PYTHONHASHSEED"] = "0"  # the same dict and set orders, so the same instructions
+        # The worker runs in its code tree; the folder the user ran from stays importable (as for
         # `python -m`), so a model named by import path resolves there as it did in the manager.
-        paths = [REPO_ROOT, os.getcwd()] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
-        env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+        paths = [root, os.getcwd()] + ([proc_env["PYTHONPATH"]] if proc_env.get("PYTHONPATH") else [])
+        proc_env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=self.log, stderr=subprocess.STDOUT,
-                                     pass_fds=(write_fd,), start_new_session=True, env=env, cwd=REPO_ROOT)
+                                     pass_fds=(write_fd,), start_new_session=True, env=proc_env, cwd=root)
         os.close(write_fd)
         self._rfile = os.fdopen(read_fd, "rb", buffering=0)
         self._buf = b""
         self.env: Dict = {}
+        #: the protocol the worker speaks (``harness.runner.worker.PROTOCOL``; 1: a worker from before it said)
+        self.protocol = 1
         self.partial: Optional[Dict] = None
         self.extra: Optional[str] = None
         self._extra_t0: Optional[float] = None
@@ -106,6 +111,7 @@ class Worker:
             self.kill()
             raise RuntimeError("worker failed to start: %s\n%s" % (reason, self.last_words()))
         self.env = msg["env"]
+        self.protocol = int(msg.get("protocol") or 1)
 
     def run(self, case: Dict, settings: Dict, timeout_s: float, probe: Optional[Dict] = None,
             extra_timeout_s: Optional[float] = None) -> Optional[Dict]:

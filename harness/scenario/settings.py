@@ -13,7 +13,10 @@ MEASURE_DEFAULTS = {
     "warmup_iters": 2,        # at least this many untimed iterations ...
     "warmup_s": 0.05,         # ... and at least this long
     "min_sample_s": 0.02,     # each sample runs enough iterations to last this long
-    "samples": 7,             # samples per case (fewer only when the budget says so)
+    "samples": 7,             # samples per case (fewer only when the budget says so), shared by the rounds
+    # Interleaved rounds (harness.engine): each a fresh worker per variant; the rounds share the samples
+    # and the case budget. "auto": 3 where variants are compared (nox -s matrix, ab), 1 for a lone run.
+    "rounds": "auto",
     "case_budget_s": 10.0,    # timed work per case; beyond it fewer samples are taken
     "timeout_s": 120.0,       # build, first step and timed samples past this: the worker is killed, 'timeout'
     "extra_timeout_s": 120.0,  # each extra after them (harness.runner.extras): past this the worker is killed,
@@ -97,6 +100,8 @@ def measure_check(key, value, default):
         return None if is_int(value) and value >= 0 else "an integer >= 0"
     if key == "samples":
         return None if is_int(value) and value >= 1 else "an integer >= 1"
+    if key == "rounds":
+        return None if value == "auto" or (is_int(value) and 1 <= value <= 100) else '"auto" or an integer in [1, 100]'
     if key == "warmup_s":
         return None if is_num(value) and value >= 0 else "a finite number of seconds >= 0"
     return None if is_num(value) and value > 0 else "a finite number of seconds > 0"

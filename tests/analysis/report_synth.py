@@ -165,7 +165,8 @@ def iter_synthetic_records(n_records: Optional[int] = None, seed: int = 0, envs:
                            checkpoints: Sequence[str] = CHECKPOINTS, batches: Sequence[int] = BATCHES,
                            n_sizes: int = 4, speed_factors: Optional[Dict[str, float]] = None,
                            rounds: int = 1, round_spread: float = 0.0, instructions: bool = False,
-                           tensor_peaks: bool = False, planted_spans: bool = False):
+                           tensor_peaks: bool = False, planted_spans: bool = False, engine: bool = False,
+                           paired: bool = True, case_round_spread: float = 0.0):
     """Yield ``(env_label, record)`` pairs, round-major, then case-major and environment-minor.
 
     ``n_records`` caps the count (the matrix is cut evenly across environments);
@@ -179,10 +180,20 @@ def iter_synthetic_records(n_records: Optional[int] = None, seed: int = 0, envs:
     ``tensor_peaks``: CPU ok cases carry the exact tensor peak, the same in every round and
     environment but the planted ``TENSOR_PEAK_CHANGE``. ``planted_spans``: the failures of
     ``PLANTED_SPANS`` and ``PLANTED_GAP`` over spans of releases.
+    ``engine``: the rounds as the interleaved engine writes them: every record carries the ``round`` part
+    (its index, the planned rounds, the variants, its place in the case's rotating visit order,
+    ``paired``: False as a CI job matrix writes them, one environment per job), and only the first round
+    runs the extras, so later rounds' ok records have timing, the process peak and their status, with
+    accuracy, task, tensor peak and instruction counts null. ``case_round_spread``: each case's round
+    median also moves by exp(N(0, it)), drawn per case, environment and round (a fresh worker's own speed).
     """
     rng = random.Random(seed)
     count = 0
-    env_indices = [ENVS.index(e) if e in ENVS else 0 for e in envs]
+    # an environment not of ``ENVS`` (a second variant of one release) behaves as the release of its torch
+    env_indices = [ENVS.index(e) if e in ENVS else next((i for i, known in enumerate(ENVS) if known[1] == e[1]), 0)
+                   for e in envs]
+    case_rng = random.Random("%s|case-round" % seed)  # apart from ``rng``: statuses stay those of the seed
+    labels = [e[0] for e in envs]
     for round_i in range(rounds):
         # a process's own speed, drawn apart from ``rng``: statuses, errors and the rest stay those of the seed
         process_rng = random.Random("%s|round|%d" % (seed, round_i))
@@ -196,7 +207,7 @@ def iter_synthetic_records(n_records: Optional[int] = None, seed: int = 0, envs:
                     "checkpoint": ckpt, "device": device, "channels_last": False, "compile": False}
             case_key = Case(**case).key
             probe = _probe(model, mode, batch, size)
-            for env, env_index in zip(envs, env_indices):
+            for place, (env, env_index) in enumerate(zip(envs, env_indices)):
                 if n_records is not None and count >= n_records:
                     return
                 label = env[0]
@@ -222,6 +233,8 @@ def iter_synthetic_records(n_records: Optional[int] = None, seed: int = 0, envs:
                     batch_eff = 1.0 / (0.5 + 0.5 * min(batch, 16) / 16.0)  # small batches are less efficient
                     step_s = per_sample * batch * batch_eff / speed  # without the process's own speed
                     median = step_s / process[label]
+                    if case_round_spread > 0:
+                        median *= math.exp(case_rng.gauss(0.0, case_round_spread))
                     samples = [median * math.exp(rng.gauss(0.0, 0.05)) for _ in range(n_samples)]
                     srt = sorted(samples)
                     med = srt[len(srt) // 2]
@@ -259,6 +272,14 @@ def iter_synthetic_records(n_records: Optional[int] = None, seed: int = 0, envs:
                                        "after": round(after, 4), "steps": 50}
                     if instructions and device == "cpu" and round_i == 0:
                         rec["instructions"] = _instructions(seed, case_key, model, label, step_s)
+                    if engine and round_i > 0:  # a timing-only round: the extras ran in the first
+                        rec["accuracy"] = rec["task"] = None
+                        rec["memory"]["tensor_peak_bytes"] = None
+                        rec["memory"].pop("tensor_peak_method", None)
+                if engine:
+                    rec["round"] = {"index": round_i + 1, "of": rounds, "variants": labels,
+                                    "position": (place - round_i) % len(labels), "paired": paired and len(labels) > 1,
+                                    "extras": round_i == 0}
                 count += 1
                 yield label, rec
 

@@ -251,3 +251,41 @@ def test_a_leak_is_a_memory_verdict_and_only_where_both_sides_checked_for_one(tm
     assert [v for v in compare(b, c, {}) if v.get("check") == "leak"] == []
     b, c = frames([make_record()], [_checked(["params_updated"])], tmp_path)  # records from before the checks
     assert [v for v in compare(b, c, {}) if v.get("check") == "behaviour"] == []
+
+
+# ------------------------------------------------------------------ the engine's rounds
+
+
+def _engine_rounds(tensor_peak=11 * MIB, first_round_peak=True, rounds=3):
+    """One case measured in ``rounds`` interleaved rounds: only the first ran the extras (tensor peak,
+    accuracy, instruction counts); the others carry timing, the process peak and their status."""
+    out = []
+    for index in range(1, rounds + 1):
+        rec = make_record(peak_bytes=200 * MIB, instructions=1e8 if index == 1 else None)
+        if index == 1 and first_round_peak:
+            _with_tensor_peak(rec, tensor_peak)
+        if index > 1:
+            rec["accuracy"] = None
+        rec["round"] = {"index": index, "of": rounds, "variants": ["torch-2.1", "other"], "position": index % 2,
+                        "paired": True, "extras": index == 1}
+        out.append(rec)
+    return out
+
+
+def test_timing_only_rounds_lose_no_extra(tmp_path):
+    """Rounds 2..R never measure the tensor peak, the accuracy or the counts: not 'lost', not 'not judged'."""
+    base = [_with_tensor_peak(make_record(peak_bytes=200 * MIB, instructions=1e8), 10 * MIB)]  # before rounds
+    verdicts = compare(*frames(base, _engine_rounds(), tmp_path), {})
+    memory = only(verdicts, "memory")
+    assert memory["verdict"] == "regressed" and memory["measure"] == "tensor_peak_bytes"  # +1 MiB: 10%
+    assert memory["n_candidate"] == 1 and memory["rounds_candidate"] == 3
+    accuracy = [v for v in verdicts if v["kind"] == "accuracy" and v.get("check") == "fidelity"]
+    assert [v["verdict"] for v in accuracy] == ["unchanged"] and accuracy[0]["n_candidate"] == 1
+    time = only(verdicts, "time")
+    assert time["basis"] == "instructions" and "missing" not in time["reason"]
+
+
+def test_an_extras_round_without_the_tensor_peak_still_loses_it(tmp_path):
+    base = [_with_tensor_peak(make_record(peak_bytes=200 * MIB), 10 * MIB)]
+    v = only(compare(*frames(base, _engine_rounds(first_round_peak=False), tmp_path), {}), "memory")
+    assert v["verdict"] == "lost" and "1 of the candidate's 1 ok records that ran the extras" in v["reason"]

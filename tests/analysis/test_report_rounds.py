@@ -66,3 +66,36 @@ def test_a_round_keeps_its_own_instruction_pass_and_failures_take_none(tmp_path)
     assert rows.loc["a", "instr_status"] == "error" and math.isnan(rows.loc["a", "instructions_per_iter"])
     # a crashed round has no step, so no count either
     assert rows.loc["c", "status"] == "crashed" and pd.isna(rows.loc["c", "instr_status"])
+
+
+def test_timing_only_rounds_show_the_extras_of_the_round_that_ran_them(tmp_path):
+    """The engine's rounds 2..R carry no accuracy, tensor peak or counts: the row shown (the latest round)
+    takes them from round 1, and the other rounds are combined, not superseded."""
+    from tests.analysis.report_synth import ENVS, write_synthetic_store
+
+    paths = write_synthetic_store(str(tmp_path / "s"), envs=ENVS[-2:], devices=("cpu",), batches=(4,), n_sizes=1,
+                                  checkpoints=("none",), rounds=3, engine=True, instructions=True, tensor_peaks=True,
+                                  skipped_envs=(), failure_rate=0.0)
+    raw = load_records(paths)[0]
+    later = raw[raw["round"] > 1]
+    assert later["acc_passed"].isna().all() and later["tensor_peak_bytes"].isna().all()  # as the engine writes them
+    df, notes = prepare_frame(raw)
+    assert notes["superseded"] == 0 and len(df) == len(raw) // 3
+    ok = df[df["status"] == "ok"]
+    assert (ok["round"] == 3).all() and not ok["round_extras"].astype(bool).any()
+    assert ok["acc_passed"].notna().all() and ok["tensor_peak_bytes"].notna().all()
+    counted = ok[ok["instr_status"] == "ok"]
+    assert len(counted) and counted["instructions_per_iter"].notna().all()
+    assert all(sorted(m) == [1, 2, 3] for m in ok["round_medians_s"])
+
+
+def test_a_round_recorded_twice_is_superseded(tmp_path):
+    def engine(median, index, day):
+        rec = record(median_s=median, time_utc=_day(day))
+        rec["round"] = {"index": index, "of": 2, "variants": ["a", "b"], "position": 0, "paired": True,
+                        "extras": index == 1}
+        return rec
+
+    df, notes = _prepared(tmp_path, [engine(0.010, 1, 1), engine(0.012, 2, 2), engine(0.011, 2, 3)])
+    assert notes["superseded"] == 1  # round 2 again (a resumed run): the later one stands
+    assert df.iloc[0]["round_medians_s"] == {1: 0.010, 2: 0.011} and df.iloc[0]["rounds"] == 3

@@ -7,6 +7,7 @@ import subprocess
 
 import pytest
 
+from harness.record.store import read_records
 from tests.runner.helpers import ROOT, harness_cmd, read_jsonl, write_scenario
 
 MATRIX = '''
@@ -35,7 +36,8 @@ def _run(tmp_path, scenario, path_dirs=None, extra_env=None, timeout=2400):
     out = tmp_path / "out"
     proc = subprocess.run(harness_cmd("run", scenario, "--out", str(out), "--env-label", "e", "--instructions"),
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
-    return proc, (read_jsonl(out / "e.jsonl") if (out / "e.jsonl").exists() else [])
+    # the counts come after the timed rounds, into e.counts beside e.jsonl: reading merges them
+    return proc, (read_records(str(out / "e.jsonl")) if (out / "e.jsonl").exists() else [])
 
 
 @pytest.mark.skipif(shutil.which("valgrind") is None, reason="needs valgrind (Debian: apt-get install valgrind)")
@@ -58,7 +60,7 @@ def test_counts_of_a_zoo_model_under_valgrind(tmp_path):
         assert counted["spread"] < 0.05
         assert counted["tool"].startswith("valgrind-") and counted["tool"].endswith(" callgrind")
     assert proc.stdout.count("starting the counting worker") == 1  # one worker, reused
-    assert "instr " in proc.stdout
+    assert "instructions/step" in proc.stdout  # the pass's progress line, after the timed cases
 
 
 def test_without_valgrind_the_count_is_unsupported_and_the_case_stands(tmp_path):
@@ -94,6 +96,10 @@ def test_a_count_that_crashes_or_hangs_costs_the_count_only(tmp_path):
     assert by_size[8]["instructions"]["status"] == "error"
     assert "callgrind dump" in by_size[8]["instructions"]["reason"]
     assert by_size[8]["instructions"]["tool"] == "valgrind-fake callgrind"
+    # the timed records were written before any count: the file holds them without, e.counts the counts
+    assert [r["instructions"] for r in read_jsonl(tmp_path / "out" / "e.jsonl")] == [None, None, None]
+    assert len(read_jsonl(tmp_path / "out" / "e.counts")) == 3
+    assert proc.stdout.index("[3/3]") < proc.stdout.index("[count 1/3]")
 
 
 def test_a_step_too_long_to_count_is_skipped_with_the_reason(tmp_path):

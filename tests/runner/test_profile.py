@@ -8,8 +8,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from harness.commands.run import _rotate, run_scenario
+from harness.commands.run import run_scenario
 from harness.record.schema import SCHEMA_VERSION, Record
+from harness.record.store import rotate_aside as _rotate
 from harness.runner import profile
 from harness.scenario import spec as scenario
 from harness.vocab import ExitCode

@@ -1,13 +1,16 @@
 """Records grouped by (case key, environment fingerprint) on one side, and environment texts.
 
-Several records of one case in one environment on one side (the rounds of an A/B run)
-form one ``Group`` and are pooled. Matching rules: docs/gate.md, "Matching".
+Several records of one case in one environment on one side (the rounds of an A/B run or of the
+interleaved engine) form one ``Group`` and are pooled: wall time over every ok round, a figure only
+the extras round fills (``harness.analysis.extras_columns``) over the ok rounds that ran the extras
+(``Group.ok_for``). Matching rules: docs/gate.md, "Matching".
 """
 import math
 from typing import Any, Dict, List, Optional, Tuple
 
 import pandas as pd
 
+from harness.analysis.extras_columns import is_extras_column, ran_extras
 from harness.analysis.gate.stats import median, num, positive_samples
 from harness.measures import Measure
 
@@ -68,6 +71,13 @@ class Group:
         self.statuses = [str(r.get("status")) for r in rows]
         self.reasons = [r.get("reason") for r in rows]
         self.ok = [r for r in rows if r.get("status") == "ok"]
+        #: the ok records whose round ran the extras (all of them for records from before rounds)
+        self.ok_extras = [r for r in self.ok if ran_extras(r)]
+
+    def ok_for(self, column: str) -> List[Dict]:
+        """The ok records that could carry ``column``: those whose round ran the extras for a column
+        only that round fills (a timing-only round leaves it null, which is not a loss), else all."""
+        return self.ok_extras if is_extras_column(column) else self.ok
 
     @property
     def label(self) -> Optional[str]:
@@ -131,9 +141,12 @@ class Group:
 
     def nonfinite(self, names: Tuple[str, ...]) -> Optional[str]:
         """``column at file:line`` of the first ok record holding NaN or Infinity in one of
-        ``names`` (a number or a list of numbers), else None."""
+        ``names`` (a number or a list of numbers), else None. A column only the extras round fills is
+        read from the rounds that ran the extras: a timing-only round's null reads as NaN in the table."""
         for row in self.ok:
             for name in names:
+                if is_extras_column(name) and not ran_extras(row):
+                    continue
                 value = row.get(name)
                 values = value if isinstance(value, list) else [value]
                 if any(isinstance(x, float) and not math.isfinite(x) for x in values):

@@ -126,9 +126,11 @@ def status_rule(cmp: Comparison) -> Verdict:
 
 
 def _carries(group: Group, measure: Measure) -> bool:
-    """Whether the ok records of ``group`` carry ``measure`` (``harness.measures.carried``)."""
-    valid = [r.get(measure.only_where[0]) for r in group.ok] if measure.only_where else None
-    return carried(measure, [r.get(measure.column) for r in group.ok], valid)
+    """Whether the ok records of ``group`` that could hold ``measure`` carry it (``harness.measures.carried``):
+    a figure only the extras round fills is read from the rounds that ran the extras (``Group.ok_for``)."""
+    rows = group.ok_for(measure.column)
+    valid = [r.get(measure.only_where[0]) for r in rows] if measure.only_where else None
+    return carried(measure, [r.get(measure.column) for r in rows], valid)
 
 
 def _size_verdict(cmp: Comparison, measure: Measure, pb: List[float], pc: List[float]) -> Verdict:
@@ -161,11 +163,14 @@ def memory_rule(cmp: Comparison) -> Optional[Verdict]:
     gb, gc = cmp.baseline, cmp.candidate
     chain = CHAINS["memory"]
     lost = next((m for m in chain[:-1] if _carries(gb, m) and not _carries(gc, m)), None)
-    if lost is not None and gc.ok:
+    if lost is not None and gc.ok_for(lost.column):
         # The exact figure went missing on the head: falling back to the process peak would let a change
-        # that breaks the exact measure pass on the coarse one.
-        why = "no %s in %d of the candidate's %d ok records (the record's memory.tensor_peak_error says why)" % (
-            lost.label, sum(1 for r in gc.ok if not is_number(r.get(lost.column))), len(gc.ok))
+        # that breaks the exact measure pass on the coarse one. Only the rounds that ran the extras count:
+        # a timing-only round never measures it.
+        rows = gc.ok_for(lost.column)
+        why = "no %s in %d of the candidate's %d ok records that ran the extras (the record's " \
+              "memory.tensor_peak_error says why)" % (
+                  lost.label, sum(1 for r in rows if not is_number(r.get(lost.column))), len(rows))
         pb = gb.numbers(lost.column)
         return cmp.verdict("memory", "lost", "%s lost on the head: %s" % (lost.label, why), unit=lost.unit,
                            measure=lost.column, n_baseline=len(pb), n_candidate=0,
@@ -248,7 +253,8 @@ def fidelity_rule(cmp: Comparison) -> Optional[Verdict]:
         # never a pass: the precision's expected error is too large to tell a fault from rounding here
         return cmp.verdict("accuracy", "inconclusive", "%s (candidate; baseline: %s)" % (
             short(unjudged[0], 300), "not judged too" if _not_judged(gb) else "judged"),
-            check="fidelity", unit=FIDELITY.unit, not_judged=True, n_candidate=len(gc.ok))
+            check="fidelity", unit=FIDELITY.unit, not_judged=True,
+            n_candidate=len(gc.ok_for("acc_failures")))
     ab, ac = [bool(v) for v in gb.column("acc_passed")], [bool(v) for v in gc.column("acc_passed")]
     if not ab or not ac:
         return None

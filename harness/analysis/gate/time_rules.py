@@ -66,9 +66,10 @@ def missing_counts(cmp: Comparison) -> Optional[Tuple[str, str]]:
     """(the side whose count is missing, why) when one side of the pair carries instruction counts
     and the other, which ran ok, does not; else None."""
     cb, cc = cmp.baseline.counts(INSTRUCTIONS), cmp.candidate.counts(INSTRUCTIONS)
-    if cb is not None and cc is None and cmp.candidate.ok:
+    # only a round that ran the extras counts: a timing-only round without a count has lost nothing
+    if cb is not None and cc is None and cmp.candidate.ok_for(INSTRUCTIONS.column):
         return "candidate", why_uncounted(cmp.candidate)
-    if cc is not None and cb is None and cmp.baseline.ok:
+    if cc is not None and cb is None and cmp.baseline.ok_for(INSTRUCTIONS.column):
         return "baseline", why_uncounted(cmp.baseline)
     return None
 

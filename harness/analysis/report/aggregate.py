@@ -12,7 +12,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import pandas as pd
 
-from harness.analysis.report import basis, spans
+from harness.analysis.report import basis, paired, spans
 from harness.analysis.report.drift import ratio_to_expected
 from harness.analysis.report.frame import (
     FAILING_BY_SEVERITY,
@@ -21,7 +21,7 @@ from harness.analysis.report.frame import (
     plain_columns,
     reason_group,
 )
-from harness.measures import CHAINS, PROCESS_PEAK
+from harness.measures import CHAINS, PROCESS_PEAK, default_thresholds
 from harness.vocab import NOT_RUN_STATUSES
 
 #: The order of failure groups: the worst failures first, then accuracy failures, then cases that could not run.
@@ -241,12 +241,15 @@ def _accuracy_failure(r) -> str:
 
 
 def env_summary(df: pd.DataFrame, envs: Sequence[str], ratios: Optional[pd.DataFrame],
-                drift: Optional[pd.DataFrame]) -> Dict[str, Dict]:
+                drift: Optional[pd.DataFrame], ref: Optional[str] = None) -> Dict[str, Dict]:
     """Per environment: ``counts`` ({status: n}), ``speed`` and ``memory`` ((geometric mean of the
     ratio to the reference, cases), (nan, 0) when none), ``speed_basis`` and ``memory_basis`` (the measure
-    they rest on, '' when none), ``acc_failed``, ``acc_checked`` (ok cases with an accuracy verdict),
-    ``drift_max`` and ``drift_ratio_max`` (the largest drift, and the largest as a ratio to the drift
-    rounding explains: ``drift.ratio_to_expected``; None: not compared)."""
+    they rest on, '' when none), ``time_interval`` (with ``ref`` given: the wall-time ratio here / ``ref``
+    over paired rounds, ``paired.env_intervals``' row as a dict with ``ratio``, ``lo``, ``hi``, ``q_value``,
+    ``decisive``, ...; None without paired rounds), ``acc_failed``, ``acc_checked`` (ok cases with an
+    accuracy verdict), ``drift_max`` and ``drift_ratio_max`` (the largest drift, and the largest as a ratio
+    to the drift rounding explains: ``drift.ratio_to_expected``; None: not compared)."""
+    timed = paired.env_intervals(df, ref, default_thresholds()) if ref is not None else None
     counts = status_counts(df, ["env"])
     speed = geomean_table(ratios, "speed_ratio", ["env"]) if ratios is not None else None
     mem = geomean_table(ratios, "mem_ratio", ["env"]) if ratios is not None else None
@@ -276,6 +279,7 @@ def env_summary(df: pd.DataFrame, envs: Sequence[str], ratios: Optional[pd.DataF
         out[env] = {"counts": {s: int(row.get(s, 0)) for s in row.index if row.get(s, 0)},
                     "speed": mean_of(speed, env), "memory": mean_of(mem, env),
                     "speed_basis": basis_of("time_basis", env), "memory_basis": basis_of("mem_basis", env),
+                    "time_interval": paired.interval_of(timed, env=env),
                     "acc_failed": int(accfail.get(env, 0)), "acc_checked": int(accchecked.get(env, 0)),
                     "drift_max": drift_max.get(env) if env in drift_max.index else None,
                     "drift_ratio_max": drift_ratio_max.get(env) if env in drift_ratio_max.index else None}

@@ -169,8 +169,10 @@ def prepare_frame(df: pd.DataFrame) -> Tuple[pd.DataFrame, Dict]:
     ``probe_id`` (same for the cases sharing an
     fp32 reference output, see ``PROBE_COLUMNS``) and ``pair_id`` (``probe_id`` and
     precision: same for a case with and without checkpointing) and ``rounds.ROUND_COLUMNS`` (the ok rounds of the
-    case in its environment: count, median of medians, spread); keeps ``KEEP_COLUMNS``. Returns the frame and notes
-    ``{"superseded": count of older duplicates dropped, "env_order": [...], ...}``.
+    case in its environment: count, median of medians, spread, paired round medians; a timing-only round's
+    record with the extras of the round that ran them); keeps ``KEEP_COLUMNS``. Returns the frame and notes
+    ``{"superseded": count of older duplicates dropped (the other rounds of an interleaved run are combined,
+    not counted), "env_order": [...], ...}``.
     """
     needed = set(REPORT_COLUMNS)
     df = df[[c for c in df.columns if c in needed]].copy()
@@ -199,9 +201,11 @@ def prepare_frame(df: pd.DataFrame) -> Tuple[pd.DataFrame, Dict]:
         # keep the latest record per (case, environment), with what all its rounds show; file order breaks ties
         df["_order"] = np.arange(len(df))
         df = combine_rounds(df.sort_values(["time_utc", "_order"], na_position="first", kind="stable"))
-        before = len(df)
+        # the other rounds of an interleaved run are combined, not superseded: only a round recorded
+        # twice (or, before rounds, any older record) was replaced by a later one
+        round_key = pd.to_numeric(df["round"], errors="coerce") if "round" in df.columns else None
+        superseded = int(df.assign(_round=round_key).duplicated(["case_key", "env", "_round"], keep="last").sum())
         df = df.drop_duplicates(subset=["case_key", "env"], keep="last")
-        superseded = before - len(df)
         df = df.sort_values("_order", kind="stable").drop(columns="_order").reset_index(drop=True)
     else:
         df = combine_rounds(df)

@@ -14,12 +14,18 @@ environments, else the last (``basis.with_basis``), as the gate chooses for a pa
 Noise (``within``: drawn neutral, not coloured), by the measure's rule (``harness.measures.NOISE_*``)
 with the gate's thresholds (``harness.scenario.gate_config.DEFAULTS`` unless given):
 
-- wall time (``NOISE_ROUNDS``): |log ratio| below ``ROUND_NOISE_MULTIPLE`` times the cell's spread, the
-  root mean square over its cases of sqrt(sd_here^2 + sd_ref^2), sd being the standard deviation of the
-  log of the case's round medians in one environment: measured where the case has ``min_rounds`` there,
-  else ``ASSUMED_ROUND_SD_LOG`` (``band_source`` says measured, assumed or partly assumed). Not divided
-  by the number of cases: one process runs every case of an environment, so its speed moves them all
-  together and a mean over cases is as noisy as one case;
+- wall time over paired rounds (the interleaved engine's records, ``round_paired``): the cell's ratio is
+  the geometric mean over its cases with a 95% t interval over rounds (``paired``), the cells of the
+  heatmap corrected together by Benjamini-Hochberg; coloured only where ``paired.judge`` calls it
+  decisive (``band_source`` "paired rounds"). Records of the engine that were not paired (a CI job that
+  held one environment) or have fewer than two rounds in common: no interval, never coloured
+  (``band_source`` "not paired");
+- wall time of records from before rounds (``NOISE_ROUNDS``): |log ratio| below ``ROUND_NOISE_MULTIPLE``
+  times the cell's spread, the root mean square over its cases of sqrt(sd_here^2 + sd_ref^2), sd being
+  the standard deviation of the log of the case's round medians in one environment: measured where the
+  case has ``min_rounds`` there, else ``ASSUMED_ROUND_SD_LOG`` (``band_source`` says measured, assumed or
+  partly assumed). Not divided by the number of cases: one process runs every case of an environment, so
+  its speed moves them all together and a mean over cases is as noisy as one case;
 - instructions (``NOISE_COUNTS``): a change within the gate's limit, ``instructions_frac`` or
   ``instructions_spread_factor`` times the larger repeat spread of the two sides' counts where that is
   larger (the largest over the cell's cases), is "unchanged";
@@ -37,7 +43,7 @@ from typing import Any, Dict, Mapping, Optional
 import numpy as np
 import pandas as pd
 
-from harness.analysis.report import basis
+from harness.analysis.report import basis, paired
 from harness.analysis.report.frame import plain_columns
 from harness.measures import (
     ASSUMED_ROUND_SD_LOG,
@@ -45,6 +51,7 @@ from harness.measures import (
     NOISE_COUNTS,
     NOISE_ROUNDS,
     ROUND_NOISE_MULTIPLE,
+    WALL_TIME,
     count_limit,
     default_thresholds,
 )
@@ -54,10 +61,14 @@ TIME, MEMORY = "time", "memory"
 _CHANGED = ("regressed", "improved")
 _CELL = ["model", "precision", "env"]
 _PAIR_COLUMNS = ["case_key", "model", "precision", "mode", "env", "env_label", "env_fingerprint", "rounds",
-                 "round_sd_log"] + [c for kind in (TIME, MEMORY) for c in basis.columns(kind, rounds=True)]
+                 "round_sd_log", "round_of"] + [c for kind in (TIME, MEMORY) for c in basis.columns(kind, rounds=True)]
+#: ``band_source`` of a wall-time cell judged on its paired rounds, and of one of the engine's unpaired records.
+PAIRED, NOT_PAIRED = "paired rounds", "not paired"
+#: The interval columns of a cell judged on paired rounds (NaN or 0 elsewhere): ``paired.judge``'s.
+INTERVAL_COLUMNS = ["ci_lo", "ci_hi", "p_value", "q_value", "paired_rounds", "paired_cases", "decisive"]
 #: The columns of ``cells``.
 CELL_COLUMNS = _CELL + ["ratio", "n", "lo", "hi", "basis", "n_preferred", "band", "band_source", "within",
-                        "rounds_lo", "rounds_hi", "modes", "gate", "gate_pair"]
+                        "rounds_lo", "rounds_hi", "modes", "gate", "gate_pair"] + INTERVAL_COLUMNS
 
 
 def case_pairs(df: pd.DataFrame, ref: str) -> pd.DataFrame:
@@ -87,7 +98,39 @@ def _noise(pairs: pd.DataFrame, kind: str, min_rounds: int) -> pd.DataFrame:
         _assumed=sd_here.isna().astype(int) + sd_ref.isna().astype(int),
         _ispread=_spread(pairs, counted.spread_column if counted else None),
         _rounds=np.minimum(pairs["rounds"], pairs["rounds_ref"]), _rounds_hi=np.maximum(pairs["rounds"],
-                                                                                         pairs["rounds_ref"]))
+                                                                                         pairs["rounds_ref"]),
+        _engine=_from_engine(pairs))
+
+
+def _from_engine(pairs: pd.DataFrame) -> pd.Series:
+    """Per pair: either side is a record of the interleaved engine (it has a round part)."""
+    if "round_of" not in pairs or "round_of_ref" not in pairs:
+        return pd.Series(False, index=pairs.index)
+    return pairs["round_of"].notna() | pairs["round_of_ref"].notna()
+
+
+def _paired(out: pd.DataFrame, df: pd.DataFrame, ref: str, th: Mapping[str, Any]) -> pd.DataFrame:
+    """The wall-time cells with their paired-round interval, judged as one family (``paired.judge``), their
+    ``ratio`` the paired geometric mean; the engine's cells without one: within noise, ``NOT_PAIRED``."""
+    wall = (out["basis"] == WALL_TIME.label).to_numpy()
+    found = paired.intervals(paired.round_ratios(df, ref), _CELL)
+    found = found[found["lo"].notna()]
+    merged = out[["model", "precision", "env"]].astype(str).merge(
+        found.astype({c: str for c in _CELL}), on=_CELL, how="left")
+    has = wall & merged["lo"].notna().to_numpy()
+    judged = paired.judge(merged[has], th) if has.any() else merged.iloc[:0].assign(q_value=[], decisive=[])
+    out = out.assign(ci_lo=np.nan, ci_hi=np.nan, p_value=np.nan, q_value=np.nan, paired_rounds=0, paired_cases=0,
+                     decisive=False)
+    if has.any():
+        out.loc[has, "ratio"] = judged["ratio"].to_numpy()
+        out.loc[has, ["ci_lo", "ci_hi", "p_value", "q_value"]] = judged[["lo", "hi", "p_value", "q_value"]].to_numpy()
+        out.loc[has, ["paired_rounds", "paired_cases"]] = judged[["paired_rounds", "paired_cases"]].to_numpy()
+        out.loc[has, "decisive"] = judged["decisive"].to_numpy(dtype=bool)
+    unpaired = wall & ~has & out["from_engine"].to_numpy(dtype=bool)
+    within = np.where(has, ~out["decisive"].to_numpy(dtype=bool), np.where(unpaired, True, out["within"]))
+    source = np.where(has, PAIRED, np.where(unpaired, NOT_PAIRED, out["band_source"]))
+    band = np.where(has | unpaired, np.nan, out["band"])
+    return out.assign(within=within.astype(bool), band_source=source, band=band)
 
 
 def _gate(pairs: pd.DataFrame, verdicts: Optional[pd.DataFrame], kind: str) -> pd.DataFrame:
@@ -146,14 +189,17 @@ def cells(df: pd.DataFrame, ref: str, kind: str, verdicts: Optional[pd.DataFrame
     """The heatmap cells of ``kind`` (``TIME`` or ``MEMORY``) against ``ref``: one row per (model,
     precision, env) with an ok case in both, columns ``CELL_COLUMNS``.
 
-    ``ratio`` (geometric mean of here / reference; > 1 costs more), ``n`` cases, ``lo`` and ``hi``
+    ``ratio`` (geometric mean of here / reference; > 1 costs more; over paired rounds where the cell has
+    them), ``n`` cases, ``lo`` and ``hi``
     (their smallest and largest ratio), ``basis`` (the label of its measure, ``harness.measures``),
     ``n_preferred`` (cases that have the chain's first measure on both sides), ``band`` (the ratio a
-    change must exceed either way, NaN when none), ``band_source`` (measured | assumed | partly assumed |
-    instruction repeats | gate | ''), ``within`` (within noise), ``rounds_lo``/``rounds_hi`` (fewest and
-    most rounds of a case on either side), ``modes`` ([(mode, ratio, n)]), ``gate`` ({verdict: n} or
-    None) and ``gate_pair``. ``verdicts``: ``compare.verdicts_frame``, whose judgement wins where it
-    covers a cell; ``thresholds``: the gate's (its defaults when None).
+    change must exceed either way, NaN when none), ``band_source`` (paired rounds | not paired | measured |
+    assumed | partly assumed | instruction repeats | gate | ''), ``within`` (within noise), ``rounds_lo``/
+    ``rounds_hi`` (fewest and most rounds of a case on either side), ``modes`` ([(mode, ratio, n)]), ``gate``
+    ({verdict: n} or None), ``gate_pair`` and ``INTERVAL_COLUMNS`` (``ci_lo``/``ci_hi``: the 95% interval
+    of the ratio, ``p_value``, ``q_value``: Benjamini-Hochberg over the heatmap's paired cells,
+    ``paired_rounds``, ``paired_cases``, ``decisive``). ``verdicts``: ``compare.verdicts_frame``, whose
+    judgement wins where it covers a cell; ``thresholds``: the gate's (its defaults when None).
     """
     th = thresholds if thresholds is not None else default_thresholds()
     pairs = basis.with_basis(case_pairs(df, ref), kind, by=_CELL, rounds=True)
@@ -165,9 +211,14 @@ def cells(df: pd.DataFrame, ref: str, kind: str, verdicts: Optional[pd.DataFrame
     out = grouped.agg(log_mean=("_log", "mean"), n=("_log", "size"), lo=("ratio", "min"), hi=("ratio", "max"),
                       n_preferred=("preferred", "sum"), basis=("basis", "first"), var=("_var", "mean"),
                       assumed=("_assumed", "sum"), ispread=("_ispread", "max"), rounds_lo=("_rounds", "min"),
-                      rounds_hi=("_rounds_hi", "max")).reset_index()
+                      rounds_hi=("_rounds_hi", "max"), from_engine=("_engine", "max")).reset_index()
     out["ratio"] = np.exp(out["log_mean"])
     out = _bands(out, kind, th)
+    if kind == TIME:
+        out = _paired(out, df, ref, th)
+    else:
+        out = out.assign(ci_lo=np.nan, ci_hi=np.nan, p_value=np.nan, q_value=np.nan, paired_rounds=0,
+                         paired_cases=0, decisive=False)
     modes = pairs.groupby(_CELL + ["mode"], sort=False)["_log"].agg(log_mean="mean", n="size").reset_index()
     by_cell: Dict = {}
     for r in modes.itertuples(index=False):

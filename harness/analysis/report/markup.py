@@ -50,6 +50,11 @@ def fmt_change(ratio) -> str:
     return ("+" if pct > 0 else "\u2212") + text
 
 
+def fmt_interval(ratio, lo, hi) -> str:
+    """A ratio as a change with its 95% interval: '+10% (95% CI +6% to +14%)'."""
+    return "%s (95%% CI %s to %s)" % (fmt_change(ratio), fmt_change(lo), fmt_change(hi))
+
+
 def fmt_drift(value) -> str:
     """A relative drift: '0' when exact, else scientific with two digits."""
     if value is None or (isinstance(value, float) and math.isnan(value)):

@@ -2,13 +2,15 @@
 bigger, less accurate or drifted, and a verdict from a stated rule.
 
 ``upgrade_view`` compares the records of environment FROM with those of TO case by case
-(``compare.compare_with_baseline`` keyed by case key: both sides carry one pair label), then adds
-what the comparison of two releases needs: wall time (never instruction counts: two releases run
-different code) over the rounds where both sides have two or more, with a 95% interval, else marked
-single-run; memory on the first measure of ``harness.measures.CHAINS`` both sides carry (the exact
-tensor peak before the process peak); the calibrated accuracy ratio; fp32 drift beyond rounding
-(``drift.drift_table`` with FROM as the reference); and the library versions that differ.
-``markdown`` writes it for a pull request comment. Never imports torch.
+(``compare.compare_with_baseline`` keyed by case key: both sides carry one pair label), then adds what
+the comparison of two releases needs: wall time (never instruction counts: two releases run different
+code) with a 95% interval: over paired rounds where the two ran interleaved (``paired``: per case a t
+interval over the rounds of the log ratio of its round medians, Benjamini-Hochberg over the upgrade's
+cases), else over unpaired rounds where both sides have two or more, else marked single-run; memory on
+the first measure of ``harness.measures.CHAINS`` both sides carry (the exact tensor peak before the
+process peak); the calibrated accuracy ratio; fp32 drift beyond rounding (``drift.drift_table`` with
+FROM as the reference); and the library versions that differ. ``markdown`` writes it for a pull request
+comment. Never imports torch.
 """
 import math
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -17,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from harness.analysis.load import InputError
+from harness.analysis.report import paired
 from harness.analysis.report.compare import compare_with_baseline
 from harness.analysis.report.drift import DRIFT_LIMIT, drift_table, ratio_to_expected
 from harness.analysis.report.frame import plain_columns
@@ -68,10 +71,19 @@ def _wall(side: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"case_key": side["case_key"], "wall_s": fig, "rounds": rounds, "sd_log": sd})
 
 
+def _paired_cases(df: pd.DataFrame, frm: str, to: str) -> pd.DataFrame:
+    """Per case of TO with two or more rounds paired with FROM's: its interval (``paired.case_intervals``),
+    judged over the upgrade's cases (``paired.judge``); indexed by case key."""
+    pair = df.loc[df["env"].isin([frm, to])]
+    cases = paired.judge(paired.case_intervals(paired.round_ratios(pair, frm)), default_thresholds())
+    return cases[cases["lo"].notna()].set_index("case_key")
+
+
 def upgrade_frame(df: pd.DataFrame, frm: str, to: str) -> pd.DataFrame:
     """One row per case of either side: ``compare_with_baseline`` (FROM the baseline, TO the candidate)
-    plus ``wall_ratio`` with ``wall_lo``/``wall_hi`` (95% over the rounds; NaN when single-run),
-    ``single_run``, ``acc_ratio_base``/``acc_ratio_cand``, ``peak_base``/``peak_cand`` (the process peaks)."""
+    plus ``wall_ratio`` with ``wall_lo``/``wall_hi`` (95%: over paired rounds where the case has them, ``paired``
+    True with ``wall_q`` and ``wall_decisive``; else over unpaired rounds; NaN when single-run), ``single_run``,
+    ``acc_ratio_base``/``acc_ratio_cand``, ``peak_base``/``peak_cand`` (the process peaks)."""
     base = df.loc[df["env"] == frm]
     cand = df.loc[df["env"] == to]
     comp = compare_with_baseline(cand.assign(env_label=_PAIR), base.assign(env_label=_PAIR))
@@ -88,9 +100,18 @@ def upgrade_frame(df: pd.DataFrame, frm: str, to: str) -> pd.DataFrame:
         half = Z95 * np.sqrt(comp["sd_log_base"] ** 2 / comp["rounds_base"] +
                              comp["sd_log_cand"] ** 2 / comp["rounds_cand"])
     multi = (comp["rounds_base"] >= 2) & (comp["rounds_cand"] >= 2) & half.notna()
-    comp["single_run"] = ~multi
     comp["wall_lo"] = (comp["wall_ratio"] * np.exp(-half)).where(multi)
     comp["wall_hi"] = (comp["wall_ratio"] * np.exp(half)).where(multi)
+    found = _paired_cases(df, frm, to)
+    on = comp["case_key"].isin(found.index).to_numpy()
+    keys = comp.loc[on, "case_key"]
+    comp["paired"] = on
+    comp["wall_q"], comp["wall_decisive"] = np.nan, False
+    if on.any():  # the paired figure and its interval replace the unpaired ones
+        for column, source in (("wall_ratio", "ratio"), ("wall_lo", "lo"), ("wall_hi", "hi"), ("wall_q", "q_value"),
+                               ("wall_decisive", "decisive")):
+            comp.loc[on, column] = found.loc[keys, source].to_numpy()
+    comp["single_run"] = ~(multi.to_numpy() | on)
     return comp
 
 
@@ -157,8 +178,10 @@ def upgrade_view(df: pd.DataFrame, frm: str, to: str, env_rows: Sequence[Dict] =
     not_run = both[(both["status_base"] != both["status_cand"]) & (~ran_base | ~ran_cand)]
     timed = both[both["wall_ratio"].notna() & (both["wall_ratio"] > 0)]
     factor = thr["time_factor"]
-    beyond_lo = timed["wall_lo"].isna() | (timed["wall_lo"] > 1.0)
-    beyond_hi = timed["wall_hi"].isna() | (timed["wall_hi"] < 1.0)
+    # paired: decisive after the correction over the upgrade's cases; unpaired rounds: the interval excludes 1
+    decisive = timed["wall_decisive"].astype(bool)
+    beyond_lo = np.where(timed["paired"], decisive, timed["wall_lo"].isna() | (timed["wall_lo"] > 1.0))
+    beyond_hi = np.where(timed["paired"], decisive, timed["wall_hi"].isna() | (timed["wall_hi"] < 1.0))
     slower = timed[(timed["wall_ratio"] > factor) & beyond_lo].sort_values("wall_ratio", ascending=False)
     faster = timed[(timed["wall_ratio"] < 1 / factor) & beyond_hi].sort_values("wall_ratio")
     memory_up, memory_down = _memory_changes(both, thr)
@@ -177,6 +200,7 @@ def upgrade_view(df: pd.DataFrame, frm: str, to: str, env_rows: Sequence[Dict] =
         "new": int((comp["status_base"].isna()).sum()),
         "vanished": int((comp["status_cand"].isna()).sum()), "timed": int(len(timed)), "slower": slower,
         "faster": faster, "single_run": bool(timed["single_run"].all()) if len(timed) else True,
+        "paired": int(timed["paired"].sum()),
         "time_factor": factor, "memory_up": memory_up, "memory_down": memory_down,
         "accuracy_worse": accuracy_worse, "accuracy_better": accuracy_better, "drift": drift,
         "versions": versions(env_rows, frm, to)}
@@ -232,9 +256,19 @@ def verdict(view: Dict) -> Tuple[str, str]:
             "{:,}".format(view["both"]), view["n_starts"], view["n_stops"], view["not_run_changed"],
             n_slow, "{:,}".format(view["timed"]),
             len(view["faster"]), _num(view["time_factor"]),
-            "single-run: no rounds on both sides, no interval" if view["single_run"] else "95% intervals over rounds",
+            _speed_words(view),
             n_mem, len(view["memory_down"]), n_acc, n_drift, VERDICT_RULE))
     return kind, text
+
+
+def _speed_words(view: Dict) -> str:
+    """How the upgrade's speed changes were judged, in words."""
+    if view["single_run"]:
+        return "single-run: no rounds on both sides, no interval"
+    if view.get("paired"):
+        return ("95%% intervals over paired rounds for %d of %s timed cases (%s over them), over unpaired rounds "
+                "elsewhere" % (view["paired"], "{:,}".format(view["timed"]), paired.CORRECTION))
+    return "95% intervals over rounds, not paired"
 
 
 def _num(value) -> str:
@@ -264,12 +298,15 @@ def tables(view: Dict, limit: int = 25) -> List[Dict]:
     for key, title in (("stops", "Stops working"), ("starts", "Starts working")):
         add("%s (%d cases)" % (title, view["n_" + key]), ["cases", "status", "cause", "models"], view[key],
             lambda g: [str(g["count"]), g["status"], g["reason"][:160], _models_text(g["models"])])
-    speed = "single-run, no interval" if view["single_run"] else "95% interval over rounds"
+    speed = "single-run, no interval" if view["single_run"] else (
+        "95%% interval over paired rounds, %s" % paired.CORRECTION if view.get("paired") else
+        "95% interval over rounds")
     for key, title in (("slower", "Slower"), ("faster", "Faster")):
         add("%s by more than %sx (%d; wall time, %s)" % (title, _num(view["time_factor"]), len(view[key]), speed),
             ["case", "change", "interval"], view[key], lambda r: [
                 _case_text(r), _pct(r.wall_ratio),
-                "single-run" if r.single_run else "%s to %s" % (_pct(r.wall_lo), _pct(r.wall_hi))])
+                "single-run" if r.single_run else "%s to %s%s" % (
+                    _pct(r.wall_lo), _pct(r.wall_hi), " (paired, q %.2g)" % r.wall_q if r.paired else "")])
     for key, title in (("memory_up", "More memory"), ("memory_down", "Less memory")):
         add("%s (%d; the exact tensor peak where both sides carry it)" % (title, len(view[key])),
             ["case", "change", "measure", "process peak"], view[key], lambda r: [

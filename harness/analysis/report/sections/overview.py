@@ -9,10 +9,11 @@ from typing import Optional
 import pandas as pd
 
 from harness.analysis.report import aggregate as agg
+from harness.analysis.report import paired
 from harness.analysis.report.drift import DRIFT_LIMIT
-from harness.analysis.report.markup import esc, fmt_change, fmt_drift, fmt_sig, is_num, status_bar, table
+from harness.analysis.report.markup import esc, fmt_change, fmt_drift, fmt_interval, fmt_sig, is_num, status_bar, table
 from harness.analysis.report.sections.context import Context, Part
-from harness.measures import CHAINS
+from harness.measures import CHAINS, WALL_TIME
 
 
 def header(ctx: Context, title: str, generated_utc: str) -> str:
@@ -76,7 +77,9 @@ def _card_rows(ctx: Context, env: str, summary) -> str:
             g, n = summary[key]
             if n and key == "speed":  # the speed ratio (+ is faster) as time, the page's sign: + is slower
                 g = 1.0 / g if is_num(g) and g > 0 else math.nan
-            if n:
+            if n and key == "speed" and summary.get("speed_basis") == WALL_TIME.label:
+                kv.append((label, _wall_time(summary, g, n)))
+            elif n:
                 good = (g > 1.02) if better_high else (g < 0.98)
                 worse = (g < 0.98) if better_high else (g > 1.02)
                 cls = "good" if good else ("bad" if worse else "")
@@ -103,9 +106,23 @@ def _card_rows(ctx: Context, env: str, summary) -> str:
     return "".join("<span>%s</span><span>%s</span>" % (esc(k), v) for k, v in kv)
 
 
+def _wall_time(summary, g: float, n: int) -> str:
+    """A card's wall-time difference: with its 95% interval over paired rounds, coloured only when decisive,
+    'within noise' otherwise; without paired rounds, said so and never coloured."""
+    found = summary.get("time_interval")
+    if not found:
+        return '<span>%s</span> <small>(%d cases, wall time; %s)</small>' % (esc(fmt_change(g)), n, paired.UNPAIRED)
+    text = fmt_interval(found["ratio"], found["lo"], found["hi"])
+    cls = ("bad" if found["ratio"] > 1 else "good") if found["decisive"] else ""
+    said = text if found["decisive"] else "%s: %s" % (paired.WITHIN, text)
+    return '<span class="%s" title="%s q = %.2g over the environments">%s</span> <small>(%d cases, %d paired ' \
+           'rounds, wall time)</small>' % (cls, esc(paired.CORRECTION), found["q_value"], esc(said),
+                                           found["paired_cases"], found["paired_rounds"])
+
+
 def glance(ctx: Context) -> Part:
     """One card per environment: status mix, speed and memory vs the reference, accuracy, drift."""
-    summaries = agg.env_summary(ctx.df, ctx.envs, ctx.ratios, ctx.drift)
+    summaries = agg.env_summary(ctx.df, ctx.envs, ctx.ratios, ctx.drift, ctx.ref)
     cards = []
     for env in ctx.envs:
         summary = summaries[env]
@@ -123,10 +140,12 @@ def glance(ctx: Context) -> Part:
                              esc(row["env"]), esc("torch " + row["torch"]), esc(row["state"]), esc(row["reason"])))
     intro = ("Time and memory are geometric means over the cases each environment shares with the reference "
              "<b>%s</b> (+ is slower, + uses more), each on the measure the heatmaps below use, named on the card "
-             "(time: %s; memory: %s). Drift compares fp32 outputs with the reference, as a ratio to the drift "
+             "(time: %s; memory: %s). Wall time states its 95%% interval over paired rounds (%s-corrected over the "
+             "environments; coloured only when decisive, else within noise), or that the records were not paired. "
+             "Drift compares fp32 outputs with the reference, as a ratio to the drift "
              "rounding explains (hover for the raw figure)." % (
                  esc(ctx.ref), esc(" or ".join(m.label for m in CHAINS["time"])),
-                 esc(" or ".join(m.label for m in CHAINS["memory"]))))
+                 esc(" or ".join(m.label for m in CHAINS["memory"])), esc(paired.CORRECTION)))
     return Part('<div class="cards">%s</div>' % "".join(cards), intro)
 
 

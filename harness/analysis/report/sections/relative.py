@@ -4,8 +4,8 @@ text), says whether it is within noise (drawn hatched grey, not coloured) and wh
 from; the note under each heatmap says the same for the whole table."""
 from typing import Dict, List
 
-from harness.analysis.report import heatmap
-from harness.analysis.report.markup import esc, fmt_change, legend, ratio_color, table, td_heat
+from harness.analysis.report import heatmap, paired
+from harness.analysis.report.markup import esc, fmt_change, fmt_interval, legend, ratio_color, table, td_heat
 from harness.analysis.report.sections.context import Context
 from harness.measures import ASSUMED_ROUND_SD_LOG, CHAINS, INSTRUCTIONS, ROUND_NOISE_MULTIPLE, default_thresholds
 
@@ -32,15 +32,27 @@ def chain_note(kind: str) -> str:
             "%s, else on %s." % ("; else ".join(said[:-1]), kind, said[-1]))
 
 
+def paired_note() -> str:
+    """How wall-time differences over paired rounds are judged, in words with the gate's default thresholds."""
+    th = default_thresholds()
+    return ("Where the environments ran interleaved in paired rounds, a wall-time cell is the geometric mean over "
+            "its cases of the ratio to the reference with a 95%% interval: per round, the mean over the cases of the "
+            "log ratio of the two environments' round medians, then a t interval over the rounds. It is coloured only "
+            "when decisive: %s-corrected over the heatmap's cells to q \u2264 %g, and a change beyond %g%%; else "
+            "within noise. Records that were not paired (a CI job that held one environment, a lone run): %s." % (
+                paired.CORRECTION, th["q"], 100 * paired.floor_frac(th), paired.UNPAIRED))
+
+
 def time_noise_note() -> str:
     """What counts as noise in the time heatmap, in words with the gate's default thresholds."""
     th = default_thresholds()
     frac, factor = INSTRUCTIONS.thresholds
-    return ("Wall-time cells within %g\u00d7 the between-round spread are within noise: that spread is measured "
-            "where a case has %d or more rounds (records) in an environment, and assumed where it has fewer (the "
-            "spread measured on the 2-core CI machine, docs/gate.md); instruction counts less than %g%% apart (or "
-            "than %g\u00d7 their repeat spread) are unchanged, as the gate judges them" % (
-                ROUND_NOISE_MULTIPLE, th["min_rounds"], 100 * th[frac], th[factor]))
+    return paired_note() + (
+        " For records from before rounds, wall-time cells within %g\u00d7 the between-round spread are within "
+        "noise: that spread is measured where a case has %d or more rounds (records) in an environment, and "
+        "assumed where it has fewer (the spread measured on the 2-core CI machine, docs/gate.md); instruction "
+        "counts less than %g%% apart (or than %g\u00d7 their repeat spread) are unchanged, as the gate judges "
+        "them" % (ROUND_NOISE_MULTIPLE, th["min_rounds"], 100 * th[frac], th[factor]))
 
 
 def _band_text(cell) -> str:
@@ -49,6 +61,13 @@ def _band_text(cell) -> str:
     rounds = ("%d" % cell.rounds_lo if cell.rounds_lo == cell.rounds_hi else "%d to %d" % (cell.rounds_lo,
                                                                                           cell.rounds_hi))
     source = cell.band_source
+    if source == heatmap.PAIRED:
+        th = default_thresholds()
+        return ("%s over %d paired rounds of %d cases; %s q = %.2g (decisive at q \u2264 %g and beyond %g%%)." % (
+            fmt_interval(cell.ratio, cell.ci_lo, cell.ci_hi), cell.paired_rounds, cell.paired_cases,
+            paired.CORRECTION, cell.q_value, th["q"], 100 * paired.floor_frac(th)))
+    if source == heatmap.NOT_PAIRED:
+        return "Wall time: %s." % paired.UNPAIRED
     if source == "gate":
         counts = ", ".join("%d %s" % (n, v) for v, n in sorted(cell.gate.items()))
         return "Judged by the gate's verdicts (%s): %s." % (cell.gate_pair, counts)
@@ -78,7 +97,12 @@ def _tip(ctx: Context, cell, kind: str) -> str:
             MEANINGS[cell.basis], best, cell.n_preferred, cell.n)
     else:
         basis = "Basis: %s (no %s here)." % (MEANINGS[cell.basis], best)
-    judged = "Within noise: not coloured." if cell.within else "Beyond noise." if cell.band_source else ""
+    if cell.band_source == heatmap.NOT_PAIRED:
+        judged = "Not coloured."
+    elif cell.band_source == heatmap.PAIRED:
+        judged = "Within noise: not coloured." if cell.within else "Decisive."
+    else:
+        judged = "Within noise: not coloured." if cell.within else "Beyond noise." if cell.band_source else ""
     lines = ["%s %s on %s vs %s: %s %s (geometric mean of %d cases, range %s to %s)" % (
         cell.model, cell.precision, cell.env, ctx.ref, fmt_change(cell.ratio), WHAT[kind], cell.n,
         fmt_change(cell.lo), fmt_change(cell.hi)), basis]
@@ -88,8 +112,21 @@ def _tip(ctx: Context, cell, kind: str) -> str:
     return "\n".join(lines)
 
 
+def _cell_words(cell) -> str:
+    """Under a wall-time cell's value: its interval, 'within noise', or that it has none."""
+    if cell.band_source == heatmap.PAIRED:
+        ci = "%s to %s" % (fmt_change(cell.ci_lo), fmt_change(cell.ci_hi))
+        return ci if not cell.within else "%s; %s" % (paired.WITHIN, ci)
+    if cell.band_source == heatmap.NOT_PAIRED:
+        return "not paired"
+    return ""
+
+
 def _cell_html(ctx: Context, cell, kind: str) -> str:
     text = '%s<small class="basis">%s</small>' % (esc(fmt_change(cell.ratio)), esc(TAGS[cell.basis]))
+    words = _cell_words(cell)
+    if words:
+        text += '<small class="basis">%s</small>' % esc(words)
     tip = _tip(ctx, cell, kind)
     if cell.within:
         return td_heat(text, None, tip, "noise")
@@ -101,7 +138,10 @@ def _summary(cells, kind: str) -> str:
     bases = cells["basis"].value_counts()
     parts = ["%d on %s (<i>%s</i>)" % (bases[b], esc(b), esc(TAGS[b])) for b in _labels(kind) if b in bases]
     sources = cells["band_source"].value_counts()
-    words = {"measured": "measured from the rounds",
+    words = {heatmap.PAIRED: "interval over paired rounds (%s over %d cells)" % (
+                 paired.CORRECTION, int((cells["band_source"] == heatmap.PAIRED).sum())),
+             heatmap.NOT_PAIRED: paired.UNPAIRED,
+             "measured": "measured from the rounds",
              "assumed": "assumed (fewer than %d rounds a case)" % default_thresholds()["min_rounds"],
              "partly assumed": "partly assumed", "instruction repeats": "from instruction counts",
              "gate": "judged by the gate's verdicts"}

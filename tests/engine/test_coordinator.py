@@ -1,0 +1,193 @@
+"""The coordinator through ``torchmatrix matrix``: real variants (this interpreter twice, as two labels),
+real workers, the misbehaving fixture. Rounds interleave, share the samples and run the extras once;
+Ctrl-C in round 2 keeps every record and ``--resume`` runs only the missing (case, round) visits; a
+variant whose worker cannot start drops out while the other goes on."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from tests.runner.helpers import MISBEHAVING, ROOT, harness_cmd, read_jsonl, run_harness, write_scenario
+
+VARIANTS = ["--variant", "a=" + sys.executable, "--variant", "b=" + sys.executable]
+
+
+def _by_round(records):
+    return {(r["case"]["size"], r["round"]["index"]): r for r in records}
+
+
+def test_rounds_interleave_the_variants_share_the_samples_and_run_the_extras_once(tmp_path):
+    path = write_scenario(tmp_path, MISBEHAVING % "8, 9")  # samples = 3
+    out = tmp_path / "out"
+    proc = run_harness("matrix", path, *VARIANTS, "--rounds", "3", "--out", str(out))
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "2 variants (a 2 cases, b 2 cases), 3 rounds, interleaved" in proc.stdout
+    assert "== a: 6 records (2 cases, 3 rounds): ok 6" in proc.stdout
+    runs = {label: read_jsonl(out / (label + ".jsonl")) for label in "ab"}
+    for label, records in runs.items():
+        by_round = _by_round(records)
+        assert sorted(by_round) == [(s, r) for s in (8, 9) for r in (1, 2, 3)]
+        for (_, r), rec in by_round.items():
+            assert rec["status"] == "ok" and rec["env_label"] == label
+            assert rec["round"]["of"] == 3 and rec["round"]["variants"] == ["a", "b"] and rec["round"]["paired"]
+            assert rec["round"]["extras"] == (r == 1)
+            # the extras ran once: the first round judged accuracy and took the tensor peak
+            assert (rec["accuracy"] is not None) == (r == 1)
+            assert (rec["memory"].get("tensor_peak_bytes") is not None) == (r == 1)
+            assert (rec["extras"] is not None) == (r == 1)
+        # three samples in all, one a round, each round its own worker process
+        assert [len(by_round[(8, r)]["timing"]["samples_s"]) for r in (1, 2, 3)] == [1, 1, 1]
+    # each case: the variants back to back, the first one changing round by round
+    for size in (8, 9):
+        firsts = [min("ab", key=lambda v: _by_round(runs[v])[(size, r)]["round"]["position"]) for r in (1, 2, 3)]
+        assert firsts[0] != firsts[1] and firsts[1] != firsts[2]
+        for r in (1, 2, 3):
+            stamps = sorted((_by_round(runs[v])[(size, r)]["round"]["position"], v) for v in "ab")
+            assert [p for p, _ in stamps] == [0, 1]
+
+
+def test_a_lone_run_takes_one_round_and_a_scenario_may_ask_for_more(tmp_path):
+    path = write_scenario(tmp_path, MISBEHAVING % "8")
+    proc = run_harness("run", path, "--out", str(tmp_path / "one"), "--env-label", "e")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rec, = read_jsonl(tmp_path / "one" / "e.jsonl")
+    assert rec["round"] == {"index": 1, "of": 1, "variants": ["e"], "position": 0, "paired": False, "extras": True}
+    assert len(rec["timing"]["samples_s"]) == 3
+    more = write_scenario(tmp_path, MISBEHAVING % "8", extra="rounds = 2\n", name="more")  # inside [measure]
+    proc = run_harness("run", more, "--out", str(tmp_path / "two"), "--env-label", "e")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    recs = read_jsonl(tmp_path / "two" / "e.jsonl")
+    assert [(r["round"]["index"], r["round"]["paired"], len(r["timing"]["samples_s"])) for r in recs] == [
+        (1, False, 2), (2, False, 1)]
+    # --append (rounds made run by run, as a whole-round A/B does): numbered after those the file holds
+    for _ in range(2):
+        proc = run_harness("run", path, "--out", str(tmp_path / "app"), "--env-label", "e", "--append")
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    assert [(r["round"]["index"], r["round"]["of"], r["round"]["extras"])
+            for r in read_jsonl(tmp_path / "app" / "e.jsonl")] == [(1, 1, True), (2, 2, True)]
+
+
+def _wait_for(predicate, timeout_s=300.0):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting")
+
+
+def _has_round_2(path):
+    return os.path.exists(path) and any(r.get("round", {}).get("index") == 2 for r in read_jsonl(path))
+
+
+def _sigint_default():
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # as a terminal's foreground job, whatever started the test
+
+
+def test_ctrl_c_in_round_two_keeps_every_record_and_resume_runs_only_the_missing_visits(tmp_path):
+    path = write_scenario(tmp_path, MISBEHAVING % "8, 13", timeout=120)
+    out = tmp_path / "out"
+    flag, marker = tmp_path / "hang-now", tmp_path / "in_flight"
+    env = dict(os.environ, PYTHONPATH=ROOT, MISBEHAVING_HANG_IF_EXISTS=str(flag), MISBEHAVING_HANG_MARKER=str(marker))
+    proc = subprocess.Popen(harness_cmd("matrix", path, *VARIANTS, "--rounds", "3", "--out", str(out)), cwd=ROOT,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True, preexec_fn=_sigint_default)
+    try:
+        _wait_for(lambda: _has_round_2(str(out / "a.jsonl")) or _has_round_2(str(out / "b.jsonl")))
+        flag.touch()  # size 13 hangs from now on: round 2's visit of it is caught in flight
+        _wait_for(marker.exists)
+        os.killpg(proc.pid, signal.SIGINT)
+        stdout, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 130, stdout[-2000:]
+    assert "interrupted in round 2 of 3" in stdout and "--resume" in stdout, stdout[-2000:]
+    first = {v: read_jsonl(out / (v + ".jsonl")) for v in "ab"}
+    kept = {(v, r["case"]["size"], r["round"]["index"]) for v in "ab" for r in first[v]}
+    assert {(v, s, 1) for v in "ab" for s in (8, 13)} <= kept  # round 1 whole
+    assert not any(s == 13 and r == 2 for v in "ab" for _, s, r in [(v,) + k[1:] for k in kept if k[0] == v]) or \
+        len(kept) < 12  # the visit in flight left no record
+    flag.unlink()
+    proc2 = run_harness("matrix", path, *VARIANTS, "--rounds", "3", "--out", str(out), "--resume")
+    assert proc2.returncode == 0, proc2.stdout[-2000:] + proc2.stderr[-2000:]
+    assert "resuming: %d of 12 (case, round) visits already recorded, %d to go" % (len(kept), 12 - len(kept)) \
+        in proc2.stdout
+    for v in "ab":
+        records = read_jsonl(out / (v + ".jsonl"))
+        assert records[:len(first[v])] == first[v]  # untouched
+        assert sorted((r["case"]["size"], r["round"]["index"]) for r in records) == [
+            (s, r) for s in (8, 13) for r in (1, 2, 3)]  # each visit once
+        assert all(r["status"] == "ok" for r in records)
+
+
+def test_a_variant_whose_worker_cannot_start_drops_out_and_the_other_goes_on(tmp_path):
+    # an environment whose Python lists the cases but cannot start a worker (a broken install)
+    python = tmp_path / "python"
+    python.write_text('#!/bin/sh\ncase "$*" in *harness.runner.worker*) echo "broken on purpose" >&2; exit 3;; '
+                      'esac\nexec %s "$@"\n' % sys.executable)
+    python.chmod(0o755)
+    path = write_scenario(tmp_path, MISBEHAVING % "8, 9")
+    out = tmp_path / "out"
+    proc = run_harness("matrix", path, "--variant", "a=" + sys.executable, "--variant", "broken=%s" % python,
+                       "--rounds", "2", "--out", str(out))
+    assert proc.returncode == 1, proc.stdout[-2000:]
+    assert "broken: worker failed to start" in proc.stdout and "broken on purpose" in proc.stdout
+    assert "error: broken dropped out: worker failed to start" in proc.stderr
+    assert [(r["case"]["size"], r["round"]["index"], r["status"]) for r in read_jsonl(out / "a.jsonl")] == [
+        (8, 1, "ok"), (9, 1, "ok"), (8, 2, "ok"), (9, 2, "ok")]
+    assert read_jsonl(out / "broken.jsonl") == []
+
+
+def test_bad_variants_are_input_errors_and_write_nothing(tmp_path):
+    path = write_scenario(tmp_path, MISBEHAVING % "8")
+    out = tmp_path / "out"
+    cases = [([], "no variant"), (["--variant", "a"], "expected LABEL=PYTHON"),
+             (["--variant", "a=/no/such/python"], "a: /no/such/python is not an executable Python"),
+             (VARIANTS[:2] + VARIANTS[:2], "variant label 'a' given twice"),
+             (["--variant", "a b=" + sys.executable], "variant label 'a b'"),
+             (["--variant-file", str(tmp_path / "none.json")], "variant file"),
+             (VARIANTS + ["--rounds", "0"], "--rounds 0")]
+    for args, words in cases:
+        proc = run_harness("matrix", path, *args, "--out", str(out))
+        assert proc.returncode == 2 and words in proc.stderr, (args, proc.stderr)
+    # a scenario a variant refuses: its problem, named by the variant
+    proc = run_harness("matrix", path, *VARIANTS, "--only", "model=nothing*", "--out", str(out))
+    assert proc.returncode == 2 and proc.stderr.startswith("error: "), proc.stderr
+    assert not out.exists()
+
+
+#: Stands in for valgrind: drops its options and runs the counting worker natively (nothing is counted,
+#: so each count is an error naming the missing dump: enough to see where and when counts are made).
+FAKE_VALGRIND = '''#!/bin/sh
+if [ "$1" = "--version" ]; then echo valgrind-fake; exit 0; fi
+while [ "${1#--}" != "$1" ]; do shift; done
+exec "$@"
+'''
+
+
+def test_counts_come_after_every_timed_round_one_counting_worker_per_variant(tmp_path):
+    fake_dir = tmp_path / "fakebin"
+    fake_dir.mkdir()
+    (fake_dir / "valgrind").write_text(FAKE_VALGRIND)
+    (fake_dir / "valgrind").chmod(0o755)
+    path = write_scenario(tmp_path, MISBEHAVING % "8, 9")
+    out = tmp_path / "out"
+    env = dict(os.environ, PYTHONPATH=ROOT, PATH=str(fake_dir) + os.pathsep + os.environ["PATH"])
+    proc = subprocess.run(harness_cmd("matrix", path, *VARIANTS, "--rounds", "2", "--instructions", "--out",
+                                      str(out)), cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    # no count beside a timed case: the pass starts after the last round's last visit
+    assert proc.stdout.index("[8/8]") < proc.stdout.index("instruction pass: 4 cases in 2 variants")
+    from harness.record.store import read_records
+
+    for label in "ab":
+        assert [r["instructions"] for r in read_jsonl(out / (label + ".jsonl"))] == [None] * 4
+        merged = read_records(str(out / (label + ".jsonl")))
+        counted = {(r["case"]["size"], r["round"]["index"]): r["instructions"] for r in merged}
+        assert counted[(8, 2)] is None and counted[(9, 2)] is None  # the first round's cases are counted
+        assert counted[(8, 1)]["status"] == "error" and "callgrind dump" in counted[(8, 1)]["reason"]
+        # size 9 segfaults when counted: the count says so, the case keeps its timing
+        assert counted[(9, 1)]["status"] == "crashed" and all(r["status"] == "ok" for r in merged)
