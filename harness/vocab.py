@@ -80,6 +80,10 @@ VERDICTS = ("regressed", "lost", "improved", "unchanged", "inconclusive", "not_c
 FAILING_VERDICTS = ("regressed", "lost")
 
 
+#: The extras of a case (``harness.runner.extras``): what runs after its timed samples, in that order; none
+#: can fail the case. Named here so the analysis side can read them without importing the runner.
+EXTRA_NAMES = ("flops", "tensor_peak", "profile", "checks", "references", "task")
+
 #: What an environment (variant) label may hold: it names a record file in the output folder.
 ENV_LABEL_RE = re.compile(r"^[A-Za-z0-9+_-][A-Za-z0-9.+_-]*$")
 

@@ -1,7 +1,7 @@
 """Which record columns only the round that ran a case's extras fills, and which rows ran them.
 
 An interleaved run (``harness.engine``) measures each case once per round; only the round whose
-``round.extras`` is True runs the extras (``harness.runner.extras.NAMES``: FLOPs, tensor peak,
+``round.extras`` is True runs the extras (``harness.vocab.EXTRA_NAMES``: FLOPs, tensor peak,
 profile, checks, references, task) and the instruction counts. The other rounds' records carry the
 timing, the process peak and the status, and leave every extras column null. The report and the gate
 read such a column from the round that ran the extras, never as "missing" from a timing-only round.
@@ -16,10 +16,10 @@ say where its figures go. Never imports torch.
 from typing import Any, Mapping, Tuple
 
 from harness.record.schema import COLUMNS
-from harness.runner.extras import NAMES, REFERENCES
+from harness.vocab import EXTRA_NAMES as NAMES
 
 #: Extras whose record part is not named after them.
-_PART_OF = {REFERENCES: "accuracy"}
+_PART_OF = {"references": "accuracy"}
 #: Parts the extras round writes that are no extra of ``NAMES``: the extras' own report, and the
 #: instruction counts (a deterministic pass counted once, not in every round).
 _ALSO = ("extras", "instructions")

@@ -13,10 +13,8 @@ import time
 from typing import Dict, List
 
 from harness.engine import schedule
-from harness.engine.coordinator import held_offset, held_rounds, out_path_of, run_variants
 from harness.engine.variant import Variant, VariantError
 from harness.record.store import OutputLock, OutputLocked, read_records, rotate_aside, write_env_json
-from harness.runner.manager import DiskFull, summary_table
 from harness.scenario import models as scenario_models
 from harness.scenario import requirements
 from harness.scenario import spec as scen
@@ -54,6 +52,11 @@ def add_arguments(parser) -> None:
                         help="also count each ok case's instructions under valgrind in the first round")
     parser.add_argument("--profile", action="append", default=[], metavar="AXIS=V[,V];AXIS=V",
                         help="also record a torch.profiler trace of the matching cases (as `run --profile`)")
+    parser.add_argument("--shard", metavar="K/N",
+                        help="run only shard K of N (as `run --shard`: the same split in every job for an unchanged "
+                             "scenario; a CI job matrix gives each job one environment and one shard)")
+    parser.add_argument("--shard-durations", metavar="STORE",
+                        help="with --shard: balance by the seconds each case took in STORE (as `run`)")
     parser.add_argument("--dry-run", action="store_true", help="list each variant's cases and the plan, and exit")
 
 
@@ -102,6 +105,8 @@ def _expand_all(variants, scenario_path: str, only: List[str]) -> Dict:
 
 
 def run(args) -> int:
+    from harness.engine.coordinator import out_path_of
+
     path = scen.resolve_path(args.scenario)
     try:
         sc = scen.load(path)
@@ -114,6 +119,15 @@ def run(args) -> int:
     except VariantError as exc:
         for problem in exc.problems or [str(exc)]:
             print("error: %s" % problem, file=sys.stderr)
+        return ExitCode.INPUT
+    from harness.shard import split as sharding
+
+    try:
+        shard_spec = sharding.parse_spec(args.shard) if args.shard is not None else None
+        if args.shard_durations is not None and shard_spec is None:
+            raise sharding.ShardError("--shard-durations %s: needs --shard K/N" % args.shard_durations)
+    except sharding.ShardError as exc:
+        print("error: %s" % exc, file=sys.stderr)
         return ExitCode.INPUT
     if args.rounds is not None and not 1 <= args.rounds <= 100:
         print("error: --rounds %d: expected an integer in [1, 100]" % args.rounds, file=sys.stderr)
@@ -138,6 +152,18 @@ def run(args) -> int:
         for problem in exc.problems:
             print("error: %s" % problem, file=sys.stderr)
         return ExitCode.INPUT
+    selection = None
+    if shard_spec is not None:  # one split for every variant: their case keys are the scenario's
+        try:
+            durations = sharding.read_durations(args.shard_durations) if args.shard_durations else None
+            selection = sharding.select(variants[0].cases, shard_spec[0], shard_spec[1], sharding.scenario_hash(path),
+                                        durations, args.shard_durations or "")
+        except sharding.ShardError as exc:
+            print("error: %s" % exc, file=sys.stderr)
+            return ExitCode.INPUT
+        keep = {case.key for case, _ in selection.cases}
+        for v in variants:
+            v.cases = [(case, not_run) for case, not_run in v.cases if case.key in keep]
     if args.instructions:
         sc.measure["instructions"] = True
     rounds = args.rounds or schedule.resolve_rounds(sc.measure.get("rounds"), len(variants))
@@ -151,6 +177,8 @@ def run(args) -> int:
                 print("%s  %s%s" % (v.label, case.key, "   [%s: %s]" % (not_run.status, not_run.reason)
                                     if not_run else ""))
         print(plan)
+        if selection is not None:
+            print(selection.summary())
         return ExitCode.OK
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         print("error: --out %s is a file, not a folder for record files" % out_dir, file=sys.stderr)
@@ -173,14 +201,17 @@ def run(args) -> int:
             for lock in locks:
                 lock.release()
     try:
-        return _run_locked(sc, variants, rounds, out_dir, plan, args)
+        return _run_locked(sc, variants, rounds, out_dir, plan, args, selection)
     finally:
         for lock in locks:
             lock.release()
 
 
-def _run_locked(sc, variants, rounds: int, out_dir: str, plan: str, args) -> int:
+def _run_locked(sc, variants, rounds: int, out_dir: str, plan: str, args, selection=None) -> int:
     """The run proper, every variant's record file locked: rotate or resume, rounds, summaries."""
+    from harness.engine.coordinator import held_offset, held_rounds, run_variants
+    from harness.runner.manager import DiskFull, summary_table
+
     held, offset = {}, 0
     for v in variants:
         if args.append and os.path.exists(v.out_path):  # pairing is by round index: one offset for all
@@ -192,9 +223,12 @@ def _run_locked(sc, variants, rounds: int, out_dir: str, plan: str, args) -> int
             if moved:
                 print("earlier records moved to %s" % moved)
     print(plan)
+    if selection is not None:
+        print(selection.summary())
     t0 = time.perf_counter()
     try:
-        outcome = run_variants(sc, variants, rounds, held, print, round_offset=offset)
+        outcome = run_variants(sc, variants, rounds, held, print, round_offset=offset,
+                               shard=selection.fields if selection else None)
         written = outcome.written
     except DiskFull as exc:
         print("error: %s" % exc, file=sys.stderr)

@@ -14,14 +14,11 @@ import contextlib
 import time
 from typing import Any, Callable, Dict, Optional
 
-TENSOR_PEAK = "tensor_peak"
-FLOPS = "flops"
-PROFILE = "profile"
-CHECKS = "checks"
-REFERENCES = "references"
-TASK = "task"
-#: Every extra, in the order a case runs them.
-NAMES = (FLOPS, TENSOR_PEAK, PROFILE, CHECKS, REFERENCES, TASK)
+from harness.vocab import EXTRA_NAMES
+
+#: Every extra, in the order a case runs them (``harness.vocab.EXTRA_NAMES``).
+NAMES = EXTRA_NAMES
+FLOPS, TENSOR_PEAK, PROFILE, CHECKS, REFERENCES, TASK = NAMES
 
 
 class Extras:

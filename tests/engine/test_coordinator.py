@@ -191,3 +191,20 @@ def test_counts_come_after_every_timed_round_one_counting_worker_per_variant(tmp
         assert counted[(8, 1)]["status"] == "error" and "callgrind dump" in counted[(8, 1)]["reason"]
         # size 9 segfaults when counted: the count says so, the case keeps its timing
         assert counted[(9, 1)]["status"] == "crashed" and all(r["status"] == "ok" for r in merged)
+
+
+def test_a_shard_of_the_matrix_runs_its_cases_in_every_variant_and_says_so(tmp_path):
+    """A CI job matrix runs `nox -s "matrix(torch=X)" -- SCENARIO --shard K/N`: the same split as `run --shard`."""
+    path = write_scenario(tmp_path, MISBEHAVING % "8, 9, 14, 15")  # all healthy in the timed worker
+    got = {}
+    for k in (1, 2):
+        out = tmp_path / ("s%d" % k)
+        proc = run_harness("matrix", path, "--variant", "a=" + sys.executable, "--shard", "%d/2" % k, "--out", str(out))
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        records = read_jsonl(out / "a.jsonl")
+        assert {r["shard"]["index"] for r in records} == {k} and all(r["shard"]["count"] == 2 for r in records)
+        assert all(not r["round"]["paired"] for r in records)  # one variant: nothing to pair with
+        got[k] = {r["case"]["size"] for r in records}
+    assert got[1] | got[2] == {8, 9, 14, 15} and not got[1] & got[2]
+    proc = run_harness("matrix", path, *VARIANTS, "--shard", "3/2", "--out", str(tmp_path / "bad"))
+    assert proc.returncode == 2 and "3/2" in proc.stderr
