@@ -62,6 +62,24 @@ def test_a_group_averages_its_cases_per_round_then_tests_over_rounds():
     assert out["log_mean"] == pytest.approx(0.2) and out["lo"] == pytest.approx(out["hi"])  # every round 0.2
 
 
+def test_a_cell_separates_the_rounds_shared_shift_from_its_cases_own_noise():
+    """Two cells of one environment, every case shifted alike in each round (one process's speed) and no
+    noise of its own: the cells differ by exactly their true difference, and each interval is the
+    environment's shift uncertainty alone (t with R - 1 = 2 degrees of freedom over var(m_r) / R)."""
+    import pandas as pd
+
+    shift = {1: 0.2, 2: -0.1, 3: 0.05}
+    rows = [("%s%d" % (model, c), model, "fp32", "train", "e", r, effect + shift[r])
+            for model, effect in (("a", 0.1), ("b", -0.1)) for c in range(3) for r in shift]
+    out = paired.intervals(pd.DataFrame(rows, columns=paired.RATIO_COLUMNS), ["model", "precision", "env"])
+    a, b = (out[out["model"] == m].iloc[0] for m in "ab")
+    assert a["log_mean"] - b["log_mean"] == pytest.approx(0.2)
+    assert a["log_mean"] == pytest.approx(0.1 + np.mean(list(shift.values())))
+    half = stats.t.ppf(0.975, 2) * math.sqrt(np.var(list(shift.values()), ddof=1) / 3)
+    assert math.log(a["hi"]) - a["log_mean"] == pytest.approx(half)
+    assert a["paired_cases"] == 3 and a["paired_rounds"] == 3
+
+
 # ------------------------------------------------------------------ A/A, planted slowdown, unpaired
 
 

@@ -112,13 +112,17 @@ def _columns(means: np.ndarray, sds: np.ndarray, rounds: np.ndarray, cases: np.n
 
 
 def intervals(ratios: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
-    """Per group of ``by``: per round the mean over the group's cases of their log ratios, then the t
-    interval over those rounds (``INTERVAL_COLUMNS``; ``ratio``, ``lo``, ``hi`` as ratios here / reference).
-    Every round mean averages the same cases: those that have every round of the group, or, where fewer
-    than half the cases do, all cases over the rounds that every case has."""
+    """Per group of ``by`` (``INTERVAL_COLUMNS``; ``ratio``, ``lo``, ``hi`` as ratios here / reference).
+
+    ``by == ["env"]`` (a whole environment): per round the mean over the group's cases of their log
+    ratios, then the t interval over those rounds. Every round mean averages the same cases: those that
+    have every round of the group, or, where fewer than half the cases do, all cases over the rounds
+    that every case has. A group inside an environment (a heatmap cell): ``within_env``."""
     by = list(by)
     if ratios.empty:
         return pd.DataFrame(columns=by + INTERVAL_COLUMNS)
+    if by != ["env"] and "env" in by:
+        return within_env(ratios, by)
     wide = ratios.pivot_table(index=by + ["case_key"], columns="round", values="log_ratio", aggfunc="mean",
                               observed=True)
     keys, means, sds, rounds, cases = [], [], [], [], []
@@ -140,14 +144,65 @@ def intervals(ratios: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
     return out.assign(**_columns(np.array(means), np.array(sds), np.array(rounds), np.array(cases)))
 
 
+def within_env(ratios: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
+    """Per group of ``by`` inside an environment (a heatmap cell, one case): the two levels of a paired
+    round apart. A round's process speed moves every case of the environment alike: that shift is the
+    environment's mean log ratio in the round (``m_r``, over all its cases), known as well as the
+    environment's own interval knows it (variance ``var(m_r) / R``, R - 1 degrees of freedom). What is
+    left of a case's log ratio in a round (``d_cr - m_r``) is that case's own noise, independent from
+    round to round: its variance comes from the spread of those residuals around each case's mean
+    (``n - C`` degrees of freedom for n values of C cases). The group's log mean is the mean residual
+    plus the environment's shift; its variance the sum of the two parts, with Welch-Satterthwaite's
+    degrees of freedom. Three rounds of a 4-case cell then carry 12 values of case noise instead of
+    3 round means (measured on the default scenario: docs/engine.md, "Intervals")."""
+    by = list(by)
+    env_round = ratios.groupby(["env", "round"], observed=True)["log_ratio"].mean()
+    shift = env_round.groupby(level="env").agg(["mean", "var", "size"])
+    data = ratios.assign(residual=ratios["log_ratio"].to_numpy() - env_round.reindex(
+        pd.MultiIndex.from_arrays([ratios["env"], ratios["round"]])).to_numpy())
+    keys, means, halves, ps, rounds, cases = [], [], [], [], [], []
+    for group, sub in data.groupby(by, sort=False, observed=True):
+        key = group if isinstance(group, tuple) else (group,)
+        env = key[by.index("env")]
+        m, var_m, r_env = shift.loc[env, "mean"], shift.loc[env, "var"], int(shift.loc[env, "size"])
+        per_case = sub.groupby("case_key", observed=True)["residual"]
+        dev = sub["residual"].to_numpy() - per_case.transform("mean").to_numpy()
+        n, c = len(sub), per_case.ngroups
+        df_e = n - c
+        keys.append(key)
+        rounds.append(int(sub["round"].nunique()))
+        cases.append(c)
+        means.append(float(sub["residual"].mean() + m))
+        if r_env < MIN_PAIRED_ROUNDS or df_e < 1:
+            halves.append(math.nan)
+            ps.append(math.nan)
+            continue
+        v_shift = float(var_m) / r_env
+        v_noise = float(np.sum(dev ** 2)) / df_e / n
+        total = v_shift + v_noise
+        if total <= 0:
+            halves.append(0.0)
+            ps.append(0.0 if means[-1] != 0 else 1.0)
+            continue
+        dof = total ** 2 / ((v_shift ** 2 / (r_env - 1) if v_shift > 0 else 0.0) + v_noise ** 2 / df_e)
+        se = math.sqrt(total)
+        halves.append(float(stats.t.ppf(0.5 + LEVEL / 2.0, dof) * se))
+        ps.append(float(2.0 * stats.t.sf(abs(means[-1]) / se, dof)))
+    mean_a, half_a = np.array(means), np.array(halves)
+    out = pd.DataFrame(keys, columns=by)
+    enough = ~np.isnan(half_a)
+    return out.assign(ratio=np.exp(mean_a), lo=np.where(enough, np.exp(mean_a - half_a), np.nan),
+                      hi=np.where(enough, np.exp(mean_a + half_a), np.nan),
+                      log_mean=np.where(enough, mean_a, np.nan), p_value=np.array(ps, dtype=float),
+                      paired_rounds=np.array(rounds, dtype=int), paired_cases=np.array(cases, dtype=int))
+
+
 def case_intervals(ratios: pd.DataFrame) -> pd.DataFrame:
-    """Per (env, case): the t interval over the case's paired rounds (``INTERVAL_COLUMNS``)."""
+    """Per (env, case): its interval over its paired rounds, the environment's shift apart (``within_env``)."""
     by = ["env", "case_key"]
     if ratios.empty:
         return pd.DataFrame(columns=by + INTERVAL_COLUMNS)
-    g = ratios.groupby(by, sort=False, observed=True)["log_ratio"].agg(["mean", "std", "size"]).reset_index()
-    return g[by].assign(**_columns(g["mean"].to_numpy(), g["std"].to_numpy(), g["size"].to_numpy(),
-                                   np.ones(len(g), dtype=int)))
+    return within_env(ratios, by)
 
 
 def judge(table: pd.DataFrame, thresholds: Mapping[str, Any]) -> pd.DataFrame:
