@@ -149,3 +149,16 @@ def test_the_upgrade_view_takes_paired_intervals(tmp_path):
     assert len(view["slower"]) > 0.8 * len(ran) and view["slower"]["wall_decisive"].all()
     markdown = up.markdown(view)
     assert "paired rounds" in markdown and "Benjamini-Hochberg" in markdown and "(paired, q" in markdown
+
+
+def test_a_real_change_below_the_floor_is_said_so_and_not_coloured():
+    import pandas as pd
+
+    from harness.measures import default_thresholds
+
+    table = pd.DataFrame({"env": ["e", "f"], "log_mean": [math.log(1.01), math.log(1.002)],
+                          "p_value": [1e-6, 0.6]})
+    judged = paired.judge(table, default_thresholds())
+    assert not judged["decisive"].any() and list(judged["small"]) == [True, False]
+    words = [paired.undecided_words(row, default_thresholds()) for _, row in judged.iterrows()]
+    assert words == ["real but below the 2% floor", paired.WITHIN]

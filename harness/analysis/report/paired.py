@@ -43,6 +43,8 @@ FLOOR_KEY = "instructions_frac"
 UNPAIRED = "single run, not paired: no interval"
 #: What the page says of a difference whose interval or size does not decide it.
 WITHIN = "within noise"
+#: What the page says of a difference its interval shows real but smaller than the floor (``%s``: the floor).
+SMALL = "real but below the %s floor"
 #: The correction for many comparisons, in words (the page names it once per family).
 CORRECTION = "Benjamini-Hochberg"
 #: Columns of ``round_ratios``.
@@ -207,7 +209,8 @@ def case_intervals(ratios: pd.DataFrame) -> pd.DataFrame:
 
 def judge(table: pd.DataFrame, thresholds: Mapping[str, Any]) -> pd.DataFrame:
     """``table`` (of ``intervals``) with ``q_value`` (``CORRECTION`` over its rows that have an interval:
-    the family) and ``decisive`` (q within the gate's ``q`` and the change beyond ``floor_frac``)."""
+    the family), ``decisive`` (q within the gate's ``q`` and the change beyond ``floor_frac``) and ``small``
+    (q within ``q``, the change within the floor: real, too small to colour)."""
     p = pd.to_numeric(table["p_value"], errors="coerce") if len(table) else pd.Series(dtype=float)
     has = p.notna().to_numpy()
     q = np.full(len(table), np.nan)
@@ -217,7 +220,16 @@ def judge(table: pd.DataFrame, thresholds: Mapping[str, Any]) -> pd.DataFrame:
     with np.errstate(invalid="ignore"):
         big = np.abs(pd.to_numeric(table["log_mean"], errors="coerce").to_numpy(dtype=float)) > floor
         decisive = has & (q <= float(thresholds["q"])) & big
-    return table.assign(q_value=q, decisive=decisive)
+        small = has & (q <= float(thresholds["q"])) & ~big
+    return table.assign(q_value=q, decisive=decisive, small=small)
+
+
+def undecided_words(row: Mapping[str, Any], thresholds: Mapping[str, Any]) -> str:
+    """What the page says of a difference that is not decisive: ``SMALL`` when its interval shows it real
+    but within the floor (``judge``'s ``small``), else ``WITHIN``."""
+    if row.get("small"):
+        return SMALL % ("%g%%" % (100 * floor_frac(thresholds)))
+    return WITHIN
 
 
 def env_intervals(df: pd.DataFrame, ref: str, thresholds: Mapping[str, Any]) -> pd.DataFrame:

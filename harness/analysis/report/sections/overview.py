@@ -13,7 +13,7 @@ from harness.analysis.report import paired
 from harness.analysis.report.drift import DRIFT_LIMIT
 from harness.analysis.report.markup import esc, fmt_change, fmt_drift, fmt_interval, fmt_sig, is_num, status_bar, table
 from harness.analysis.report.sections.context import Context, Part
-from harness.measures import CHAINS, WALL_TIME
+from harness.measures import CHAINS, WALL_TIME, default_thresholds
 
 
 def header(ctx: Context, title: str, generated_utc: str) -> str:
@@ -114,7 +114,7 @@ def _wall_time(summary, g: float, n: int) -> str:
         return '<span>%s</span> <small>(%d cases, wall time; %s)</small>' % (esc(fmt_change(g)), n, paired.UNPAIRED)
     text = fmt_interval(found["ratio"], found["lo"], found["hi"])
     cls = ("bad" if found["ratio"] > 1 else "good") if found["decisive"] else ""
-    said = text if found["decisive"] else "%s: %s" % (paired.WITHIN, text)
+    said = text if found["decisive"] else "%s: %s" % (paired.undecided_words(found, default_thresholds()), text)
     return '<span class="%s" title="%s q = %.2g over the environments">%s</span> <small>(%d cases, %d paired ' \
            'rounds, wall time)</small>' % (cls, esc(paired.CORRECTION), found["q_value"], esc(said),
                                            found["paired_cases"], found["paired_rounds"])
