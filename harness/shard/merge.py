@@ -48,12 +48,12 @@ class _Env:
 
     def __init__(self, label: str):
         self.label = label
-        self.records: List[Tuple[int, str, Dict]] = []  # (position, case key, record)
+        self.records: List[Tuple[Tuple[int, int], str, Dict]] = []  # ((round, position), case key, record)
         self.ref: Optional[Tuple[str, Dict]] = None  # (where, the first record) every other one must agree with
         self.shard_file: Dict[int, str] = {}
         self.shard_cases: Dict[int, int] = {}
         self.shard_records: Dict[int, int] = {}
-        self.seen: Dict[str, str] = {}
+        self.seen: Dict[Tuple[str, int], str] = {}  # (case key, round) -> where
         self.fingerprints: Dict[str, str] = {}
         self.traces: List[Tuple[str, str]] = []  # (shard folder, a record's profiler trace folder in it)
 
@@ -80,15 +80,18 @@ class _Env:
             if owner != path:
                 raise MergeError("%s: shard %d/%d twice: in %s and %s" % (self.label, index, part["count"], owner,
                                                                         path))
-            if key in self.seen:
-                raise MergeError("%s: case %s twice: %s and %s" % (self.label, key, self.seen[key], where))
-            self.seen[key] = where
+            round_index = int((rec.get("round") or {}).get("index") or 1)  # a shard run in rounds: a record each
+            if (key, round_index) in self.seen:
+                raise MergeError("%s: case %s twice: %s and %s" % (self.label, key, self.seen[(key, round_index)],
+                                                                   where))
+            self.seen[(key, round_index)] = where
             self.shard_cases[index] = part["cases"]
-            self.shard_records[index] = self.shard_records.get(index, 0) + 1
+            if round_index == 1:  # a complete shard has each of its cases' first round
+                self.shard_records[index] = self.shard_records.get(index, 0) + 1
             fingerprint = (rec.get("env") or {}).get("fingerprint")
             if fingerprint:
                 self.fingerprints.setdefault(fingerprint, where)
-            self.records.append((part["position"], key, rec))
+            self.records.append(((round_index, part["position"]), key, rec))
             trace_dir = (rec.get("profile") or {}).get("trace_dir")
             if trace_dir:
                 self.traces.append((folder, trace_dir))
@@ -130,7 +133,7 @@ class _Env:
         """The merged record file: the records in the unsharded case order."""
         from harness.record.schema import Record
 
-        ordered = sorted(self.records, key=lambda r: r[:2])  # (position, key): the unsharded order
+        ordered = sorted(self.records, key=lambda r: r[:2])  # ((round, position), key): the unsharded order
         return "".join(Record.from_dict(rec).to_json() + "\n" for _, _, rec in ordered)
 
 

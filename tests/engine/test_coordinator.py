@@ -206,5 +206,15 @@ def test_a_shard_of_the_matrix_runs_its_cases_in_every_variant_and_says_so(tmp_p
         assert all(not r["round"]["paired"] for r in records)  # one variant: nothing to pair with
         got[k] = {r["case"]["size"] for r in records}
     assert got[1] | got[2] == {8, 9, 14, 15} and not got[1] & got[2]
+    # shards run in rounds merge: a record per case and round, the rounds in order
+    for k in (1, 2):
+        proc = run_harness("matrix", path, "--variant", "a=" + sys.executable, "--shard", "%d/2" % k, "--rounds", "2",
+                           "--out", str(tmp_path / ("r%d" % k)))
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    proc = run_harness("merge", str(tmp_path / "r1"), str(tmp_path / "r2"), "--out", str(tmp_path / "merged"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    merged = read_jsonl(tmp_path / "merged" / "a.jsonl")
+    assert [r["round"]["index"] for r in merged] == [1] * 4 + [2] * 4
+    assert sorted(r["case"]["size"] for r in merged[:4]) == [8, 9, 14, 15]
     proc = run_harness("matrix", path, *VARIANTS, "--shard", "3/2", "--out", str(tmp_path / "bad"))
     assert proc.returncode == 2 and "3/2" in proc.stderr
