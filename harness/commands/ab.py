@@ -382,7 +382,7 @@ def _run_engine(trees: Dict[str, str], scen: Dict[str, str], base_own: Optional[
     if not variants:
         return
     t0 = time.time()
-    outcome = run_variants(settings_from, variants, rounds, print_fn=print_fn, first_decides_counts=True)
+    outcome = run_variants(settings_from, variants, rounds, print_fn=print_fn)
     for v in variants:
         side = "A" if v.label == SIDES["A"][1] else "B"
         dropped = outcome.dropped.get(v.label)

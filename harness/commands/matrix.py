@@ -12,6 +12,7 @@ import threading
 import time
 from typing import Dict, List
 
+from harness.commands._options import add_case_options
 from harness.engine import schedule
 from harness.engine.variant import Variant, VariantError
 from harness.record.store import OutputLock, OutputLocked, read_records, rotate_aside, write_env_json
@@ -41,22 +42,7 @@ def add_arguments(parser) -> None:
                         help='interleaved rounds (default: the scenario\'s [measure] rounds; "auto" there: 3 for '
                              "two or more variants, 1 for one). The rounds share the samples, they do not add any")
     parser.add_argument("--out", help="output folder (default: results/<scenario name>)")
-    mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--resume", action="store_true",
-                      help="run only the (case, round) visits the record files do not hold yet")
-    mode.add_argument("--append", action="store_true",
-                      help="append to the record files as they are (default: earlier records move to previous/)")
-    parser.add_argument("--only", action="append", default=[], metavar="AXIS=V1,V2",
-                        help="keep cases whose AXIS matches one of the values (globs allowed); repeatable")
-    parser.add_argument("--instructions", action="store_true",
-                        help="also count each ok case's instructions under valgrind in the first round")
-    parser.add_argument("--profile", action="append", default=[], metavar="AXIS=V[,V];AXIS=V",
-                        help="also record a torch.profiler trace of the matching cases (as `run --profile`)")
-    parser.add_argument("--shard", metavar="K/N",
-                        help="run only shard K of N (as `run --shard`: the same split in every job for an unchanged "
-                             "scenario; a CI job matrix gives each job one environment and one shard)")
-    parser.add_argument("--shard-durations", metavar="STORE",
-                        help="with --shard: balance by the seconds each case took in STORE (as `run`)")
+    add_case_options(parser, "run only the (case, round) visits the record files do not hold yet")
     parser.add_argument("--dry-run", action="store_true", help="list each variant's cases and the plan, and exit")
 
 

@@ -107,14 +107,15 @@ def held_offset(records: Sequence[Dict]) -> int:
 def run_variants(scenario: Scenario, variants: Sequence[Variant], rounds: int,
                  held: Optional[Dict[str, Set[Tuple[str, int]]]] = None, print_fn: Callable = print,
                  shard: Optional[Dict[str, Dict]] = None,
-                 first_decides_counts: bool = True, round_offset: int = 0) -> Outcome:
+                 round_offset: int = 0) -> Outcome:
     """Run every variant's cases in ``rounds`` interleaved rounds, appending records to each variant's
     ``out_path``, skipping the ``(case key, round)`` pairs in ``held[label]`` (``--resume``). ``shard``
     maps a case key to its record's ``shard`` part (``run --shard``; one variant).
 
     With instruction counts (``[measure] instructions``), after all timed rounds: ``count_after_rounds``
-    (``first_decides_counts`` there). ``round_offset``: rounds the record files already hold (``--append``):
-    this run's rounds are numbered after them, so rounds appended run by run stay apart.
+    (the first variant's step decides which cases every variant counts). ``round_offset``: rounds the
+    record files already hold (``--append``): this run's rounds are numbered after them, so rounds
+    appended run by run stay apart.
 
     A variant whose worker cannot start drops out (said at once, and in ``Outcome.dropped``); the others
     go on. Raises ``DiskFull`` when a record file cannot be written for lack of space (what was kept is
@@ -188,7 +189,7 @@ def run_variants(scenario: Scenario, variants: Sequence[Variant], rounds: int,
                 for s in states:  # the last round's workers: nothing is timed from here on
                     s.close_workers()
                 counting = True
-                count_after_rounds(states, scenario, print_fn, first_decides_counts, round_offset + 1)
+                count_after_rounds(states, scenario, print_fn, round_offset + 1)
         except KeyboardInterrupt:
             interrupted = True
             if counting:
@@ -212,14 +213,13 @@ def run_variants(scenario: Scenario, variants: Sequence[Variant], rounds: int,
                    {s.variant.label: s.dropped for s in states if s.dropped})
 
 
-def count_after_rounds(states: List[_State], scenario: Scenario, print_fn, first_decides_counts: bool,
-                       first_round: int = 1) -> None:
+def count_after_rounds(states: List[_State], scenario: Scenario, print_fn, first_round: int = 1) -> None:
     """The instruction counts of every variant's first-round ok cases that have none yet (in its record file
     with its counts file; so ``--resume`` counts what an interrupted pass left), after all timed rounds:
     one counting worker per variant under valgrind, as many at once as the machine has cores, each count
     appended to the variant's counts file as it comes (``harness.record.store.CountsWriter``).
 
-    ``first_decides_counts``: the first variant's step decides which cases every variant counts
+    The first variant's step decides which cases every variant counts
     (``instructions_max_step_s``), so a step near the limit is counted on every side or on none.
     ``first_round``: the index of the run's first round (the one that ran the extras)."""
     todo: List[Tuple[_State, List[Dict]]] = []
@@ -228,7 +228,7 @@ def count_after_rounds(states: List[_State], scenario: Scenario, print_fn, first
         first = [r for r in read_records(s.variant.out_path)
                  if r.get("status") == "ok" and r.get("timing")
                  and ((r.get("round") or {}).get("index") or 1) == first_round]
-        if n == 0 and first_decides_counts:
+        if n == 0:
             deciding = {r["case_key"]: r["timing"].get("median_s") for r in first}
         missing = [r for r in first if not r.get("instructions")]
         if missing:

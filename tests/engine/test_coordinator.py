@@ -3,12 +3,19 @@ real workers, the misbehaving fixture. Rounds interleave, share the samples and 
 Ctrl-C in round 2 keeps every record and ``--resume`` runs only the missing (case, round) visits; a
 variant whose worker cannot start drops out while the other goes on."""
 import os
-import signal
 import subprocess
 import sys
-import time
 
-from tests.runner.helpers import MISBEHAVING, ROOT, harness_cmd, read_jsonl, run_harness, write_scenario
+from tests.runner.helpers import (
+    MISBEHAVING,
+    ROOT,
+    ctrl_c_when_in_flight,
+    harness_cmd,
+    read_jsonl,
+    run_harness,
+    wait_for,
+    write_scenario,
+)
 
 VARIANTS = ["--variant", "a=" + sys.executable, "--variant", "b=" + sys.executable]
 
@@ -68,21 +75,8 @@ def test_a_lone_run_takes_one_round_and_a_scenario_may_ask_for_more(tmp_path):
             for r in read_jsonl(tmp_path / "app" / "e.jsonl")] == [(1, 1, True), (2, 2, True)]
 
 
-def _wait_for(predicate, timeout_s=300.0):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting")
-
-
 def _has_round_2(path):
     return os.path.exists(path) and any(r.get("round", {}).get("index") == 2 for r in read_jsonl(path))
-
-
-def _sigint_default():
-    signal.signal(signal.SIGINT, signal.SIG_DFL)  # as a terminal's foreground job, whatever started the test
 
 
 def test_ctrl_c_in_round_two_keeps_every_record_and_resume_runs_only_the_missing_visits(tmp_path):
@@ -90,20 +84,14 @@ def test_ctrl_c_in_round_two_keeps_every_record_and_resume_runs_only_the_missing
     out = tmp_path / "out"
     flag, marker = tmp_path / "hang-now", tmp_path / "in_flight"
     env = dict(os.environ, PYTHONPATH=ROOT, MISBEHAVING_HANG_IF_EXISTS=str(flag), MISBEHAVING_HANG_MARKER=str(marker))
-    proc = subprocess.Popen(harness_cmd("matrix", path, *VARIANTS, "--rounds", "3", "--out", str(out)), cwd=ROOT,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True, preexec_fn=_sigint_default)
-    try:
-        _wait_for(lambda: _has_round_2(str(out / "a.jsonl")) or _has_round_2(str(out / "b.jsonl")))
+
+    def round_two_then_hang():
+        wait_for(lambda: _has_round_2(str(out / "a.jsonl")) or _has_round_2(str(out / "b.jsonl")), timeout=300)
         flag.touch()  # size 13 hangs from now on: round 2's visit of it is caught in flight
-        _wait_for(marker.exists)
-        os.killpg(proc.pid, signal.SIGINT)
-        stdout, _ = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    assert proc.returncode == 130, stdout[-2000:]
+
+    code, stdout = ctrl_c_when_in_flight(harness_cmd("matrix", path, *VARIANTS, "--rounds", "3", "--out", str(out)),
+                                         env, marker, before=round_two_then_hang)
+    assert code == 130, stdout[-2000:]
     assert "interrupted in round 2 of 3" in stdout and "--resume" in stdout, stdout[-2000:]
     first = {v: read_jsonl(out / (v + ".jsonl")) for v in "ab"}
     kept = {(v, r["case"]["size"], r["round"]["index"]) for v in "ab" for r in first[v]}

@@ -1,8 +1,10 @@
 """Shared helpers for runner tests: write a scenario, run the CLI in a subprocess."""
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -51,3 +53,36 @@ def run_harness(*args, optimize: bool = False, timeout: float = 600):
 def read_jsonl(path):
     with open(path) as fh:
         return [json.loads(line) for line in fh if line.strip()]
+
+
+def wait_for(condition, timeout=240):
+    """Poll ``condition`` until it holds; AssertionError after ``timeout`` seconds."""
+    deadline = time.time() + timeout
+    while not condition():
+        if time.time() > deadline:
+            raise AssertionError("timed out waiting for %s" % condition)
+        time.sleep(0.05)
+
+
+def sigint_default():
+    """A shell starts background jobs with SIGINT ignored, and Python then installs no KeyboardInterrupt
+    handler: restore the default so the command sees Ctrl-C however the test process was started."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def ctrl_c_when_in_flight(cmd, env, marker, before=None):
+    """Start ``cmd`` (argv) in its own session, as a terminal's foreground job; once ``before`` (if given) and
+    then ``marker.exists`` hold, send SIGINT to its process group; (its exit status, its output)."""
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True, preexec_fn=sigint_default)
+    try:
+        if before is not None:
+            before()
+        wait_for(marker.exists)
+        os.killpg(proc.pid, signal.SIGINT)
+        stdout, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return proc.returncode, stdout

@@ -8,7 +8,16 @@ import time
 
 import pytest
 
-from tests.runner.helpers import MISBEHAVING, ROOT, harness_cmd, read_jsonl, run_harness, write_scenario
+from tests.runner.helpers import (
+    MISBEHAVING,
+    ROOT,
+    ctrl_c_when_in_flight,
+    harness_cmd,
+    read_jsonl,
+    run_harness,
+    wait_for,
+    write_scenario,
+)
 
 
 def test_segfault_sigkill_hang_and_error_each_cost_one_case(tmp_path):
@@ -38,20 +47,13 @@ def test_external_sigkill_of_the_worker_mid_case(tmp_path):
     proc = subprocess.Popen(harness_cmd("run", path, "--out", str(out), "--env-label", "e"), cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     worker_pid = _wait_for_worker(proc.pid)
-    _wait_for(marker.exists)
+    wait_for(marker.exists)
     os.kill(worker_pid, signal.SIGKILL)
     stdout, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, stdout[-2000:]
     recs = read_jsonl(out / "e.jsonl")
     assert [r["status"] for r in recs] == ["crashed", "ok"], stdout[-2000:]
     assert "SIGKILL" in recs[0]["reason"]
-
-
-def _sigint_default():
-    # A shell starts background jobs with SIGINT ignored, and Python then installs no
-    # KeyboardInterrupt handler: restore the default so the manager sees Ctrl-C however
-    # this test process was started.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def test_ctrl_c_mid_case_then_resume_reruns_the_interrupted_case_once(tmp_path):
@@ -63,18 +65,8 @@ def test_ctrl_c_mid_case_then_resume_reruns_the_interrupted_case_once(tmp_path):
     env = dict(os.environ, PYTHONPATH=ROOT, MISBEHAVING_HANG_MARKER=str(marker), MISBEHAVING_SLOW_S="3600")
     # Its own session, as a terminal's foreground job: Ctrl-C goes to its process group
     # (the worker runs in a session of its own and is not in it).
-    proc = subprocess.Popen(harness_cmd("run", path, "--out", str(out), "--env-label", "e"), cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True, preexec_fn=_sigint_default)
-    try:
-        _wait_for(marker.exists)
-        os.killpg(proc.pid, signal.SIGINT)
-        stdout, _ = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    assert proc.returncode == 130, stdout[-2000:]
+    code, stdout = ctrl_c_when_in_flight(harness_cmd("run", path, "--out", str(out), "--env-label", "e"), env, marker)
+    assert code == 130, stdout[-2000:]
     assert "2 cases recorded" in stdout and "2 not run" in stdout and "--resume" in stdout, stdout[-2000:]
     first = read_jsonl(out / "e.jsonl")
     assert [r["case"]["size"] for r in first] == [8, 9]  # the case in flight left no record
@@ -160,14 +152,6 @@ def test_rerun_moves_earlier_records_aside(tmp_path):
     assert len(read_jsonl(out / "e.jsonl")) == 1
     previous = list((out / "previous").glob("*/e.jsonl"))
     assert len(previous) == 1 and len(read_jsonl(previous[0])) == 1
-
-
-def _wait_for(condition, timeout=240):
-    deadline = time.time() + timeout
-    while not condition():
-        if time.time() > deadline:
-            raise AssertionError("timed out waiting for %s" % condition)
-        time.sleep(0.1)
 
 
 def _children(pid):
