@@ -14,6 +14,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import torch
 
 from harness import precisions
+from harness.runner import profiler_session
 from harness.runner.memory import memory_session
 
 FLOP_COUNTER_MODE = "torch.utils.flop_counter.FlopCounterMode"
@@ -180,20 +181,60 @@ def _conv_backward_grads(name: str, child_names: List[str], call: Dict) -> int:
     return 1 + int(call["input_grad"])
 
 
-def _inside_counted(ev, counted: Dict[int, bool], last: Optional[Tuple[float, float]]) -> bool:
-    """Whether ``ev`` runs inside an op already counted: one of its parents, or the latest counted
+def parents(ops: List[profiler_session.Op]) -> List[Optional[int]]:
+    """Each op's parent (an index into ``ops``, or None) by time containment on its thread, as
+    torch's own parse links them (``EventList._populate_cpu_children``): ops in (start, -end) order,
+    a stack per thread. Async ops have no parent and are no one's."""
+    parent: List[Optional[int]] = [None] * len(ops)
+    order = sorted((i for i, op in enumerate(ops) if not op.is_async),
+                   key=lambda i: (ops[i].thread, ops[i].start_ns, -ops[i].end_ns))
+    stack: List[int] = []
+    thread = None
+    for i in order:
+        op = ops[i]
+        if op.thread != thread:
+            stack, thread = [], op.thread
+        while stack:
+            top = ops[stack[-1]]
+            if op.start_ns >= top.end_ns or op.end_ns > top.end_ns:  # cannot be inside it
+                stack.pop()
+            else:
+                parent[i] = stack[-1]
+                break
+        stack.append(i)
+    return parent
+
+
+def _child_names(ops: List[profiler_session.Op], parent: List[Optional[int]]) -> Dict[int, List[str]]:
+    """Op index -> its children's short names, where an op whose only child has its own name is
+    replaced by that child's children (torch's parse merges such duplicates, ``_remove_dup_nodes``)."""
+    children: Dict[int, List[int]] = defaultdict(list)
+    for i, p in enumerate(parent):
+        if p is not None:
+            children[p].append(i)
+
+    def names(i: int) -> List[str]:
+        kids = children.get(i, [])
+        while len(kids) == 1 and ops[kids[0]].name == ops[i].name:
+            kids = children.get(kids[0], [])
+        return [_short(ops[k].name) for k in kids]
+
+    return {i: names(i) for i in children}
+
+
+def _inside_counted(i: int, ops, parent, counted: Dict[int, bool], last: Optional[Tuple[int, int]]) -> bool:
+    """Whether op ``i`` runs inside an op already counted: one of its parents, or the latest counted
     op of its thread, in whose time range it starts. The second test is needed: 1.13's and 2.1's
-    profilers now and then leave an op's parent link out (``aten::convolution`` under a counted
-    ``aten::conv2d`` then came out counted twice), and only the start is compared, as such an
-    orphan's end was seen a clock tick past its parent's."""
-    parent = ev.cpu_parent
-    while parent is not None:
-        if counted.get(id(parent)):
+    profilers now and then record an op ending a clock tick past its parent (``aten::convolution``
+    under a counted ``aten::conv2d`` then came out counted twice), and only the start is compared."""
+    p = parent[i]
+    while p is not None:
+        if counted.get(p):
             return True
-        parent = parent.cpu_parent
+        p = parent[p]
     if last is None:
         return False
-    start, end = ev.time_range.start, ev.time_range.end
+    start, end = ops[i].start_ns, ops[i].end_ns
     return last[0] <= start < last[1] and (start, end) != last
 
 
@@ -201,53 +242,52 @@ def _short(name: str) -> str:
     return name[len("aten::"):] if name.startswith("aten::") else name
 
 
+def _is_counted_kind(op_name: str) -> bool:
+    name = _short(op_name)
+    return name in _MATMUL or name in _CONV_FORWARD or _is_conv_backward(op_name) or name.startswith(_SDPA_FUSED)
+
+
 def count_profiler(step: Callable[[], Any], model: Optional[torch.nn.Module] = None,
                    profile_memory: bool = False) -> Tuple[int, Dict[str, int]]:
     """FLOPs of one call of ``step`` read from the profiler's op shapes, and the ops of the
-    counted kinds it could not count (name -> calls): see the module docstring. ``profile_memory``:
-    the session records memory too (a ``memory.memory_session``; see ``count_step``)."""
-    profiler = torch.profiler
+    counted kinds it could not count (name -> calls): see the module docstring. The records are
+    read raw (``harness.runner.profiler_session``), in time linear in their number but for one
+    sort. ``profile_memory``: the session records memory too (a ``memory.memory_session``; see
+    ``count_step``)."""
     convs = _ConvCalls(model)
     try:
-        if profile_memory:
-            session = memory_session(record_shapes=True)
-        else:
-            session = profiler.profile(activities=[profiler.ProfilerActivity.CPU], record_shapes=True)
-        with session as prof:
+        session = (memory_session(record_shapes=True) if profile_memory
+                   else profiler_session.session(record_shapes=True, profile_memory=False))
+        with session as recording:
             step()
     finally:
         convs.close()
-    events = sorted(prof.events(), key=lambda e: (e.time_range.start, -e.time_range.end))
-    children: Dict[int, List[str]] = defaultdict(list)
-    for ev in events:
-        if ev.cpu_parent is not None:
-            children[id(ev.cpu_parent)].append(_short(ev.name))
+    ops = recording.ops()
+    parent = parents(ops)
+    children = _child_names(ops, parent)
     counted: Dict[int, bool] = {}
-    last_counted: Dict[Any, Tuple[float, float]] = {}  # thread -> time range of the latest counted op
+    last_counted: Dict[int, Tuple[int, int]] = {}  # thread -> (start_ns, end_ns) of the latest counted op
     total = 0
     uncounted: Dict[str, int] = defaultdict(int)
-    for ev in events:
-        if _inside_counted(ev, counted, last_counted.get(ev.thread)):
+    for i in sorted(range(len(ops)), key=lambda k: (ops[k].start_ns, -ops[k].end_ns)):
+        op = ops[i]
+        if not _is_counted_kind(op.name):
+            continue  # counting nothing, it hides nothing
+        name = _short(op.name)
+        if _inside_counted(i, ops, parent, counted, last_counted.get(op.thread)):
             continue
-        name = _short(ev.name)
-        shapes = [list(s) if isinstance(s, (list, tuple)) else [] for s in (ev.input_shapes or [])]
-        flops: Optional[int] = None
-        kind = True
+        shapes = op.shapes()
         if name in _MATMUL:
             flops = _matmul_flops(name, shapes)
         elif name in _CONV_FORWARD:
             flops = convs.forward(shapes)
-        elif _is_conv_backward(ev.name):
+        elif _is_conv_backward(op.name):
             call = convs.backward(shapes)
-            flops = call["flops"] * _conv_backward_grads(name, children.get(id(ev), []), call) if call else None
-        elif name.startswith(_SDPA_FUSED):
-            flops = _sdpa_flops(name, shapes)
+            flops = call["flops"] * _conv_backward_grads(name, children.get(i, []), call) if call else None
         else:
-            kind = False
-        if not kind:
-            continue
-        counted[id(ev)] = True  # what it calls is part of it, counted or not
-        last_counted[ev.thread] = (ev.time_range.start, ev.time_range.end)
+            flops = _sdpa_flops(name, shapes)
+        counted[i] = True  # what it calls is part of it, counted or not
+        last_counted[op.thread] = (op.start_ns, op.end_ns)
         if flops is None:
             uncounted[name] += 1
         else:

@@ -24,6 +24,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 import torch
 
 from harness.precisions import COMPUTE_DTYPES
+from harness.runner import profiler_session
 from harness.runner.precision import torch_dtype
 
 _libc = None
@@ -129,28 +130,6 @@ class PeakMemory:
 
 #: Raw allocation records (allocation granularity, exact and repeatable on 1.10 and the newest).
 TENSOR_PEAK_METHOD = "torch.profiler memory events"
-#: Fallback where the raw records are not reachable: op-attributed self CPU memory. On 1.10
-#: (microsecond timestamps) an allocation is attributed to a neighbouring op differently from
-#: run to run, which moved a train step's peak by up to 45 KiB; the raw records did not move.
-SELF_MEMORY_METHOD = "torch.profiler self_cpu_memory_usage"
-
-
-def _event_start(event) -> float:
-    """An event's start time, whichever attribute this torch names it by."""
-    time_range = getattr(event, "time_range", None)
-    if time_range is not None and hasattr(time_range, "start"):
-        return float(time_range.start)
-    raise RuntimeError("profiler event has no time_range")
-
-
-def _self_cpu_bytes(event) -> int:
-    """The bytes an event itself allocated (+) or freed (-) on the CPU, children excluded,
-    so nested events are never counted twice."""
-    if hasattr(event, "self_cpu_memory_usage"):
-        return int(event.self_cpu_memory_usage)
-    if hasattr(event, "cpu_memory_usage") and hasattr(event, "cpu_children"):
-        return int(event.cpu_memory_usage) - sum(int(c.cpu_memory_usage) for c in event.cpu_children)
-    raise RuntimeError("profiler event has no self_cpu_memory_usage")
 
 
 def _running_peak(deltas) -> int:
@@ -161,51 +140,17 @@ def _running_peak(deltas) -> int:
     return peak
 
 
-def tensor_peak_from_events(events) -> int:
-    """Running maximum of the self CPU memory of ``events`` (FunctionEvents) summed in start
-    order; ties put parents (longer events) first, as the program ran them. The fallback where
-    the raw records are missing: op-granular, so not exact to the byte (on 1.10 a few bytes can
-    land on a neighbouring op between runs)."""
-    ordered = sorted(events, key=lambda ev: (_event_start(ev), -float(ev.time_range.end)))
-    return _running_peak(_self_cpu_bytes(ev) for ev in ordered)
-
-
-def _raw_memory_deltas(prof) -> Optional[list]:
-    """The profiler's raw CPU allocation records (+bytes allocated, -bytes freed) in the order
-    they were made, or None where this torch does not expose them."""
-    results = getattr(getattr(prof, "profiler", None), "kineto_results", None)
-    if results is None or not hasattr(results, "events"):
-        return None
-    deltas = []
-    for ev in results.events():
-        if ev.name() != "[memory]":
-            continue
-        if not hasattr(ev, "nbytes") or not hasattr(ev, "device_type"):
-            return None
-        if "CPU" in str(ev.device_type()):
-            deltas.append(int(ev.nbytes()))
-    return deltas
-
-
-def _profiler():
-    profiler = getattr(torch, "profiler", None)
-    if profiler is None or not hasattr(profiler, "profile") or not hasattr(profiler, "ProfilerActivity"):
-        raise RuntimeError("torch.profiler is not in torch %s" % torch.__version__)
-    return profiler
-
-
 @contextlib.contextmanager
-def memory_session(**options):
-    """A ``torch.profiler`` session recording CPU memory (``options``: more of the profiler's, e.g.
-    ``record_shapes``), with the cyclic collector off inside it (it would free earlier garbage at a
-    time that differs from run to run). Yields the profiler. Raises ``RuntimeError`` when this torch
-    has no CPU memory profiler."""
-    profiler = _profiler()
+def memory_session(record_shapes: bool = False):
+    """A CPU profiler session recording allocations (``record_shapes``: the ops' input shapes too),
+    read raw (``harness.runner.profiler_session``), with the cyclic collector off inside it (it would
+    free earlier garbage at a time that differs from run to run). Yields the session's ``Recording``.
+    Raises ``RuntimeError`` when this torch has no CPU memory profiler."""
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        with profiler.profile(activities=[profiler.ProfilerActivity.CPU], profile_memory=True, **options) as prof:
-            yield prof
+        with profiler_session.session(record_shapes=record_shapes) as recording:
+            yield recording
     finally:
         if gc_was_enabled:
             gc.enable()
@@ -216,27 +161,26 @@ def running_peak_of(fn: Callable[[], Any]) -> Tuple[int, str]:
     its start, in one ``memory_session``. Exact where everything ``fn`` frees it also made (a probe that
     builds its model inside ``fn``, in a fresh process). Raises ``RuntimeError`` when this torch has no
     CPU memory profiler."""
-    with memory_session() as prof:
+    with memory_session() as recording:
         fn()
-    deltas = _raw_memory_deltas(prof)
-    if deltas is not None:
-        return _running_peak(deltas), TENSOR_PEAK_METHOD
-    return tensor_peak_from_events(prof.events()), SELF_MEMORY_METHOD
+    return _running_peak(recording.memory_deltas()), TENSOR_PEAK_METHOD
 
 
 def tensor_peak_bytes(step: Callable[[], Any], seen: bool = False) -> Tuple[int, str]:
-    """Run ``step`` under ``torch.profiler`` with memory profiling; return (peak, method): the largest
+    """Run ``step`` in a ``memory_session``; return (peak, method): the largest
     sum of CPU tensor bytes allocated during the step and live at once (frees of tensors made before
     the step are not seen by the profiler), and how it was read. Raises ``RuntimeError`` when this
     torch has no CPU memory profiler.
 
     The figure comes from the second of two sessions: the profiler forgets nothing between sessions,
     so the first sees tensors of earlier work freed (or not) by chance; in the second, every free of
-    the step's own previous tensors is known, and the figure repeats to the byte. ``seen``: the step
-    has just run once in a ``memory_session`` already (the FLOPs count's step,
-    ``flops.count_step(..., profile_memory=True)``), which serves as the first session."""
+    the step's own previous tensors is known, and the figure repeats to the byte. The first session
+    is never read: it costs the profiled step alone. ``seen``: the step has just run once in a
+    ``memory_session`` already (the FLOPs count's step, ``flops.count_step(..., profile_memory=True)``),
+    which serves as the first session."""
     if not seen:
-        running_peak_of(step)
+        with memory_session():
+            step()
     return running_peak_of(step)
 
 
@@ -251,11 +195,7 @@ def net_tensor_bytes(step: Callable[[], Any], n: int, device: str) -> int:
             step()
         torch.cuda.synchronize()
         return torch.cuda.memory_allocated() - start
-    profiler = torch.profiler
-    with profiler.profile(activities=[profiler.ProfilerActivity.CPU], profile_memory=True) as prof:
+    with profiler_session.session() as recording:
         for _ in range(n):
             step()
-    deltas = _raw_memory_deltas(prof)
-    if deltas is None:
-        raise RuntimeError("this torch exposes no raw memory records to the profiler")
-    return sum(deltas)
+    return sum(recording.memory_deltas())

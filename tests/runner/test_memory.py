@@ -41,17 +41,6 @@ def test_tensor_peak_is_exact_and_sees_one_kept_clone():
     assert more - base == CLONE_BYTES
 
 
-def test_op_attributed_fallback_sums_self_memory_once():
-    def events(step):
-        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True) as prof:
-            step()
-        return prof.events()
-    plain, cloned = (memory.tensor_peak_from_events(events(_step(c))) for c in (False, True))
-    # Op granularity: on 1.10 (microsecond timestamps) a few small allocations can land on a
-    # neighbouring op between runs (seen: +4 bytes), so the fallback sees the clone, not to the byte.
-    assert abs((cloned - plain) - CLONE_BYTES) <= 4096, (plain, cloned)
-
-
 @pytest.mark.parametrize("mode", ["train", "eval"])
 def test_every_cpu_case_records_a_repeatable_tensor_peak(mode):
     runs = [execute.run_case(case(mode=mode), SETTINGS) for _ in range(3)]
