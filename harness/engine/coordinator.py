@@ -35,7 +35,7 @@ from harness.runner.manager import (
 from harness.runner.worker_process import Worker
 from harness.scenario.spec import Scenario, profiled
 from harness.units import format_count, format_duration
-from harness.vocab import MAX_BATCH
+from harness.vocab import MAX_BATCH, NOT_RUN_STATUSES
 
 
 @dataclass
@@ -72,6 +72,15 @@ class _State:
     roofline_done: bool = False
     #: why the variant dropped out (its worker could not start), or None
     dropped: Optional[str] = None
+    #: cases this environment cannot run (a first round said unsupported or skipped): not visited again
+    settled: Set[str] = field(default_factory=set)
+
+    def visits(self, key: str, round_index: int) -> bool:
+        """Whether the case ``key`` has a record in round ``round_index``: a case that does not run, a
+        largest-batch search and a case the first round found it cannot run are recorded once (round 1);
+        a measured case in every round."""
+        case, not_run = self.by_key[key]
+        return round_index == 1 or (_runnable(case, not_run) and key not in self.settled)
 
     def workers(self) -> List[Worker]:
         return [w for w in [self.worker] + list(self.parked.values()) if w is not None]
@@ -88,10 +97,12 @@ def _runnable(case, not_run) -> bool:
     return not_run is None and case.batch_size != MAX_BATCH
 
 
-def _in_round(case, not_run, round_index: int) -> bool:
-    """Whether the case has a record in this round: a case that does not run and a largest-batch search
-    are recorded once (round 1); a measured case in every round."""
-    return round_index == 1 or _runnable(case, not_run)
+def _not_run_keys(path: str) -> Set[str]:
+    """Keys of the cases ``path``'s records say could not run (``vocab.NOT_RUN_STATUSES``): a fact of the
+    environment, not a measure, that a later round would only repeat."""
+    if not os.path.exists(path):
+        return set()
+    return {r["case_key"] for r in read_records(path) if r.get("status") in NOT_RUN_STATUSES and r.get("case_key")}
 
 
 def held_rounds(records: Sequence[Dict]) -> Set[Tuple[str, int]]:
@@ -140,11 +151,14 @@ def run_variants(scenario: Scenario, variants: Sequence[Variant], rounds: int,
             if writer.set_aside:
                 print_fn("note: %s ended with an unterminated line (%d bytes: a run killed mid-write or a full "
                          "disk); moved to %s" % (v.out_path, writer.set_aside[0], writer.set_aside[1]))
-            states.append(_State(v, writer, set(held.get(v.label, ())), settings, by_key))
+            state = _State(v, writer, set(held.get(v.label, ())), settings, by_key)
+            if state.held:  # resuming: what the first round found it cannot run stays settled
+                state.settled = _not_run_keys(v.out_path)
+            states.append(state)
         pending = [(r, key, i) for r, key, i in visits if key in states[i].by_key
-                   and _in_round(*states[i].by_key[key], r) and (key, round_offset + r) not in states[i].held]
+                   and states[i].visits(key, r) and (key, round_offset + r) not in states[i].held]
         total = len(pending)
-        planned = sum(1 for r, key, i in visits if key in states[i].by_key and _in_round(*states[i].by_key[key], r))
+        planned = sum(1 for r, key, i in visits if key in states[i].by_key and states[i].visits(key, r))
         if total < planned:
             if len(states) == 1 and rounds == 1:
                 print_fn("resuming: %d of %d cases already recorded in %s" % (planned - total, planned,
@@ -165,9 +179,9 @@ def run_variants(scenario: Scenario, variants: Sequence[Variant], rounds: int,
                     for position, i in enumerate(order):
                         s = states[i]
                         case, not_run = s.by_key[key]
-                        if not _in_round(case, not_run, r) or (key, round_offset + r) in s.held or s.dropped:
+                        if not s.visits(key, r) or (key, round_offset + r) in s.held or s.dropped:
                             continue
-                        paired = len([j for j in having if _in_round(*states[j].by_key[key], r)]) > 1
+                        paired = len([j for j in having if states[j].visits(key, r)]) > 1
                         try:
                             record = _visit(s, scenario, case, not_run, (r, rounds, round_offset), labels, position,
                                             paired, run_id, shard, print_fn)
@@ -178,6 +192,10 @@ def run_variants(scenario: Scenario, variants: Sequence[Variant], rounds: int,
                                 s.variant.label, s.dropped))
                             continue
                         done += 1
+                        if record.get("status") in NOT_RUN_STATUSES and _runnable(case, not_run):
+                            s.settled.add(key)  # its later rounds would say the same: not visited
+                            total -= sum(1 for later in range(r + 1, rounds + 1)
+                                         if (key, round_offset + later) not in s.held)
                         left_s = schedule.eta_s(done, total, time.perf_counter() - t_run)
                         where = "r%d/%d %s" % (r, rounds, s.variant.label) if (rounds > 1 or len(states) > 1) \
                             else ""

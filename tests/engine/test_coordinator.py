@@ -75,6 +75,23 @@ def test_a_lone_run_takes_one_round_and_a_scenario_may_ask_for_more(tmp_path):
             for r in read_jsonl(tmp_path / "app" / "e.jsonl")] == [(1, 1, True), (2, 2, True)]
 
 
+def test_a_case_the_first_round_cannot_run_is_not_visited_again(tmp_path):
+    path = write_scenario(tmp_path, MISBEHAVING % "8, 14")  # 14: unsupported when it runs
+    out = tmp_path / "out"
+    proc = run_harness("matrix", path, *VARIANTS, "--rounds", "3", "--out", str(out))
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    for v in "ab":
+        records = read_jsonl(out / (v + ".jsonl"))
+        assert sorted((r["case"]["size"], r["round"]["index"], r["status"]) for r in records) == [
+            (8, 1, "ok"), (8, 2, "ok"), (8, 3, "ok"), (14, 1, "unsupported")]
+    assert "[8/8]" in proc.stdout  # the count shrank to the visits made
+    # a resumed run knows it from the record file: nothing left to visit
+    proc = run_harness("matrix", path, *VARIANTS, "--rounds", "3", "--out", str(out), "--resume")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "resuming: 8 of 8 (case, round) visits already recorded, 0 to go" in proc.stdout
+    assert len(read_jsonl(out / "a.jsonl")) == 4
+
+
 def _has_round_2(path):
     return os.path.exists(path) and any(r.get("round", {}).get("index") == 2 for r in read_jsonl(path))
 
@@ -183,7 +200,7 @@ def test_counts_come_after_every_timed_round_one_counting_worker_per_variant(tmp
 
 def test_a_shard_of_the_matrix_runs_its_cases_in_every_variant_and_says_so(tmp_path):
     """A CI job matrix runs `nox -s "matrix(torch=X)" -- SCENARIO --shard K/N`: the same split as `run --shard`."""
-    path = write_scenario(tmp_path, MISBEHAVING % "8, 9, 14, 15")  # all healthy in the timed worker
+    path = write_scenario(tmp_path, MISBEHAVING % "8, 9, 15, 16")  # all healthy in the timed worker
     got = {}
     for k in (1, 2):
         out = tmp_path / ("s%d" % k)
@@ -193,7 +210,7 @@ def test_a_shard_of_the_matrix_runs_its_cases_in_every_variant_and_says_so(tmp_p
         assert {r["shard"]["index"] for r in records} == {k} and all(r["shard"]["count"] == 2 for r in records)
         assert all(not r["round"]["paired"] for r in records)  # one variant: nothing to pair with
         got[k] = {r["case"]["size"] for r in records}
-    assert got[1] | got[2] == {8, 9, 14, 15} and not got[1] & got[2]
+    assert got[1] | got[2] == {8, 9, 15, 16} and not got[1] & got[2]
     # shards run in rounds merge: a record per case and round, the rounds in order
     for k in (1, 2):
         proc = run_harness("matrix", path, "--variant", "a=" + sys.executable, "--shard", "%d/2" % k, "--rounds", "2",
@@ -203,6 +220,6 @@ def test_a_shard_of_the_matrix_runs_its_cases_in_every_variant_and_says_so(tmp_p
     assert proc.returncode == 0, proc.stderr[-2000:]
     merged = read_jsonl(tmp_path / "merged" / "a.jsonl")
     assert [r["round"]["index"] for r in merged] == [1] * 4 + [2] * 4
-    assert sorted(r["case"]["size"] for r in merged[:4]) == [8, 9, 14, 15]
+    assert sorted(r["case"]["size"] for r in merged[:4]) == [8, 9, 15, 16]
     proc = run_harness("matrix", path, *VARIANTS, "--shard", "3/2", "--out", str(tmp_path / "bad"))
     assert proc.returncode == 2 and "3/2" in proc.stderr
