@@ -51,13 +51,12 @@ class Recording:
     def memory_deltas(self) -> List[int]:
         """The CPU allocation records in the order they were made: +bytes allocated, -bytes freed.
         Raises ``RuntimeError`` where this torch's raw records carry no sizes."""
-        deltas = []
+        deltas: List[int] = []
+        records = [ev for ev in self.events if ev.name() == MEMORY_EVENT]
+        if records and (not hasattr(records[0], "nbytes") or not hasattr(records[0], "device_type")):
+            raise RuntimeError("torch %s's profiler records carry no allocation sizes" % torch.__version__)
         on_cpu: Dict[Any, bool] = {}  # device type -> is it the CPU (naming an enum value costs 2 us)
-        for ev in self.events:
-            if ev.name() != MEMORY_EVENT:
-                continue
-            if not hasattr(ev, "nbytes") or not hasattr(ev, "device_type"):
-                raise RuntimeError("torch %s's profiler records carry no allocation sizes" % torch.__version__)
+        for ev in records:
             device = ev.device_type()
             if device not in on_cpu:
                 on_cpu[device] = "CPU" in str(device)
@@ -112,8 +111,7 @@ def session(record_shapes: bool = False, profile_memory: bool = True):
 
     if not hasattr(autograd_profiler.profile, "_prepare_trace"):
         raise RuntimeError("torch %s has no kineto profiler" % torch.__version__)
-    options: Dict[str, Any] = dict(record_shapes=record_shapes, profile_memory=profile_memory, use_kineto=True)
-    prof = autograd_profiler.profile(**options)
+    prof = autograd_profiler.profile(record_shapes=record_shapes, profile_memory=profile_memory, use_kineto=True)
     recording = Recording()
     prof.__enter__()
     try:
