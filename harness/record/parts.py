@@ -96,6 +96,10 @@ class Env:
                                                   "None without such requirements")
     extra_failed: Optional[List[str]] = _f("the requirements of [environment] and --with that could not be "
                                            "installed here")
+    extra_chosen: Optional[Dict[str, Dict[str, str]]] = _f(
+        "library -> {requirement, version, why}: for each of torchvision, timm and transformers the scenario "
+        "named, what the installer was asked for in this environment and why (the per-torch table, a pin, "
+        "or the environment as it came)")
     fingerprint: Optional[str] = _f("hash of what makes timings comparable", "env_fingerprint", report=True)
 
 

@@ -70,7 +70,8 @@ def environment(device: str = "cpu") -> Dict:
 
     In an environment with a requirements report (``harness.scenario.requirements.current_report``),
     also ``extra_packages`` (name -> version installed beside torch, part of the
-    fingerprint) and ``extra_failed`` (the requirements that could not be installed)."""
+    fingerprint), ``extra_failed`` (the requirements that could not be installed) and
+    ``extra_chosen`` (which release of each model library was asked for and why)."""
     cuda_ok = torch.cuda.is_available()
     device_name = _cpu_name()
     if device == "cuda" and cuda_ok:
@@ -99,6 +100,9 @@ def environment(device: str = "cpu") -> Dict:
         # what the scenario's [environment] and --with installed beside torch (the noxfile's report)
         info["extra_packages"] = dict(sorted(report.get("installed", {}).items()))
         info["extra_failed"] = [str(f.get("requirement")) for f in report.get("failed", []) if isinstance(f, dict)]
+        info["extra_chosen"] = {str(name): {key: str(entry[key]) for key in ("requirement", "version", "why")
+                                            if entry.get(key) is not None}
+                                for name, entry in sorted(report.get("chosen", {}).items()) if isinstance(entry, dict)}
         if info["extra_packages"]:  # environments without extras keep their fingerprint
             ident += "|" + ",".join("%s==%s" % pair for pair in info["extra_packages"].items())
     info["fingerprint"] = hashlib.sha1(ident.encode("utf-8")).hexdigest()[:12]
