@@ -34,7 +34,11 @@ TORCHVISION_FOR_TORCH: Dict[str, str] = {
 #: transformers/utils/import_utils.py, "Disabling PyTorch because PyTorch >= X is required"):
 #: - transformers 4.47.1 is the last whose metadata admits torch 1.x (4.48.0 on: torch>=2.0) and it
 #:   has no import gate: torch 1.11, 1.12, 1.13;
-#: - 4.51.3 is the last without the gate (4.52.0 on: PyTorch >= 2.1): torch 2.0;
+#: - 4.49.0 for torch 2.0: 4.50 and 4.51 have no gate (4.52.0 on: PyTorch >= 2.1) but import
+#:   torch.compiler, which came in torch 2.1, with every model module (checked 2026-12-07 by
+#:   importing GPT2LMHeadModel, BertForSequenceClassification, LlamaForCausalLM and Qwen2ForCausalLM
+#:   with torch 2.0.1: 4.51.3 and 4.50.3 raise "module 'torch' has no attribute 'compiler'", 4.49.0
+#:   and 4.48.3 import; `nox -s matrix -- byo` runs them);
 #: - 4.55.4 is the last whose metadata admits 2.1 (4.56.0 on: torch>=2.2; 5.0 gates >= 2.2, 5.10
 #:   >= 2.4, 5.20 >= 2.6): torch 2.1;
 #: - torch 1.10: timm 0.9.16 (timm 1.x passes use_reentrant to torch.utils.checkpoint, which 1.10
@@ -47,7 +51,7 @@ NEWEST_FOR_TORCH: Dict[str, Dict[str, str]] = {
     "1.11": {"transformers": "transformers==4.47.1"},
     "1.12": {"transformers": "transformers==4.47.1"},
     "1.13": {"transformers": "transformers==4.47.1"},
-    "2.0": {"transformers": "transformers==4.51.3"},
+    "2.0": {"transformers": "transformers==4.49.0"},
     "2.1": {"transformers": "transformers==4.55.4"},
 }
 

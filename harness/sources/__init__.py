@@ -87,7 +87,12 @@ def get_spec(name: str, options: Optional[Dict[str, Any]] = None) -> ExternalSpe
             if options["inputs"]:
                 raise ValueError("model %r: an [inputs] table is for a plain nn.Module (package.module:callable); "
                                  "%s models come with their inputs" % (name, source.prefix))
-            _SPECS[key] = source.spec(inner, options)
+            try:
+                _SPECS[key] = source.spec(inner, options)
+            except (SourceUnavailable, ValueError):  # not usable here, or bad input: as they are
+                raise
+            except Exception as exc:  # noqa: BLE001 - the library failed looking the name up, in this release
+                raise source.raised(inner, exc) from None
     return _SPECS[key]
 
 

@@ -29,6 +29,10 @@ class SourceUnavailable(UnsupportedError):
     """The source's library cannot be imported or used here; the message says why."""
 
 
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().split("\n")[0][:300]
+
+
 class NotInRelease(SourceUnavailable):
     """The installed release of a library lacks a model name or a ``[config]`` field.
 
@@ -107,7 +111,7 @@ class Source:
             version = self.version()
             raise SourceUnavailable("cannot import %s%s here: %s: %s" % (
                 self.prefix, " " + version if version else " (not installed)", type(exc).__name__,
-                str(exc).strip().split("\n")[0][:300])) from None
+                _first_line(exc))) from None
 
     def names(self) -> List[str]:
         """Every model name the library offers (without the prefix)."""
@@ -116,6 +120,18 @@ class Source:
     def spec(self, name: str, options: Dict[str, Any]) -> ExternalSpec:
         """The spec of ``name``; ValueError for bad input, SourceUnavailable when not usable here."""
         raise NotImplementedError
+
+    def raised(self, name: str, exc: BaseException) -> SourceUnavailable:
+        """The error of a name whose lookup the library itself failed (a release that imports a part
+        of torch this torch lacks): a fact about this environment, its cases unsupported here."""
+        import torch
+
+        cause = exc.__cause__ if exc.__cause__ is not None else exc
+        said = "%s: %s" % (type(exc).__name__, _first_line(exc))
+        if cause is not exc:
+            said += " (%s: %s)" % (type(cause).__name__, _first_line(cause))
+        return SourceUnavailable("%s %s cannot provide %r with torch %s here: %s" % (
+            self.prefix, self.version() or "(version unknown)", name, torch.__version__.split("+")[0], said))
 
     def unknown(self, name: str) -> "NotInRelease":
         """The error of a name the installed release does not have, with close names."""

@@ -82,6 +82,29 @@ def test_fp32_drift_and_versions_of_the_pair(ctx):
     assert not [v for v in view["versions"] if v[0] == "numpy"]  # the same on both
 
 
+def test_accuracy_lists_only_the_cases_whose_ratio_grew(ctx):
+    # the synthetic records carry no calibrated ratio: plant one, the same on every ok case of both sides
+    df = ctx.df.copy()
+    ok = df["status"] == "ok"
+    df.loc[ok, "acc_ratio"], df.loc[ok, "acc_passed"] = 0.4, True
+    view = up.upgrade_view(df, "torch-2.0", "torch-2.1", ctx.env_rows)
+    # nothing grew, and the section says so (an empty selection once took the index of every compared
+    # case and listed each as a blank row)
+    assert view["accuracy_worse"].empty and view["accuracy_better"].empty
+    text = up.markdown(view)
+    assert "### Accuracy ratio grown beyond its limit (0)\n\nNone." in text and "nan" not in text
+    # one model's ratio on 2.1 five times its ratio on 2.0
+    model = sorted(df.loc[ok & (df["env"] == "torch-2.1"), "model"].unique())[0]
+    grown = ok & (df["env"] == "torch-2.1") & (df["model"] == model)
+    df.loc[grown, "acc_ratio"] = 2.0
+    view = up.upgrade_view(df, "torch-2.0", "torch-2.1", ctx.env_rows)
+    worse = view["accuracy_worse"]
+    assert set(worse["model"]) == {model} and len(worse) > 0 and (worse["growth"] > 4.9).all()
+    assert view["accuracy_better"].empty and view["verdict"] != "safe"
+    assert "%d have an accuracy ratio grown" % len(worse) in view["verdict_text"]
+    assert "| 0.4 | 2 |" in up.markdown(view)
+
+
 def test_markdown_fits_one_pull_request_comment(ctx):
     view = up.upgrade_view(ctx.df, "torch-1.10", "torch-latest", ctx.env_rows)
     text = up.markdown(view)

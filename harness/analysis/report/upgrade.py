@@ -186,11 +186,12 @@ def upgrade_view(df: pd.DataFrame, frm: str, to: str, env_rows: Sequence[Dict] =
     faster = timed[(timed["wall_ratio"] < 1 / factor) & beyond_hi].sort_values("wall_ratio")
     memory_up, memory_down = _memory_changes(both, thr)
     acc = both[both["acc_ratio_base"].notna() & both["acc_ratio_cand"].notna() & (both["acc_ratio_base"] > 0)]
-    growth = acc["acc_ratio_cand"] / acc["acc_ratio_base"]
-    accuracy_worse = acc[(growth > thr["accuracy_growth"]) | ((acc["acc_passed_base"] == True) &  # noqa: E712
-                                                             (acc["acc_passed_cand"] == False))]  # noqa: E712
-    accuracy_worse = accuracy_worse.assign(growth=growth).sort_values("growth", ascending=False)
-    accuracy_better = acc[growth < 1 / thr["accuracy_growth"]]
+    # growth joins before the rows are chosen: assigning a Series to an empty frame would take its index
+    acc = acc.assign(growth=acc["acc_ratio_cand"] / acc["acc_ratio_base"])
+    accuracy_worse = acc[(acc["growth"] > thr["accuracy_growth"]) |
+                         ((acc["acc_passed_base"] == True) & (acc["acc_passed_cand"] == False))]  # noqa: E712
+    accuracy_worse = accuracy_worse.sort_values("growth", ascending=False)
+    accuracy_better = acc[acc["growth"] < 1 / thr["accuracy_growth"]]
     drift = _drift(df, frm, to)
     view = {
         "from": frm, "to": to, "both": int(len(both)), "starts": _cause_groups(starts, "reason_short_base",
