@@ -404,3 +404,21 @@ def test_counts_and_noise_in_the_heatmap_and_the_table(counted, browser):
                    " + scrollY - 120")
     browser.screenshot(os.path.join(SHOTS, "heatmap-counted.png"), int(y), 700)
     assert browser.problems() == []
+
+
+def test_the_upgrade_pair_picker_shows_the_chosen_pair(default_shaped, browser):
+    browser.open(default_shaped)
+    shown = ("Array.from(document.querySelectorAll('#upgrade .upgrade-pair')).filter(d => !d.hidden)"
+             ".map(d => d.getAttribute('data-pair'))")
+    options = browser.js("Array.from(document.querySelectorAll('#upgrade select[data-upgrade-picker] option'))"
+                         ".map(o => o.value)")
+    envs = [e[0] for e in ENVS]
+    assert len(options) == len(envs) * (len(envs) - 1) // 2 and options[0] == "%s|%s" % (envs[0], envs[-1])
+    assert browser.js(shown) == [options[0]]
+    browser.js("""(() => { const s = document.querySelector('#upgrade select[data-upgrade-picker]');
+                 s.value = %s; s.dispatchEvent(new Event('change')); })()""" % json.dumps(options[-1]))
+    assert browser.js(shown) == [options[-1]]
+    frm, to = options[-1].split("|")
+    assert browser.js("document.querySelector('#upgrade .upgrade-pair:not([hidden]) p.verdict').textContent"
+                      ).startswith("%s \u2192 %s: " % (frm, to))
+    assert browser.problems() == []

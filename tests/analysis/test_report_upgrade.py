@@ -124,6 +124,17 @@ def test_pick_pair_defaults_and_refuses():
         up.pick_pair(["a", "b"], ("a", "a"))
 
 
+def test_the_page_offers_every_older_to_newer_pair_the_chosen_one_first():
+    envs = ["a", "b", "c", "d"]
+    pairs = up.page_pairs(envs, ("b", "d"))
+    assert pairs[0] == ("b", "d") and len(pairs) == len(set(pairs)) == 6
+    assert all(envs.index(a) < envs.index(b) for a, b in pairs)
+    many = ["e%02d" % i for i in range(up.ALL_PAIRS_UP_TO_ENVS + 3)]  # past the cap: to the newest and to the next
+    pairs = up.page_pairs(many, (many[0], many[-1]))
+    assert set(pairs) == {(a, many[-1]) for a in many[:-1]} | set(zip(many, many[1:]))
+    assert len(pairs) == 2 * len(many) - 3 and pairs[0] == (many[0], many[-1])
+
+
 def test_command_writes_the_markdown_and_refuses_a_bad_pair(store, tmp_path):
     env = dict(os.environ, PYTHONPATH=ROOT)
     out, md = str(tmp_path / "r" / "index.html"), str(tmp_path / "up.md")

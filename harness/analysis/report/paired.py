@@ -162,41 +162,38 @@ def within_env(ratios: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
     shift = env_round.groupby(level="env").agg(["mean", "var", "size"])
     data = ratios.assign(residual=ratios["log_ratio"].to_numpy() - env_round.reindex(
         pd.MultiIndex.from_arrays([ratios["env"], ratios["round"]])).to_numpy())
-    keys, means, halves, ps, rounds, cases = [], [], [], [], [], []
-    for group, sub in data.groupby(by, sort=False, observed=True):
-        key = group if isinstance(group, tuple) else (group,)
-        env = key[by.index("env")]
-        m, var_m, r_env = shift.loc[env, "mean"], shift.loc[env, "var"], int(shift.loc[env, "size"])
-        per_case = sub.groupby("case_key", observed=True)["residual"]
-        dev = sub["residual"].to_numpy() - per_case.transform("mean").to_numpy()
-        n, c = len(sub), per_case.ngroups
-        df_e = n - c
-        keys.append(key)
-        rounds.append(int(sub["round"].nunique()))
-        cases.append(c)
-        means.append(float(sub["residual"].mean() + m))
-        if r_env < MIN_PAIRED_ROUNDS or df_e < 1:
-            halves.append(math.nan)
-            ps.append(math.nan)
-            continue
-        v_shift = float(var_m) / r_env
-        v_noise = float(np.sum(dev ** 2)) / df_e / n
+    # each value's deviation from its case's mean residual inside the group: the case's own noise
+    by_case = by if "case_key" in by else by + ["case_key"]
+    data["dev2"] = (data["residual"] - data.groupby(by_case, sort=False, observed=True)["residual"].transform(
+        "mean")) ** 2
+    groups = data.groupby(by, sort=False, observed=True).agg(
+        n=("residual", "size"), residual=("residual", "mean"), ss=("dev2", "sum"), rounds=("round", "nunique"),
+        cases=("case_key", "nunique")).reset_index()
+    env = groups["env"].to_numpy()
+    m = shift["mean"].reindex(env).to_numpy(dtype=float)
+    var_m = shift["var"].reindex(env).to_numpy(dtype=float)
+    r_env = shift["size"].reindex(env).to_numpy(dtype=float)
+    n, c = groups["n"].to_numpy(dtype=float), groups["cases"].to_numpy(dtype=float)
+    df_e = n - c
+    mean_a = groups["residual"].to_numpy(dtype=float) + m
+    with np.errstate(divide="ignore", invalid="ignore"):
+        v_shift = var_m / r_env
+        v_noise = groups["ss"].to_numpy(dtype=float) / df_e / n
         total = v_shift + v_noise
-        if total <= 0:
-            halves.append(0.0)
-            ps.append(0.0 if means[-1] != 0 else 1.0)
-            continue
-        dof = total ** 2 / ((v_shift ** 2 / (r_env - 1) if v_shift > 0 else 0.0) + v_noise ** 2 / df_e)
-        se = math.sqrt(total)
-        halves.append(float(stats.t.ppf(0.5 + LEVEL / 2.0, dof) * se))
-        ps.append(float(2.0 * stats.t.sf(abs(means[-1]) / se, dof)))
-    mean_a, half_a = np.array(means), np.array(halves)
-    out = pd.DataFrame(keys, columns=by)
+        dof = total ** 2 / (np.where(v_shift > 0, v_shift ** 2 / (r_env - 1), 0.0) + v_noise ** 2 / df_e)
+        se = np.sqrt(total)
+        half_a = stats.t.ppf(0.5 + LEVEL / 2.0, dof) * se
+        p_a = 2.0 * stats.t.sf(np.abs(mean_a) / se, dof)
+    judged = (r_env >= MIN_PAIRED_ROUNDS) & (df_e >= 1)
+    flat = judged & (total <= 0)  # every residual alike: a zero-width interval
+    half_a = np.where(judged, np.where(flat, 0.0, half_a), np.nan)
+    p_a = np.where(judged, np.where(flat, np.where(mean_a != 0, 0.0, 1.0), p_a), np.nan)
+    out = groups[by].copy()
     enough = ~np.isnan(half_a)
     return out.assign(ratio=np.exp(mean_a), lo=np.where(enough, np.exp(mean_a - half_a), np.nan),
                       hi=np.where(enough, np.exp(mean_a + half_a), np.nan),
-                      log_mean=np.where(enough, mean_a, np.nan), p_value=np.array(ps, dtype=float),
-                      paired_rounds=np.array(rounds, dtype=int), paired_cases=np.array(cases, dtype=int))
+                      log_mean=np.where(enough, mean_a, np.nan), p_value=p_a.astype(float),
+                      paired_rounds=groups["rounds"].to_numpy(dtype=int), paired_cases=c.astype(int))
 
 
 def case_intervals(ratios: pd.DataFrame) -> pd.DataFrame:

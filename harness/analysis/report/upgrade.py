@@ -60,6 +60,23 @@ def pick_pair(envs: Sequence[str], pair: Optional[Sequence[str]] = None) -> Tupl
     return frm, to
 
 
+#: Up to this many environments the page offers every pair (21 for the seven of the matrix); above it,
+#: each environment to the newest and each to the next (each pair costs about 0.3 s to build).
+ALL_PAIRS_UP_TO_ENVS = 7
+
+
+def page_pairs(envs: Sequence[str], shown: Tuple[str, str]) -> List[Tuple[str, str]]:
+    """The (FROM, TO) pairs the report's upgrade section offers, ``shown`` first, the rest in ``envs``'
+    order with FROM older than TO: every such pair up to ``ALL_PAIRS_UP_TO_ENVS`` environments, else
+    each to the newest and each to the next."""
+    if len(envs) <= ALL_PAIRS_UP_TO_ENVS:
+        pairs = [(a, b) for i, a in enumerate(envs) for b in envs[i + 1:]]
+    else:
+        pairs = sorted({(a, envs[-1]) for a in envs[:-1]} | set(zip(envs, envs[1:])),
+                       key=lambda p: (envs.index(p[0]), envs.index(p[1])))
+    return [shown] + [p for p in pairs if p != tuple(shown)]
+
+
 def _wall(side: pd.DataFrame) -> pd.DataFrame:
     """Per case: wall time over the rounds where there are two or more, else the single run's median."""
     rounds = pd.to_numeric(side.get("rounds", pd.Series(1, index=side.index)), errors="coerce").fillna(1)

@@ -7,7 +7,7 @@ script error, failed resource load, unhandled rejection or ``console.error`` add
 ``window.tmReport``), ``table.js`` (the sortable, filterable, paged tables over the
 datasets of ``payload``), ``charts.js`` (the per-model chart grids and their slice
 pickers), ``ops.js`` (the per-op comparisons of profiled cases, drawn as it loads) and
-``report.js`` (the drill-down toggles; starts the rest and sets ``data-tm-ready="1"`` on
+``report.js`` (the drill-down toggles and the upgrade's pair picker; starts the rest and sets ``data-tm-ready="1"`` on
 ``<html>``). The page inlines them all, so the report stays
 one self-contained file. The files are read with ``importlib.resources`` (a checkout,
 an installed wheel or a zip alike) and linted by Biome in ``nox -s lint`` (``biome.json``

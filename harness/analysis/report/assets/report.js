@@ -1,5 +1,5 @@
-// The report page's last script: the drill-down toggles, then every table and chart grid. Sets
-// data-tm-ready="1" on <html> when done (the browser test waits for it).
+// The report page's last script: the drill-down toggles and the upgrade pair picker, then every table and
+// chart grid. Sets data-tm-ready="1" on <html> when done (the browser test waits for it).
 (() => {
   // biome-ignore lint/suspicious/noRedundantUseStrict: a classic script inlined in <script>, not a module
   'use strict';
@@ -37,8 +37,20 @@
     });
   }
 
+  // the upgrade section's pair picker: shows the chosen pair's block, hides the others
+  function upgradePicker() {
+    document.querySelectorAll('[data-upgrade-picker]').forEach((sel) => {
+      sel.addEventListener('change', () => {
+        document.querySelectorAll('.upgrade-pair').forEach((block) => {
+          block.hidden = block.getAttribute('data-pair') !== sel.value;
+        });
+      });
+    });
+  }
+
   function init() {
     toggles();
+    upgradePicker();
     document.querySelectorAll('[data-tm-table]').forEach((root) => { Table(root); });
     document.querySelectorAll('[data-tm-charts]').forEach((root) => { Charts(root); });
     document.documentElement.setAttribute('data-tm-ready', '1');
