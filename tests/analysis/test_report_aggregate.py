@@ -1,5 +1,6 @@
 """``report.aggregate``: the numbers the sections and figures show, on a synthetic store with planted effects."""
 
+import pandas as pd
 import pytest
 
 from harness.analysis.report import aggregate as agg
@@ -195,3 +196,26 @@ def test_release_series_times_over_rounds_with_an_interval_else_one_run(tmp_path
     a, b = series.loc["a"], series.loc["b"]
     assert a["time_s"] == pytest.approx(0.011) and a["time_lo_s"] < 0.011 < a["time_hi_s"]
     assert b["time_s"] == 0.02 and b[["time_lo_s", "time_hi_s"]].isna().all()  # one run: no interval
+
+
+def test_accuracy_apart_lists_the_unjudged_and_the_passes_with_a_large_error():
+    from harness.analysis.report.frame import LARGE_ERROR_FRAC, RULE_CALIBRATED, RULE_FIXED
+
+    rows = [  # (case_key, status, rule, passed, out_err64, grad_err64)
+        ("unjudged", "ok", RULE_CALIBRATED, None, 0.02, 0.42),
+        ("warned", "ok", RULE_CALIBRATED, True, 0.03, 0.28),
+        ("warned_outputs", "ok", RULE_CALIBRATED, True, 0.6, None),  # eval: no gradients
+        ("at_the_bound", "ok", RULE_CALIBRATED, True, 0.01, LARGE_ERROR_FRAC),
+        ("close", "ok", RULE_CALIBRATED, True, 0.001, 0.01),
+        ("failed", "ok", RULE_CALIBRATED, False, 0.9, 0.9),  # a failure, listed with the failures instead
+        ("fixed", "ok", RULE_FIXED, True, 0.9, 0.9),  # no float64 reference under the fixed rule
+        ("crashed", "error", None, None, None, None),
+    ]
+    df = pd.DataFrame([{"case_key": k, "status": s, "acc_rule": rule, "acc_passed": passed, "out_err64": o,
+                        "grad_err64": g, "env": "torch-x", "model": "m", "precision": "bf16", "mode": "train",
+                        "checkpoint": "none", "out_expected_err": 0.01, "grad_expected_err": 0.3, "acc_ratio": 1.0,
+                        "acc_limit": 10.0} for k, s, rule, passed, o, g in rows])
+    not_judged, large = agg.accuracy_apart(df)
+    assert list(not_judged["case_key"]) == ["unjudged"]
+    assert list(large["case_key"]) == ["warned_outputs", "warned"]  # largest error first
+    assert list(large["err64"]) == [0.6, 0.28]

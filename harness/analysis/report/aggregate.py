@@ -16,6 +16,7 @@ from harness.analysis.report import basis, paired, spans
 from harness.analysis.report.drift import ratio_to_expected
 from harness.analysis.report.frame import (
     FAILING_BY_SEVERITY,
+    LARGE_ERROR_FRAC,
     RULE_CALIBRATED,
     STATUS_ORDER,
     plain_columns,
@@ -172,6 +173,28 @@ def fidelity_table(df: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
     out["worst_checkpoint"] = worst["checkpoint"].astype(str).values
     out["worst_where"] = worst["acc_worst"].map(lambda w: w if isinstance(w, str) else "").values
     return out.reset_index()[cols]
+
+
+def accuracy_apart(df: pd.DataFrame) -> Tuple[pd.DataFrame, pd.DataFrame]:
+    """The ok cases the fidelity figures do not speak for, shown apart: ``(not_judged, large_error)``.
+
+    ``not_judged``: the calibrated rule could not judge them (``acc_passed`` None: the limit times the expected
+    error reaches 1, so even an all-zero result would pass). ``large_error``: passed, with an error against
+    float64 above ``LARGE_ERROR_FRAC`` in the outputs or the gradients (the warnings). Both keep ``env``,
+    ``model``, ``precision``, ``mode``, ``checkpoint``, ``case_key``, ``out_err64``, ``grad_err64``,
+    ``out_expected_err``, ``grad_expected_err``, ``acc_ratio``, ``acc_limit``, and add ``err64`` (the larger
+    of the two errors), largest first."""
+    cols = ["env", "model", "precision", "mode", "checkpoint", "case_key", "out_err64", "grad_err64",
+            "out_expected_err", "grad_expected_err", "acc_ratio", "acc_limit"]
+    ok = df.loc[(df["status"] == "ok") & (df["acc_rule"] == RULE_CALIBRATED), [c for c in cols if c in df.columns]
+                + ["acc_passed"]]
+    ok = plain_columns(ok.reindex(columns=cols + ["acc_passed"]))
+    err64 = ok[["out_err64", "grad_err64"]].apply(pd.to_numeric, errors="coerce").max(axis=1)
+    ok = ok.assign(err64=err64)
+    not_judged = ok[ok["acc_passed"].isna()].sort_values("err64", ascending=False)
+    large = ok[(ok["acc_passed"] == True) & (ok["err64"] > LARGE_ERROR_FRAC)]  # noqa: E712 (object column)
+    return (not_judged.drop(columns="acc_passed").reset_index(drop=True),
+            large.sort_values("err64", ascending=False).drop(columns="acc_passed").reset_index(drop=True))
 
 
 def failure_groups(df: pd.DataFrame, max_cases: int = 25) -> List[Dict]:

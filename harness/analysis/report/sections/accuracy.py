@@ -4,7 +4,7 @@ import math
 
 from harness.analysis.report import aggregate as agg
 from harness.analysis.report import drift as drift_figures
-from harness.analysis.report.frame import RULE_CALIBRATED, RULE_FIXED
+from harness.analysis.report.frame import LARGE_ERROR_FRAC, RULE_CALIBRATED, RULE_FIXED
 from harness.analysis.report.markup import (
     drift_color,
     esc,
@@ -229,11 +229,49 @@ def _task_html(ctx: Context) -> str:
     return table(["model", "metric", "case"] + ctx.env_th(), rows) + note
 
 
+#: The most rows each list of cases shown apart has on the page.
+APART_ROWS = 50
+
+
+def _pct(value) -> str:
+    return "%.0f%%" % (100.0 * value) if is_num(value) else "-"
+
+
+def _apart_html(ctx: Context) -> str:
+    """The ok cases the fidelity figures above do not speak for: not judged, and passed with a large error."""
+    not_judged, large = agg.accuracy_apart(ctx.df)
+    out = []
+    for title, rows, note in (
+            ("Not judged (%d)" % len(not_judged), not_judged,
+             "The limit times the expected error reaches 100%: this precision cannot compute these values here "
+             "closely enough for the rule to tell a fault from rounding (an all-zero result would pass), so the "
+             "case is neither passed nor failed."),
+            ("Passed with a large error: warnings (%d)" % len(large), large,
+             "Passed the rule, yet %s or more off float64 in the outputs or the gradients: the expected error, "
+             "scaled from fp32's own, is itself large here. Look before trusting these results." %
+             _pct(LARGE_ERROR_FRAC))):
+        out.append("<h4>%s</h4><p class=\"note\">%s</p>" % (esc(title), note))
+        if rows.empty:
+            out.append('<p class="note">None.</p>')
+            continue
+        body = ["<tr>%s</tr>" % "".join("<td>%s</td>" % esc(c) for c in (
+            r.env, r.model, r.precision, r.mode, r.checkpoint, _pct(r.out_err64), _pct(r.grad_err64),
+            _pct(max(v for v in (r.out_expected_err, r.grad_expected_err) if is_num(v)) * r.acc_limit)
+            if is_num(r.acc_limit) and any(is_num(v) for v in (r.out_expected_err, r.grad_expected_err)) else "-"))
+            for r in rows.head(APART_ROWS).itertuples(index=False)]
+        out.append(table(["environment", "model", "precision", "mode", "checkpoint", "outputs off float64",
+                          "gradients off float64", "allowed (limit x expected)"], body))
+        if len(rows) > APART_ROWS:
+            out.append('<p class="note">and %d more (the records table lists every case).</p>' % (
+                len(rows) - APART_ROWS))
+    return "".join(out)
+
+
 def accuracy(ctx: Context) -> Part:
     """Fidelity by precision and environment (against float64, or a fixed tolerance for older records);
     fp32 drift across releases; task metrics."""
     body = ("<h3>Numerical fidelity: error against the expected error</h3>" + _fidelity_note(ctx) +
-            _fidelity_html(ctx) +
+            _fidelity_html(ctx) + _apart_html(ctx) +
             "<h3>fp32 output drift across environments</h3>" + _drift_note(ctx) + _drift_html(ctx) +
             "<h3>Task metrics</h3>"
             '<p class="note">Short fixed-seed training runs on each model\'s synthetic task: the metric after '
