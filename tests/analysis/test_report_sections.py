@@ -138,3 +138,31 @@ def test_drift_table_shows_the_ratio_to_the_expected_drift_and_falls_back_to_pro
     assert cells["d"][0] == "1.0e-01 <small>probe</small>"
     assert "max probe difference against the reference env" in cells["d"][2]
     assert "within 1\u00d7 expected" in drift and "probe: \u2264 1e-6" in drift
+
+
+def test_a_model_the_library_release_lacks_reads_as_that_not_as_a_failure(tmp_path):
+    from harness.analysis.report.sections.compat import matrix
+
+    lacking = "not in torchvision 0.11.3: no model 'swin_t' (first in torchvision 0.13.0)"
+    kernel = 'RuntimeError: "batch_norm" not implemented for \'BFloat16\''
+    recs = {"torch-1.10": [], "torch-2.1": []}
+    for precision in ("fp32", "bf16"):
+        recs["torch-1.10"].append(record("torchvision:swin_t", "torch-1.10", "1.10.2", status="unsupported",
+                                         reason=lacking, precision=precision))
+        recs["torch-2.1"].append(record("torchvision:swin_t", "torch-2.1", precision=precision))
+        failing = {"status": "unsupported", "reason": kernel} if precision == "bf16" else {}
+        recs["torch-1.10"].append(record("torchvision:resnet18", "torch-1.10", "1.10.2", precision=precision,
+                                         **failing))
+        recs["torch-2.1"].append(record("torchvision:resnet18", "torch-2.1", precision=precision))
+    for env, rows in recs.items():
+        write_jsonl(str(tmp_path / (env + ".jsonl")), rows)
+    html = matrix(make_context([str(tmp_path)])[0]).body
+    cells = re.findall(r'<td class="mx([^"]*)" title="([^"]*)"><span class="lbl">([^<]*)</span>', html)
+    absent = [(unescape(title), label) for cls, title, label in cells if cls == " absent"]
+    # swin_t on 1.10, in its model row and in each precision's row: the release, not "0/2 ok · 2 unsupported"
+    assert [label for _, label in absent] == ["not in torchvision 0.11.3"] * 3
+    assert all(lacking in title and title.startswith("torchvision:swin_t") for title, _ in absent)
+    # a kernel the release lacks for one precision stays an unsupported count
+    labels = [unescape(label) for cls, _, label in cells if not cls]
+    assert "1/2 ok \u00b7 1 unsupported" in labels
+    assert "not in this environment's library release" in unescape(html)  # its legend key

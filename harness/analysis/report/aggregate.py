@@ -35,6 +35,23 @@ def status_counts(df: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
     return table[cols]
 
 
+def not_in_release(df: pd.DataFrame, by: Sequence[str]) -> Dict[Tuple, Tuple[int, str]]:
+    """Per group of ``by``: how many of its records are unsupported because the environment's library release
+    lacks the model's name or a ``[config]`` field (``harness.scenario.releases.is_not_in_release``), and which
+    release: ``{key: (n, "not in torchvision 0.11.3")}``; groups without such records are left out."""
+    from harness.scenario.releases import is_not_in_release
+
+    rows = df.loc[df["status"] == "unsupported", list(by) + ["reason"]]
+    rows = rows[rows["reason"].map(lambda r: isinstance(r, str) and is_not_in_release(r)).astype(bool)]
+    out: Dict[Tuple, Tuple[int, str]] = {}
+    if rows.empty:
+        return out
+    for key, sub in plain_columns(rows).groupby(list(by), sort=False):
+        key = key if isinstance(key, tuple) else (key,)
+        out[key] = (len(sub), str(sub["reason"].iloc[0]).split(":", 1)[0])
+    return out
+
+
 def top_reasons(df: pd.DataFrame, by: Sequence[str], per_group: int = 3) -> Dict[Tuple, List[Tuple[str, str, int]]]:
     """For each group of ``by``: up to ``per_group`` (status, short reason, count) of non-ok records."""
     bad = df.loc[df["status"] != "ok", list(by) + ["status", "reason_short"]]
