@@ -199,6 +199,8 @@ def matrix(session: nox.Session, torch: str) -> None:
         with_specs, posargs = _with_args(session.posargs, getattr(session, "invoked_from", None) or os.getcwd())
     except ValueError as exc:
         session.error(str(exc))
+    if _NAMES_FAILED:  # an earlier environment found a name none has: the run cannot start, nothing to build
+        session.skip("not built: %s (listed above); the run cannot start" % _NAMES_FAILED[0])
     scenario, args = _run_args(posargs)
     env_label = "torch-" + torch
     out_dir = _out_dir(scenario, args)

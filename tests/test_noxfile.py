@@ -324,8 +324,9 @@ def _library_scenario(folder, models, name):
     return str(path)
 
 
-def test_a_name_the_newest_environment_lacks_stops_the_matrix_before_any_case(tmp_path):
+def test_a_name_the_newest_environment_lacks_stops_the_matrix_before_any_case(tmp_path, monkeypatch):
     noxfile = _load_noxfile()
+    monkeypatch.setattr(noxfile, "_NAMES_FAILED", [])  # the noxfile is loaded once per process
     out = str(tmp_path / "out")
     typo = _library_scenario(tmp_path, ["timm:resnet18", "timm:resnet1800"], "typo")
     session = _HereSession(tmp_path)
@@ -342,6 +343,13 @@ def test_a_name_the_newest_environment_lacks_stops_the_matrix_before_any_case(tm
     assert noxfile._check_names(_HereSession(tmp_path), dated, str(tmp_path / "o2"), "torch-1.10", None, True)
     # alone, with the newest pinned: cannot tell (the run says so itself)
     assert not noxfile._check_names(_HereSession(tmp_path), typo, str(tmp_path / "o3"), "torch-1.10", None, False)
+    # once a name is refused, the environments after it are not built: the same error is not repeated
+    installed = []
+    monkeypatch.setattr(noxfile, "install_torch", lambda session, label: installed.append(label))
+    later, variants = VenvSession(tmp_path / "no-venv", "uv", posargs=[typo, "--out", out]), list(noxfile._VARIANTS)
+    with pytest.raises(RuntimeError, match=r"session.skip: not built: 1 model name\(s\) that no environment"):
+        noxfile.matrix(later, torch="2.0")
+    assert installed == [] and later.logs == [] and noxfile._VARIANTS == variants
 
 
 def test_the_matrix_runs_the_newest_environment_first():
