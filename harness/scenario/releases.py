@@ -21,6 +21,10 @@ FIRST_RELEASE: Dict[Tuple[str, str], str] = {
     ("transformers", "Qwen2ForCausalLM"): "4.37.0",
 }
 
+#: The model libraries of the sources (``harness.sources``: ``timm:``, ``torchvision:``, ``transformers:``):
+#: the ones this table chooses a release of per torch.
+LIBRARIES = ("timm", "torchvision", "transformers")
+
 #: torch release (major.minor) -> the torchvision release built against it (torchvision's README,
 #: "Installation": the compatibility table; each torchvision wheel's metadata pins that torch exactly).
 TORCHVISION_FOR_TORCH: Dict[str, str] = {

@@ -107,14 +107,14 @@ def resolve_for_torch(specs: List[str], torch_version: Optional[str],
     not name made the release that goes with ``torch_version`` (``harness.scenario.releases``);
     and, per library named, what was asked and why: ``{"timm": {"requirement": ..., "why": ...}}``.
     A user's pin wins; a torch the table does not list leaves the name to the installer."""
-    from harness.scenario.releases import NEWEST_FOR_TORCH, TORCHVISION_FOR_TORCH
+    from harness.scenario.releases import LIBRARIES, NEWEST_FOR_TORCH, TORCHVISION_FOR_TORCH
 
     release = _torch_release(torch_version)
     pinned_projects = {project_name(p) for p in pinned if not is_path(p)}
     out, chosen = [], {}
     for spec in specs:
         project = None if is_path(spec) or "://" in spec else project_name(spec)
-        if project not in ("torchvision", "timm", "transformers"):
+        if project not in LIBRARIES:
             out.append(spec)
             continue
         if project in pinned_projects:

@@ -82,6 +82,18 @@ def test_fp32_drift_and_versions_of_the_pair(ctx):
     assert not [v for v in view["versions"] if v[0] == "numpy"]  # the same on both
 
 
+def test_versions_name_the_model_libraries_not_their_dependencies():
+    def row(env, torch, timm, certifi, clip):
+        return {"env": env, "torch": torch, "python": "3.11.7", "numpy": "1.26.4", "cuda": None, "cudnn": None,
+                "extra": [("extra_packages.timm", timm), ("extra_packages.certifi", certifi),
+                          ("extra_packages.open-clip", clip), ("extra_chosen.timm.version", timm),
+                          ("extra_chosen.open-clip.version", clip)]}
+    rows = [row("torch-1.10", "1.10.2", "0.9.16", "2024.1", "2.0"),
+            row("torch-2.1", "2.1.2", "1.0.31", "2026.10", "2.1")]
+    assert up.versions(rows, "torch-1.10", "torch-2.1") == [
+        ("torch", "1.10.2", "2.1.2"), ("timm", "0.9.16", "1.0.31"), ("open-clip", "2.0", "2.1")]
+
+
 def test_accuracy_lists_only_the_cases_whose_ratio_grew(ctx):
     # the synthetic records carry no calibrated ratio: plant one, the same on every ok case of both sides
     df = ctx.df.copy()

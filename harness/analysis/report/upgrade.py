@@ -159,13 +159,19 @@ def _case_text(r) -> str:
 
 def versions(env_rows: Sequence[Dict], frm: str, to: str) -> List[Tuple[str, str, str]]:
     """(name, FROM version, TO version) of every version that differs between the two environments:
-    ``VERSION_KEYS`` and the model libraries (``extra_packages.*``)."""
+    ``VERSION_KEYS`` and the model libraries (``releases.LIBRARIES`` and whatever the records' ``extra_chosen``
+    names, from ``extra_packages.*``; not the dependencies that came with them)."""
+    from harness.scenario.releases import LIBRARIES
+
     rows = {r["env"]: r for r in env_rows}
     a, b = rows.get(frm, {}), rows.get(to, {})
+    chosen = {str(k).split(".")[1] for row in (a, b) for k, _ in row.get("extra", ())
+              if str(k).startswith("extra_chosen.")}
+    shown = {"extra_packages." + name for name in set(LIBRARIES) | chosen}
 
     def items(row):
         out = {k: str(row.get(k, "-")) for k in VERSION_KEYS}
-        out.update({str(k): str(v) for k, v in row.get("extra", ()) if str(k).startswith("extra_packages")})
+        out.update({str(k): str(v) for k, v in row.get("extra", ()) if str(k) in shown})
         return out
 
     va, vb = items(a), items(b)
