@@ -67,6 +67,7 @@ from harness.environments import (  # noqa: E402
     try_install,
 )
 from harness.scenario import requirements  # noqa: E402
+from harness.scenario.releases import LIBRARIES  # noqa: E402
 
 nox.options.default_venv_backend = "uv|venv"
 nox.options.sessions = ["matrix"]
@@ -311,8 +312,6 @@ TEST_ENVS = ["1.10", "latest"]
 #: against the real thing, and the example in-house package. On 1.10: the last releases that work with
 #: it (the newest transformers disables its torch models below torch 2.1; timm 1.x passes
 #: use_reentrant, which 1.10's checkpoint lacks). The newest ones elsewhere.
-TEST_EXTRAS = {"1.10": ("timm==0.9.16", "torchvision", "transformers==4.30.2"),
-               "latest": ("timm", "torchvision", "transformers")}
 EXAMPLE_PROJECT = os.path.join(ROOT, "examples", "user_project")
 #: pytest-timeout's limit on one test in the tests session, in seconds: a hung test fails with its traceback
 #: instead of waiting for CI's 90-minute job limit. Generous: above the longest time a test itself allows a
@@ -331,8 +330,12 @@ def tests(session: nox.Session, torch: str) -> None:
     install_torch(session, torch)
     # pytest-benchmark: harness.pytest_plugin's range (pyproject.toml's "pytest" extra; docs/pytest-benchmark.md)
     session.install("pytest>=7", "nox", "pyyaml", "pytest-benchmark>=4,<6", "pytest-timeout>=2")
-    pins = ["torch==" + installed_in(session)["torch"]] + list(ENV_BY_LABEL[torch][3])
-    failed = try_install(session, list(TEST_EXTRAS[torch]) + [EXAMPLE_PROJECT] + pins)
+    torch_version = installed_in(session)["torch"]
+    pins = ["torch==" + torch_version] + list(ENV_BY_LABEL[torch][3])
+    # The model libraries as the matrix resolves them for this torch (harness/scenario/releases.py): the suite
+    # then runs the table's row for this release (tests/scenario/test_requirements.py checks it was installed).
+    libraries, _ = requirements.resolve_for_torch(list(LIBRARIES), torch_version, [])
+    failed = try_install(session, libraries + [EXAMPLE_PROJECT] + pins)
     if failed:
         session.error("cannot install the model sources' libraries for the tests: %s" % failed)
     targets = ["tests"]

@@ -47,8 +47,9 @@ TORCHVISION_FOR_TORCH: Dict[str, str] = {
 #:   >= 2.4, 5.20 >= 2.6): torch 2.1;
 #: - torch 1.10: timm 0.9.16 (timm 1.x passes use_reentrant to torch.utils.checkpoint, which 1.10
 #:   lacks; 1.11 has it) and transformers 4.30.2 (its metadata: torch>=1.9,!=1.12.0), both run by
-#:   the tests' torch 1.10 environment (noxfile TEST_EXTRAS). timm 1.0.31's metadata asks for
-#:   Python >= 3.10 and any torch: 1.11 and later take the newest the installer resolves.
+#:   the tests' torch 1.10 environment (`nox -s tests` installs this table's row). timm 1.0.31's
+#:   metadata asks for Python >= 3.10 and any torch: 1.11 and later take the newest the installer
+#:   resolves. The rows from 1.11 to 2.1 run in `nox -s matrix -- byo` and `-- newer_names`.
 #: Releases not listed take the newest the installer resolves against the pinned torch.
 NEWEST_FOR_TORCH: Dict[str, Dict[str, str]] = {
     "1.10": {"timm": "timm==0.9.16", "transformers": "transformers==4.30.2"},

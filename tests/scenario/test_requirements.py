@@ -78,3 +78,26 @@ def test_the_table_matches_every_environment_of_the_matrix():
         specs, chosen = requirements.resolve_for_torch(["torchvision", "transformers"], torch_req[len("torch=="):], [])
         assert specs[0] == "torchvision==" + TORCHVISION_FOR_TORCH[label]
         assert specs[1] == NEWEST_FOR_TORCH[label]["transformers"] and "known to run" in chosen["transformers"]["why"]
+
+
+def test_this_environment_runs_the_tables_release_of_each_library():
+    # `nox -s tests` installs the model libraries as the matrix resolves them for this torch, so the suite
+    # (tests/sources) runs the table's row for this release; here: it is that row that got installed.
+    from importlib import metadata
+
+    import torch
+
+    from harness.scenario.releases import LIBRARIES
+
+    specs, chosen = requirements.resolve_for_torch(list(LIBRARIES), torch.__version__, [])
+    pinned = [spec for spec in specs if "==" in spec]
+    if not pinned:
+        pytest.skip("the table has no row for torch %s: each library is the installer's newest" % torch.__version__)
+    for spec in pinned:
+        name, version = spec.split("==")
+        try:
+            installed = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pytest.fail("%s is not installed: `nox -s tests` installs %s (%s)" % (name, spec, chosen[name]["why"]))
+        assert installed == version, "%s %s installed; the table asks for %s (%s)" % (
+            name, installed, spec, chosen[name]["why"])
