@@ -150,10 +150,10 @@ def _lint_project(path):
     os.makedirs(os.path.join(path, ".github", "workflows"))
     os.makedirs(os.path.join(path, "tools"))
     os.makedirs(os.path.join(path, "harness", "scenario"))
-    # the noxfile imports harness.environments, which reads harness.scenario.requirements
+    # the noxfile imports harness.environments, which reads harness.scenario.requirements, and the releases table
     for name in ("noxfile.py", "pyproject.toml", "biome.json", "harness/__init__.py", "harness/_zoo.py",
                  "harness/environments.py", "harness/fileio.py", "harness/scenario/__init__.py",
-                 "harness/scenario/requirements.py"):
+                 "harness/scenario/requirements.py", "harness/scenario/releases.py"):
         shutil.copy(os.path.join(ROOT, *name.split("/")), os.path.join(path, *name.split("/")))
     files = {
         "tools/ok.py": "import os\n\nprint(os.sep)\n",
