@@ -176,6 +176,23 @@ def test_a_candidate_the_runner_could_not_judge_is_inconclusive_never_a_pass(tmp
     assert v["reason"].startswith(ACCURACY_NOT_JUDGED + " (grads)") and v["reason"].endswith("baseline: judged)")
 
 
+def test_a_candidate_that_passes_far_off_float64_carries_a_warning_to_the_summary(tmp_path):
+    from harness.analysis.gate.io import evaluate
+    from tests.analysis.gate_records import stores
+
+    near = [_calibrated(make_record(), ratio=3.0, err64=0.01)]
+    base = near + [_calibrated(make_record(precision="amp_bf16"), ratio=3.3, err64=0.27)]
+    head = near + [_calibrated(make_record(precision="amp_bf16"), ratio=3.4, err64=0.28)]  # cbam amp_bf16 on 1.11
+    doc = evaluate(*stores(tmp_path, base, head))
+    fidelity = [v for v in doc["verdicts"] if v.get("check") == "fidelity"]
+    assert len(fidelity) == 2 and all(v["verdict"] == "unchanged" for v in fidelity)  # a warning, not a verdict
+    warned = [v for v in fidelity if v.get("large_error") is not None]
+    assert len(warned) == 1 and warned[0]["large_error"] == pytest.approx(0.28) and "amp_bf16" in warned[0]["case_key"]
+    assert doc["exit_code"] == 0
+    assert "⚠️ Passed with a large error (1): more than 25% off float64 on the candidate" in doc["markdown"]
+    assert "28% off float64" in doc["markdown"]
+
+
 def test_identical_outputs_stay_silent_and_a_change_beyond_arithmetic_regresses(tmp_path):
     same = frames([_calibrated(make_record())], [_calibrated(make_record())], tmp_path)
     v = only(compare(*same, {}), "accuracy", "outputs")

@@ -199,7 +199,8 @@ def test_release_series_times_over_rounds_with_an_interval_else_one_run(tmp_path
 
 
 def test_accuracy_apart_lists_the_unjudged_and_the_passes_with_a_large_error():
-    from harness.analysis.report.frame import LARGE_ERROR_FRAC, RULE_CALIBRATED, RULE_FIXED
+    from harness.analysis.report.frame import RULE_CALIBRATED, RULE_FIXED
+    from harness.measures import LARGE_ERROR_FRAC
 
     rows = [  # (case_key, status, rule, passed, out_err64, grad_err64)
         ("unjudged", "ok", RULE_CALIBRATED, None, 0.02, 0.42),

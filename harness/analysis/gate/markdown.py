@@ -13,7 +13,7 @@ import re
 from typing import Dict, List, Optional
 
 from harness.analysis.verdict_text import case_text, kind_text, q_text, ratio_text, value_text, why_text
-from harness.measures import CHAINS, INSTRUCTIONS
+from harness.measures import CHAINS, INSTRUCTIONS, LARGE_ERROR_FRAC
 from harness.scenario.gate_config import DEFAULTS
 from harness.units import format_bytes
 from harness.vocab import ExitCode
@@ -206,6 +206,13 @@ def render_markdown(doc: Dict) -> str:
         lines += _details("Inconclusive (%d): %d too few samples or rounds, %d beyond the factor but within the "
                           "noise" % (len(inconclusive), few, len(inconclusive) - few),
                           _table(sorted(inconclusive, key=severity_key), show_env, full_reason=True))
+    warned = sorted((v for v in verdicts if v.get("large_error") is not None), key=lambda v: -v["large_error"])
+    if warned:
+        lines += _details("⚠️ Passed with a large error (%d): more than %.0f%% off float64 on the candidate" % (
+            len(warned), 100 * LARGE_ERROR_FRAC), ["- %s (%s): %.0f%% off float64; %s" % (
+                md_text(case_text(v["case_key"])), md_text(v.get("env") or v.get("env_label") or ""),
+                100 * v["large_error"], md_text(v.get("reason") or "")) for v in warned[:MAX_ROWS]] +
+            (["- … and %d more in the verdicts JSON" % (len(warned) - MAX_ROWS)] if len(warned) > MAX_ROWS else []))
     not_comparable = by.get("not_comparable", [])
     if not_comparable:
         lines += _details("Not comparable (%d)" % len(not_comparable), _list(not_comparable))

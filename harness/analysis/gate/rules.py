@@ -15,6 +15,7 @@ from harness.measures import (
     CHAINS,
     FIDELITY,
     FIDELITY_FIXED,
+    LARGE_ERROR_FRAC,
     LARGEST_BATCH,
     OUTPUTS,
     Measure,
@@ -295,6 +296,9 @@ def fidelity_rule(cmp: Comparison) -> Optional[Verdict]:
         if failures:
             errs += "; " + short(failures[0], 200)
         return cmp.verdict("accuracy", "regressed", "%s (%s)" % (what, errs), **fields)
+    large = gc.numbers("out_err64") + gc.numbers("grad_err64")
+    if all(ac) and large and max(large) > LARGE_ERROR_FRAC:  # passes, yet far off float64: a warning
+        fields["large_error"] = max(large)
     if not any(ab) and all(ac):
         return cmp.verdict("accuracy", "improved", "fidelity check now passes (%s)" % errs, **fields)
     state = "passes" if all(ab) and all(ac) else ("fails in both" if not any(ab) and not any(ac) else "flaky")

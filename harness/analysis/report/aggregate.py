@@ -16,13 +16,12 @@ from harness.analysis.report import basis, paired, spans
 from harness.analysis.report.drift import ratio_to_expected
 from harness.analysis.report.frame import (
     FAILING_BY_SEVERITY,
-    LARGE_ERROR_FRAC,
     RULE_CALIBRATED,
     STATUS_ORDER,
     plain_columns,
     reason_group,
 )
-from harness.measures import CHAINS, PROCESS_PEAK, default_thresholds
+from harness.measures import CHAINS, LARGE_ERROR_FRAC, PROCESS_PEAK, default_thresholds
 from harness.vocab import NOT_RUN_STATUSES
 
 #: The order of failure groups: the worst failures first, then accuracy failures, then cases that could not run.

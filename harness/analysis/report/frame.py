@@ -45,12 +45,6 @@ KEEP_COLUMNS = tuple(c for c in REPORT_COLUMNS if c not in REPLACED_COLUMNS) + D
 #: The accuracy rules a record is judged by (``harness.record.schema.Accuracy.rule``; docs/accuracy.md).
 RULE_CALIBRATED = "fp64-calibrated"
 RULE_FIXED = "fixed tolerance"
-#: An ok case that passed its accuracy rule with an error against float64 above this fraction (of the
-#: outputs' or the gradients' norm) is listed as a warning: at 25% the result points about 14 degrees off
-#: float64's (cosine below 0.97), more than any rounding of a correct computation gives at these sizes (the
-#: default matrix's largest passing errors: 0.3-0.5% median, gradients of cbam and sharp under amp_bf16 on
-#: 1.10-1.11 at 27-33%), while a rule scaled from fp32's own error can still call it expected (docs/accuracy.md).
-LARGE_ERROR_FRAC = 0.25
 _VERSION_RE = re.compile(r"^\s*v?(\d+)(?:\.(\d+))?(?:\.(\d+))?([a-z]+\d*)?")
 
 

@@ -4,7 +4,7 @@ import math
 
 from harness.analysis.report import aggregate as agg
 from harness.analysis.report import drift as drift_figures
-from harness.analysis.report.frame import LARGE_ERROR_FRAC, RULE_CALIBRATED, RULE_FIXED
+from harness.analysis.report.frame import RULE_CALIBRATED, RULE_FIXED
 from harness.analysis.report.markup import (
     drift_color,
     esc,
@@ -18,6 +18,7 @@ from harness.analysis.report.markup import (
     td_heat,
 )
 from harness.analysis.report.sections.context import Context, Part
+from harness.measures import LARGE_ERROR_FRAC
 
 
 def _times(value) -> str:
