@@ -308,10 +308,8 @@ def ab(session: nox.Session) -> None:
 
 
 TEST_ENVS = ["1.10", "latest"]
-#: The libraries of the model sources (harness/sources/*_source.py), installed beside torch so their tests run
-#: against the real thing, and the example in-house package. On 1.10: the last releases that work with
-#: it (the newest transformers disables its torch models below torch 2.1; timm 1.x passes
-#: use_reentrant, which 1.10's checkpoint lacks). The newest ones elsewhere.
+#: The example in-house package, installed beside torch and the model sources' libraries (the releases the
+#: matrix picks for that torch: harness/scenario/releases.py) so the sources' tests run against the real thing.
 EXAMPLE_PROJECT = os.path.join(ROOT, "examples", "user_project")
 #: pytest-timeout's limit on one test in the tests session, in seconds: a hung test fails with its traceback
 #: instead of waiting for CI's 90-minute job limit. Generous: above the longest time a test itself allows a
