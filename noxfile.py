@@ -120,7 +120,7 @@ def _with_args(posargs: List[str], base_dir: str) -> Tuple[List[str], List[str]]
 
 
 #: The prefixes of the library sources (harness/sources): a scenario naming one gets its names checked per environment.
-LIBRARY_PREFIXES = ("timm:", "torchvision:", "transformers:")
+LIBRARY_PREFIXES = tuple(name + ":" for name in LIBRARIES)
 #: Run in the environment: write what its library releases lack of the scenario's names (harness.environments).
 _WRITE_NAMES = "import sys; from harness.environments import write_names; write_names(*sys.argv[1:4])"
 

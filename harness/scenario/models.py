@@ -22,14 +22,14 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from harness.scenario import requirements
-from harness.scenario.releases import is_not_in_release
+from harness.scenario.releases import LIBRARIES, is_not_in_release
 
 #: Set by ``nox -s matrix`` once it has checked every name against every environment: the lone-run note is not said.
 NAMES_CHECKED_ENV_VAR = "TORCHMATRIX_NAMES_CHECKED"
 #: The names file of an environment: ``<out>/torch-X.names.json`` (``write_names_file``).
 NAMES_SUFFIX = ".names.json"
 #: The library sources' prefixes (``harness.sources``): the names a release may lack.
-_LIBRARY_PREFIXES = ("timm:", "torchvision:", "transformers:")
+_LIBRARY_PREFIXES = tuple(name + ":" for name in LIBRARIES)
 
 
 @dataclass(frozen=True)

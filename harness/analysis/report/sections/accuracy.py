@@ -238,6 +238,12 @@ def _pct(value) -> str:
     return "%.0f%%" % (100.0 * value) if is_num(value) else "-"
 
 
+def _allowed(r) -> str:
+    """The largest error the rule allowed a row of ``accuracy_apart``: its limit times its larger expected error."""
+    expected = [v for v in (r.out_expected_err, r.grad_expected_err) if is_num(v)]
+    return _pct(max(expected) * r.acc_limit) if expected and is_num(r.acc_limit) else "-"
+
+
 def _apart_html(ctx: Context) -> str:
     """The ok cases the fidelity figures above do not speak for: not judged, and passed with a large error."""
     not_judged, large = agg.accuracy_apart(ctx.df)
@@ -256,9 +262,7 @@ def _apart_html(ctx: Context) -> str:
             out.append('<p class="note">None.</p>')
             continue
         body = ["<tr>%s</tr>" % "".join("<td>%s</td>" % esc(c) for c in (
-            r.env, r.model, r.precision, r.mode, r.checkpoint, _pct(r.out_err64), _pct(r.grad_err64),
-            _pct(max(v for v in (r.out_expected_err, r.grad_expected_err) if is_num(v)) * r.acc_limit)
-            if is_num(r.acc_limit) and any(is_num(v) for v in (r.out_expected_err, r.grad_expected_err)) else "-"))
+            r.env, r.model, r.precision, r.mode, r.checkpoint, _pct(r.out_err64), _pct(r.grad_err64), _allowed(r)))
             for r in rows.head(APART_ROWS).itertuples(index=False)]
         out.append(table(["environment", "model", "precision", "mode", "checkpoint", "outputs off float64",
                           "gradients off float64", "allowed (limit x expected)"], body))
