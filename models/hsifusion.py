@@ -28,10 +28,12 @@ caches or throttled warnings, and the key choice per window rather than per quer
 class at a fraction of the CPU cost).
 
 Two more fault twins, of the accuracy check's two fault classes: in
-``hsifusion_half_norm_fault_tiny`` the spectral attention normalises its cosine logits
-after the matrix product by sqrt(sum q^2 * sum k^2), a product of two squared norms over
-every pixel that leaves fp16's range (65504) at ordinary activations (about 1.7e3 each at
-32 px), so fp16 and amp_fp16 attend uniformly or go non-finite while fp32 and bf16 stay
+``hsifusion_half_norm_fault_tiny`` the spectral attention normalises its logits after the
+matrix product by sqrt(sum q^2 * sum k^2) over all of a head's queries and keys (a reduction
+that lost its dim), a product of two squared norms that leaves fp16's range (65504) at
+ordinary activations (about 8e3 each at 32 px, so 6e7), so in fp16 and amp_fp16 every logit
+is 0: the attention is uniform and its temperature gets an all-zero gradient, which the
+accuracy check fails wherever fp16 runs (``accuracy.zeroed``), while fp32 and bf16 stay
 exact; in ``hsifusion_detached_fault_tiny`` the spectral temperature is used detached, so
 that parameter never gets a gradient (in the fp32 reference too).
 
@@ -116,9 +118,13 @@ class SpectralAttention(nn.Module):
         q, k, v = (split_heads(t, self.heads).transpose(-2, -1) for t in tokens.chunk(3, dim=-1))
         temperature = self.temperature.detach() if self.fault == "detached" else self.temperature
         if self.fault == "half_norm":
-            # The fault: cosine after the product, in the tensors' own dtype.
-            norms = (q * q).sum(-1, keepdim=True) * (k * k).sum(-1, keepdim=True).transpose(-2, -1)  # (b, H, d, d)
-            logits = (q @ k.transpose(-2, -1)) / norms.sqrt()
+            # The fault: one scale per head, sqrt(mean |q_i|^2 * mean |k_j|^2), taken after the
+            # product in the tensors' own dtype as sqrt(sum * sum) / d: the product of the sums
+            # over all the head's queries and keys leaves fp16's range.
+            d = q.shape[-2]
+            norms = (q * q).sum(-1, keepdim=True).sum(-2, keepdim=True) * (k * k).sum(-1, keepdim=True).sum(
+                -2, keepdim=True)  # (b, H, 1, 1)
+            logits = (q @ k.transpose(-2, -1)) / norms.sqrt() * d
         else:
             q = nn.functional.normalize(q, dim=-1)
             k = nn.functional.normalize(k, dim=-1)
@@ -254,7 +260,7 @@ register_model(
 register_model(
     "hsifusion_half_norm_fault_tiny", HSIFusionNet, replace(_TINY, fault="half_norm"),
     family="hyperspectral", fault=True,
-    description="fault: spectral cosine normalised after the product, out of fp16's range",
+    description="fault: spectral logits scaled by a product of sums that leaves fp16's range: all 0",
 )
 register_model(
     "hsifusion_detached_fault_tiny", HSIFusionNet, replace(_TINY, fault="detached"),

@@ -184,6 +184,9 @@ class ErrorStats:
     worst_err64: Optional[float] = _f("that tensor's error against fp64", "worst_err64")
     sketch: Optional[List[float]] = _f("64 signed sums of the case's own tensors (accuracy.sketch): compared "
                                        "between revisions in one environment", "sketch", report=True)
+    zeroed: Optional[int] = _f("tensors exactly zero in the case, not in fp32, above the group's floor in float64 "
+                               "(accuracy.zeroed): always a failure", "zeroed")
+    zeroed_names: Optional[List[str]] = _f("the first few of them")
     ref_missing: Optional[int] = _f("trainable parameters with no gradient in the fp32 reference (grads only)",
                                     "ref_missing", report=True)
     ref_missing_names: Optional[List[str]] = _f("the first few of them")

@@ -146,11 +146,18 @@ def probe(ref: List[torch.Tensor]) -> Dict[str, Any]:
     return {"output_probe": [float(flat[i]) for i in idx], "output_norm": float(flat.norm())}
 
 
+def _floor_norms(ref: Dict[str, torch.Tensor]) -> Dict[str, float]:
+    """Per tensor: the smallest norm ``_rel_errors`` judges it against (``SCALE_FLOOR`` of the
+    group's typical size, scaled to the tensor's length)."""
+    total = sum(t.numel() for t in ref.values())
+    rms = math.sqrt(sum(float(t.pow(2).sum()) for t in ref.values()) / total) if total else 0.0
+    return {n: SCALE_FLOOR * rms * math.sqrt(t.numel()) for n, t in ref.items()}
+
+
 def _rel_errors(got: Dict[str, Optional[torch.Tensor]], ref: Dict[str, torch.Tensor]) -> Dict[str, float]:
     """Per tensor: ||got - ref|| / max(||ref||, floor), the floor a share of the group's
     typical size (``SCALE_FLOOR``); a missing tensor counts as zeros."""
-    total = sum(t.numel() for t in ref.values())
-    rms = math.sqrt(sum(float(t.pow(2).sum()) for t in ref.values()) / total) if total else 0.0
+    floors = _floor_norms(ref)
     out = {}
     for name, r in ref.items():
         g = got.get(name)
@@ -158,9 +165,23 @@ def _rel_errors(got: Dict[str, Optional[torch.Tensor]], ref: Dict[str, torch.Ten
             out[name] = math.inf
             continue
         diff = float(r.norm()) if g is None else float((g - r).norm())
-        denom = max(float(r.norm()), SCALE_FLOOR * rms * math.sqrt(r.numel()), 1e-300)
+        denom = max(float(r.norm()), floors[name], 1e-300)
         out[name] = diff / denom
     return out
+
+
+def zeroed(got: Dict[str, Optional[torch.Tensor]], fp32: Dict[str, Optional[torch.Tensor]],
+           fp64: Dict[str, Optional[torch.Tensor]]) -> List[str]:
+    """The tensors that are exactly zero in the case but not in the fp32 reference, and above the
+    group's floor in float64: every value lost, which rounding cannot do (an all-zero result needs
+    each value to fall out of the precision's range, or an input of it to). fp16 without loss
+    scaling loses small gradient values this way; a whole tensor of a size its group calls
+    ordinary is a fault (a norm that overflows to inf divides every logit to 0)."""
+    ref = {n: t for n, t in fp64.items() if t is not None}
+    floors = _floor_norms(ref)
+    return [n for n, r in ref.items()
+            if got.get(n) is not None and got[n].shape == r.shape and not bool(got[n].any())
+            and fp32.get(n) is not None and bool(fp32[n].any()) and float(r.norm()) > floors[n]]
 
 
 def calibrate(got: Dict[str, Optional[torch.Tensor]], fp32: Dict[str, Optional[torch.Tensor]],
@@ -180,6 +201,7 @@ def calibrate(got: Dict[str, Optional[torch.Tensor]], fp32: Dict[str, Optional[t
     if any(g is not None and not bool(torch.isfinite(g).all()) for g in got.values()):
         return {"ratio": math.inf, "err64": math.inf, "fp32_err64": None, "expected_err": None,
                 "worst": None, "worst_ratio": math.inf, "worst_err64": math.inf}
+    lost = zeroed(got, fp32, fp64)
     e_case, e_32 = _rel_errors(got, ref), _rel_errors(fp32, ref)
     ratios = {n: e_case[n] / max(e_32[n] * u / u32, u) for n in ref}
     worst = max(ratios, key=lambda n: ratios[n])
@@ -195,8 +217,11 @@ def calibrate(got: Dict[str, Optional[torch.Tensor]], fp32: Dict[str, Optional[t
     if len(names) < len(ref):
         err64 = math.inf
     expected = max(fp32_err64 * u / u32, u)
-    return {"ratio": err64 / expected, "err64": err64, "fp32_err64": fp32_err64, "expected_err": expected,
-            "worst": worst, "worst_ratio": ratios[worst], "worst_err64": e_case[worst]}
+    out = {"ratio": err64 / expected, "err64": err64, "fp32_err64": fp32_err64, "expected_err": expected,
+           "worst": worst, "worst_ratio": ratios[worst], "worst_err64": e_case[worst], "zeroed": len(lost)}
+    if lost:
+        out["zeroed_names"] = lost[:5]
+    return out
 
 
 def limits(precision: str, tolerance: Dict[str, Any]) -> Tuple[float, float]:
@@ -230,7 +255,8 @@ def judge(outputs: Dict[str, Any], grads: Optional[Dict[str, Any]], tolerance: O
     """Pass/fail with the failing checks named: the calibrated ratios within ``limit``
     (group, single tensor) when the figures carry them, else the relative error against
     fp32 within ``tolerance``. A parameter without gradient (in the case or in the fp32
-    reference) always fails. A group whose expected error is too large to judge (``judgeable``)
+    reference) always fails, and so does a tensor all zero here but not in the references
+    (``zeroed``). A group whose expected error is too large to judge (``judgeable``)
     makes the case not judged: ``passed`` None, never a pass, with the figures in ``failures``
     (each note opens with ``NOT_JUDGED``); a real failure elsewhere still fails it."""
     group_limit, tensor_limit = limit
@@ -262,6 +288,10 @@ def judge(outputs: Dict[str, Any], grads: Optional[Dict[str, Any]], tolerance: O
             failures.append("%s: rel_err %.3g > %.3g" % (name, figures["rel_err"], tolerance))
         if figures.get("missing"):
             failures.append("%s: %d parameters got no gradient" % (name, figures["missing"]))
+        if figures.get("zeroed"):
+            failures.append("%s: %d tensors are all zero here but not in fp32 or float64 (every value out of "
+                            "this precision's range): %s" % (name, figures["zeroed"],
+                                                             ", ".join(figures.get("zeroed_names") or [])))
         if figures.get("ref_missing"):
             failures.append("%s: %d trainable parameters get no gradient in the fp32 reference (a detached "
                             "branch or an unused layer): %s" % (name, figures["ref_missing"],

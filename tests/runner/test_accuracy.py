@@ -72,6 +72,31 @@ def test_a_nearly_zero_tensor_is_judged_against_its_groups_scale():
     assert figures["worst"] == "b" and figures["worst_ratio"] < 2.0  # rounding, far below any limit
 
 
+def test_a_tensor_all_zero_in_the_case_alone_fails_whatever_the_ratios():
+    # fp16 overflow that divides every logit to 0 leaves the temperature an all-zero gradient: a
+    # small tensor, so the group's ratio can stay within its limit; the exact zeros cannot.
+    ref = {"w": t(1.0, -2.0, 3.0, 1.0), "temperature": t(0.05)}
+    fp32 = {"w": t(1.0, -2.0, 3.0, 1.0), "temperature": t(0.05)}
+    got = {"w": t(1.0, -2.0, 3.0, 1.0), "temperature": t(0.0)}
+    figures = accuracy.calibrate(got, fp32, ref, "fp16")
+    assert figures["zeroed"] == 1 and figures["zeroed_names"] == ["temperature"]
+    verdict = accuracy.judge({"ratio": None, "rel_err": 0.0}, figures, None, (1e9, 1e10))  # no ratio can fail it
+    assert verdict["passed"] is False
+    assert any("1 tensors are all zero here" in f and "temperature" in f for f in verdict["failures"])
+
+
+def test_zeros_the_references_share_or_that_are_nearly_zero_in_float64_are_not_lost_values():
+    ref = {"w": t(1.0, -2.0, 3.0, 1.0), "bias": t(1e-6, -1e-6), "unused": t(0.0)}
+    fp32 = {"w": t(1.0, -2.0, 3.0, 1.0), "bias": t(1e-6, -1e-6), "unused": t(0.0)}
+    got = {"w": t(1.0, -2.0, 3.0, 1.0), "bias": t(0.0, 0.0), "unused": t(0.0)}
+    # bias: below 1% of the group's typical size in float64 (underflow of a value that small is
+    # fp16's range, judged by the ratios); unused: zero in the references as well.
+    assert accuracy.zeroed(got, fp32, ref) == []
+    assert accuracy.calibrate(got, fp32, ref, "fp16")["zeroed"] == 0
+    fp32_zero = dict(fp32, w=t(0.0, 0.0, 0.0, 0.0))
+    assert accuracy.zeroed(dict(got, w=t(0.0, 0.0, 0.0, 0.0)), fp32_zero, ref) == []
+
+
 def test_non_finite_case_tensors_give_an_infinite_ratio():
     figures = accuracy.calibrate({"w": t(math.inf, 1.0)}, {"w": t(1.0, 1.0)}, {"w": t(1.0, 1.0)}, "fp16")
     assert figures["ratio"] == math.inf
