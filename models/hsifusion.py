@@ -28,14 +28,16 @@ caches or throttled warnings, and the key choice per window rather than per quer
 class at a fraction of the CPU cost).
 
 Two more fault twins, of the accuracy check's two fault classes: in
-``hsifusion_half_norm_fault_tiny`` the spectral attention normalises its logits after the
-matrix product by sqrt(sum q^2 * sum k^2) over all of a head's queries and keys (a reduction
-that lost its dim), a product of two squared norms that leaves fp16's range (65504) at
-ordinary activations (about 8e3 each at 32 px, so 6e7), so in fp16 and amp_fp16 every logit
-is 0: the attention is uniform and its temperature gets an all-zero gradient, which the
-accuracy check fails wherever fp16 runs (``accuracy.zeroed``), while fp32 and bf16 stay
-exact; in ``hsifusion_detached_fault_tiny`` the spectral temperature is used detached, so
-that parameter never gets a gradient (in the fp32 reference too).
+``hsifusion_half_norm_fault_tiny`` the spectral attention scales its logits after the matrix
+product by one factor per head, sqrt(sum q^2 * sum k^2) / d over all its d queries and keys
+(in exact arithmetic the root of the product of their mean squared norms: logits on the
+healthy cosine's scale, and bf16 passes on every release where the healthy model's does),
+taken in the tensors' own dtype: the product of the two
+sums (1.4e3 to 4.7e3 each at 32 px) is 40 to 230 times past fp16's 65504, so in fp16 and
+amp_fp16 every logit is 0, the attention uniform and its temperature's gradient exactly zero,
+which the accuracy check fails wherever fp16 runs (``accuracy.zeroed``); in
+``hsifusion_detached_fault_tiny`` the spectral temperature is used detached, so that
+parameter never gets a gradient (in the fp32 reference too).
 
 The synthetic task and metric are the MSWR task of ``models._spectral`` (through
 ``SpectralReconstructionModel``): RGB seen through a fixed camera response, target the

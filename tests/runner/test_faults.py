@@ -165,17 +165,23 @@ def test_fp16_out_of_range_twin_fails_only_where_fp16_arithmetic_runs(fault_reco
             assert r["accuracy"]["passed"], (precision, r["accuracy"]["failures"])
             checked.append(precision)
     assert "fp32" in checked  # fp32 runs on every build, and the healthy model passes in it: never an empty loop
-    r = fault_records.get(("hsifusion_half_norm_fault_tiny", "fp16", "none", 32))
-    if r is None or r["status"] != "ok":
-        pytest.skip("fp16 does not run on this build's CPU: %s" % (r or {}).get("reason"))
-    healthy = fault_records[("hsifusion_tiny", "fp16", "none", 32)]
-    assert healthy["accuracy"]["passed"] and not r["accuracy"]["passed"]
-    # Every logit is divided to exactly 0, so both spectral temperatures get an all-zero gradient:
-    # a failure of its own on every CPU, whatever fp32's error here makes of the ratios.
-    grads = r["accuracy"]["grads"]
-    assert grads["zeroed_names"] == ["blocks.0.spectral.temperature", "blocks.1.spectral.temperature"]
-    assert healthy["accuracy"]["grads"]["zeroed"] == 0
-    assert any("2 tensors are all zero here" in f for f in r["accuracy"]["failures"])
+    ran = {}
+    for precision in ("fp16", "amp_fp16"):
+        r = fault_records.get(("hsifusion_half_norm_fault_tiny", precision, "none", 32))
+        if r is not None and r["status"] == "ok":
+            ran[precision] = r
+    if not ran:
+        pytest.skip("neither fp16 nor amp_fp16 runs on this build's CPU: %s" % (
+            fault_records.get(("hsifusion_half_norm_fault_tiny", "fp16", "none", 32)) or {}).get("reason"))
+    for precision, r in ran.items():
+        healthy = fault_records[("hsifusion_tiny", precision, "none", 32)]
+        assert healthy["accuracy"]["passed"] and not r["accuracy"]["passed"], precision
+        # Every logit is divided to exactly 0, so both spectral temperatures get an all-zero gradient:
+        # a failure of its own on every CPU, whatever fp32's error here makes of the ratios.
+        grads = r["accuracy"]["grads"]
+        assert grads["zeroed_names"] == ["blocks.0.spectral.temperature", "blocks.1.spectral.temperature"]
+        assert healthy["accuracy"]["grads"]["zeroed"] == 0
+        assert any("2 tensors are all zero here" in f for f in r["accuracy"]["failures"])
 
 
 def test_detached_parameter_fails_in_every_precision_through_the_fp32_reference(fault_records):
