@@ -32,12 +32,12 @@ Two more fault twins, of the accuracy check's two fault classes: in
 product by one factor per head, sqrt(sum q^2 * sum k^2) / d over all its d queries and keys
 (in exact arithmetic the root of the product of their mean squared norms: logits on the
 healthy cosine's scale, and bf16 passes on every release where the healthy model's does),
-taken in the tensors' own dtype: the product of the two
-sums (1.4e3 to 4.7e3 each at 32 px) is 40 to 230 times past fp16's 65504, so in fp16 and
-amp_fp16 every logit is 0, the attention uniform and its temperature's gradient exactly zero,
-which the accuracy check fails wherever fp16 runs (``accuracy.zeroed``); in
-``hsifusion_detached_fault_tiny`` the spectral temperature is used detached, so that
-parameter never gets a gradient (in the fp32 reference too).
+taken in the tensors' own dtype: the product of the two sums (1.4e3 to 4.7e3 each at 32 px)
+is 40 to 230 times past fp16's 65504, so in fp16 and amp_fp16 every logit is 0, the
+attention uniform and its temperature's gradient exactly zero, which the accuracy check
+fails wherever fp16 runs (``accuracy.zeroed``); in ``hsifusion_detached_fault_tiny`` the
+spectral temperature is used detached, so that parameter never gets a gradient (in the fp32
+reference too).
 
 The synthetic task and metric are the MSWR task of ``models._spectral`` (through
 ``SpectralReconstructionModel``): RGB seen through a fixed camera response, target the
