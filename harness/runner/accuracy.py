@@ -154,10 +154,10 @@ def _floor_norms(ref: Dict[str, torch.Tensor]) -> Dict[str, float]:
     return {n: SCALE_FLOOR * rms * math.sqrt(t.numel()) for n, t in ref.items()}
 
 
-def _rel_errors(got: Dict[str, Optional[torch.Tensor]], ref: Dict[str, torch.Tensor]) -> Dict[str, float]:
+def _rel_errors(got: Dict[str, Optional[torch.Tensor]], ref: Dict[str, torch.Tensor],
+                floors: Dict[str, float]) -> Dict[str, float]:
     """Per tensor: ||got - ref|| / max(||ref||, floor), the floor a share of the group's
-    typical size (``SCALE_FLOOR``); a missing tensor counts as zeros."""
-    floors = _floor_norms(ref)
+    typical size (``_floor_norms``); a missing tensor counts as zeros."""
     out = {}
     for name, r in ref.items():
         g = got.get(name)
@@ -171,14 +171,15 @@ def _rel_errors(got: Dict[str, Optional[torch.Tensor]], ref: Dict[str, torch.Ten
 
 
 def zeroed(got: Dict[str, Optional[torch.Tensor]], fp32: Dict[str, Optional[torch.Tensor]],
-           fp64: Dict[str, Optional[torch.Tensor]]) -> List[str]:
+           fp64: Dict[str, Optional[torch.Tensor]], floors: Optional[Dict[str, float]] = None) -> List[str]:
     """The tensors that are exactly zero in the case but not in the fp32 reference, and above the
     group's floor in float64: every value lost, which rounding cannot do (an all-zero result needs
     each value to fall out of the precision's range, or an input of it to). fp16 without loss
     scaling loses small gradient values this way; a whole tensor of a size its group calls
-    ordinary is a fault (a norm that overflows to inf divides every logit to 0)."""
+    ordinary is a fault (a norm that overflows to inf divides every logit to 0). ``floors``: the
+    group's ``_floor_norms``, where the caller has them."""
     ref = {n: t for n, t in fp64.items() if t is not None}
-    floors = _floor_norms(ref)
+    floors = floors if floors is not None else _floor_norms(ref)
     return [n for n, r in ref.items()
             if got.get(n) is not None and got[n].shape == r.shape and not bool(got[n].any())
             and fp32.get(n) is not None and bool(fp32[n].any()) and float(r.norm()) > floors[n]]
@@ -201,8 +202,9 @@ def calibrate(got: Dict[str, Optional[torch.Tensor]], fp32: Dict[str, Optional[t
     if any(g is not None and not bool(torch.isfinite(g).all()) for g in got.values()):
         return {"ratio": math.inf, "err64": math.inf, "fp32_err64": None, "expected_err": None,
                 "worst": None, "worst_ratio": math.inf, "worst_err64": math.inf}
-    lost = zeroed(got, fp32, fp64)
-    e_case, e_32 = _rel_errors(got, ref), _rel_errors(fp32, ref)
+    floors = _floor_norms(ref)
+    lost = zeroed(got, fp32, ref, floors)
+    e_case, e_32 = _rel_errors(got, ref, floors), _rel_errors(fp32, ref, floors)
     ratios = {n: e_case[n] / max(e_32[n] * u / u32, u) for n in ref}
     worst = max(ratios, key=lambda n: ratios[n])
     names = [n for n in ref if got.get(n) is None or got[n].shape == ref[n].shape]
