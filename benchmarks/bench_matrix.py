@@ -15,7 +15,8 @@ installs are not timed here). Modes, each on the same scenario slice (``--scenar
 
 Figures per run: wall time; per environment the ok cases, the median per-case ``overhead_s`` (everything
 in a case but warm-up and timed samples; first round and later rounds apart) and the extras' medians;
-the share of warm-up and timed samples in the run's wall time. For ``aa`` and ``slowdown``: the
+the share of warm-up and timed samples in the run's wall time; the wall time of the extras after the
+timed rounds (the FLOPs and tensor peak of a run of several rounds or variants). For ``aa`` and ``slowdown``: the
 (model, precision) cells the report calls faster or slower from the paired rounds, with the 95% interval
 and the correction it states, and the per-environment geometric mean with its interval.
 
@@ -47,12 +48,12 @@ def env_python(label: str) -> str:
 
 
 def _records(folder: str) -> Dict[str, List[Dict]]:
-    out = {}
-    for name in sorted(os.listdir(folder)):
-        if name.endswith(".jsonl"):
-            with open(os.path.join(folder, name), encoding="utf-8") as fh:
-                out[name[:-len(".jsonl")]] = [json.loads(line) for line in fh if line.strip()]
-    return out
+    """The records of each file of ``folder``, as every reader sees them (the counts and extras files merged)."""
+    sys.path.insert(0, ROOT)
+    from harness.record.store import read_records
+
+    return {name[:-len(".jsonl")]: read_records(os.path.join(folder, name))
+            for name in sorted(os.listdir(folder)) if name.endswith(".jsonl")}
 
 
 def _load() -> str:
@@ -60,9 +61,14 @@ def _load() -> str:
         return " ".join(fh.read().split()[:3])
 
 
+#: The line the engine prints when the timed rounds are over and the extras after them begin.
+PASS_HEAD = "extras after the rounds"
+
+
 def engine_run(variants: List[Tuple[str, str, Optional[str], Dict[str, str]]], scenario: str, only: List[str],
-               rounds: Optional[int], out: str, cwd: str = ROOT) -> float:
-    """Wall seconds of one ``harness matrix`` run of ``variants`` ((label, python, root, env)) into ``out``."""
+               rounds: Optional[int], out: str, cwd: str = ROOT) -> Tuple[float, Optional[float]]:
+    """Wall seconds of one ``harness matrix`` run of ``variants`` ((label, python, root, env)) into ``out``, and
+    of its extras after the rounds (None: it ran none)."""
     shutil.rmtree(out, ignore_errors=True)
     os.makedirs(out)
     cmd = [sys.executable, "-m", "harness", "matrix", scenario, "--out", out]
@@ -76,11 +82,19 @@ def engine_run(variants: List[Tuple[str, str, Optional[str], Dict[str, str]]], s
     if rounds:
         cmd += ["--rounds", str(rounds)]
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=cwd, env=dict(os.environ, PYTHONPATH=cwd), capture_output=True, text=True)
+    t_pass = None
+    lines: List[str] = []
+    proc = subprocess.Popen(cmd, cwd=cwd, env=dict(os.environ, PYTHONPATH=cwd), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    for line in proc.stdout:
+        if t_pass is None and line.startswith(PASS_HEAD):
+            t_pass = time.perf_counter()
+        lines.append(line)
+    proc.wait()
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
-        raise SystemExit("%s failed:\n%s\n%s" % (" ".join(cmd), proc.stdout[-3000:], proc.stderr[-3000:]))
-    return wall
+        raise SystemExit("%s failed:\n%s" % (" ".join(cmd), "".join(lines)[-6000:]))
+    return wall, (time.perf_counter() - t_pass if t_pass is not None else None)
 
 
 def before_run(tree: str, envs: List[str], scenario: str, only: List[str], out: str) -> float:
@@ -97,7 +111,7 @@ def before_run(tree: str, envs: List[str], scenario: str, only: List[str], out: 
     return time.perf_counter() - t0
 
 
-def figures(wall_s: float, by_label: Dict[str, List[Dict]]) -> None:
+def figures(wall_s: float, by_label: Dict[str, List[Dict]], pass_s: Optional[float] = None) -> None:
     """Print the run's figures (see the module docstring)."""
     timed_s = 0.0
     for label, records in by_label.items():
@@ -116,6 +130,8 @@ def figures(wall_s: float, by_label: Dict[str, List[Dict]]) -> None:
                   json.dumps({k: round(statistics.median(v), 3) for k, v in sorted(extras.items())})))
     print("  wall %.1f s; warm-up and timed samples %.1f s = %.0f%% of the wall time" % (
         wall_s, timed_s, 100 * timed_s / wall_s))
+    if pass_s is not None:
+        print("  of which the extras after the rounds (flops, tensor peak; as many workers as cores): %.1f s" % pass_s)
 
 
 def _verdicts(records: List[Dict]) -> Dict[str, Tuple]:
@@ -195,23 +211,23 @@ def main(argv=None) -> int:
     tree = None
     try:
         if args.mode == "engine":
-            wall = engine_run([("torch-" + e, env_python(e), None, {}) for e in envs], args.scenario, args.only,
-                              args.rounds, out)
+            wall, pass_s = engine_run([("torch-" + e, env_python(e), None, {}) for e in envs], args.scenario,
+                                      args.only, args.rounds, out)
         elif args.mode == "before":
             if not args.rev:
                 raise SystemExit("before: name the revision (e.g. HEAD~3)")
             tree = os.path.join(tmp, "before")
             subprocess.run(["git", "worktree", "add", "--detach", tree, args.rev], cwd=ROOT, check=True,
                            capture_output=True)
-            wall = before_run(tree, envs, args.scenario, args.only, out)
+            wall, pass_s = before_run(tree, envs, args.scenario, args.only, out), None
         else:
             latest = env_python("latest")
             second = (None, {}) if args.mode == "aa" else (slowed_tree(tmp), {"TORCHMATRIX_INJECT_FAULTS": "1"})
-            wall = engine_run([("latest-a", latest, None, {}), ("latest-b", latest) + second], args.scenario,
-                              args.only, args.rounds, out)
+            wall, pass_s = engine_run([("latest-a", latest, None, {}), ("latest-b", latest) + second],
+                                      args.scenario, args.only, args.rounds, out)
         records = _records(out)
         print("%s: %d environments, load after %s" % (args.mode, len(records), _load()))
-        figures(wall, records)
+        figures(wall, records, pass_s)
         if args.mode in ("aa", "slowdown"):
             paired_calls(out)
         if args.mode == "before" and args.keep and os.path.isdir(os.path.join(args.keep, "engine")):

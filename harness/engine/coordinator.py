@@ -3,7 +3,9 @@
 A case that kills its worker (segfault, ``kill -9``, the kernel's OOM killer) or runs past its
 timeout costs that case in that variant only: the record says ``crashed`` (with the signal and the
 worker's last words) or ``timeout``, and a fresh worker takes the variant's next case. Records are
-appended and fsynced as they come, each with its ``round`` part. Ctrl-C stops every worker, keeps
+appended and fsynced as they come, each with its ``round`` part. A run of several rounds or variants
+leaves the FLOPs and the tensor peak of its first round to a pass after all timed rounds, as many
+workers at once as the machine has cores (``extras_after_rounds``). Ctrl-C stops every worker, keeps
 every finished record and tells how to ``--resume`` (which runs the (case, round) pairs a variant's
 file does not hold yet). A full disk stops the run with what was kept named. Standard library only.
 """
@@ -20,7 +22,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
 from harness.engine import schedule
 from harness.engine.variant import Variant
 from harness.record.schema import SCHEMA_VERSION, Record, RecordError
-from harness.record.store import CountsWriter, RecordWriter, read_records
+from harness.record.store import CountsWriter, ExtrasWriter, RecordWriter, read_after_rounds, read_records
+from harness.runner import extras as extras_modes
 from harness.runner import profile as profiling
 from harness.runner import roofline
 from harness.runner.instruction_pass import InstructionPass
@@ -28,13 +31,14 @@ from harness.runner.manager import (
     RECORD_HEAD,
     DiskFull,
     ask_worker,
+    case_words,
     optimize_level,
     progress_line,
     search_max_batch,
 )
 from harness.runner.worker_process import Worker
 from harness.scenario.spec import Scenario, profiled
-from harness.units import format_count, format_duration
+from harness.units import format_bytes, format_count, format_duration
 from harness.vocab import MAX_BATCH, NOT_RUN_STATUSES
 
 
@@ -168,7 +172,7 @@ def run_variants(scenario: Scenario, variants: Sequence[Variant], rounds: int,
                     planned - total, planned, total))
         done = 0
         t_run = time.perf_counter()
-        r, counting = 1, False
+        r, phase = 1, "rounds"
         try:
             for r in range(1, rounds + 1):
                 for s in states:  # a fresh worker per round and variant: the process is the unit of replication
@@ -203,14 +207,19 @@ def run_variants(scenario: Scenario, variants: Sequence[Variant], rounds: int,
                         if where:
                             line = "%s  [%s, %s left]" % (line, where, format_duration(left_s, "?"))
                         print_fn(line)
+            for s in states:  # the last round's workers: nothing is timed from here on
+                s.close_workers()
+            phase = "extras"
+            extras_after_rounds(states, scenario, print_fn, round_offset + 1)
             if measure.get("instructions"):
-                for s in states:  # the last round's workers: nothing is timed from here on
-                    s.close_workers()
-                counting = True
+                phase = "counting"
                 count_after_rounds(states, scenario, print_fn, round_offset + 1)
         except KeyboardInterrupt:
             interrupted = True
-            if counting:
+            if phase == "extras":
+                print_fn("\ninterrupted in the extras after the rounds: every record and the extras made are kept; "
+                         "run again with --resume to run the rest")
+            elif phase == "counting":
                 print_fn("\ninterrupted while counting instructions: every record and the counts made are kept; "
                          "run again with --resume to count the rest")
             elif len(states) == 1 and rounds == 1:
@@ -300,6 +309,147 @@ def count_after_rounds(states: List[_State], scenario: Scenario, print_fn, first
         raise
 
 
+#: The worker protocol (``harness.runner.worker.PROTOCOL``) from which a worker defers extras to the pass
+#: after the rounds; an older one (``ab``'s base) runs them all in its first round, and the pass skips them.
+DEFER_PROTOCOL = 3
+
+
+def extras_after_rounds(states: List[_State], scenario: Scenario, print_fn, first_round: int = 1) -> None:
+    """The extras that the first round deferred (``harness.runner.extras.AFTER_ROUNDS``: the FLOPs and the
+    tensor peak) of every variant's first-round ok cases that have none yet in the extras file (so
+    ``--resume`` runs what an interrupted pass left), after all timed rounds: as many workers at once as
+    the machine has cores (one where a case runs on a GPU), each variant's cases split among them where
+    there are fewer variants than cores. Each case is built anew and stepped once in a worker of its variant
+    (``harness.runner.execute.run_after_rounds``); each extra keeps its own budget (``[measure]
+    extra_timeout_s``), and a case the pass loses (a crash, an overrun) is recorded as those extras'
+    failure, its timing untouched. Entries are appended to the variant's extras file as they come."""
+    todo: List[Tuple[_State, List[Dict]]] = []
+    for s in states:
+        if s.dropped or not os.path.exists(s.variant.out_path):
+            continue
+        made = read_after_rounds(s.variant.out_path)
+        missing = [r for r in read_records(s.variant.out_path)
+                   if r.get("status") == "ok" and (r.get("extras") or {}).get("deferred")
+                   and int((r.get("round") or {}).get("index") or 1) == first_round
+                   and r["case_key"] in s.by_key and (r["case_key"], first_round) not in made]
+        if missing:
+            todo.append((s, missing))
+    if not todo:
+        return
+    total = sum(len(m) for _, m in todo)
+    on_cpu = all(r["case"].get("device") == "cpu" for _, m in todo for r in m)
+    # one at a time where a case uses a GPU: two processes' steps on one device could run it out of memory
+    slots = max(1, min(total, os.cpu_count() or 1)) if on_cpu else 1
+    per_variant = max(1, -(-slots // len(todo)))  # ceil: every core busy even with one variant
+    jobs = []
+    for s, missing in todo:
+        n = min(per_variant, len(missing))
+        jobs += [(s, missing[i::n]) for i in range(n)]
+    jobs.sort(key=lambda job: -len(job[1]))  # the longest first: the pass ends when its longest job does
+    print_fn("extras after the rounds (%s): %d cases in %d variants, %d workers at once" % (
+        ", ".join(extras_modes.AFTER_ROUNDS), total, len(todo), min(slots, len(jobs))))
+    done = [0]
+    lock = threading.Lock()
+    stop = threading.Event()
+    live: List[Worker] = []
+    writers = {id(s): ExtrasWriter(s.variant.out_path) for s, _ in todo}
+
+    def run_job(s: _State, records: List[Dict]) -> None:
+        workers: Dict[int, Worker] = {}
+        try:
+            for rec in records:
+                if stop.is_set():
+                    return
+                entry = _after_rounds_entry(s, scenario, rec, workers, live, lock, first_round)
+                if stop.is_set():  # killed by Ctrl-C: not a result
+                    return
+                with lock:
+                    writers[id(s)].append(entry)
+                    done[0] += 1
+                    print_fn("[extras %*d/%d] %-72s %s  [%s]" % (
+                        len(str(total)), done[0], total, case_words(s.by_key[rec["case_key"]][0]),
+                        _after_rounds_line(entry), s.variant.label))
+        finally:
+            for w in workers.values():
+                w.close()
+                with lock:
+                    if w in live:
+                        live.remove(w)
+
+    queue = list(jobs)
+    running: List[threading.Thread] = []
+    try:
+        while queue or running:
+            running = [t for t in running if t.is_alive()]
+            while queue and len(running) < slots:
+                t = threading.Thread(target=run_job, args=queue.pop(0), daemon=True)
+                t.start()
+                running.append(t)
+            time.sleep(0.02)
+    except KeyboardInterrupt:
+        stop.set()
+        with lock:
+            for w in live:
+                w.kill()
+        raise
+    finally:
+        for w in writers.values():
+            w.close()
+
+
+def _after_rounds_entry(s: _State, scenario: Scenario, rec: Dict, workers: Dict[int, Worker], live: List[Worker],
+                        lock: threading.Lock, first_round: int) -> Dict:
+    """The extras file's entry for the first-round record ``rec``: its deferred extras run in a worker of its
+    variant (``workers``: this job's, by ``python -O`` level; a lost one is replaced for the next case)."""
+    measure = scenario.measure
+    case, _ = s.by_key[rec["case_key"]]
+    wanted = optimize_level(case)
+    entry: Dict = {"case_key": rec["case_key"], "round": first_round, "flops": None, "memory": {},
+                   "extras": {"seconds": {}, "failed": {}}}
+    deferred = list((rec.get("extras") or {}).get("deferred") or [])
+    try:
+        if wanted not in workers:
+            workers[wanted] = _new_worker(s, scenario, wanted)
+            with lock:
+                live.append(workers[wanted])
+    except _WorkerWontStart as exc:
+        entry["extras"]["failed"] = {name: "the pass after the rounds: worker could not start: %s" % exc
+                                     for name in deferred}
+        return entry
+    rooflines = {case.device: rec["roofline"]} if rec.get("roofline") else s.settings.get("roofline")
+    settings = dict(s.settings, measure=measure, extras=extras_modes.PASS,
+                    median_s=(rec.get("timing") or {}).get("median_s"), roofline=rooflines)
+    timeout_s = measure["timeout_s"] + (measure["compile_warmup_s"] if case.compile else 0.0)
+    result, usable = ask_worker(workers[wanted], case.to_dict(), settings, timeout_s,
+                                extra_timeout_s=measure.get("extra_timeout_s"))
+    if not usable:
+        with lock:
+            if workers[wanted] in live:
+                live.remove(workers[wanted])
+        del workers[wanted]
+    if result.get("status") != "ok":  # lost before its first extra began, or the case no longer builds here
+        why = "the pass after the rounds: %s: %s" % (result.get("status"), result.get("reason"))
+        entry["extras"]["failed"] = {name: why for name in deferred}
+        return entry
+    entry["flops"] = result.get("flops")
+    entry["memory"] = {k: v for k, v in (result.get("memory") or {}).items() if k.startswith("tensor_peak")}
+    part = result.get("extras") or {}
+    entry["extras"] = {"seconds": dict(part.get("seconds") or {}), "failed": dict(part.get("failed") or {})}
+    return entry
+
+
+def _after_rounds_line(entry: Dict) -> str:
+    """One progress line's figures for an extras-file entry."""
+    failed = entry["extras"]["failed"]
+    parts = []
+    if (entry.get("flops") or {}).get("per_iter") is not None:
+        parts.append("%s FLOPs/step" % format_count(entry["flops"]["per_iter"]))
+    if entry["memory"].get("tensor_peak_bytes") is not None:
+        parts.append("tensor peak %s" % format_bytes(entry["memory"]["tensor_peak_bytes"]))
+    parts += ["%s failed (%s)" % (name, why[:80]) for name, why in sorted(failed.items())]
+    return ", ".join(parts) or "nothing to run"
+
+
 def _new_worker(s: _State, scenario: Scenario, optimize: int = sys.flags.optimize) -> Worker:
     v = s.variant
     try:
@@ -342,8 +492,9 @@ def _visit(s: _State, scenario: Scenario, case, not_run, when: Tuple[int, int, i
         timeout_s = measure["timeout_s"] + (measure["compile_warmup_s"] if case.compile else 0.0)
         env = s.worker.env.get(case.device) or s.worker.env.get("cpu")
         settings = dict(s.settings, measure=schedule.round_measure(measure, r, rounds))
-        if rounds > 1:
-            settings["extras"] = r == 1
+        if rounds > 1 or len(labels) > 1:  # the first round's profiled extras wait for the pass after the rounds
+            defer = extras_modes.DEFER if s.worker.protocol >= DEFER_PROTOCOL else extras_modes.ALL
+            settings["extras"] = defer if r == 1 else extras_modes.NONE
         settings = profiling.case_settings(settings, scenario.profile, r == 1 and profiled(scenario, case),
                                            s.variant.out_path, s.variant.label, case.key)
         result, usable = ask_worker(s.worker, case.to_dict(), settings, timeout_s,

@@ -246,6 +246,10 @@ class Extras:
                                              "references, task)")
     failed: Optional[Dict[str, str]] = _f("extra -> why it failed, or why it was lost with its worker (killed past "
                                           "extra_timeout_s, crashed); the case keeps its measurement")
+    deferred: Optional[List[str]] = _f("the extras this first round left to the pass after the timed rounds (a "
+                                       "run of several rounds or variants: flops, tensor_peak); their figures, "
+                                       "seconds and failures come from the record file's extras file, merged on "
+                                       "read (harness.record.store)")
 
 
 @dataclass

@@ -52,7 +52,8 @@ SCHEMA_HISTORY = (
         "accuracy.tolerance is None under the calibrated rule. Lifting 1 marks accuracy.rule "
         "'fixed tolerance', which is what version 1 judged by; later, without a version change (new optional "
         "parts only): shard; max_batch (and a case's batch_size 'max'); profile; flops, roofline; extras, "
-        "accuracy.reference_shared; round; accuracy.outputs/grads.zeroed"),
+        "accuracy.reference_shared; round; accuracy.outputs/grads.zeroed; extras.deferred (with the extras "
+        "file, <label>.extras)"),
 )
 
 #: ``version -> function`` turning a record of that version into one of ``version + 1``.

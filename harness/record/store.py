@@ -8,7 +8,10 @@ what a good record is comes from ``harness.record.schema``. Instruction counts, 
 timed rounds (``harness.engine.coordinator``), go to a counts file beside the record file
 (``counts_path``: ``<label>.counts``, one ``{"case_key", "round", "instructions"}`` a line,
 appended and fsynced the same way); reading a record file merges them into its records' ``instructions``
-part, so every reader sees one record. ``OutputLock`` keeps a second run
+part, so every reader sees one record. The extras a run of several rounds or variants makes after its
+timed rounds (the FLOPs and the tensor peak) go to the extras file (``extras_path``: ``<label>.extras``,
+one ``{"case_key", "round", "flops", "memory", "extras"}`` a line) and are merged the same way
+(``merge_after_rounds``). ``OutputLock`` keeps a second run
 off a record file in use. Standard library only (the runner writes, the analysis side
 reads).
 """
@@ -65,9 +68,25 @@ def set_aside_unterminated_tail(path: str) -> Optional[Tuple[int, str]]:
 COUNTS_SUFFIX = ".counts"
 
 
+#: The extras file of a record file: ``<label>.extras`` (the pass after the timed rounds).
+EXTRAS_SUFFIX = ".extras"
+#: Every file beside a record file that reading it merges, or that moves with it.
+SIDE_SUFFIXES = (COUNTS_SUFFIX, EXTRAS_SUFFIX)
+
+
+def side_path(path: str, suffix: str) -> str:
+    """The file beside the record file ``path`` with ``suffix`` (``COUNTS_SUFFIX``, ``EXTRAS_SUFFIX``)."""
+    return (path[:-len(".jsonl")] if path.endswith(".jsonl") else path) + suffix
+
+
 def counts_path(path: str) -> str:
     """The counts file of the record file ``path``."""
-    return (path[:-len(".jsonl")] if path.endswith(".jsonl") else path) + COUNTS_SUFFIX
+    return side_path(path, COUNTS_SUFFIX)
+
+
+def extras_path(path: str) -> str:
+    """The extras file of the record file ``path``."""
+    return side_path(path, EXTRAS_SUFFIX)
 
 
 class RecordWriter:
@@ -105,35 +124,86 @@ class RecordWriter:
         self.close()
 
 
-class CountsWriter(RecordWriter):
-    """Append instruction counts to a record file's counts file (``counts_path``), one fsynced line each."""
+class SideWriter(RecordWriter):
+    """Append ``{"case_key", "round", ...}`` lines to a file beside a record file (``side_path``), one
+    fsynced line each, as the record file itself."""
 
-    def __init__(self, record_path: str):
-        super().__init__(counts_path(record_path))
+    def __init__(self, record_path: str, suffix: str):
+        super().__init__(side_path(record_path, suffix))
 
     def append(self, entry: Dict[str, Any]) -> None:  # type: ignore[override]
-        """Write ``{"case_key", "round", "instructions"}`` as one line."""
+        """Write ``entry`` as one line."""
         self._fh.write(json.dumps(entry, sort_keys=True, allow_nan=True) + "\n")
         self._fh.flush()
         os.fsync(self._fh.fileno())
 
 
-def read_counts(path: str) -> Dict[Tuple[str, int], Dict]:
-    """``{(case key, round): instructions part}`` of the record file ``path``'s counts file (none: empty);
-    unreadable lines are skipped (a count cut by a kill is counted again on ``--resume``)."""
+class CountsWriter(SideWriter):
+    """Append instruction counts (``{"case_key", "round", "instructions"}``) to a record file's counts file."""
+
+    def __init__(self, record_path: str):
+        super().__init__(record_path, COUNTS_SUFFIX)
+
+
+class ExtrasWriter(SideWriter):
+    """Append the pass after the rounds' parts (``{"case_key", "round", "flops", "memory", "extras"}``) to a
+    record file's extras file."""
+
+    def __init__(self, record_path: str):
+        super().__init__(record_path, EXTRAS_SUFFIX)
+
+
+def _read_side(path: str) -> Dict[Tuple[str, int], Dict]:
+    """``{(case key, round): entry}`` of the side file ``path`` (missing: empty); unreadable lines are
+    skipped (an entry cut by a kill is made again on ``--resume``)."""
     found: Dict[Tuple[str, int], Dict] = {}
     try:
-        fh = open(counts_path(path), "rb")
+        fh = open(path, "rb")
     except OSError:
         return found
     with fh:
         for raw in fh:
             try:
                 entry = json.loads(raw.decode("utf-8"))
-                found[(str(entry["case_key"]), int(entry["round"]))] = dict(entry["instructions"])
+                found[(str(entry["case_key"]), int(entry["round"]))] = dict(entry)
             except (ValueError, KeyError, TypeError, UnicodeDecodeError):
                 continue
     return found
+
+
+def read_counts(path: str) -> Dict[Tuple[str, int], Dict]:
+    """``{(case key, round): instructions part}`` of the record file ``path``'s counts file (none: empty)."""
+    found = {}
+    for key, entry in _read_side(counts_path(path)).items():
+        if isinstance(entry.get("instructions"), dict):
+            found[key] = dict(entry["instructions"])
+    return found
+
+
+def read_after_rounds(path: str) -> Dict[Tuple[str, int], Dict]:
+    """``{(case key, round): {"flops", "memory", "extras"}}`` of the record file ``path``'s extras file."""
+    return _read_side(extras_path(path))
+
+
+def merge_after_rounds(rec: Dict, entry: Dict) -> Dict:
+    """``rec`` (a first-round record whose ``extras.deferred`` names what the pass after the rounds ran) with
+    that pass's ``entry``: its ``flops`` part, its tensor-peak fields added to ``memory``, its extras'
+    seconds and failures added to ``extras`` (which keeps ``deferred``: where they ran)."""
+    merged = dict(rec)
+    if entry.get("flops") is not None:
+        merged["flops"] = entry["flops"]
+    if entry.get("memory"):
+        merged["memory"] = dict(rec.get("memory") or {}, **entry["memory"])
+    done = entry.get("extras") or {}
+    part = dict(rec.get("extras") or {})
+    for name in ("seconds", "failed"):
+        part[name] = dict(part.get(name) or {}, **(done.get(name) or {}))
+    merged["extras"] = part
+    return merged
+
+
+def _round_of(rec: Dict) -> int:
+    return int((rec.get("round") or {}).get("index") or 1)
 
 
 def iter_records(path: str, loads=None) -> Iterator[Tuple[int, Optional[Dict], Optional[str]]]:
@@ -147,6 +217,7 @@ def iter_records(path: str, loads=None) -> Iterator[Tuple[int, Optional[Dict], O
     the counts file (``read_counts``) where the record has none.
     """
     counts = read_counts(path)
+    after = read_after_rounds(path)
     with open(path, "rb") as fh:
         for lineno, raw in enumerate(fh, 1):
             try:
@@ -172,10 +243,16 @@ def iter_records(path: str, loads=None) -> Iterator[Tuple[int, Optional[Dict], O
             if problem:
                 yield lineno, None, problem
                 continue
-            counted = counts.get((rec.get("case_key"), int((rec.get("round") or {}).get("index") or 1))) \
-                if counts and isinstance(rec, dict) and not rec.get("instructions") else None
+            counted = counts.get((rec.get("case_key"), _round_of(rec))) \
+                if counts and not rec.get("instructions") else None
             if counted is not None and check(dict(rec, instructions=counted)) is None:
                 rec = dict(rec, instructions=counted)
+            made = after.get((rec.get("case_key"), _round_of(rec))) \
+                if after and (rec.get("extras") or {}).get("deferred") else None
+            if made is not None:
+                merged = merge_after_rounds(rec, made)
+                if check(merged) is None:
+                    rec = merged
             yield lineno, upgrade(rec), None
 
 
@@ -193,8 +270,9 @@ def rotate_aside(path: str) -> Optional[str]:
     os.makedirs(dest_dir, exist_ok=True)
     dest = os.path.join(dest_dir, os.path.basename(path))
     os.replace(path, dest)
-    if os.path.exists(counts_path(path)):
-        os.replace(counts_path(path), os.path.join(dest_dir, os.path.basename(counts_path(path))))
+    for suffix in SIDE_SUFFIXES:
+        if os.path.exists(side_path(path, suffix)):
+            os.replace(side_path(path, suffix), os.path.join(dest_dir, os.path.basename(side_path(path, suffix))))
     env_json = path[: -len(".jsonl")] + ".env.json"
     if os.path.exists(env_json):
         os.replace(env_json, os.path.join(dest_dir, os.path.basename(env_json)))

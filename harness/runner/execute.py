@@ -43,6 +43,7 @@ from harness.runner import (
     speed_probe,
     timing,
 )
+from harness.runner import extras as extras_modes
 from harness.runner.extras import CHECKS, FLOPS, PROFILE, REFERENCES, TASK, TENSOR_PEAK, Extras
 from harness.runner.memory import PeakMemory, tensor_peak_bytes
 from harness.runner.profile import profile_step
@@ -274,6 +275,8 @@ def run_case(case: Dict, settings: Dict, send: Optional[Callable[[Dict[str, Any]
     The build, the first step and the timed samples are the measurement: only they can make the
     case fail. The extras after them (``harness.runner.extras``) never can; ``send`` (the worker's
     channel) gets the measurement before the first extra and each extra's name before it runs."""
+    if settings.get("extras") == extras_modes.PASS:
+        return run_after_rounds(case, settings, send)
     t_start = time.perf_counter()
     measure = settings["measure"]
     seed = int(measure.get("seed", 0))
@@ -318,7 +321,8 @@ def run_case(case: Dict, settings: Dict, send: Optional[Callable[[Dict[str, Any]
     result["timing"] = timing_out
     result["checks"] = checks.merge(found)
     _finish(result, t_start, timed)
-    if settings.get("extras") is False:  # a timing-only round (harness.engine): the first round ran them
+    mode = settings.get("extras", extras_modes.ALL)
+    if mode is extras_modes.NONE:  # a timing-only round (harness.engine): the first round ran them
         del model, inputs, target, step, step_keep
         _release()
         return result
@@ -326,18 +330,10 @@ def run_case(case: Dict, settings: Dict, send: Optional[Callable[[Dict[str, Any]
     extras.measured(result)
 
     counted = None
-    on_cpu = case["device"] == "cpu"
-    if measure.get("flops", True):
-        with extras.run(FLOPS):  # on the CPU also the tensor peak's first profiled session
-            counted = flops.count_step(step, model, profile_memory=on_cpu)
-        if counted is not None and counted.get("error"):
-            extras.fail(FLOPS, counted["error"])
-    with extras.run(TENSOR_PEAK):
-        seen = FLOPS not in extras.failed and counted is not None
-        result["memory"].update(_tensor_peak(step, case["device"], seen))
-    if TENSOR_PEAK in extras.failed:
-        result["memory"].update(tensor_peak_bytes=None, tensor_peak_method=None,
-                                tensor_peak_error=extras.failed[TENSOR_PEAK])
+    if mode == extras_modes.DEFER:  # the pass after the rounds runs them (run_after_rounds)
+        extras.defer(extras_modes.AFTER_ROUNDS)
+    else:
+        counted = _profiled_extras(case, measure, model, step, extras, result["memory"])
     if settings.get("profile"):  # after the timed samples and the tensor peak's step, never among them
         with extras.run(PROFILE):
             result["profile"] = profile_step(step, case["device"], settings["profile"])
@@ -356,8 +352,9 @@ def run_case(case: Dict, settings: Dict, send: Optional[Callable[[Dict[str, Any]
                                               lambda: _references(case, seed, options))
         result["accuracy"] = _accuracy(case, settings["tolerance"], got_out, got_grads, *refs)
         result["accuracy"]["reference_shared"] = shared
-    result["flops"] = flops.record_part(counted, timing_out.get("median_s"), case["precision"], case["device"],
-                                        settings.get("roofline"))
+    if mode != extras_modes.DEFER:
+        result["flops"] = flops.record_part(counted, timing_out.get("median_s"), case["precision"], case["device"],
+                                            settings.get("roofline"))
     if settings.get("task", {}).get("enabled") and case["mode"] == "train":
         with extras.run(TASK):
             from harness.runner.task import run_task
@@ -367,6 +364,56 @@ def run_case(case: Dict, settings: Dict, send: Optional[Callable[[Dict[str, Any]
             result["task"] = {"error": extras.failed[TASK]}
     result["extras"] = extras.part()
     _finish(result, t_start, timed)
+    return result
+
+
+def _profiled_extras(case: Dict, measure: Dict, model, step, extras: Extras, memory: Dict[str, Any]):
+    """The FLOPs count (returned: ``flops.count_step``'s, or None where ``[measure] flops`` is off) and the
+    tensor peak (into ``memory``) of ``step``, each an extra (``extras.AFTER_ROUNDS``). On the CPU the FLOPs
+    step runs in a memory session too, so it is the tensor peak's first profiled session."""
+    counted = None
+    if measure.get("flops", True):
+        with extras.run(FLOPS):  # on the CPU also the tensor peak's first profiled session
+            counted = flops.count_step(step, model, profile_memory=case["device"] == "cpu")
+        if counted is not None and counted.get("error"):
+            extras.fail(FLOPS, counted["error"])
+    with extras.run(TENSOR_PEAK):
+        seen = FLOPS not in extras.failed and counted is not None
+        memory.update(_tensor_peak(step, case["device"], seen))
+    if TENSOR_PEAK in extras.failed:
+        memory.update(tensor_peak_bytes=None, tensor_peak_method=None, tensor_peak_error=extras.failed[TENSOR_PEAK])
+    return counted
+
+
+def run_after_rounds(case: Dict, settings: Dict, send: Optional[Callable[[Dict[str, Any]], None]] = None
+                     ) -> Dict[str, Any]:
+    """The pass after the timed rounds for one case whose first round deferred ``extras.AFTER_ROUNDS``
+    (``settings["extras"] == "pass"``): build the case as ``run_case`` does, take its first step
+    (uncounted: a model may do first-call work), then the FLOPs and the tensor peak, each an extra.
+    Nothing is timed. ``settings["median_s"]`` (the first round's timed median) gives the achieved
+    FLOP/s. Returns ``{"status": "ok", "memory": ..., "flops": ..., "extras": ...}``; a case that no
+    longer builds or steps here returns its ``classify``'d failure, which the pass records as both
+    extras' failure."""
+    measure = settings["measure"]
+    seed = int(measure.get("seed", 0))
+    try:
+        precision.check_autocast(case["device"], case["precision"])
+        model, inputs, target, step, step_keep, _ = case_step(case, seed, model_options(case, settings))
+        torch.manual_seed(seed)
+        step()
+        step = fault_hooks.wrap(fault_hooks.TIMED_STEP, case, step)  # the step the timed samples ran
+    except Exception as exc:  # noqa: BLE001 - the pass's failure, recorded as the extras'
+        _release()
+        return classify(exc)
+    extras = Extras(send, lambda exc: classify(exc)["reason"])
+    result: Dict[str, Any] = {"status": "ok", "reason": None, "memory": {}}
+    extras.measured(result)
+    counted = _profiled_extras(case, measure, model, step, extras, result["memory"])
+    del model, inputs, target, step, step_keep
+    _release()
+    result["flops"] = flops.record_part(counted, settings.get("median_s"), case["precision"], case["device"],
+                                        settings.get("roofline"))
+    result["extras"] = extras.part()
     return result
 
 

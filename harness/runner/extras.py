@@ -12,13 +12,25 @@ the next one runs. The record's ``extras`` part says how long each took and whic
 """
 import contextlib
 import time
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from harness.vocab import EXTRA_NAMES
 
 #: Every extra, in the order a case runs them (``harness.vocab.EXTRA_NAMES``).
 NAMES = EXTRA_NAMES
 FLOPS, TENSOR_PEAK, PROFILE, CHECKS, REFERENCES, TASK = NAMES
+
+#: The extras a run of several rounds or variants leaves to the pass after its timed rounds
+#: (``harness.engine.coordinator.extras_after_rounds``): they need only the case's model and step,
+#: not its timed worker, so they run two or more at once where the timed rounds run one case at a time.
+AFTER_ROUNDS = (FLOPS, TENSOR_PEAK)
+
+# What a worker runs of a case's extras: ``settings["extras"]``. True (or absent) and False are the
+# older protocol's words, kept so that a worker of an older tree (``ab``'s base) still understands them.
+ALL = True  #: every extra, right after the timed samples (a run of one round of one variant)
+NONE = False  #: timing only: the rounds after the first
+DEFER = "defer"  #: the first round of several: every extra but ``AFTER_ROUNDS``, which the pass runs
+PASS = "pass"  #: the pass after the rounds: build, one first step, then ``AFTER_ROUNDS`` only; nothing timed
 
 
 class Extras:
@@ -33,6 +45,7 @@ class Extras:
         self._describe = describe
         self.seconds: Dict[str, float] = {}
         self.failed: Dict[str, str] = {}
+        self.deferred: List[str] = []
 
     def measured(self, partial: Dict[str, Any]) -> None:
         """The case's measurement, sent before any extra runs: whatever an extra does, it is kept."""
@@ -59,9 +72,16 @@ class Extras:
         task run keeps its reason in its part too)."""
         self.failed.setdefault(name, reason)
 
+    def defer(self, names) -> None:
+        """Leave ``names`` to the pass after the timed rounds (``DEFER``): the record says so."""
+        self.deferred = list(names)
+
     def part(self) -> Dict[str, Any]:
         """The record's ``extras`` part."""
-        return {"seconds": dict(self.seconds), "failed": dict(self.failed)}
+        part: Dict[str, Any] = {"seconds": dict(self.seconds), "failed": dict(self.failed)}
+        if self.deferred:
+            part["deferred"] = list(self.deferred)
+        return part
 
 
 def lost_in(partial: Dict[str, Any], extra: Optional[str], reason: str, seconds: Optional[float]) -> Dict[str, Any]:

@@ -24,12 +24,16 @@ class DiskFull(Exception):
     """The record file could not be written for lack of space; the message says what was kept."""
 
 
-def progress_line(index: int, total: int, case: Case, rec: Dict) -> str:
-    """One line per case: what ran, its status, median, peak memory, accuracy."""
-    c = case
-    what = "%s %s b%s s%s %s ckpt=%s %s%s%s" % (c.model, c.mode, c.batch_size, c.size, c.precision, c.checkpoint,
+def case_words(c: Case) -> str:
+    """The case in a progress line's words: ``cbam_classifier_tiny train b2 s32 bf16 ckpt=none cpu``."""
+    return "%s %s b%s s%s %s ckpt=%s %s%s%s" % (c.model, c.mode, c.batch_size, c.size, c.precision, c.checkpoint,
                                               c.device, " cl" if c.channels_last else "",
                                               " compiled" if c.compile else "")
+
+
+def progress_line(index: int, total: int, case: Case, rec: Dict) -> str:
+    """One line per case: what ran, its status, median, peak memory, accuracy."""
+    what = case_words(case)
     width = len(str(total))
     head = "[%*d/%d] %-72s %-11s" % (width, index, total, what, rec["status"])
     if rec["status"] != "ok":

@@ -26,7 +26,9 @@ import sys
 _PR_SET_PDEATHSIG = 1
 #: The protocol this worker speaks, said in its ``ready`` line. 2: a case's ``settings`` may say
 #: ``"extras": false`` (a timing-only round of ``harness.engine``: the measurement, no extras).
-PROTOCOL = 2
+#: 3: also ``"extras": "defer"`` and ``"pass"`` (``harness.runner.extras``: the FLOPs and the tensor
+#: peak in a pass after the timed rounds).
+PROTOCOL = 3
 
 
 def _die_with_the_manager(manager_pid: int) -> None:

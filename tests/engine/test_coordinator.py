@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+from harness.record.store import read_records
+from harness.runner import extras
 from tests.runner.helpers import (
     MISBEHAVING,
     ROOT,
@@ -31,7 +33,7 @@ def test_rounds_interleave_the_variants_share_the_samples_and_run_the_extras_onc
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "2 variants (a 2 cases, b 2 cases), 3 rounds, interleaved" in proc.stdout
     assert "== a: 6 records (2 cases, 3 rounds): ok 6" in proc.stdout
-    runs = {label: read_jsonl(out / (label + ".jsonl")) for label in "ab"}
+    runs = {label: read_records(str(out / (label + ".jsonl"))) for label in "ab"}  # extras file merged
     for label, records in runs.items():
         by_round = _by_round(records)
         assert sorted(by_round) == [(s, r) for s in (8, 9) for r in (1, 2, 3)]
@@ -52,6 +54,44 @@ def test_rounds_interleave_the_variants_share_the_samples_and_run_the_extras_onc
         for r in (1, 2, 3):
             stamps = sorted((_by_round(runs[v])[(size, r)]["round"]["position"], v) for v in "ab")
             assert [p for p, _ in stamps] == [0, 1]
+
+
+def test_the_first_round_defers_flops_and_tensor_peak_to_a_pass_after_every_timed_round(tmp_path):
+    # 8 healthy; 11 hangs under the profiler (the FLOPs count's step), 12 segfaults there
+    path = write_scenario(tmp_path, MISBEHAVING % "8, 11, 12", extra="extra_timeout_s = 6\n")
+    out = tmp_path / "out"
+    proc = run_harness("matrix", path, *VARIANTS, "--rounds", "2", "--out", str(out))
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    # nothing of the pass beside a timed case: it starts after the last round's last visit
+    head = "extras after the rounds (flops, tensor_peak): 6 cases in 2 variants"
+    assert proc.stdout.index("[12/12]") < proc.stdout.index(head)
+    for label in "ab":
+        raw = {(r["case"]["size"], r["round"]["index"]): r for r in read_jsonl(out / (label + ".jsonl"))}
+        merged = {(r["case"]["size"], r["round"]["index"]): r for r in read_records(str(out / (label + ".jsonl")))}
+        for size in (8, 11, 12):
+            first = raw[(size, 1)]  # the first round's own line: measured, judged, its profiled extras deferred
+            assert first["status"] == "ok" and len(first["timing"]["samples_s"]) == 2
+            assert first["extras"]["deferred"] == list(extras.AFTER_ROUNDS) and first["accuracy"]["passed"]
+            assert first["flops"] is None and first["memory"].get("tensor_peak_bytes") is None
+            assert merged[(size, 1)]["timing"] == first["timing"] and merged[(size, 2)] == raw[(size, 2)]
+        healthy = merged[(8, 1)]
+        assert healthy["flops"]["per_iter"] > 0 and healthy["flops"]["achieved_per_s"] > 0
+        assert healthy["memory"]["tensor_peak_bytes"] > 0 and healthy["extras"]["failed"] == {}
+        assert set(healthy["extras"]["seconds"]) >= {extras.FLOPS, extras.TENSOR_PEAK, extras.REFERENCES}
+        hung, crashed = merged[(11, 1)]["extras"]["failed"], merged[(12, 1)]["extras"]["failed"]
+        assert list(hung) == [extras.FLOPS] and "overran its 6 s" in hung[extras.FLOPS], hung
+        assert list(crashed) == [extras.FLOPS] and "SIGSEGV" in crashed[extras.FLOPS], crashed
+        assert merged[(11, 1)]["status"] == merged[(12, 1)]["status"] == "ok"
+    # the figures are those a lone run takes right after its timed samples
+    lone = write_scenario(tmp_path, MISBEHAVING % "8", name="lone")
+    proc = run_harness("run", lone, "--out", str(tmp_path / "lone"), "--env-label", "e")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    inline = read_jsonl(tmp_path / "lone" / "e.jsonl")[0]
+    assert not inline["extras"].get("deferred") and inline["flops"]["per_iter"] > 0
+    for label in "ab":
+        made = {r["case"]["size"]: r for r in read_records(str(out / (label + ".jsonl"))) if r["round"]["index"] == 1}
+        assert made[8]["flops"]["per_iter"] == inline["flops"]["per_iter"]
+        assert made[8]["memory"]["tensor_peak_bytes"] == inline["memory"]["tensor_peak_bytes"]
 
 
 def test_a_lone_run_takes_one_round_and_a_scenario_may_ask_for_more(tmp_path):
@@ -186,8 +226,6 @@ def test_counts_come_after_every_timed_round_one_counting_worker_per_variant(tmp
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     # no count beside a timed case: the pass starts after the last round's last visit
     assert proc.stdout.index("[8/8]") < proc.stdout.index("instruction pass: 4 cases in 2 variants")
-    from harness.record.store import read_records
-
     for label in "ab":
         assert [r["instructions"] for r in read_jsonl(out / (label + ".jsonl"))] == [None] * 4
         merged = read_records(str(out / (label + ".jsonl")))

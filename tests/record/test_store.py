@@ -8,7 +8,17 @@ import sys
 import pytest
 
 from harness.record.schema import RecordError
-from harness.record.store import OutputLock, OutputLocked, RecordWriter, held_case_keys, iter_records
+from harness.record.store import (
+    ExtrasWriter,
+    OutputLock,
+    OutputLocked,
+    RecordWriter,
+    extras_path,
+    held_case_keys,
+    iter_records,
+    read_records,
+    rotate_aside,
+)
 from tests.record.test_schema import _rec
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -27,6 +37,42 @@ def test_append_then_read_back_with_truncated_tail_and_other_schema(tmp_path):
     problems = {n: p for n, _, p in got if p}
     assert "schema_version 99" in problems[3] and "not valid JSON" in problems[4]
     assert held_case_keys(path) == {"a", "b"}
+
+
+def test_the_extras_file_completes_the_first_round_records_that_deferred_them_and_no_other(tmp_path):
+    path = str(tmp_path / "e.jsonl")
+    deferred = {"seconds": {"references": 0.01}, "failed": {}, "deferred": ["flops", "tensor_peak"]}
+    first = dict(round={"index": 1, "of": 2, "variants": ["e", "f"], "paired": True},
+                 memory={"peak_bytes": 4096}, extras=deferred)
+    with RecordWriter(path) as w:
+        w.append(_rec("a", **first))
+        w.append(_rec("b", **first))
+        w.append(_rec("a", round={"index": 2, "of": 2, "variants": ["e", "f"], "paired": True},
+                      memory={"peak_bytes": 4096}))
+        w.append(_rec("c", memory={"peak_bytes": 4096}, extras={"seconds": {}, "failed": {}}))  # ran them inline
+    with ExtrasWriter(path) as w:
+        for key in ("a", "c"):
+            w.append({"case_key": key, "round": 1, "flops": {"per_iter": 1000, "tool": "t"},
+                      "memory": {"tensor_peak_bytes": 2048, "tensor_peak_method": "m"},
+                      "extras": {"seconds": {"flops": 0.5, "tensor_peak": 0.25}, "failed": {}}})
+        w.append({"case_key": "b", "round": 1, "flops": None, "memory": {},
+                  "extras": {"seconds": {"flops": 6.0}, "failed": {"flops": "overran its 6 s"}}})
+    with open(extras_path(path), "a") as fh:
+        fh.write('{"case_key": "a", "rou')  # a kill mid-write: that entry is made again on --resume
+    got = {(r["case_key"], (r.get("round") or {}).get("index", 1)): r for r in read_records(path)}
+    a = got[("a", 1)]
+    assert a["flops"]["per_iter"] == 1000 and a["flops"]["tool"] == "t"
+    assert (a["memory"]["peak_bytes"], a["memory"]["tensor_peak_bytes"], a["memory"]["tensor_peak_method"]) == (
+        4096, 2048, "m")
+    assert a["extras"] == {"seconds": {"references": 0.01, "flops": 0.5, "tensor_peak": 0.25}, "failed": {},
+                           "deferred": ["flops", "tensor_peak"]}
+    b = got[("b", 1)]
+    assert b["flops"] is None and b["memory"].get("tensor_peak_bytes") is None
+    assert b["extras"]["failed"] == {"flops": "overran its 6 s"} and b["status"] == "ok"
+    # a later round and a record that ran its extras inline take nothing from the file
+    assert got[("a", 2)].get("flops") is None and got[("c", 1)].get("flops") is None
+    moved = rotate_aside(path)  # the extras file moves with its records
+    assert not os.path.exists(extras_path(path)) and os.path.exists(extras_path(moved))
 
 
 def test_writer_rejects_unknown_status_and_unknown_fields(tmp_path):
