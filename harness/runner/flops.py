@@ -62,13 +62,33 @@ def _conv_backward_flops(grad_out_shape, x_shape, w_shape, _bias, _stride, _padd
     return forward * (int(bool(output_mask[0])) + int(bool(output_mask[1])))
 
 
+class _TotalOnly:
+    """Stands in for ``FlopCounterMode``'s module tracker where a build has one (``mod_tracker``): every
+    FLOP goes to the ``"Global"`` total, the only figure read here. The tracker only attributes FLOPs to
+    modules, through hooks on every module call and on the gradients of its inputs; under reentrant
+    checkpointing those hooks raise ("Expected gradient function to be set": 5 train cases of the
+    default matrix lost their count on the newest torch), and elsewhere they cost 6-27% of the counted
+    step with the same total (docs/flops.md, "The two counters")."""
+
+    parents = ("Global",)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+
 def count_flop_counter_mode(step: Callable[[], Any], profile_memory: bool = False) -> int:
-    """FLOPs of one call of ``step`` under ``FlopCounterMode`` (conv backward corrected for groups);
-    ``profile_memory``: inside a ``memory.memory_session`` too (see ``count_step``)."""
+    """FLOPs of one call of ``step`` under ``FlopCounterMode`` (conv backward corrected for groups; no
+    per-module attribution, ``_TotalOnly``); ``profile_memory``: inside a ``memory.memory_session`` too
+    (see ``count_step``)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     counter = FlopCounterMode(display=False,
                               custom_mapping={torch.ops.aten.convolution_backward: _conv_backward_flops})
+    if hasattr(counter, "mod_tracker"):  # feature, not version: older builds track modules otherwise, and keep it
+        counter.mod_tracker = _TotalOnly()
     with (memory_session() if profile_memory else contextlib.nullcontext()), counter:
         step()
     return int(counter.get_total_flops())

@@ -112,9 +112,10 @@ def test_the_matmuls_outside_modules_are_counted_from_their_shapes():
 
 @pytest.mark.skipif(not HAS_FCM, reason="this torch has no torch.utils.flop_counter.FlopCounterMode")
 @pytest.mark.parametrize("name", ["cbam_classifier_tiny", "datacube_cnn_tiny", "colorization_papernet_tiny",
-                                  "attention_mha_tiny"])
+                                  "attention_mha_tiny", "cswin_v2_tiny"])
 @pytest.mark.parametrize("mode, checkpoint", [("eval", "none"), ("train", "none"), ("train", "reentrant")])
 def test_the_two_counters_agree_where_both_exist(name, mode, checkpoint):
+    # cswin in reentrant train: the newest FlopCounterMode's module tracker raised there (flops._TotalOnly)
     model, step = _step(name, mode, checkpoint)
     counted, _ = flops.count_profiler(step, model)
     assert counted == flops.count_flop_counter_mode(step)
