@@ -287,7 +287,8 @@ class Round:
                                 "one variant, or a job that held one environment: nothing to pair with)",
                                 "round_paired", required=True, report=True)
     extras: Optional[bool] = _f("this round ran the case's extras (tensor peak, FLOPs, references, checks, "
-                                "counts): the first round does, later rounds time only", "round_extras",
+                                "counts): the first round does, later rounds time only (extras.deferred: "
+                                "those the pass after the rounds ran for it)", "round_extras",
                                 report=True)
 
 

@@ -1,12 +1,13 @@
 """The coordinator through ``torchmatrix matrix``: real variants (this interpreter twice, as two labels),
-real workers, the misbehaving fixture. Rounds interleave, share the samples and run the extras once;
-Ctrl-C in round 2 keeps every record and ``--resume`` runs only the missing (case, round) visits; a
-variant whose worker cannot start drops out while the other goes on."""
+real workers, the misbehaving fixture. Rounds interleave, share the samples and run the extras once, the
+FLOPs and tensor peak in a pass after every timed round; Ctrl-C in round 2 or in that pass keeps every
+record and ``--resume`` runs only what is missing; a variant whose worker cannot start drops out while
+the other goes on."""
 import os
 import subprocess
 import sys
 
-from harness.record.store import read_records
+from harness.record.store import read_after_rounds, read_records
 from harness.runner import extras
 from tests.runner.helpers import (
     MISBEHAVING,
@@ -166,6 +167,39 @@ def test_ctrl_c_in_round_two_keeps_every_record_and_resume_runs_only_the_missing
         assert sorted((r["case"]["size"], r["round"]["index"]) for r in records) == [
             (s, r) for s in (8, 13) for r in (1, 2, 3)]  # each visit once
         assert all(r["status"] == "ok" for r in records)
+
+
+def test_ctrl_c_in_the_extras_after_the_rounds_keeps_everything_and_resume_runs_the_rest(tmp_path):
+    path = write_scenario(tmp_path, MISBEHAVING % "8, 13", timeout=120)
+    out = tmp_path / "out"
+    flag, marker = tmp_path / "hang-now", tmp_path / "in_flight"
+    env = dict(os.environ, PYTHONPATH=ROOT, MISBEHAVING_HANG_IF_EXISTS=str(flag), MISBEHAVING_HANG_MARKER=str(marker))
+    files = [out / (v + ".jsonl") for v in "ab"]
+
+    def rounds_over_then_hang():
+        wait_for(lambda: all(f.exists() and len(read_jsonl(f)) == 4 for f in files), timeout=300)
+        flag.touch()  # size 13 hangs from now on: the pass's first step of it (its workers are still starting)
+
+    code, stdout = ctrl_c_when_in_flight(harness_cmd("matrix", path, *VARIANTS, "--rounds", "2", "--out", str(out)),
+                                         env, marker, before=rounds_over_then_hang)
+    assert code == 130, stdout[-2000:]
+    assert "interrupted in the extras after the rounds: every record and the extras made are kept; run again " \
+           "with --resume to run the rest" in stdout, stdout[-2000:]
+    kept = {f.name: read_jsonl(f) for f in files}
+    assert all(r["status"] == "ok" for records in kept.values() for r in records)
+    made = sum(len(read_after_rounds(str(f))) for f in files)
+    assert made < 4  # size 13's entries were not made
+    flag.unlink()
+    proc = run_harness("matrix", path, *VARIANTS, "--rounds", "2", "--out", str(out), "--resume")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "resuming: 8 of 8 (case, round) visits already recorded, 0 to go" in proc.stdout
+    assert "extras after the rounds (flops, tensor_peak): %d cases in" % (4 - made) in proc.stdout
+    for f in files:
+        assert read_jsonl(f) == kept[f.name]  # no record rewritten, no visit run again
+        for rec in read_records(str(f)):
+            if rec["round"]["index"] == 1:
+                assert rec["flops"]["per_iter"] > 0 and rec["memory"]["tensor_peak_bytes"] > 0, rec["case_key"]
+                assert rec["extras"]["failed"] == {}
 
 
 def test_a_variant_whose_worker_cannot_start_drops_out_and_the_other_goes_on(tmp_path):
