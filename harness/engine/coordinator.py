@@ -352,6 +352,7 @@ def extras_after_rounds(states: List[_State], scenario: Scenario, print_fn, firs
     lock = threading.Lock()
     stop = threading.Event()
     live: List[Worker] = []
+    failures: List[BaseException] = []  # a job's error, raised here once every job has stopped
     writers = {id(s): ExtrasWriter(s.variant.out_path) for s, _ in todo}
 
     def run_job(s: _State, records: List[Dict]) -> None:
@@ -369,6 +370,12 @@ def extras_after_rounds(states: List[_State], scenario: Scenario, print_fn, firs
                     print_fn("[extras %*d/%d] %-72s %s  [%s]" % (
                         len(str(total)), done[0], total, case_words(s.by_key[rec["case_key"]][0]),
                         _after_rounds_line(entry), s.variant.label))
+        except Exception as exc:  # noqa: BLE001 - stops the pass; raised in the coordinator's thread
+            if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                exc = DiskFull("disk full writing %s: every record is kept, %d extras made; run again with "
+                               "--resume when there is space" % (writers[id(s)].path, done[0]))
+            failures.append(exc)
+            stop.set()
         finally:
             for w in workers.values():
                 w.close()
@@ -381,10 +388,12 @@ def extras_after_rounds(states: List[_State], scenario: Scenario, print_fn, firs
     try:
         while queue or running:
             running = [t for t in running if t.is_alive()]
-            while queue and len(running) < slots:
+            while queue and len(running) < slots and not stop.is_set():
                 t = threading.Thread(target=run_job, args=queue.pop(0), daemon=True)
                 t.start()
                 running.append(t)
+            if stop.is_set():
+                queue = []
             time.sleep(0.02)
     except KeyboardInterrupt:
         stop.set()
@@ -395,6 +404,8 @@ def extras_after_rounds(states: List[_State], scenario: Scenario, print_fn, firs
     finally:
         for w in writers.values():
             w.close()
+    if failures:
+        raise failures[0]
 
 
 def _after_rounds_entry(s: _State, scenario: Scenario, rec: Dict, workers: Dict[int, Worker], live: List[Worker],

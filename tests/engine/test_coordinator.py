@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from harness.record.store import read_after_rounds, read_records
 from harness.runner import extras
 from tests.runner.helpers import (
@@ -19,6 +21,7 @@ from tests.runner.helpers import (
     wait_for,
     write_scenario,
 )
+from tests.test_run_command import _mount_tmpfs
 
 VARIANTS = ["--variant", "a=" + sys.executable, "--variant", "b=" + sys.executable]
 
@@ -200,6 +203,50 @@ def test_ctrl_c_in_the_extras_after_the_rounds_keeps_everything_and_resume_runs_
             if rec["round"]["index"] == 1:
                 assert rec["flops"]["per_iter"] > 0 and rec["memory"]["tensor_peak_bytes"] > 0, rec["case_key"]
                 assert rec["extras"]["failed"] == {}
+
+
+def test_a_full_disk_in_the_extras_after_the_rounds_stops_the_run_and_resume_makes_the_rest(tmp_path):
+    disk = tmp_path / "disk"
+    root, why = _mount_tmpfs(disk, "2m")
+    if why:
+        if os.environ.get("CI") == "true":  # CI has root or sudo: a skip there would hide this test for good
+            pytest.fail("CI=true, and the full-disk test cannot run: %s" % why)
+        pytest.skip(why)
+    try:
+        path = write_scenario(tmp_path, MISBEHAVING % "8, 9")
+        files = [disk / (v + ".jsonl") for v in "ab"]
+        filler = disk / "filler"
+
+        def fill_once_the_rounds_are_over():  # before the pass's workers have imported torch
+            wait_for(lambda: all(f.exists() and len(read_jsonl(f)) == 2 for f in files), timeout=300)
+            with open(str(filler), "wb") as fh:
+                try:
+                    while True:
+                        fh.write(b"\0" * 4096)
+                        fh.flush()
+                except OSError:
+                    pass
+
+        proc = subprocess.Popen(harness_cmd("matrix", path, *VARIANTS, "--rounds", "1", "--out", str(disk)), cwd=ROOT,
+                                env=dict(os.environ, PYTHONPATH=ROOT), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        fill_once_the_rounds_are_over()
+        stdout, stderr = proc.communicate(timeout=300)
+        assert proc.returncode == 1, stdout[-2000:] + stderr[-2000:]
+        lines = stderr.strip().splitlines()
+        assert len(lines) == 1 and "error: disk full writing %s/" % disk in lines[0] and ".extras: every record " \
+            "is kept" in lines[0] and "run again with --resume when there is space" in lines[0], lines
+        kept = {f.name: read_jsonl(f) for f in files}
+        assert all(len(records) == 2 and r["status"] == "ok" for records in kept.values() for r in records)
+        filler.unlink()
+        again = run_harness("matrix", path, *VARIANTS, "--rounds", "1", "--out", str(disk), "--resume")
+        assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+        for f in files:
+            assert read_jsonl(f) == kept[f.name]
+            assert all(r["flops"]["per_iter"] > 0 and r["memory"]["tensor_peak_bytes"] > 0
+                       for r in read_records(str(f)))
+    finally:
+        subprocess.run((root or []) + ["umount", "-l", str(disk)], capture_output=True)
 
 
 def test_a_variant_whose_worker_cannot_start_drops_out_and_the_other_goes_on(tmp_path):
