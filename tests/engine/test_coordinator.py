@@ -219,13 +219,14 @@ def test_a_full_disk_in_the_extras_after_the_rounds_stops_the_run_and_resume_mak
 
         def fill_once_the_rounds_are_over():  # before the pass's workers have imported torch
             wait_for(lambda: all(f.exists() and len(read_jsonl(f)) == 2 for f in files), timeout=300)
-            with open(str(filler), "wb") as fh:
-                try:
-                    while True:
-                        fh.write(b"\0" * 4096)
-                        fh.flush()
-                except OSError:
-                    pass
+            fd = os.open(str(filler), os.O_WRONLY | os.O_CREAT)  # unbuffered: no flush left to fail at close
+            try:
+                while True:
+                    os.write(fd, b"\0" * 4096)
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
 
         proc = subprocess.Popen(harness_cmd("matrix", path, *VARIANTS, "--rounds", "1", "--out", str(disk)), cwd=ROOT,
                                 env=dict(os.environ, PYTHONPATH=ROOT), stdout=subprocess.PIPE,
