@@ -385,6 +385,17 @@ def _profiled_extras(case: Dict, measure: Dict, model, step, extras: Extras, mem
     return counted
 
 
+def _built_and_stepped(case: Dict, settings: Dict):
+    """(model, inputs, target, step, step_keep) of ``case`` built as ``run_case`` builds it, after its first
+    step (uncounted, untimed: it allocates, makes the optimizer's state and any first-call work)."""
+    seed = int(settings["measure"].get("seed", 0))
+    precision.check_autocast(case["device"], case["precision"])
+    model, inputs, target, step, step_keep, _ = case_step(case, seed, model_options(case, settings))
+    torch.manual_seed(seed)
+    step()
+    return model, inputs, target, step, step_keep
+
+
 def run_after_rounds(case: Dict, settings: Dict, send: Optional[Callable[[Dict[str, Any]], None]] = None
                      ) -> Dict[str, Any]:
     """The pass after the timed rounds for one case whose first round deferred ``extras.AFTER_ROUNDS``
@@ -395,12 +406,8 @@ def run_after_rounds(case: Dict, settings: Dict, send: Optional[Callable[[Dict[s
     longer builds or steps here returns its ``classify``'d failure, which the pass records as both
     extras' failure."""
     measure = settings["measure"]
-    seed = int(measure.get("seed", 0))
     try:
-        precision.check_autocast(case["device"], case["precision"])
-        model, inputs, target, step, step_keep, _ = case_step(case, seed, model_options(case, settings))
-        torch.manual_seed(seed)
-        step()
+        model, inputs, target, step, step_keep = _built_and_stepped(case, settings)
         step = fault_hooks.wrap(fault_hooks.TIMED_STEP, case, step)  # the step the timed samples ran
     except Exception as exc:  # noqa: BLE001 - the pass's failure, recorded as the extras'
         _release()
@@ -430,12 +437,8 @@ def count_case(case: Dict, settings: Dict, dump_dir: str) -> Dict[str, Any]:
     ``instructions_iters`` steps. Returns the record's ``instructions`` part."""
     t_start = time.perf_counter()
     measure = settings["measure"]
-    seed = int(measure.get("seed", 0))
     try:
-        precision.check_autocast(case["device"], case["precision"])
-        model, inputs, target, step, step_keep, _ = case_step(case, seed, model_options(case, settings))
-        torch.manual_seed(seed)
-        step()
+        model, inputs, target, step, step_keep = _built_and_stepped(case, settings)
         out = instructions.count_steps(step, warmup_iters=measure["instructions_warmup_iters"],
                                        iters=measure["instructions_iters"], repeats=measure["instructions_repeats"],
                                        dump_dir=dump_dir)
